@@ -1,0 +1,210 @@
+"""``python -m genlab train | resume | eval``.
+
+Model options are built from the config dataclasses in the registry, so ``--help``
+lists every option of every model with its default and allowed values, and an
+option given to a model that does not have it is an error rather than ignored.
+Bad arguments give one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import coerce, defaults, describe, validate
+from .models import MODELS, model_entry
+from .train import TrainConfig
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line (no usage block) and exits 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _cli_fields(cls):
+    return [f for f in fields(cls) if f.metadata.get("cli", True)]
+
+
+def _fmt_default(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def _model_options() -> dict[str, dict]:
+    """Every model-config field, with the models that have it and their defaults."""
+    opts: dict[str, dict] = {}
+    for name, (_, cfg_cls) in MODELS.items():
+        values = defaults(cfg_cls)
+        for f in _cli_fields(cfg_cls):
+            o = opts.setdefault(f.name, {"field": f, "models": {}})
+            o["models"][name] = values[f.name]
+    return opts
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    for f in _cli_fields(TrainConfig):
+        if f.name == "dataset":
+            continue
+        g.add_argument(_flag(f.name), dest=f"train.{f.name}", default=None, metavar="V",
+                       help=f"{f.metadata['help']} [default: {_fmt_default(f.default)}; {describe(f)}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="genlab", description="Train, resume and evaluate genlab models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    t = sub.add_parser("train", help="train a model; prints where the run was written")
+    t.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
+    t.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or svhn [default: mnist]")
+    where = t.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", help="write the run here (must not hold a run yet)")
+    where.add_argument("--runs-dir", default="runs", help="folder for a new run [default: runs]")
+    t.add_argument("--name", help="run name under --runs-dir [default: MODEL-DATASET-TIME]")
+    _add_train_options(t)
+    g = t.add_argument_group("model options (each applies to the models named)")
+    for name, o in _model_options().items():
+        f = o["field"]
+        defaults = "; ".join(f"{m}: {_fmt_default(v)}" for m, v in o["models"].items())
+        g.add_argument(_flag(name), dest=f"model.{name}", default=None, metavar="V",
+                       help=f"{f.metadata['help']} [{defaults}; {describe(f)}]")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue a run from its last completed epoch")
+    r.add_argument("run_dir")
+    r.add_argument("--epochs", type=int, help="train until this many epochs in all [default: as configured]")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="evaluate a run on the test split and write eval.json")
+    e.add_argument("run_dir")
+    e.add_argument("--k", type=int, default=1, help="importance samples for log p(x) of latent models "
+                   "[default: 1; 1..5000]")
+    e.add_argument("--split", default="test", choices=("val", "test"), help="[default: test]")
+    e.add_argument("--data-root", default=None, help="dataset folder [default: as trained]")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _collect(ns: argparse.Namespace, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in vars(ns).items() if k.startswith(prefix) and v is not None}
+
+
+def parse_train(ns: argparse.Namespace):
+    """Turn parsed train arguments into (model name, model config, train config).
+
+    Raises ValueError with a one-line message on anything invalid."""
+    model_cls, cfg_cls = model_entry(ns.model)
+    from .data import dataset_info
+
+    info = dataset_info(ns.dataset)
+    given = _collect(ns, "model.")
+    allowed = {f.name: f for f in _cli_fields(cfg_cls)}
+    wrong = [n for n in given if n not in allowed]
+    if wrong:
+        raise ValueError(f"{_flag(wrong[0])} does not apply to model {ns.model}; its options: "
+                         + ", ".join(_flag(n) for n in allowed))
+    model_cfg = cfg_cls(**_coerce_all(cfg_cls, given), image_shape=info.shape)
+    validate(model_cfg, _flag)
+    train_cfg = TrainConfig(dataset=ns.dataset, **_coerce_all(TrainConfig, _collect(ns, "train.")))
+    validate(train_cfg, _flag)
+    return ns.model, model_cfg, train_cfg
+
+
+def _coerce_all(cls, given: dict) -> dict:
+    known = {f.name: f for f in fields(cls)}
+    out = {}
+    for name, value in given.items():
+        try:
+            out[name] = coerce(cls, known[name], value)
+        except ValueError as e:
+            raise ValueError(_flag(name) + str(e)[len(name):]) from None
+    return out
+
+
+def _err(msg: str) -> str:
+    """The first line of an error message: errors are one line, never a traceback."""
+    return msg.strip().splitlines()[0] if msg.strip() else "unknown error"
+
+
+def cmd_train(ns) -> int:
+    from . import runs
+    from .train import train_run
+
+    try:
+        name, model_cfg, train_cfg = parse_train(ns)
+    except (TypeError, ValueError) as e:
+        print(f"genlab train: error: {_err(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if ns.run_dir:
+            run_dir = runs.claim_run_dir(ns.run_dir)
+        else:
+            run_dir = runs.new_run_dir(ns.runs_dir, ns.name or runs.default_run_name(name, train_cfg.dataset))
+        runs.write_config(run_dir, name, model_cfg, train_cfg)
+    except (runs.RunError, OSError) as e:
+        print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
+        return 1
+    print(f"run directory: {run_dir}", flush=True)
+    return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
+
+
+def cmd_resume(ns) -> int:
+    from .train import train_run
+
+    if ns.epochs is not None and ns.epochs < 1:
+        print("genlab resume: error: --epochs must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(lambda: train_run(ns.run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
+                Path(ns.run_dir))
+
+
+def _run(fn, run_dir: Path) -> int:
+    """Run a training call; faults become one line on stderr (status.json has it too)."""
+    from .data import DatasetError
+    from .runs import RunError
+    from .train import TrainingFailed
+
+    try:
+        status = fn()
+    except (DatasetError, RunError, TrainingFailed, ValueError, OSError) as e:
+        print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
+        return 1
+    state = status.get("state")
+    print(f"{state}: epoch {status.get('epoch')}, run written to {run_dir}"
+          + (f" ({status['message']})" if status.get("message") else ""))
+    return 0 if state in ("done", "stopped") else 1
+
+
+def cmd_eval(ns) -> int:
+    from .data import DatasetError
+    from .metrics import evaluate_run
+    from .runs import RunError
+
+    if not 1 <= ns.k <= 5000:
+        print(f"genlab eval: error: --k must be between 1 and 5000 (got {ns.k})", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
+                           device=ns.device, limit=ns.limit, progress=not ns.quiet)
+    except (DatasetError, RunError, ValueError, OSError) as e:
+        print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
+        return 1
+    for key, v in res.items():
+        print(f"{key:>14}: {v:.4f}" if isinstance(v, float) else f"{key:>14}: {v}")
+    print(f"written to {Path(ns.run_dir) / 'eval.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval}[ns.command](ns)

@@ -1,0 +1,188 @@
+"""Datasets, splits and per-model preprocessing.
+
+Each split is read once through ``torchvision.datasets`` into a uint8 tensor
+(N, C, H, W) with its labels beside it; training slices batches from that tensor
+(on the training device when it fits), so there are no per-item Python transforms
+in the training loop.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+PREPROCESS = ("dynamic", "static", "dequantize")
+"""How uint8 pixels become model inputs in [0, 1]:
+dynamic    -- binarise with a fresh Bernoulli draw per batch (Salakhutdinov & Murray 2008)
+static     -- binarise once with a fixed seed (the same binary images every epoch)
+dequantize -- uniform dequantisation (x + u) / 256, u ~ U[0, 1), for densities on [0, 1]
+"""
+STATIC_SEED = 20140101
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    shape: tuple[int, int, int]  # (C, H, W)
+    classes: tuple[str, ...]
+    val_size: int  # held out from the training split, fixed and seeded
+    folder: str  # where torchvision looks under the data root
+    files: tuple[str, ...]  # what torchvision expects in that folder
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", (1, 28, 28), _DIGITS, 5000, "MNIST/raw", _MNIST_FILES),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", (1, 28, 28),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        5000, "FashionMNIST/raw", _MNIST_FILES),
+    # report 002: 65k train / 8,257 validation / 26,032 test
+    "svhn": DatasetInfo("svhn", (3, 32, 32), _DIGITS, 8257, ".",
+                        ("train_32x32.mat", "test_32x32.mat")),
+}
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing or damaged; the message says which files and where."""
+
+
+def data_root(arg: str | os.PathLike | None = None) -> Path:
+    """``--data-root`` if given, else ``$GENLAB_DATA``, else ``./data``."""
+    return Path(arg or os.environ.get("GENLAB_DATA") or "data")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_present(name: str, root: str | os.PathLike | None = None) -> bool:
+    info = dataset_info(name)
+    folder = data_root(root) / info.folder
+    return all((folder / f).exists() for f in info.files)
+
+
+@dataclass
+class ImageData:
+    """One split in memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    x: torch.Tensor
+    y: torch.Tensor
+    dataset: str
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        return ImageData(self.x.to(device), self.y.to(device), self.dataset, self.split)
+
+
+def _missing_message(info: DatasetInfo, root: Path, why: str) -> str:
+    folder = (root / info.folder).resolve()
+    return (f"dataset {info.name!r} not found in {folder} ({why}); expected files: "
+            f"{', '.join(info.files)}. Go online so torchvision can download it, or point "
+            f"--data-root / GENLAB_DATA at a folder holding {info.folder}/")
+
+
+def _torchvision_split(info: DatasetInfo, root: Path, train: bool, download: bool):
+    """Raw (x, y) numpy/tensor pair for torchvision's train or test split."""
+    if info.name == "svhn":
+        ds = torchvision.datasets.SVHN(str(root / info.folder), split="train" if train else "test",
+                                       download=download)
+        return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels)
+    cls = torchvision.datasets.MNIST if info.name == "mnist" else torchvision.datasets.FashionMNIST
+    ds = cls(str(root), train=train, download=download)
+    return ds.data.unsqueeze(1), ds.targets
+
+
+def _read(info: DatasetInfo, root: Path, train: bool, download: bool):
+    present = dataset_present(info.name, root)
+    if not present and not download:
+        raise DatasetError(_missing_message(info, root, "download disabled"))
+    try:
+        x, y = _torchvision_split(info, root, train, download and not present)
+    except DatasetError:
+        raise
+    except Exception as e:  # urllib, checksum and parse errors all land here
+        if not dataset_present(info.name, root):
+            raise DatasetError(_missing_message(info, root, "download failed: "
+                                                f"{type(e).__name__}")) from None
+        raise DatasetError(f"dataset {info.name!r} in {(root / info.folder).resolve()} is "
+                           f"damaged ({type(e).__name__}: {e}); delete the files "
+                           f"{', '.join(info.files)} there and download again") from None
+    x = torch.as_tensor(x, dtype=torch.uint8)
+    if tuple(x.shape[1:]) != info.shape:
+        raise DatasetError(f"dataset {info.name!r} in {(root / info.folder).resolve()} has images of "
+                           f"shape {tuple(x.shape[1:])}, expected {info.shape}")
+    return x.contiguous(), torch.as_tensor(y, dtype=torch.int64)
+
+
+def load_split(name: str, split: str, root: str | os.PathLike | None = None, *,
+               download: bool = True, limit: int | None = None) -> ImageData:
+    """Load ``split`` ("train", "val" or "test") of dataset ``name`` into memory.
+
+    The validation split is a fixed, seeded subset of torchvision's training split
+    and is never part of "train"; "test" is torchvision's test split, untouched.
+    ``limit`` keeps only the first N images of the split (for quick runs and tests).
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = data_root(root)
+    x, y = _read(info, root, split != "test", download)
+    if split != "test":
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        idx = perm[:info.val_size] if split == "val" else perm[info.val_size:].sort().values
+        x, y = x[idx], y[idx]
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return ImageData(x, y, name, split)
+
+
+def preprocess(x: torch.Tensor, how: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float in [0, 1] as the model expects (see PREPROCESS).
+
+    For "static" the caller binarises the whole split once with :func:`binarize_static`
+    (pixels 0 or 255), so here it is a plain rescale.
+    """
+    xf = x.float()
+    if how == "dynamic":
+        return torch.bernoulli(xf / 255.0, generator=generator)
+    if how == "static":
+        return xf / 255.0
+    if how == "dequantize":
+        u = torch.rand(xf.shape, generator=generator, device=xf.device)
+        return (xf + u) / 256.0
+    raise ValueError(f"unknown preprocessing {how!r}; choose one of {', '.join(PREPROCESS)}")
+
+
+def binarize_static(x: torch.Tensor, seed: int = STATIC_SEED) -> torch.Tensor:
+    """Fixed binarisation of a whole split: uint8 pixels 0 or 255, same result every call."""
+    g = torch.Generator().manual_seed(seed)
+    bits = torch.bernoulli(x.float().cpu() / 255.0, generator=g)
+    return (bits * 255).to(torch.uint8).to(x.device)
+
+
+def prepare(data: ImageData, how: str) -> ImageData:
+    """Do once per split what can be done once: static binarisation."""
+    if how == "static":
+        return ImageData(binarize_static(data.x), data.y, data.dataset, data.split)
+    return data
+
+
+def batches(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+            device: torch.device | str = "cpu"):
+    """Index tensors for one pass over n items (the last batch may be smaller)."""
+    order = (torch.randperm(n, generator=generator).to(device) if shuffle
+             else torch.arange(n, device=device))
+    return order.split(batch_size)

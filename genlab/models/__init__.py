@@ -1,0 +1,26 @@
+"""The model registry: name -> (model class, config class).
+
+The CLI, the checkpoint loader, evaluation and the app all read this one dict.
+"""
+from __future__ import annotations
+
+from .base import GenerativeModel
+from .vae import VAE, VAEConfig
+
+MODELS: dict[str, tuple[type[GenerativeModel], type]] = {
+    "vae": (VAE, VAEConfig),
+}
+
+
+def model_entry(name: str) -> tuple[type[GenerativeModel], type]:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build_model(name: str, config: dict) -> GenerativeModel:
+    """Rebuild a model from its registry name and config dict (as in config.json)."""
+    from ..config import from_dict
+
+    cls, cfg_cls = model_entry(name)
+    return cls(from_dict(cfg_cls, config, what=f"config of model {name!r}"))

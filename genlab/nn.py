@@ -1,0 +1,90 @@
+"""Shared network blocks: MLPs, a small conv encoder/decoder, a ResNet block."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: list[int] | tuple[int, ...], act: type[nn.Module] = nn.ReLU,
+        out_act: nn.Module | None = None) -> nn.Sequential:
+    """Linear layers of the given widths with ``act`` between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+def _down(size: int) -> int:
+    return (size + 1) // 2  # a k=4, s=2, p=1 conv halves a side, rounding up
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions and a linear head: (B, C, H, W) -> (B, out_dim)."""
+
+    def __init__(self, shape: tuple[int, int, int], out_dim: int, width: int = 32, hidden: int = 256):
+        super().__init__()
+        c, h, w = shape
+        self.net = nn.Sequential(
+            nn.Conv2d(c, width, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * _down(_down(h)) * _down(_down(w)), hidden), nn.ReLU(),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: (B, in_dim) -> (B, out_channels, H, W)."""
+
+    def __init__(self, in_dim: int, shape: tuple[int, int, int], out_channels: int,
+                 width: int = 32, hidden: int = 256):
+        super().__init__()
+        _, h, w = shape
+        self.h4, self.w4, self.width = _down(_down(h)), _down(_down(w)), width
+        self.shape = (h, w)
+        self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(),
+                                nn.Linear(hidden, 2 * width * self.h4 * self.w4), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(width, out_channels, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, 2 * self.width, self.h4, self.w4)
+        out = self.net(h)  # (B, out, 4*h4, 4*w4), cropped when H or W is not a multiple of 4
+        return out[..., :self.shape[0], :self.shape[1]]
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block with two 3x3 convolutions (He et al. 2016)."""
+
+    def __init__(self, channels: int, norm: bool = True):
+        super().__init__()
+        Norm = nn.BatchNorm2d if norm else nn.Identity  # noqa: N806
+        self.net = nn.Sequential(Norm(channels), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                 Norm(channels), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(x; mu, exp(logvar))."""
+    return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar))
+
+
+def log_std_normal(x: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(x; 0, 1)."""
+    return -0.5 * (LOG_2PI + x ** 2)

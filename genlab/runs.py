@@ -1,0 +1,285 @@
+"""Run directories: create, list, load and resume; every write is atomic.
+
+A run directory holds
+    config.json     model name, model config, training config (all to rebuild the model)
+    status.json     state (running / done / stopped / failed), progress, message, pid
+    metrics.jsonl   one JSON object per line, flushed as written
+    checkpoint.pt   model + optimisers + epoch, written to a temp file and renamed
+    samples/epoch_NNN.png
+    eval.json       written by ``python -m genlab eval``
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import from_dict, to_dict
+from .models import GenerativeModel, build_model, model_entry
+
+CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
+    "config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "eval.json")
+
+
+class RunError(RuntimeError):
+    """A run directory, checkpoint or config that cannot be used; the message says why."""
+
+
+# -- atomic writes --------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
+    a crash or a full disk never leaves a half-written file under the real name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: it can never run code.
+
+    Raises RunError naming the file for a missing, empty, truncated, foreign or
+    code-carrying checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path}: no checkpoint (the run has not finished an epoch yet)")
+    if path.stat().st_size == 0:
+        raise RunError(f"{path}: checkpoint file is empty")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"{path}: refused to load: the checkpoint holds objects that are not "
+                       f"plain tensors and containers ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise RunError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                       f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"kind", "model", "config"} <= set(ckpt):
+        raise RunError(f"{path}: not a genlab checkpoint (expected a dict with kind, model, config)")
+    return ckpt
+
+
+# -- metrics --------------------------------------------------------------------
+class MetricsWriter:
+    """Append JSON lines, flushed at once so other processes can tail the file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._repair_torn_tail()
+        self.f = open(self.path, "a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        """A process killed mid-write can leave a last line without its newline;
+        cut it off so appended lines stay valid JSON lines."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+
+    def write(self, record: dict) -> None:
+        self.f.write(json.dumps(record) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_metrics(path: str | os.PathLike) -> tuple[list[dict], int]:
+    """All records of a metrics.jsonl and the number of unreadable lines skipped
+    (a torn last line from a killed process, for instance)."""
+    records, bad = [], 0
+    path = Path(path)
+    if not path.exists():
+        return records, 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad += 1
+    return records, bad
+
+
+# -- run directories ------------------------------------------------------------
+def new_run_dir(runs_root: str | os.PathLike, name: str) -> Path:
+    """Create a fresh run directory; two trainings never get the same one (mkdir is
+    atomic, so a name already taken gets a numbered suffix)."""
+    root = Path(runs_root)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        path = root / (name if i == 0 else f"{name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"could not find a free run name like {name!r} in {root}")
+
+
+def claim_run_dir(path: str | os.PathLike) -> Path:
+    """Use an explicit run directory; refuse one that already holds a run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if (path / CONFIG).exists() or (path / CHECKPOINT).exists():
+            raise RunError(f"{path} already holds a run; resume it with "
+                           f"`python -m genlab resume {path}` or choose another --run-dir") from None
+    return path
+
+
+def default_run_name(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_status(run_dir: str | os.PathLike, **fields) -> dict:
+    """Merge ``fields`` into status.json (atomic) and return the new status."""
+    path = Path(run_dir) / STATUS
+    status = read_json(path) or {}
+    status.update(fields, updated=time.time())
+    atomic_write_json(path, status)
+    return status
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+@dataclass
+class RunConfig:
+    """What config.json holds: enough to rebuild the model and repeat the training."""
+    model: str
+    model_config: dict
+    train: dict
+    extra: dict = field(default_factory=dict)
+
+
+def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg) -> None:
+    atomic_write_json(Path(run_dir) / CONFIG, {"model": model, "model_config": to_dict(model_cfg),
+                                               "train": to_dict(train_cfg)})
+
+
+def read_config(run_dir: str | os.PathLike) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise RunError(f"{path}: missing; {run_dir} is not a genlab run directory")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict) or not {"model", "model_config", "train"} <= set(raw):
+        raise RunError(f"{path}: expected keys model, model_config, train")
+    try:
+        model_entry(raw["model"])
+    except ValueError as e:
+        raise RunError(f"{path}: {e}") from None
+    return RunConfig(raw["model"], raw["model_config"], raw["train"])
+
+
+def load_model(run_dir: str | os.PathLike, map_location="cpu") -> tuple[GenerativeModel, dict, RunConfig]:
+    """Rebuild a run's model from config.json and checkpoint.pt (weights_only)."""
+    run_dir = Path(run_dir)
+    rc = read_config(run_dir)
+    try:
+        model = build_model(rc.model, rc.model_config)
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{run_dir / CONFIG}: {e}") from None
+    ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=map_location)
+    if ckpt["kind"] != rc.model:
+        raise RunError(f"{run_dir / CHECKPOINT}: holds a {ckpt['kind']!r} model but config.json "
+                       f"says {rc.model!r}")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise RunError(f"{run_dir / CHECKPOINT}: weights do not fit the model in config.json "
+                       f"({first[:200]})") from None
+    model.eval()
+    return model.to(map_location), ckpt, rc
+
+
+def find_runs(*roots: str | os.PathLike) -> list[Path]:
+    """Run directories (holding config.json) directly under each root, newest first."""
+    found = []
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            found += [p for p in root.iterdir() if (p / CONFIG).exists()]
+    return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
+
+
+def latest_sample(run_dir: str | os.PathLike) -> Path | None:
+    samples = sorted((Path(run_dir) / "samples").glob("epoch_*.png"))
+    return samples[-1] if samples else None
+
+
+def summarize(run_dir: str | os.PathLike) -> dict:
+    """What a gallery shows about a run: config, status, last metrics, eval, samples."""
+    run_dir = Path(run_dir)
+    info: dict = {"path": run_dir, "name": run_dir.name, "error": None}
+    try:
+        rc = read_config(run_dir)
+        info.update(model=rc.model, dataset=rc.train.get("dataset"), config=rc.model_config,
+                    train=rc.train)
+    except RunError as e:
+        info.update(model=None, dataset=None, config={}, train={}, error=str(e))
+    info["status"] = read_json(run_dir / STATUS) or {}
+    records, bad = read_metrics(run_dir / METRICS)
+    info["metrics"], info["bad_metric_lines"] = records, bad
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    info["last_train"] = next((r for r in reversed(epochs) if r.get("split") == "train"), None)
+    info["last_val"] = next((r for r in reversed(epochs) if r.get("split") == "val"), None)
+    info["eval"] = read_json(run_dir / EVAL)
+    info["sample"] = latest_sample(run_dir)
+    return info
+
+
+def truncate_metrics(path: str | os.PathLike, epoch: int) -> int:
+    """Before a resume: keep only records of completed epochs (<= epoch), dropping
+    the partial epoch a killed process left and any torn line. Returns lines dropped."""
+    path = Path(path)
+    records, bad = read_metrics(path)
+    keep = [r for r in records if int(r.get("epoch", 0)) <= epoch]
+    dropped = len(records) - len(keep) + bad
+    if dropped:
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+    return dropped

@@ -1,0 +1,323 @@
+"""One training loop for every model: :func:`fit`.
+
+Data stay resident (on the training device when they fit) as uint8 and batches are
+sliced from them; each step calls ``model.train_step`` (one optimiser by default,
+two for GANs). After every epoch: validation metrics, a checkpoint (atomic), a
+sample grid. Metrics go to metrics.jsonl as they are made. Non-finite losses stop
+the run with the step and the part that went bad; the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torchvision.utils import save_image
+
+from . import runs
+from .config import opt
+from .data import DATASETS, ImageData, batches, prepare, preprocess
+from .models import GenerativeModel
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = opt("mnist", "dataset", choices=tuple(DATASETS))
+    epochs: int = opt(20, "number of epochs", lo=1, hi=100000)
+    batch_size: int = opt(128, "images per step", lo=1, hi=65536)
+    lr: float = opt(1e-3, "Adam learning rate", lo=0.0, lo_open=True, hi=1.0)
+    seed: int = opt(0, "random seed (weights, batches, noise)", lo=0)
+    device: str = opt("auto", "training device: auto picks cuda > mps > cpu",
+                      choices=("auto", "cpu", "cuda", "mps"))
+    clip_grad: float = opt(0.0, "clip the gradient norm to this value (0 = off)", lo=0.0)
+    limit: int = opt(0, "use only the first N training images (0 = all)", lo=0)
+    log_every: int = opt(50, "steps between training-metric records", lo=1)
+    n_samples: int = opt(64, "images in each epoch's sample grid", lo=1, hi=1024)
+    data_root: str = opt("", "dataset folder (default: $GENLAB_DATA, else ./data)")
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on a fault (non-finite loss); the message says where."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no CUDA GPU is available; use auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps requested but MPS is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+@dataclass
+class TrainState:
+    """What callbacks see."""
+    epoch: int  # the epoch in progress (1-based)
+    step: int  # optimisation steps done so far, over the whole run
+    total_steps: int
+    steps_per_epoch: int
+    record: dict | None = None  # the metrics record just written, if any
+
+
+Callback = Callable[[str, TrainState], None]  # (event: "step" | "log" | "epoch", state)
+
+
+class StopRequested:
+    """Turns SIGTERM (and SIGINT) into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.flag = False
+        self.old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return self
+
+    def _handle(self, *_):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+def _mean_record(sums: dict[str, torch.Tensor], n: int) -> dict[str, float]:
+    return {k: float(v) / n for k, v in sums.items()}
+
+
+def _check_finite(record: dict[str, float], step: int) -> None:
+    bad = [k for k, v in record.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingFailed(f"non-finite {bad[0]} ({record[bad[0]]}) at step {step}: stopped; "
+                             "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
+
+
+@torch.no_grad()
+def evaluate(model: GenerativeModel, data: ImageData, *, batch_size: int = 500,
+             seed: int = 0) -> dict[str, float]:
+    """Mean of ``model.eval_metrics`` over a split, with seeded preprocessing noise."""
+    model.eval()
+    data = prepare(data, model.preprocess)
+    g = torch.Generator(device=data.x.device).manual_seed(seed)
+    sums: dict[str, torch.Tensor] = {}
+    for idx in batches(len(data), batch_size, shuffle=False, device=data.x.device):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        for k, v in model.eval_metrics(x).items():
+            sums[k] = sums.get(k, 0.0) + v.double() * len(idx)
+    return _mean_record(sums, len(data))
+
+
+def _save_samples(model: GenerativeModel, path: Path, n: int, seed: int) -> None:
+    model.eval()
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        imgs = model.sample(n)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+    tmp.replace(path)
+
+
+def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int) -> dict:
+    from .config import to_dict
+    return {"kind": model.kind, "config": to_dict(model.cfg), "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers], "epoch": epoch, "step": step}
+
+
+def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,
+        run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
+        optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0) -> dict:
+    """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
+
+    Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}.
+    Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
+    """
+    device = model.device
+    run_dir = Path(run_dir) if run_dir else None
+    optimizers = optimizers or model.configure_optimizers(cfg.lr)
+    train = prepare(train, model.preprocess).to(device)
+    val = prepare(val, model.preprocess).to(device) if val is not None else None
+    g = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + start_epoch + 1)  # pixel noise
+    g_cpu = torch.Generator().manual_seed(cfg.seed * 1000 + start_epoch)  # batch order
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    state = TrainState(start_epoch, start_step, total, steps_per_epoch)
+    writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
+    t_run = time.perf_counter()
+
+    def emit(event: str, record: dict | None = None) -> None:
+        state.record = record
+        if record is not None and writer:
+            writer.write(record)
+        for cb in callbacks:
+            cb(event, state)
+
+    def save(epoch: int) -> None:
+        if run_dir:
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT,
+                                 checkpoint_payload(model, optimizers, epoch=epoch, step=state.step))
+
+    try:
+        with StopRequested() as stop:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                state.epoch = epoch
+                model.train()
+                t_epoch = t_log = time.perf_counter()
+                sums: dict[str, torch.Tensor] = {}
+                ep_sums: dict[str, torch.Tensor] = {}
+                n_log = n_ep = 0
+                for idx in batches(len(train), cfg.batch_size, shuffle=True, generator=g_cpu,
+                                   device=device):
+                    x = preprocess(train.x[idx], model.preprocess, generator=g)
+                    out = model.train_step(x, optimizers, clip_grad=cfg.clip_grad or None)
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(idx)
+                    n_log += len(idx)
+                    state.step += 1
+                    if state.step % cfg.log_every == 0 or n_ep + n_log == len(train):
+                        now = time.perf_counter()
+                        rec = _mean_record(sums, n_log)
+                        _check_finite(rec, state.step)
+                        rec.update(event="step", split="train", epoch=epoch, step=state.step,
+                                   seconds=round(now - t_run, 3),
+                                   images_per_s=round(n_log / max(now - t_log, 1e-9), 1))
+                        emit("log", rec)
+                        for k, v in sums.items():
+                            ep_sums[k] = ep_sums.get(k, 0.0) + v
+                        n_ep += n_log
+                        sums, n_log, t_log = {}, 0, now
+                    else:
+                        emit("step")
+                    if stop.flag:
+                        break
+                if stop.flag:
+                    save(epoch - 1)  # resume repeats this partial epoch from the weights now
+                    return {"state": "stopped", "epoch": epoch - 1, "step": state.step}
+                now = time.perf_counter()
+                rec = _mean_record(ep_sums, max(n_ep, 1))
+                rec.update(event="epoch", split="train", epoch=epoch, step=state.step,
+                           seconds=round(now - t_run, 3),
+                           images_per_s=round(len(train) / max(now - t_epoch, 1e-9), 1))
+                emit("epoch_train", rec)
+                if val is not None:
+                    vrec = evaluate(model, val, batch_size=max(cfg.batch_size, 500), seed=cfg.seed)
+                    _check_finite(vrec, state.step)
+                    vrec.update(event="epoch", split="val", epoch=epoch, step=state.step,
+                                seconds=round(time.perf_counter() - t_run, 3))
+                    emit("epoch_val", vrec)
+                save(epoch)
+                if run_dir:
+                    _save_samples(model, run_dir / "samples" / f"epoch_{epoch:03d}.png",
+                                  cfg.n_samples, cfg.seed)
+                emit("epoch")
+    finally:
+        if writer:
+            writer.close()
+    return {"state": "done", "epoch": cfg.epochs, "step": state.step}
+
+
+# -- a whole run: config.json -> data -> fit -> status ------------------------------
+def _status_callback(run_dir: Path, t0: float) -> Callback:
+    def cb(event: str, s: TrainState) -> None:
+        if event not in ("log", "epoch"):
+            return
+        done = s.step / max(s.total_steps, 1)
+        elapsed = time.time() - t0
+        runs.write_status(run_dir, state="running", epoch=s.epoch, step=s.step,
+                          total_steps=s.total_steps, progress=round(done, 4),
+                          eta_s=None if s.step == 0 else round(elapsed / max(done, 1e-9) - elapsed, 1))
+    return cb
+
+
+def _progress_bar(total: int, initial: int) -> Callback:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def cb(event: str, s: TrainState) -> None:
+        if event in ("step", "log"):
+            bar.update(1)
+        if event == "log":
+            bar.set_postfix(epoch=s.epoch, loss=f"{s.record['loss']:.3f}")
+        if event == "epoch_val":
+            bar.write(f"epoch {s.epoch}: val loss {s.record['loss']:.4f}")
+        if s.step >= s.total_steps and event == "epoch":
+            bar.close()
+    return cb
+
+
+def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None = None,
+              progress: bool = False) -> dict:
+    """Train (or resume) the run in ``run_dir`` as its config.json says.
+
+    Writes status.json as it goes: "running" with progress, then "done", "stopped"
+    (SIGTERM / Stop button; resumable) or "failed" with the one-line reason.
+    """
+    from .config import from_dict
+    from .data import load_split
+    from .models import build_model
+
+    run_dir = Path(run_dir)
+    rc = runs.read_config(run_dir)
+    cfg = from_dict(TrainConfig, {**rc.train, **({"epochs": epochs} if epochs else {})},
+                    what=f"{run_dir / runs.CONFIG} train")
+    t0 = time.time()
+    runs.write_status(run_dir, state="starting", pid=os.getpid(), message="",
+                      total_epochs=cfg.epochs, started=t0)
+    try:
+        device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        start_epoch = start_step = 0
+        if resume:
+            model, ckpt, _ = runs.load_model(run_dir, map_location=device)
+            optimizers = model.configure_optimizers(cfg.lr)
+            for o, sd in zip(optimizers, ckpt.get("optimizers", [])):
+                o.load_state_dict(sd)
+            start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
+            runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
+            if start_epoch >= cfg.epochs:
+                return runs.write_status(run_dir, state="done", epoch=start_epoch,
+                                         message=f"already trained {start_epoch} epochs; "
+                                                 "pass --epochs N with N larger to continue")
+        else:
+            model = build_model(rc.model, rc.model_config).to(device)
+            optimizers = None
+        limit = cfg.limit or None
+        train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
+        val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
+        callbacks = [_status_callback(run_dir, t0)]
+        if progress:
+            callbacks.append(_progress_bar(math.ceil(len(train) / cfg.batch_size) * cfg.epochs,
+                                           start_step))
+        runs.write_status(run_dir, state="running", device=device_name(device))
+        result = fit(model, train, val, cfg, run_dir=run_dir, callbacks=tuple(callbacks),
+                     optimizers=optimizers, start_epoch=start_epoch, start_step=start_step)
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        runs.write_status(run_dir, state="failed", message=msg)
+        raise
+    message = ("stopped on request; resume with `python -m genlab resume "
+               f"{run_dir}`" if result["state"] == "stopped" else "")
+    return runs.write_status(run_dir, state=result["state"], epoch=result["epoch"],
+                             step=result["step"], message=message,
+                             progress=1.0 if result["state"] == "done" else None)
