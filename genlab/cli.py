@@ -200,6 +200,8 @@ def cmd_eval(ns) -> int:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
     for key, v in res.items():
+        if isinstance(v, list):
+            v = f"{len(v)} values (in eval.json)"
         print(f"{key:>14}: {v:.4f}" if isinstance(v, float) else f"{key:>14}: {v}")
     print(f"written to {Path(ns.run_dir) / 'eval.json'}")
     return 0

@@ -31,7 +31,10 @@ def data_kind(preprocess_how: str) -> str:
 @torch.no_grad()
 def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
                    progress=None) -> torch.Tensor:
-    """log p(x) per image over a split (nats): exact for flows, IWAE(k) for latent models."""
+    """log p(x) per image over a split (nats): exact for flows, IWAE(k) for latent models.
+
+    Images go ``batch_size`` at a time and each model splits its k samples into chunks,
+    so memory stays bounded for k up to 5000. The preprocessing noise is seeded."""
     model.eval()
     data = prepare(data, model.preprocess)
     g = torch.Generator().manual_seed(seed)
@@ -45,9 +48,35 @@ def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
     return torch.cat(out)
 
 
+@torch.no_grad()
+def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
+                 threshold: float = 0.01) -> dict:
+    """Active units (Burda et al. 2016: Cov_x(E_q[z]) > 0.01) and, where the model gives
+    it, the KL of each latent dimension averaged over the split."""
+    model.eval()
+    data = prepare(data, model.preprocess)
+    g = torch.Generator().manual_seed(seed)
+    codes, kls = [], []
+    for idx in batches(len(data), batch_size, shuffle=False):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        codes.append(model.encode(x).double().cpu())  # (B, d)
+        if getattr(model, "kl_per_dim", None):
+            kls.append(model.kl_per_dim(x).double().cpu())  # (B, d)
+    var = torch.cat(codes).var(0)  # Cov_x(E_q[z]) diagonal
+    out = {"active_units": int((var > threshold).sum()), "latent_dim": int(var.numel()),
+           "code_variance": [round(float(v), 5) for v in var]}
+    if kls:
+        out["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
+    return out
+
+
 def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
                  device: str = "auto", limit: int | None = None, progress: bool = False) -> dict:
-    """Evaluate a run on a split and write eval.json (atomically); returns its contents."""
+    """Evaluate a run on a split and write eval.json (atomically); returns its contents.
+
+    eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
+    (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models), ``bpd``
+    for models of 8-bit data, latent statistics, and the seconds it took."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -55,24 +84,32 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     data = load_split(rc.train["dataset"], split, data_root or rc.train.get("data_root") or None,
                       limit=limit)
     torch.manual_seed(0)
-    parts = evaluate(model, data)
-    result = {"split": split, "n_images": len(data), "epoch": ckpt.get("epoch"),
-              "data": data_kind(model.preprocess), "k": k,
-              **{f"test_{n}" if split == "test" else f"{split}_{n}": v for n, v in parts.items()}}
-    if "elbo" in parts:
-        result["elbo"] = parts["elbo"]
+    result = {"model": rc.model, "dataset": rc.train["dataset"], "split": split,
+              "n_images": len(data), "epoch": ckpt.get("epoch"),
+              "data": data_kind(model.preprocess), "k": k, "device": str(dev)}
+    result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
     if model.has_likelihood:
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(data), unit="img", desc=f"log p(x), k={k}")
-        lp = log_prob_split(model, data, k=k, progress=bar.update if bar else None)
-        if bar:
-            bar.close()
-        result["nll_nats"] = float(-lp.mean())
-        result["nll_sem"] = float(lp.std() / math.sqrt(len(lp)))
-        if model.preprocess == "dequantize":
-            result["bpd"] = bits_per_dim(result["nll_nats"], math.prod(model.cfg.image_shape))
+        result.update(_nll(model, data, k=k, progress=progress))
+    if model.has_latent:
+        result.update(latent_stats(model, data))
     result["seconds"] = round(time.perf_counter() - t0, 2)
     runs.atomic_write_json(run_dir / runs.EVAL, result)
     return result
+
+
+def _nll(model, data, *, k: int, progress: bool) -> dict:
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(data), unit="img", desc=f"log p(x), k={k}")
+    t0 = time.perf_counter()
+    lp = log_prob_split(model, data, k=k, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    out = {"nll_nats": float(-lp.mean()), "nll_sem": float(lp.std() / math.sqrt(len(lp))),
+           "nll_seconds": round(time.perf_counter() - t0, 2),
+           "nll_method": getattr(model, "log_prob_method", "exact change of variables"
+                                 if not model.has_latent else f"importance sampling, k={k}")}
+    if model.preprocess == "dequantize":
+        out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
+    return out

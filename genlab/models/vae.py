@@ -79,6 +79,12 @@ class VAE(GenerativeModel):
         mu, logvar = extras
         return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(-1)
 
+    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z_j|x) || N(0, 1)) of each latent dimension (B, d); subclasses whose prior
+        or posterior is not a diagonal Gaussian set this to None."""
+        mu, logvar = self.posterior_params(x)
+        return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar)
+
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """(..., d) -> decoder output (..., C', H, W): logits, or mean and log-variance."""
         lead = z.shape[:-1]
@@ -113,6 +119,8 @@ class VAE(GenerativeModel):
         kl_mc = (log_q - self.log_prior(z)).mean(0)
         return {"loss": -bound.mean(), "iwae": bound.mean(), "elbo": (-recon - kl_mc).mean(),
                 "recon": recon.mean(), "kl": kl_mc.mean()}
+
+    log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x, z) - log q(z|x) for k posterior samples: (k, B)."""
