@@ -213,6 +213,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                 if stop.flag:
                     save(epoch - 1)  # resume repeats this partial epoch from the weights now
                     return {"state": "stopped", "epoch": epoch - 1, "step": state.step}
+                model.on_epoch_end(train)  # e.g. ae-gmm fits its mixture on the codes
                 now = time.perf_counter()
                 rec = _mean_record(ep_sums, max(n_ep, 1))
                 rec.update(event="epoch", split="train", epoch=epoch, step=state.step,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import opt
-from ..data import PREPROCESS
+from ..data import PREPROCESS, ImageData
 
 
 def image_shape_field():
@@ -69,6 +69,10 @@ class GenerativeModel(nn.Module):
             nn.utils.clip_grad_norm_(self.parameters(), clip_grad)
         optimizer.step()
         return {k: v.detach() for k, v in out.items()}
+
+    def on_epoch_end(self, train: ImageData) -> None:
+        """Called by fit() after each epoch's training steps, before validation and the
+        checkpoint, with the prepared training split (e.g. to fit a mixture on the codes)."""
 
     @torch.no_grad()
     def eval_metrics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
