@@ -8,6 +8,8 @@ in the training loop.
 from __future__ import annotations
 
 import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,17 +93,40 @@ def _missing_message(info: DatasetInfo, root: Path, why: str) -> str:
     folder = (root / info.folder).resolve()
     return (f"dataset {info.name!r} not found in {folder} ({why}); expected files: "
             f"{', '.join(info.files)}. Go online so torchvision can download it, or point "
-            f"--data-root / GENLAB_DATA at a folder holding {info.folder}/")
+            f"--data-root / GENLAB_DATA at a folder holding "
+            f"{'them' if info.folder == '.' else info.folder + '/'}")
+
+
+class _SVHN(torchvision.datasets.SVHN):
+    """torchvision's SVHN reader; the md5 is checked where it downloads (download_url
+    verifies every fresh file) but not on each load, so a local or re-packed .mat in
+    torchvision's format loads too (a damaged one still fails in loadmat)."""
+
+    def _check_integrity(self) -> bool:
+        return os.path.isfile(os.path.join(self.root, self.filename))
+
+
+DOWNLOAD_TIMEOUT_S = 20.0  # per socket operation: an offline machine fails fast, not after minutes
+
+
+@contextmanager
+def _socket_timeout(seconds: float | None):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def _torchvision_split(info: DatasetInfo, root: Path, train: bool, download: bool):
     """Raw (x, y) numpy/tensor pair for torchvision's train or test split."""
-    if info.name == "svhn":
-        ds = torchvision.datasets.SVHN(str(root / info.folder), split="train" if train else "test",
-                                       download=download)
-        return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels)
-    cls = torchvision.datasets.MNIST if info.name == "mnist" else torchvision.datasets.FashionMNIST
-    ds = cls(str(root), train=train, download=download)
+    with _socket_timeout(DOWNLOAD_TIMEOUT_S if download else socket.getdefaulttimeout()):
+        if info.name == "svhn":
+            ds = _SVHN(str(root / info.folder), split="train" if train else "test", download=download)
+            return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels)
+        cls = torchvision.datasets.MNIST if info.name == "mnist" else torchvision.datasets.FashionMNIST
+        ds = cls(str(root), train=train, download=download)
     return ds.data.unsqueeze(1), ds.targets
 
 
@@ -162,7 +187,9 @@ def preprocess(x: torch.Tensor, how: str, generator: torch.Generator | None = No
         return xf / 255.0
     if how == "dequantize":
         u = torch.rand(xf.shape, generator=generator, device=xf.device)
-        return (xf + u) / 256.0
+        # keep x + u < x + 1 in float32 (255 + 0.99999994 rounds to 256), so that
+        # floor(256 * result) gives back the 8-bit pixel and the result stays below 1
+        return (xf + u.clamp_(max=1.0 - 2.0 ** -16)) / 256.0
     raise ValueError(f"unknown preprocessing {how!r}; choose one of {', '.join(PREPROCESS)}")
 
 
