@@ -1,0 +1,56 @@
+"""genlab explorer: `streamlit run app.py`.
+
+The router: builds the navigation from ``pages.PAGES`` and draws the sidebar every page
+shares (device, data root, run folders). Pages read the run folders from
+``st.session_state["runs_roots"]`` (a list of paths).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from genlab.data import data_root
+from genlab.plots import datasets_status, runs_roots
+from genlab.train import device_name, pick_device
+from pages import PAGES
+
+st.set_page_config(layout="wide", page_title="genlab", page_icon=":material/blur_on:")
+
+
+@st.cache_resource(show_spinner=False)
+def _device() -> str:
+    dev = pick_device("auto")
+    return f"GPU: {device_name(dev)}" if dev.type == "cuda" else (
+        "Apple GPU (mps)" if dev.type == "mps" else "CPU (no GPU found)")
+
+
+def _data_sidebar() -> None:
+    rows = datasets_status()
+    st.markdown(f"**Data root** `{data_root().resolve()}`")
+    st.markdown("  \n".join(f"{'✅' if r['present'] else '➖'} {r['dataset']} ({r['shape']})"
+                            for r in rows))
+    missing = [r for r in rows if not r["present"]]
+    if missing:
+        st.caption(f"Missing: {', '.join(r['dataset'] for r in missing)}. Online, torchvision "
+                   "downloads a dataset on first use; offline, set GENLAB_DATA to a folder "
+                   "holding " + "; ".join(r["where"] for r in missing) + ".")
+
+
+def _runs_sidebar() -> None:
+    if "runs_folders" not in st.session_state:
+        st.session_state["runs_folders"] = ", ".join(map(str, runs_roots()))
+    text = st.text_input("Run folders", key="runs_folders",
+                         help="Comma-separated folders holding run directories "
+                              "(default: runs, checkpoints; or set GENLAB_RUNS).")
+    roots = runs_roots(text) or runs_roots()
+    st.session_state["runs_roots"] = roots
+    st.caption("  \n".join(f"{'📁' if r.is_dir() else '➖ (missing)'} `{r}`" for r in roots))
+
+
+nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
+                             default=not p.url_path) for p in PAGES])
+with st.sidebar:
+    st.markdown(f"**Device** {_device()}")
+    _data_sidebar()
+    st.divider()
+    _runs_sidebar()
+nav.run()

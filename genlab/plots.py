@@ -1,0 +1,257 @@
+"""What the app shows about runs, as plain data and plotly figures (no streamlit here).
+
+Every function takes run-directory contents (``genlab.runs.summarize`` dicts, metrics
+records) and returns strings, rows or ``plotly.graph_objects.Figure``: pages only lay
+them out, and tests check them without a browser.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import runs
+from .data import DATASETS, data_root, dataset_present
+
+BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "images_per_s"})
+"""Keys of a metrics record that are not model metrics."""
+EVAL_META = frozenset({"n_images", "epoch", "k", "seconds", "nll_seconds", "latent_dim"})
+TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
+MAX_POINTS = 2000  # per trace; longer series are strided so charts stay light
+STATE_ICON = {"done": "✅", "running": "⏳", "starting": "⏳", "stopped": "⏸️",
+              "failed": "❌", "interrupted": "⚠️", "broken": "❌", "unknown": "❔"}
+
+
+# -- where things are -------------------------------------------------------------
+def runs_roots(text: str | None = None) -> list[Path]:
+    """Run folders from ``text`` (comma- or os.pathsep-separated), else $GENLAB_RUNS,
+    else ``runs`` and ``checkpoints``; duplicates dropped, order kept."""
+    text = text if text is not None else os.environ.get("GENLAB_RUNS") or "runs,checkpoints"
+    parts = [p.strip() for chunk in text.split(",") for p in chunk.split(os.pathsep)]
+    return list(dict.fromkeys(Path(p).expanduser() for p in parts if p))
+
+
+def datasets_status(root: str | os.PathLike | None = None) -> list[dict]:
+    """One row per dataset: present under the data root or not, and where it would go."""
+    base = data_root(root)
+    return [{"dataset": name, "present": dataset_present(name, base),
+             "folder": str(base / info.folder), "files": ", ".join(info.files),
+             "where": ", ".join(f if info.folder == "." else f"{info.folder}/{f}" for f in info.files),
+             "shape": "x".join(map(str, info.shape))} for name, info in DATASETS.items()]
+
+
+def run_stamp(run_dir: str | os.PathLike) -> tuple:
+    """Modification times and sizes of everything a gallery card reads: a cache key that
+    changes whenever the run does."""
+    run_dir = Path(run_dir)
+    files = [run_dir / n for n in (runs.CONFIG, runs.STATUS, runs.METRICS, runs.EVAL)]
+    sample = runs.latest_sample(run_dir)
+    stamp = []
+    for f in files + ([sample] if sample else []):
+        try:
+            st = f.stat()
+            stamp.append((f.name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((f.name, None, None))
+    return tuple(stamp)
+
+
+# -- a run in words -----------------------------------------------------------------
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
+
+
+def run_state(summary: dict) -> tuple[str, str]:
+    """(state, one-line message) for a run: done / running / stopped / failed, plus
+    "broken" (unreadable config) and "interrupted" (says running, process gone)."""
+    if summary.get("error"):
+        return "broken", summary["error"]
+    status = summary.get("status") or {}
+    state = status.get("state") or ("unknown" if not summary.get("metrics") else "stopped")
+    msg = status.get("message") or ""
+    if state in ("running", "starting") and status.get("pid") and not _pid_alive(status["pid"]):
+        state = "interrupted"
+        msg = (f"the training process (pid {status['pid']}) is gone; continue with "
+               f"`python -m genlab resume {summary['path']}`")
+    if state == "running" and status.get("total_steps"):
+        eta = status.get("eta_s")
+        msg = (f"epoch {status.get('epoch')}/{status.get('total_epochs', '?')}, "
+               f"{100 * float(status.get('progress') or 0):.0f}%"
+               + (f", about {fmt_seconds(eta)} left" if eta is not None else ""))
+    return state, msg
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(float(s)))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "-".join(map(str, v))
+    return str(v)
+
+
+def key_config(summary: dict) -> str:
+    """The model's options (all but the image shape) and the main training ones."""
+    cfg = {k: v for k, v in (summary.get("config") or {}).items() if k != "image_shape"}
+    train = summary.get("train") or {}
+    cfg.update({k: train[k] for k in ("epochs", "batch_size", "lr") if k in train})
+    if train.get("limit"):
+        cfg["limit"] = train["limit"]
+    return " · ".join(f"{k}={fmt_value(v)}" for k, v in cfg.items())
+
+
+def metric_names(records: list[dict]) -> list[str]:
+    """Numeric model metrics in the records, "loss" first, in order of appearance."""
+    names: dict[str, None] = {}
+    for r in records:
+        for k, v in r.items():
+            if k not in BOOKKEEPING and isinstance(v, (int, float)) and not isinstance(v, bool):
+                names[k] = None
+    return sorted(names, key=lambda n: n != "loss")
+
+
+def metrics_rows(summary: dict) -> list[dict]:
+    """Latest train and validation epoch and, from eval.json, the same loss parts on the
+    evaluated split: one row each (nats per image)."""
+    rows = []
+    for label, rec in (("train", summary.get("last_train")), ("val", summary.get("last_val"))):
+        if rec:
+            rows.append({"split": f"{label} (epoch {rec.get('epoch')})",
+                         **{k: rec[k] for k in metric_names([rec])}})
+    ev = summary.get("eval")
+    if ev:
+        split = ev.get("split", "test")
+        parts = {k[len(split) + 1:] if k.startswith(f"{split}_") else k: v for k, v in ev.items()
+                 if k not in EVAL_META and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        shown = {k for r in rows for k in r} or set(parts)
+        rows.append({"split": f"{split} (eval, epoch {ev.get('epoch', '?')})",
+                     **{k: v for k, v in parts.items() if k in shown}})
+    return rows
+
+
+def eval_line(ev: dict | None) -> str:
+    """eval.json in one line, with units: nats per image, bits/dim for 8-bit data."""
+    if not ev:
+        return ""
+    split, k = ev.get("split", "test"), ev.get("k", 1)
+    parts = []
+    if "elbo" in ev:
+        parts.append(f"ELBO {ev['elbo']:.2f} nats")
+    if "nll_nats" in ev:
+        sem = f" ± {ev['nll_sem']:.2f}" if "nll_sem" in ev else ""
+        how = ev.get("nll_method") or f"k={k}"
+        parts.append(f"−log p(x) {ev['nll_nats']:.2f}{sem} nats ({how})")
+    if "bpd" in ev:
+        parts.append(f"{ev['bpd']:.3f} bits/dim")
+    if "active_units" in ev:
+        parts.append(f"{ev['active_units']}/{ev.get('latent_dim', '?')} active latent units")
+    if not parts:
+        parts = [f"{k2} {v:.4g}" for k2, v in ev.items()
+                 if k2 not in EVAL_META and isinstance(v, float)][:4]
+    data = f", {ev['data']} data" if ev.get("data") else ""
+    return f"{split} ({ev.get('n_images', '?')} images{data}): " + " · ".join(parts)
+
+
+def overview_rows(summaries: list[dict]) -> list[dict]:
+    """One row per run for the gallery's table."""
+    rows = []
+    for s in summaries:
+        state, _ = run_state(s)
+        val, ev = s.get("last_val") or {}, s.get("eval") or {}
+        rows.append({"run": s["name"], "model": s.get("model"), "dataset": s.get("dataset"),
+                     "status": f"{STATE_ICON.get(state, '')} {state}",
+                     "epoch": (s.get("last_train") or {}).get("epoch"),
+                     "val loss": val.get("loss"),
+                     "test −log p(x)": ev.get("nll_nats"), "bits/dim": ev.get("bpd"),
+                     "folder": str(Path(s["path"]).parent)})
+    return rows
+
+
+# -- images -------------------------------------------------------------------------
+def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None]:
+    """PNG bytes of an image file checked by Pillow, or (None, why it cannot be shown)."""
+    if path is None:
+        return None, None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        return None, f"{path}: unreadable image ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    return data, None
+
+
+# -- figures ------------------------------------------------------------------------
+def _series(records: list[dict], name: str, event: str, split: str) -> tuple[list, list, list]:
+    pts = [(r["step"], r[name], r.get("epoch")) for r in records
+           if r.get("event") == event and r.get("split") == split
+           and isinstance(r.get(name), (int, float)) and isinstance(r.get("step"), (int, float))]
+    stride = max(1, math.ceil(len(pts) / MAX_POINTS))
+    pts = pts[::stride]
+    return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+
+
+def curves_figure(records: list[dict], *, names: list[str] | None = None, height: int = 260,
+                  max_cols: int = 3) -> go.Figure:
+    """Training curves, one panel per metric ("loss" then the parts, e.g. recon and kl):
+    training records per logged step as a line, validation per epoch as markers, both
+    against the optimisation step."""
+    names = names or metric_names(records) or ["loss"]
+    names = [n for n in names if n != "elbo" or "loss" not in names]  # elbo = -loss: redundant
+    cols = min(len(names), max_cols)
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names,
+                        horizontal_spacing=0.08, vertical_spacing=0.18)
+    for i, name in enumerate(names):
+        r, c = i // cols + 1, i % cols + 1
+        x, y, _ = _series(records, name, "step", "train")
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train (per step)",
+                                 line=dict(color=TRAIN_COLOR, width=1.5), legendgroup="train",
+                                 showlegend=i == 0), row=r, col=c)
+        x, y, ep = _series(records, name, "epoch", "val")
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation (per epoch)",
+                                 customdata=ep, hovertemplate="epoch %{customdata}: %{y:.4g}",
+                                 line=dict(color=VAL_COLOR, width=2), marker=dict(size=7),
+                                 legendgroup="val", showlegend=i == 0), row=r, col=c)
+        fig.update_xaxes(title_text="step" if r == rows else None, row=r, col=c)
+    fig.update_layout(height=height * rows, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0),
+                      hovermode="x unified")
+    return fig
+
+
+def run_card(run_dir: str | os.PathLike) -> dict:
+    """Everything a gallery card shows for one run; never raises on a broken run."""
+    try:
+        s = runs.summarize(run_dir)
+    except Exception as e:  # an unreadable folder: show the line, never a traceback
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        s = {"path": Path(run_dir), "name": Path(run_dir).name, "error": f"{run_dir}: {first}",
+             "model": None, "dataset": None, "config": {}, "train": {}, "status": {},
+             "metrics": [], "bad_metric_lines": 0, "last_train": None, "last_val": None,
+             "eval": None, "sample": None}
+    state, message = run_state(s)
+    image, image_error = read_image(s.get("sample"))
+    records = s.get("metrics") or []
+    return {"summary": s, "state": state, "message": message, "config": key_config(s),
+            "rows": metrics_rows(s), "eval": eval_line(s.get("eval")),
+            "figure": curves_figure(records) if records else None,
+            "image": image, "image_error": image_error,
+            "sample_name": Path(s["sample"]).stem if s.get("sample") else None}
