@@ -1,0 +1,57 @@
+"""Tiny run folders for the app tests: one real trained and evaluated VAE run, one
+failed run with a torn metrics line, one run whose config.json is cut short."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from genlab import runs
+from genlab.models.vae import VAEConfig
+from genlab.train import TrainConfig, train_run
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD, FAILED, BROKEN = "vae-mnist-tiny", "vae-mnist-failed", "broken-config"
+FAIL_MSG = "non-finite loss (nan) at step 3: stopped; the last good checkpoint is kept"
+NO_RUNS = "No runs yet"
+
+
+def train_tiny(root: Path, data_root: Path) -> Path:
+    """A real 2-epoch VAE run on 500 MNIST images, evaluated on 200 test images."""
+    from genlab.metrics import evaluate_run
+
+    run = runs.new_run_dir(root, GOOD)
+    model_cfg = VAEConfig(latent_dim=2, hidden=(64,))
+    train_cfg = TrainConfig(dataset="mnist", epochs=2, batch_size=100, limit=500, log_every=1,
+                            n_samples=16, data_root=str(data_root), device="cpu")
+    runs.write_config(run, "vae", model_cfg, train_cfg)
+    train_run(run)
+    evaluate_run(run, k=5, limit=200, device="cpu")
+    return run
+
+
+def fake_failed(root: Path, good: Path) -> Path:
+    """A run that failed after three steps; its metrics file ends in a torn line and its
+    only sample grid is not a PNG."""
+    run = root / FAILED
+    run.mkdir()
+    shutil.copy(good / runs.CONFIG, run / runs.CONFIG)
+    lines = (good / runs.METRICS).read_text().splitlines()[:3]
+    (run / runs.METRICS).write_text("\n".join(lines) + '\n{"loss": 12')
+    runs.atomic_write_json(run / runs.STATUS, {"state": "failed", "message": FAIL_MSG})
+    (run / "samples").mkdir()
+    (run / "samples" / "epoch_001.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    return run
+
+
+def fake_broken(root: Path) -> Path:
+    run = root / BROKEN
+    run.mkdir()
+    (run / runs.CONFIG).write_text('{"model": "vae", "model_config": ')  # cut short
+    return run
+
+
+def make_runs(root: Path, data_root: Path) -> Path:
+    good = train_tiny(root, data_root)
+    fake_failed(root, good)
+    fake_broken(root)
+    return root

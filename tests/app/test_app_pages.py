@@ -1,0 +1,88 @@
+"""AppTest: every page of the navigation runs without an exception on the fixture runs,
+and Home shows each run, the empty-folder message and a broken run's error line."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import PAGES
+from runs_fixture import BROKEN, FAIL_MSG, FAILED, GOOD, NO_RUNS, REPO
+
+TIMEOUT = 60  # seconds for one script run (the first imports torch and plotly)
+HOME = next(p.file for p in PAGES if not p.url_path)
+
+
+def run_page(file: str) -> AppTest:
+    """Run the app, then the page (st.navigation registers the pages on the first run)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    return at.switch_page(file).run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text, one string (markdown, captions, alerts, ...)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.url_path or "home")
+def test_every_page_runs(app_runs, page):
+    at = run_page(page.file)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Device" in "\n".join(m.value for m in at.sidebar.markdown)  # the shared sidebar
+    assert str(app_runs) in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_home_shows_every_run(app_runs):
+    at = run_page(HOME)
+    assert not at.exception
+    names = [s.value for s in at.subheader]
+    for name in (GOOD, FAILED, BROKEN):
+        assert any(n.endswith(name) for n in names), (name, names)
+    text = texts(at)
+    assert "latent_dim=2" in text and "hidden=64" in text  # key config of the real run
+    assert "nats" in text and "active latent units" in text  # its eval.json line
+    assert len(at.image) == 1  # the good run's sample grid
+    assert "epoch_001.png: unreadable image" in text  # the failed run's broken one
+
+
+def test_home_table_has_latest_metrics(app_runs):
+    at = run_page(HOME)
+    overview = at.dataframe[0].value
+    assert set(overview["run"]) == {GOOD, FAILED, BROKEN}
+    good = overview[overview["run"] == GOOD].iloc[0]
+    assert good["model"] == "vae" and good["epoch"] == 2 and good["status"].endswith("done")
+    assert good["val loss"] > 0 and good["test −log p(x)"] > 0
+    per_run = [df.value for df in at.dataframe[1:]]
+    splits = [list(df["split"]) for df in per_run]
+    assert ["train (epoch 2)", "val (epoch 2)", "test (eval, epoch 2)"] in splits
+
+
+def test_failed_and_broken_runs_show_one_line_not_a_traceback(app_runs):
+    at = run_page(HOME)
+    assert not at.exception
+    errors = "\n".join(e.value for e in at.error)
+    assert FAIL_MSG in errors
+    assert f"{BROKEN}/config.json: not valid JSON" in errors
+    assert "Traceback" not in texts(at)
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "1 unreadable line(s)" in warnings  # the failed run's torn metrics line
+
+
+def test_empty_folder_says_how_to_train(empty_runs):
+    at = run_page(HOME)
+    assert not at.exception
+    info = "\n".join(i.value for i in at.info)
+    assert NO_RUNS in info and "python -m genlab train --model vae" in info
+    assert not at.subheader
+
+
+def test_sidebar_folder_input_switches_runs(app_runs, empty_runs):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    at.sidebar.text_input(key="runs_folders").set_value(str(app_runs)).run()
+    assert not at.exception
+    assert any(s.value.endswith(GOOD) for s in at.subheader)
+    at.sidebar.text_input(key="runs_folders").set_value(str(empty_runs)).run()
+    assert NO_RUNS in "\n".join(i.value for i in at.info)
