@@ -72,6 +72,20 @@ class Compose(Bijection):
         return y, log_det
 
 
+class Inverse(Bijection):
+    """The inverse of a bijection as a bijection (e.g. an unsqueeze from a Squeeze)."""
+
+    def __init__(self, bijection: Bijection):
+        super().__init__()
+        self.bijection = bijection
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        return self.bijection.inverse(x, context)
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        return self.bijection(y, context)
+
+
 # -- masks ---------------------------------------------------------------------------
 def half_mask(dim: int, parity: int, kind: str = "half") -> torch.Tensor:
     """(1, dim) mask of the kept part x_A: the first half ("half") or the even indices
