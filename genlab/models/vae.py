@@ -111,14 +111,21 @@ class VAE(GenerativeModel):
             recon = -log_px_z[0]  # (B,)
             kl = self.kl(z, log_q, extras)
             loss = recon + self.cfg.beta * kl
-            return {"loss": loss.mean(), "elbo": -(recon + kl).mean(),
-                    "recon": recon.mean(), "kl": kl.mean()}
+            return self._with_bpd({"loss": loss.mean(), "elbo": -(recon + kl).mean(),
+                                   "recon": recon.mean(), "kl": kl.mean()}, "elbo")
         log_w = log_px_z + self.log_prior(z) - log_q  # (k, B)
         bound = torch.logsumexp(log_w, 0) - math.log(k)
         recon = -log_px_z.mean(0)
         kl_mc = (log_q - self.log_prior(z)).mean(0)
-        return {"loss": -bound.mean(), "iwae": bound.mean(), "elbo": (-recon - kl_mc).mean(),
-                "recon": recon.mean(), "kl": kl_mc.mean()}
+        return self._with_bpd({"loss": -bound.mean(), "iwae": bound.mean(),
+                               "elbo": (-recon - kl_mc).mean(), "recon": recon.mean(),
+                               "kl": kl_mc.mean()}, "iwae")
+
+    def _with_bpd(self, out: dict[str, torch.Tensor], bound: str) -> dict[str, torch.Tensor]:
+        """On dequantised pixels add "bpd": bits/dim on 8-bit data from -bound, an upper bound."""
+        if not self.bernoulli:
+            out["bpd"] = (-out[bound] + self.D * math.log(256)) / (self.D * math.log(2))
+        return out
 
     log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
 
