@@ -5,10 +5,13 @@ The CLI, the checkpoint loader, evaluation and the app all read this one dict.
 from __future__ import annotations
 
 from .base import GenerativeModel
+from .gan import DCGAN, GAN, DCGANConfig, GANConfig
 from .vae import VAE, VAEConfig
 
 MODELS: dict[str, tuple[type[GenerativeModel], type]] = {
     "vae": (VAE, VAEConfig),
+    "gan": (GAN, GANConfig),
+    "dcgan": (DCGAN, DCGANConfig),
 }
 
 
