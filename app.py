@@ -26,8 +26,9 @@ def _device() -> str:
 def _data_sidebar() -> None:
     rows = datasets_status()
     st.markdown(f"**Data root** `{data_root().resolve()}`")
-    st.markdown("  \n".join(f"{'✅' if r['present'] else '➖'} {r['dataset']} ({r['shape']})"
-                            for r in rows))
+    st.markdown("  \n".join(
+        f"{':green[:material/check_circle:]' if r['present'] else ':gray[:material/remove:]'} "
+        f"{r['dataset']} ({r['shape']}){'' if r['present'] else ' · missing'}" for r in rows))
     missing = [r for r in rows if not r["present"]]
     if missing:
         st.caption(f"Missing: {', '.join(r['dataset'] for r in missing)}. Online, torchvision "
@@ -43,7 +44,8 @@ def _runs_sidebar() -> None:
                               "(default: runs, checkpoints; or set GENLAB_RUNS).")
     roots = runs_roots(text) or runs_roots()
     st.session_state["runs_roots"] = roots
-    st.caption("  \n".join(f"{'📁' if r.is_dir() else '➖ (missing)'} `{r}`" for r in roots))
+    st.caption("  \n".join(f"{':material/folder:' if r.is_dir() else ':material/folder_off: missing'}"
+                            f" `{r}`" for r in roots))
 
 
 nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,

@@ -22,8 +22,11 @@ BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "images_p
 EVAL_META = frozenset({"n_images", "epoch", "k", "seconds", "nll_seconds", "latent_dim"})
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
 MAX_POINTS = 2000  # per trace; longer series are strided so charts stay light
-STATE_ICON = {"done": "✅", "running": "⏳", "starting": "⏳", "stopped": "⏸️",
-              "failed": "❌", "interrupted": "⚠️", "broken": "❌", "unknown": "❔"}
+STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:material/pending:]",
+              "starting": ":blue[:material/pending:]", "stopped": ":orange[:material/pause_circle:]",
+              "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
+              "broken": ":red[:material/broken_image:]", "unknown": ":gray[:material/help:]"}
+"""Markdown badges (Streamlit's bundled Material icons: no emoji font needed)."""
 
 
 # -- where things are -------------------------------------------------------------
@@ -126,22 +129,21 @@ def metric_names(records: list[dict]) -> list[str]:
 
 
 def metrics_rows(summary: dict) -> list[dict]:
-    """Latest train and validation epoch and, from eval.json, the same loss parts on the
-    evaluated split: one row each (nats per image)."""
-    rows = []
+    """One row per metric (loss, then its parts) with a column per source: "train" and
+    "val" from the latest epoch, and the evaluated split from eval.json (nats per image)."""
+    cols: dict[str, dict] = {}
     for label, rec in (("train", summary.get("last_train")), ("val", summary.get("last_val"))):
         if rec:
-            rows.append({"split": f"{label} (epoch {rec.get('epoch')})",
-                         **{k: rec[k] for k in metric_names([rec])}})
+            cols[label] = {k: rec[k] for k in metric_names([rec])}
     ev = summary.get("eval")
     if ev:
         split = ev.get("split", "test")
         parts = {k[len(split) + 1:] if k.startswith(f"{split}_") else k: v for k, v in ev.items()
                  if k not in EVAL_META and isinstance(v, (int, float)) and not isinstance(v, bool)}
-        shown = {k for r in rows for k in r} or set(parts)
-        rows.append({"split": f"{split} (eval, epoch {ev.get('epoch', '?')})",
-                     **{k: v for k, v in parts.items() if k in shown}})
-    return rows
+        shown = {k for c in cols.values() for k in c} or set(parts)
+        cols[split] = {k: v for k, v in parts.items() if k in shown}
+    names = list(dict.fromkeys(k for c in cols.values() for k in c))
+    return [{"metric": n, **{label: c.get(n) for label, c in cols.items()}} for n in names]
 
 
 def eval_line(ev: dict | None) -> str:
@@ -154,7 +156,8 @@ def eval_line(ev: dict | None) -> str:
         parts.append(f"ELBO {ev['elbo']:.2f} nats")
     if "nll_nats" in ev:
         sem = f" ± {ev['nll_sem']:.2f}" if "nll_sem" in ev else ""
-        how = ev.get("nll_method") or f"k={k}"
+        method = ev.get("nll_method") or ""
+        how = f"k={k}" if not method or "importance" in method.lower() else method
         parts.append(f"−log p(x) {ev['nll_nats']:.2f}{sem} nats ({how})")
     if "bpd" in ev:
         parts.append(f"{ev['bpd']:.3f} bits/dim")
@@ -168,18 +171,19 @@ def eval_line(ev: dict | None) -> str:
 
 
 def overview_rows(summaries: list[dict]) -> list[dict]:
-    """One row per run for the gallery's table."""
+    """One row per run for the gallery's table (eval columns only when some run has them)."""
     rows = []
     for s in summaries:
         state, _ = run_state(s)
         val, ev = s.get("last_val") or {}, s.get("eval") or {}
         rows.append({"run": s["name"], "model": s.get("model"), "dataset": s.get("dataset"),
-                     "status": f"{STATE_ICON.get(state, '')} {state}",
+                     "status": state,
                      "epoch": (s.get("last_train") or {}).get("epoch"),
                      "val loss": val.get("loss"),
                      "test −log p(x)": ev.get("nll_nats"), "bits/dim": ev.get("bpd"),
                      "folder": str(Path(s["path"]).parent)})
-    return rows
+    empty = [k for k in ("test −log p(x)", "bits/dim") if all(r[k] is None for r in rows)]
+    return [{k: v for k, v in r.items() if k not in empty} for r in rows]
 
 
 # -- images -------------------------------------------------------------------------
@@ -193,8 +197,10 @@ def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None
         data = Path(path).read_bytes()
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        return None, f"{path}: unreadable image ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    except UnidentifiedImageError:
+        return None, f"{Path(path).name}: not a readable image"
+    except (OSError, ValueError) as e:
+        return None, f"{Path(path).name}: unreadable image ({str(e).splitlines()[0][:120]})"
     return data, None
 
 
@@ -231,8 +237,9 @@ def curves_figure(records: list[dict], *, names: list[str] | None = None, height
                                  line=dict(color=VAL_COLOR, width=2), marker=dict(size=7),
                                  legendgroup="val", showlegend=i == 0), row=r, col=c)
         fig.update_xaxes(title_text="step" if r == rows else None, row=r, col=c)
-    fig.update_layout(height=height * rows, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0),
+    fig.update_layout(height=height * rows + 30, margin=dict(l=10, r=10, t=70, b=10),
+                      legend=dict(orientation="h", yref="container", yanchor="top", y=1.0,
+                                  x=0),
                       hovermode="x unified")
     return fig
 

@@ -60,10 +60,13 @@ def facts_ui(c: dict) -> None:
     if c["config"]:
         st.caption(c["config"])
     if c["rows"]:
-        cols = {k: NUMBER for r in c["rows"] for k, v in r.items() if isinstance(v, float)}
+        cols = {k: NUMBER for k in c["rows"][0] if k != "metric"}
         st.dataframe(c["rows"], hide_index=True, column_config=cols)
+        last = c["summary"].get("last_train") or {}
+        st.caption(f"nats per image; train and val after epoch {last.get('epoch', '?')}"
+                   + (f" of {c['summary']['train'].get('epochs')}" if c["summary"]["train"] else ""))
     else:
-        st.caption("No metrics yet.")
+        st.caption("No completed epoch yet." if c["figure"] else "No metrics yet.")
     if c["eval"]:
         st.markdown(f"**Eval** {c['eval']}")
     elif c["state"] not in ("broken",) and c["summary"].get("model"):
@@ -74,12 +77,12 @@ def card_ui(c: dict) -> None:
     s = c["summary"]
     with st.container(border=True):
         st.subheader(f"{STATE_ICON.get(c['state'], '')} {s['name']}", anchor=False)
-        st.caption(f"{s.get('model') or '?'} on {s.get('dataset') or '?'} · {c['state']} · "
-                   f"`{s['path']}`")
+        what = f"{s['model']} on {s.get('dataset') or '?'} · " if s.get("model") else ""
+        st.caption(f"{what}{c['state']} · `{s['path']}`")
         status_ui(c)
         if c["state"] == "broken" and not c["rows"]:
             return
-        img, facts, chart = st.columns([1, 1.5, 2.6], gap="medium")
+        img, facts, chart = st.columns([1, 1.8, 2.8], gap="small")
         with img:
             if c["image"]:
                 st.image(c["image"], caption=f"samples, {c['sample_name'].replace('_', ' ')}",

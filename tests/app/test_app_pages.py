@@ -2,6 +2,8 @@
 and Home shows each run, the empty-folder message and a broken run's error line."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -45,19 +47,27 @@ def test_home_shows_every_run(app_runs):
     assert "latent_dim=2" in text and "hidden=64" in text  # key config of the real run
     assert "nats" in text and "active latent units" in text  # its eval.json line
     assert len(at.image) == 1  # the good run's sample grid
-    assert "epoch_001.png: unreadable image" in text  # the failed run's broken one
+    assert "epoch_001.png: not a readable image" in text  # the failed run's broken one
 
 
-def test_home_table_has_latest_metrics(app_runs):
+def test_home_tables_hold_the_run_files_numbers(app_runs):
     at = run_page(HOME)
     overview = at.dataframe[0].value
     assert set(overview["run"]) == {GOOD, FAILED, BROKEN}
     good = overview[overview["run"] == GOOD].iloc[0]
-    assert good["model"] == "vae" and good["epoch"] == 2 and good["status"].endswith("done")
-    assert good["val loss"] > 0 and good["test −log p(x)"] > 0
-    per_run = [df.value for df in at.dataframe[1:]]
-    splits = [list(df["split"]) for df in per_run]
-    assert ["train (epoch 2)", "val (epoch 2)", "test (eval, epoch 2)"] in splits
+    assert good["model"] == "vae" and good["epoch"] == 2 and good["status"] == "done"
+    records = [json.loads(line) for line in (app_runs / GOOD / "metrics.jsonl").open()]
+    last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
+    ev = json.loads((app_runs / GOOD / "eval.json").read_text())
+    assert good["val loss"] == pytest.approx(last_val["loss"])
+    assert good["test −log p(x)"] == pytest.approx(ev["nll_nats"])
+    table = next(df.value for df in at.dataframe[1:] if "test" in df.value.columns)
+    assert list(table.columns) == ["metric", "train", "val", "test"]
+    assert list(table["metric"])[:2] == ["loss", "elbo"]
+    by_metric = table.set_index("metric")
+    for name in ("loss", "recon", "kl"):
+        assert by_metric.loc[name, "val"] == pytest.approx(last_val[name])
+        assert by_metric.loc[name, "test"] == pytest.approx(ev[name])
 
 
 def test_failed_and_broken_runs_show_one_line_not_a_traceback(app_runs):
