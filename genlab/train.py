@@ -105,11 +105,22 @@ def _mean_record(sums: dict[str, torch.Tensor], n: int) -> dict[str, float]:
     return {k: float(v) / n for k, v in sums.items()}
 
 
-def _check_finite(record: dict[str, float], step: int) -> None:
+def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) -> None:
+    """Raise TrainingFailed if a part of ``record`` is not finite. ``window`` holds the
+    step outputs the record averages (ending at ``step``), to name the first bad step."""
     bad = [k for k, v in record.items() if not math.isfinite(v)]
-    if bad:
-        raise TrainingFailed(f"non-finite {bad[0]} ({record[bad[0]]}) at step {step}: stopped; "
-                             "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
+    if not bad:
+        return
+    value = record[bad[0]]
+    for i, out in enumerate(window):  # only looked at once something went wrong
+        parts = [k for k, v in out.items() if not torch.isfinite(v).all()]
+        if parts:
+            step, bad, value = step - len(window) + 1 + i, parts, float(out[parts[0]].float().sum())
+            break
+    bad = [k for k in bad if k != "loss"] + [k for k in bad if k == "loss"]  # the cause first
+    also = f" (also {', '.join(bad[1:])})" if bad[1:] else ""
+    raise TrainingFailed(f"non-finite {bad[0]} ({value}) at step {step}{also}: stopped; "
+                         "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
 
 
 @torch.no_grad()
@@ -181,6 +192,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
         with StopRequested() as stop:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 state.epoch = epoch
+                epoch_step0, window = state.step, []
                 model.train()
                 t_epoch = t_log = time.perf_counter()
                 sums: dict[str, torch.Tensor] = {}
@@ -190,6 +202,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                                    device=device):
                     x = preprocess(train.x[idx], model.preprocess, generator=g)
                     out = model.train_step(x, optimizers, clip_grad=cfg.clip_grad or None)
+                    window.append(out)  # references only: no device sync per step
                     for k, v in out.items():
                         sums[k] = sums.get(k, 0.0) + v * len(idx)
                     n_log += len(idx)
@@ -197,7 +210,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                     if state.step % cfg.log_every == 0 or n_ep + n_log == len(train):
                         now = time.perf_counter()
                         rec = _mean_record(sums, n_log)
-                        _check_finite(rec, state.step)
+                        _check_finite(rec, state.step, window)
                         rec.update(event="step", split="train", epoch=epoch, step=state.step,
                                    seconds=round(now - t_run, 3),
                                    images_per_s=round(n_log / max(now - t_log, 1e-9), 1))
@@ -205,13 +218,16 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                         for k, v in sums.items():
                             ep_sums[k] = ep_sums.get(k, 0.0) + v
                         n_ep += n_log
-                        sums, n_log, t_log = {}, 0, now
+                        sums, n_log, t_log, window = {}, 0, now, []
                     else:
                         emit("step")
                     if stop.flag:
                         break
                 if stop.flag:
-                    save(epoch - 1)  # resume repeats this partial epoch from the weights now
+                    # resume repeats this partial epoch from the weights now; its step count
+                    # restarts where the epoch began, as its metrics are dropped then
+                    state.step = epoch_step0
+                    save(epoch - 1)
                     return {"state": "stopped", "epoch": epoch - 1, "step": state.step}
                 model.on_epoch_end(train)  # e.g. ae-gmm fits its mixture on the codes
                 now = time.perf_counter()
@@ -221,10 +237,13 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                            images_per_s=round(len(train) / max(now - t_epoch, 1e-9), 1))
                 emit("epoch_train", rec)
                 if val is not None:
+                    t_val = time.perf_counter()
                     vrec = evaluate(model, val, batch_size=max(cfg.batch_size, 500), seed=cfg.seed)
                     _check_finite(vrec, state.step)
+                    now = time.perf_counter()
                     vrec.update(event="epoch", split="val", epoch=epoch, step=state.step,
-                                seconds=round(time.perf_counter() - t_run, 3))
+                                seconds=round(now - t_run, 3),
+                                images_per_s=round(len(val) / max(now - t_val, 1e-9), 1))
                     emit("epoch_val", vrec)
                 save(epoch)
                 if run_dir:

@@ -1,0 +1,227 @@
+"""fit(): learning on real MNIST, callbacks, metrics.jsonl, the NaN guard, and
+stopping / killing a `python -m genlab train` process and resuming it (issue 2)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab import runs
+from genlab.cli import main as cli_main
+from genlab.models import build_model
+from genlab.models.vae import VAE, VAEConfig
+from genlab.train import TrainConfig, TrainingFailed, evaluate, fit
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_VAE = {"latent_dim": 20, "hidden": [256]}
+RECORD_KEYS = {"event", "epoch", "step", "split", "loss", "recon", "kl", "seconds", "images_per_s"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models: one thread is about as fast, and far faster on a shared, busy CPU."""
+    torch.set_num_threads(1)
+
+
+# -- a short fit on real MNIST, observed through callbacks and metrics.jsonl --------
+@pytest.fixture(scope="module")
+def short_fit(mnist_small, tmp_path_factory):
+    torch.set_num_threads(1)
+    train, val = mnist_small
+    run_dir = tmp_path_factory.mktemp("fit")
+    torch.manual_seed(0)
+    model = build_model("vae", SMALL_VAE)
+    before = evaluate(model, val)["loss"]
+    events: list[tuple[str, int, int]] = []
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-3, log_every=20)
+    result = fit(model, train, val, cfg, run_dir=run_dir,
+                 callbacks=(lambda ev, s: events.append((ev, s.epoch, s.step)),))
+    after = evaluate(model, val)["loss"]
+    return {"before": before, "after": after, "events": events, "result": result,
+            "run_dir": run_dir, "steps_per_epoch": math.ceil(len(train) / 32), "cfg": cfg}
+
+
+def test_few_hundred_steps_lower_val_loss(short_fit):
+    steps = short_fit["result"]["step"]
+    assert steps == 4 * short_fit["steps_per_epoch"] == 252
+    before, after = short_fit["before"], short_fit["after"]
+    # untrained: about 784 ln 2 = 543 nats; 252 Adam steps reach well under 60% of that
+    assert 500 < before < 600, before
+    assert math.isfinite(after) and after < 0.6 * before, (before, after)
+
+
+def test_callbacks_see_every_step_and_epoch(short_fit):
+    events, spe = short_fit["events"], short_fit["steps_per_epoch"]
+    step_events = [e for e in events if e[0] in ("step", "log")]
+    assert [s for _, _, s in step_events] == list(range(1, 4 * spe + 1))  # each step once, in order
+    assert [ep for _, ep, _ in step_events] == [1 + (s - 1) // spe for _, _, s in step_events]
+    logs = [s for ev, _, s in events if ev == "log"]
+    assert all(s % 20 == 0 or s % spe == 0 for s in logs) and spe * 4 in logs
+    for name in ("epoch_train", "epoch_val", "epoch"):
+        assert [(ep, s) for ev, ep, s in events if ev == name] == [(e, e * spe) for e in (1, 2, 3, 4)]
+
+
+def test_metrics_jsonl_is_valid_and_complete(short_fit):
+    path = short_fit["run_dir"] / runs.METRICS
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(isinstance(r, dict) and RECORD_KEYS <= set(r) for r in records)
+    for r in records:
+        assert all(math.isfinite(r[k]) for k in ("loss", "recon", "kl", "seconds"))
+        assert r["images_per_s"] > 0 and r["split"] in ("train", "val")
+        assert r["loss"] == pytest.approx(r["recon"] + r["kl"], rel=1e-5)  # beta = 1
+    steps = [r for r in records if r["event"] == "step"]
+    assert [r["step"] for r in steps] == sorted({r["step"] for r in steps})  # increasing, unique
+    epochs = [(r["epoch"], r["split"]) for r in records if r["event"] == "epoch"]
+    assert epochs == [(e, s) for e in (1, 2, 3, 4) for s in ("train", "val")]
+    seconds = [r["seconds"] for r in records]
+    assert seconds == sorted(seconds)
+    val = [r["loss"] for r in records if r["event"] == "epoch" and r["split"] == "val"]
+    assert val[-1] < val[0]
+    assert runs.read_metrics(path) == (records, 0)
+    run_dir = short_fit["run_dir"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        f"epoch_{e:03d}.png" for e in (1, 2, 3, 4)]
+    assert not [p for p in run_dir.rglob("*") if "tmp" in p.name]  # atomic writes left nothing
+
+
+# -- the NaN guard -------------------------------------------------------------------
+class BlowsUpAt(VAE):
+    """A VAE whose decoder log-likelihood turns NaN at training step ``bad_step``."""
+
+    def __init__(self, cfg: VAEConfig, bad_step: int):
+        super().__init__(cfg)
+        self.bad_step, self.calls = bad_step, 0
+
+    def log_likelihood(self, x, z):
+        ll = super().log_likelihood(x, z)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.bad_step:
+                ll = ll * float("nan")
+        return ll
+
+
+def test_nan_guard_names_step_and_part_and_keeps_checkpoint(mnist_small, tmp_path):
+    train, val = mnist_small
+    torch.manual_seed(0)
+    model = BlowsUpAt(VAEConfig(latent_dim=8, hidden=(64,)), bad_step=40)
+    snapshot = {}
+
+    def keep_epoch1(event, s):
+        if event == "epoch" and s.epoch == 1:
+            ck = tmp_path / runs.CHECKPOINT
+            snapshot.update(data=ck.read_bytes(), mtime=ck.stat().st_mtime_ns)
+
+    cfg = TrainConfig(epochs=3, batch_size=64, log_every=50)  # 32 steps/epoch: logs at 32, 50
+    with pytest.raises(TrainingFailed) as ei:
+        fit(model, train, val, cfg, run_dir=tmp_path, callbacks=(keep_epoch1,))
+    msg = str(ei.value)
+    assert msg.startswith("non-finite ") and "at step 40 " in msg and "checkpoint is kept" in msg
+    named = msg.split("stopped")[0]
+    assert "recon" in named and "elbo" in named and "kl" not in named, msg  # KL stayed finite
+    ck = tmp_path / runs.CHECKPOINT
+    assert ck.read_bytes() == snapshot["data"] and ck.stat().st_mtime_ns == snapshot["mtime"]
+    assert runs.load_checkpoint(ck)["epoch"] == 1
+    assert not (tmp_path / "samples" / "epoch_002.png").exists()
+    records, bad = runs.read_metrics(tmp_path / runs.METRICS)
+    assert bad == 0 and max(r["step"] for r in records) == 32  # no record with a NaN in it
+    assert all(math.isfinite(r["loss"]) for r in records)
+
+
+# -- stopping and killing a real training process ------------------------------------
+def _start_train(run_dir: Path, data_root: Path, epochs: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "genlab", "train", "--model", "vae", "--run-dir", str(run_dir),
+           "--data-root", str(data_root), "--limit", "800", "--epochs", str(epochs),
+           "--batch-size", "8", "--log-every", "2", "--hidden", "128", "--latent-dim", "8",
+           "--n-samples", "16", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.communicate()}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("training did not get there in time")
+        time.sleep(0.01)
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return runs.read_metrics(run_dir / runs.METRICS)[0]
+
+
+def _assert_clean_metrics(run_dir: Path, epochs: int, spe: int) -> None:
+    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    assert bad == 0
+    keys = [(r["event"], r["split"], r["epoch"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys)), "duplicate records"
+    steps = [r["step"] for r in records if r["event"] == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == epochs * spe
+    ends = [(r["epoch"], r["split"], r["step"]) for r in records if r["event"] == "epoch"]
+    assert ends == [(e, s, e * spe) for e in range(1, epochs + 1) for s in ("train", "val")]
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes(data_root, tmp_path, capsys):
+    run_dir, spe = tmp_path / "run", 100
+    proc = _start_train(run_dir, data_root, epochs=2)
+    _wait_for(lambda: any(r["event"] == "step" for r in _records(run_dir)), proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"run directory: {run_dir}" in out and "stopped" in out
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "stopped" and "resume" in status["message"]
+    ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    assert ckpt["epoch"] == status["epoch"] < 2 and ckpt["step"] == ckpt["epoch"] * spe
+    assert cli_main(["resume", str(run_dir), "--quiet"]) == 0
+    assert "done: epoch 2" in capsys.readouterr().out
+    assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    _assert_clean_metrics(run_dir, 2, spe)
+
+
+def test_sigkill_mid_epoch_then_resume_from_last_epoch(data_root, tmp_path):
+    run_dir, spe = tmp_path / "run", 100
+
+    def in_epoch_2() -> bool:
+        return any(r["event"] == "step" and r["epoch"] == 2 for r in _records(run_dir))
+
+    proc = _start_train(run_dir, data_root, epochs=2)
+    _wait_for(in_epoch_2, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    records = _records(run_dir)
+    assert not any(r["event"] == "epoch" and r["epoch"] == 2 for r in records), "not mid-epoch"
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 1
+    with open(run_dir / runs.METRICS, "ab") as f:  # as if killed in the middle of a write
+        f.write(b'{"event": "step", "split": "train", "epo')
+    assert runs.read_metrics(run_dir / runs.METRICS)[1] == 1  # the torn line is reported
+    assert cli_main(["resume", str(run_dir), "--quiet"]) == 0
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    _assert_clean_metrics(run_dir, 2, spe)
+    first_resumed = next(r for r in _records(run_dir) if r["event"] == "step" and r["epoch"] == 2)
+    assert first_resumed["step"] == spe + 2  # epoch 2 restarted from the epoch-1 checkpoint
+
+
+def test_truncate_metrics_drops_partial_epoch_and_torn_line(tmp_path):
+    path = tmp_path / runs.METRICS
+    recs = [{"event": "step", "epoch": 1, "step": 5}, {"event": "epoch", "epoch": 1, "step": 10},
+            {"event": "step", "epoch": 2, "step": 15}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"event": "st')
+    assert runs.read_metrics(path) == (recs, 1)
+    assert runs.truncate_metrics(path, 1) == 2
+    assert runs.read_metrics(path) == (recs[:2], 0)
+    assert runs.truncate_metrics(path, 1) == 0  # idempotent
