@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from . import runs
 from .data import DATASETS, data_root, dataset_present
+from .metrics import data_kind
 
 BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "images_per_s"})
 """Keys of a metrics record that are not model metrics."""
@@ -25,7 +26,7 @@ MAX_POINTS = 2000  # per trace; longer series are strided so charts stay light
 STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:material/pending:]",
               "starting": ":blue[:material/pending:]", "stopped": ":orange[:material/pause_circle:]",
               "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
-              "broken": ":red[:material/broken_image:]", "unknown": ":gray[:material/help:]"}
+              "broken": ":red[:material/report:]", "unknown": ":gray[:material/help:]"}
 """Markdown badges (Streamlit's bundled Material icons: no emoji font needed)."""
 
 
@@ -170,6 +171,18 @@ def eval_line(ev: dict | None) -> str:
     return f"{split} ({ev.get('n_images', '?')} images{data}): " + " · ".join(parts)
 
 
+def units_note(summary: dict) -> str:
+    """What the numbers in a run's table are: nats per image for likelihood models (on
+    binarised or 8-bit data, never to be compared across the two)."""
+    try:
+        from .models import model_entry
+        likelihood = model_entry(summary.get("model") or "")[0].has_likelihood
+    except ValueError:
+        return ""
+    data = data_kind((summary.get("config") or {}).get("preprocess", "dynamic"))
+    return f"nats per image on {data} data" if likelihood else "training losses"
+
+
 def overview_rows(summaries: list[dict]) -> list[dict]:
     """One row per run for the gallery's table (eval columns only when some run has them)."""
     rows = []
@@ -228,7 +241,8 @@ def curves_figure(records: list[dict], *, names: list[str] | None = None, height
     for i, name in enumerate(names):
         r, c = i // cols + 1, i % cols + 1
         x, y, _ = _series(records, name, "step", "train")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="train (per step)",
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers",
+                                 name="train (per step)",
                                  line=dict(color=TRAIN_COLOR, width=1.5), legendgroup="train",
                                  showlegend=i == 0), row=r, col=c)
         x, y, ep = _series(records, name, "epoch", "val")
@@ -258,7 +272,7 @@ def run_card(run_dir: str | os.PathLike) -> dict:
     image, image_error = read_image(s.get("sample"))
     records = s.get("metrics") or []
     return {"summary": s, "state": state, "message": message, "config": key_config(s),
-            "rows": metrics_rows(s), "eval": eval_line(s.get("eval")),
+            "rows": metrics_rows(s), "eval": eval_line(s.get("eval")), "units": units_note(s),
             "figure": curves_figure(records) if records else None,
             "image": image, "image_error": image_error,
             "sample_name": Path(s["sample"]).stem if s.get("sample") else None}

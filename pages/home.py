@@ -63,8 +63,9 @@ def facts_ui(c: dict) -> None:
         cols = {k: NUMBER for k in c["rows"][0] if k != "metric"}
         st.dataframe(c["rows"], hide_index=True, column_config=cols)
         last = c["summary"].get("last_train") or {}
-        st.caption(f"nats per image; train and val after epoch {last.get('epoch', '?')}"
-                   + (f" of {c['summary']['train'].get('epochs')}" if c["summary"]["train"] else ""))
+        total = (c["summary"].get("train") or {}).get("epochs", "?")
+        st.caption(f"{c['units']}; train and val after epoch {last.get('epoch', '?')} of {total}"
+                   .lstrip("; "))
     else:
         st.caption("No completed epoch yet." if c["figure"] else "No metrics yet.")
     if c["eval"]:

@@ -74,9 +74,10 @@ def server(runs_root, data_root, tmp_path):
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(3)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
 
 
@@ -106,7 +107,7 @@ def _screenshot(page, path: Path) -> None:
             break
         height = new
         page.set_viewport_size({"width": 1400, "height": height})
-        page.wait_for_timeout(700)
+        page.wait_for_timeout(400)
     page.screenshot(path=str(path), full_page=True)
 
 

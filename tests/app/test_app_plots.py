@@ -142,3 +142,10 @@ def test_datasets_status(tmp_path):
 @pytest.mark.parametrize("s,text", [(5, "5s"), (75, "1m 15s"), (3725, "1h 02m")])
 def test_fmt_seconds(s, text):
     assert plots.fmt_seconds(s) == text
+
+
+def test_units_note_names_the_data_kind():
+    assert plots.units_note({"model": "vae", "config": {"preprocess": "dynamic"}}) == \
+        "nats per image on binarised data"
+    assert "8-bit" in plots.units_note({"model": "vae", "config": {"preprocess": "dequantize"}})
+    assert plots.units_note({"model": "no-such-model"}) == ""
