@@ -7,11 +7,15 @@ from __future__ import annotations
 from .base import GenerativeModel
 from .gan import DCGAN, GAN, DCGANConfig, GANConfig
 from .vae import VAE, VAEConfig
+from .vae_flow_posterior import VAEFlowPosterior, VAEFlowPosteriorConfig
+from .vae_flow_prior import VAEFlowPrior, VAEFlowPriorConfig
 
 MODELS: dict[str, tuple[type[GenerativeModel], type]] = {
     "vae": (VAE, VAEConfig),
     "gan": (GAN, GANConfig),
     "dcgan": (DCGAN, DCGANConfig),
+    "vae-flow-prior": (VAEFlowPrior, VAEFlowPriorConfig),
+    "vae-flow-posterior": (VAEFlowPosterior, VAEFlowPosteriorConfig),
 }
 
 
