@@ -70,12 +70,16 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise RunError(f"{path}: no checkpoint (the run has not finished an epoch yet)")
     if path.stat().st_size == 0:
         raise RunError(f"{path}: checkpoint file is empty")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut one has no directory
+        raise RunError(f"{path}: not a readable checkpoint (not a complete torch.save archive: "
+                       "truncated or corrupt)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if "WeightsUnpickler error" in ln]
+        why = lines[0].split("error:", 1)[1].split(". ")[0].strip() if lines else type(e).__name__
         raise RunError(f"{path}: refused to load: the checkpoint holds objects that are not "
-                       f"plain tensors and containers ({first[:160]})") from None
+                       f"plain tensors and containers ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise RunError(f"{path}: not a readable checkpoint (truncated or corrupt: "
                        f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None

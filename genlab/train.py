@@ -168,8 +168,8 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     optimizers = optimizers or model.configure_optimizers(cfg.lr)
     train = prepare(train, model.preprocess).to(device)
     val = prepare(val, model.preprocess).to(device) if val is not None else None
-    g = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + start_epoch + 1)  # pixel noise
-    g_cpu = torch.Generator().manual_seed(cfg.seed * 1000 + start_epoch)  # batch order
+    g = torch.Generator(device=device)  # pixel noise
+    g_cpu = torch.Generator()  # batch order
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     state = TrainState(start_epoch, start_step, total, steps_per_epoch)
@@ -193,6 +193,12 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 state.epoch = epoch
                 epoch_step0, window = state.step, []
+                # per-epoch streams (pixel noise, batch order, model noise): a resumed run
+                # repeats the epochs of an uninterrupted one exactly
+                base = 3 * (cfg.seed * 100_000 + epoch)
+                g.manual_seed(base)
+                g_cpu.manual_seed(base + 1)
+                torch.manual_seed(base + 2)
                 model.train()
                 t_epoch = t_log = time.perf_counter()
                 sums: dict[str, torch.Tensor] = {}

@@ -1,0 +1,236 @@
+"""Run directories: checkpoints that round-trip and refuse code, resume, config
+checks, unique run names and atomic writes (issue 2)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import threading
+
+import pytest
+import torch
+
+from contract import check_checkpoint_round_trip
+from genlab import runs
+from genlab.models.vae import VAEConfig
+from genlab.runs import RunError
+from genlab.train import TrainConfig, fit, train_run
+
+TINY = {"latent_dim": 4, "hidden": [32]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # tiny models; a shared CPU
+
+
+@pytest.fixture()
+def run_dir(mnist_small, tmp_path):
+    """A finished one-epoch run of a tiny VAE (config.json, checkpoint.pt, metrics)."""
+    torch.manual_seed(0)
+    from genlab.models import build_model
+
+    model = build_model("vae", TINY)
+    tc = TrainConfig(epochs=1, batch_size=100, limit=500)
+    runs.write_config(tmp_path, "vae", model.cfg, tc)
+    fit(model, mnist_small[0], None, tc, run_dir=tmp_path)
+    return tmp_path
+
+
+# -- checkpoints -----------------------------------------------------------------------
+def test_checkpoint_round_trip_identical_outputs(mnist_small, tmp_path):
+    check_checkpoint_round_trip("vae", TINY, tmp_path, mnist_small[0])
+    model, ckpt, rc = runs.load_model(tmp_path)
+    assert rc.model == "vae" and rc.model_config["latent_dim"] == 4
+    assert not model.training
+    z = torch.randn(6, 4)
+    again, _, _ = runs.load_model(tmp_path)
+    assert torch.equal(model.decode(z), again.decode(z))
+    x = mnist_small[1].x[:8].float() / 255
+    assert torch.equal(model.encode(x), again.encode(x))
+    assert set(ckpt) >= {"kind", "config", "model", "optimizers", "epoch", "step"}
+
+
+class RunsCode:
+    """Unpickling this calls Path(marker).touch(): what a hostile checkpoint would do."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_checkpoint_that_would_run_code_is_refused(run_dir, tmp_path_factory):
+    marker = tmp_path_factory.mktemp("marker") / "pwned"
+    ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    evil = run_dir / runs.CHECKPOINT
+    torch.save({**ckpt, "model": {**ckpt["model"], "extra": RunsCode(marker)}}, evil)
+    with pytest.raises(RunError) as ei:
+        runs.load_model(run_dir)
+    msg = str(ei.value)
+    assert str(evil) in msg and "refused" in msg and "Unsupported global" in msg, msg
+    assert "\n" not in msg and "\x1b" not in msg and len(msg) < 300, msg
+    assert not marker.exists(), "loading the checkpoint ran code"
+    # the payload is real: an unsafe load would have run it
+    torch.load(evil, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("truncated", "truncated or corrupt"), ("empty", "empty"), ("random", "truncated or corrupt"),
+    ("not-a-dict", "not a genlab checkpoint"), ("missing", "no checkpoint")])
+def test_damaged_checkpoints_give_clear_errors(run_dir, damage, says):
+    path = run_dir / runs.CHECKPOINT
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "random":
+        path.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8,
+                                       generator=torch.Generator().manual_seed(0)).numpy().tobytes())
+    elif damage == "not-a-dict":
+        torch.save([torch.zeros(3)], path)
+    else:
+        path.unlink()
+    with pytest.raises(RunError) as ei:
+        runs.load_model(run_dir)
+    msg = str(ei.value)
+    assert str(path) in msg and says in msg and "\n" not in msg and len(msg) < 300, msg
+
+
+def test_another_models_checkpoint_is_refused(run_dir, mnist_small, tmp_path_factory):
+    ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    path = run_dir / runs.CHECKPOINT
+    torch.save({**ckpt, "kind": "realnvp"}, path)  # a different kind of model
+    with pytest.raises(RunError, match="holds a 'realnvp' model but config.json says 'vae'"):
+        runs.load_model(run_dir)
+    other = tmp_path_factory.mktemp("other")  # same kind, other sizes
+    from genlab.models import build_model
+
+    model = build_model("vae", {"latent_dim": 7, "hidden": [16]})
+    tc = TrainConfig(epochs=1, batch_size=250, limit=250)
+    runs.write_config(other, "vae", model.cfg, tc)
+    fit(model, mnist_small[0], None, tc, run_dir=other)
+    path.write_bytes((other / runs.CHECKPOINT).read_bytes())
+    with pytest.raises(RunError) as ei:
+        runs.load_model(run_dir)
+    assert "weights do not fit the model in config.json" in str(ei.value) and str(path) in str(ei.value)
+
+
+# -- config.json -----------------------------------------------------------------------
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c["model_config"].update(colour="red"), ["colour"]),
+    (lambda c: c["model_config"].update(latent_dim=0), ["latent_dim", ">= 1"]),
+    (lambda c: c["model_config"].update(hidden="wide"), ["hidden"]),
+    (lambda c: c.update(model="transformer"), ["unknown model", "transformer"]),
+    (lambda c: c.pop("train"), ["expected keys"]),
+])
+def test_config_that_does_not_match_gives_clear_error(run_dir, edit, words):
+    path = run_dir / runs.CONFIG
+    cfg = json.loads(path.read_text())
+    edit(cfg)
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(RunError) as ei:
+        runs.load_model(run_dir)
+    msg = str(ei.value)
+    assert str(path) in msg and "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_config_that_is_not_json(run_dir):
+    (run_dir / runs.CONFIG).write_text('{"model": "vae", ')
+    with pytest.raises(RunError, match="not valid JSON"):
+        runs.read_config(run_dir)
+
+
+def test_bad_training_config_is_refused_on_resume(run_dir):
+    path = run_dir / runs.CONFIG
+    cfg = json.loads(path.read_text())
+    cfg["train"]["lr"] = -1
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"lr must be > 0"):
+        train_run(run_dir, resume=True, epochs=2)
+
+
+# -- resume ----------------------------------------------------------------------------
+def _new_run(path, data_root, epochs: int):
+    tc = TrainConfig(epochs=epochs, batch_size=100, limit=500, data_root=str(data_root), n_samples=4)
+    path.mkdir()
+    runs.write_config(path, "vae", VAEConfig(**{**TINY, "hidden": (32,)}), tc)
+    return path
+
+
+def test_resume_continues_at_the_right_epoch_exactly(data_root, tmp_path):
+    straight = _new_run(tmp_path / "straight", data_root, epochs=2)
+    assert train_run(straight)["state"] == "done"
+    split = _new_run(tmp_path / "split", data_root, epochs=1)
+    assert train_run(split)["state"] == "done"
+    config_before = (split / runs.CONFIG).read_bytes()
+    status = train_run(split, resume=True, epochs=2)
+    assert status["state"] == "done" and status["epoch"] == 2
+    assert (split / runs.CONFIG).read_bytes() == config_before  # same config, untouched
+    a = runs.load_checkpoint(straight / runs.CHECKPOINT)
+    b = runs.load_checkpoint(split / runs.CHECKPOINT)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 10
+    # Adam's state came back too (its step count is 10, not 5) and resuming repeats an
+    # uninterrupted run exactly: same weights, bit for bit
+    assert b["optimizers"][0]["state"][0]["step"] == 10
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    records, bad = runs.read_metrics(split / runs.METRICS)
+    assert bad == 0
+    ends = [(r["epoch"], r["split"], r["step"]) for r in records if r["event"] == "epoch"]
+    assert ends == [(1, "train", 5), (1, "val", 5), (2, "train", 10), (2, "val", 10)]
+    straight_recs = runs.read_metrics(straight / runs.METRICS)[0]
+    drop = ("seconds", "images_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in records] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in straight_recs]
+    assert sorted(p.name for p in (split / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+
+
+def test_resume_of_a_finished_run_says_so(run_dir):
+    cfg = json.loads((run_dir / runs.CONFIG).read_text())
+    status = train_run(run_dir, resume=True)
+    assert status["state"] == "done" and "already trained 1 epochs" in status["message"]
+    assert cfg == json.loads((run_dir / runs.CONFIG).read_text())
+
+
+# -- run names and atomic writes ---------------------------------------------------------
+def test_new_run_dir_never_repeats(tmp_path):
+    seq = [runs.new_run_dir(tmp_path, "same") for _ in range(3)]
+    assert [p.name for p in seq] == ["same", "same-1", "same-2"]
+    got, barrier = [], threading.Barrier(16)
+
+    def make():
+        barrier.wait()
+        got.append(runs.new_run_dir(tmp_path, "race"))
+
+    threads = [threading.Thread(target=make) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 16 and len(set(got)) == 16 and all(p.is_dir() for p in got)
+
+
+def test_claim_run_dir_refuses_a_run(run_dir):
+    with pytest.raises(RunError, match="already holds a run"):
+        runs.claim_run_dir(run_dir)
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    runs.atomic_write_json(path, {"a": 1})
+    runs.save_checkpoint(tmp_path / "checkpoint.pt", {"kind": "vae", "model": {}, "config": {}})
+    runs.write_status(tmp_path, state="running")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "status.json"]
+
+    def crash(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)  # the rename fails: the old file stays whole
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text())["state"] == "running"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "status.json"]
