@@ -1,0 +1,186 @@
+"""`python -m genlab train | resume | eval`: one-line usage errors with exit code 2,
+a complete --help, and a tiny run end to end (issue 2)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab import runs
+from genlab.cli import _fmt_default, _model_options, main
+from genlab.config import opt
+from genlab.models import MODELS
+from genlab.models.vae import VAE
+from genlab.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """main() in this process: (exit code, stdout, stderr); argparse exits count too."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _foreign_option(monkeypatch) -> str:
+    """A model option that the VAE does not have (registering a stand-in if none exists)."""
+    foreign = [n for n, o in _model_options().items() if "vae" not in o["models"]]
+    if foreign:
+        return "--" + foreign[0].replace("_", "-")
+
+    @dataclass
+    class OtherConfig:
+        num_widgets: int = opt(3, "widgets", lo=1)
+
+    monkeypatch.setitem(MODELS, "other", (VAE, OtherConfig))
+    return "--num-widgets"
+
+
+BAD = {
+    "latent size 0": (["--latent-dim", "0"], "--latent-dim must be >= 1"),
+    "lr zero": (["--lr", "0"], "--lr must be > 0"),
+    "lr negative": (["--lr", "-0.1"], "--lr must be > 0"),
+    "lr not a number": (["--lr", "fast"], "--lr must be a number"),
+    "epochs 0": (["--epochs", "0"], "--epochs must be >= 1"),
+    "unknown dataset": (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    "unknown option": (["--colour", "red"], "unrecognized arguments: --colour"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_arguments_exit_2_with_one_line(case, tmp_path, capsys):
+    extra, says = BAD[case]
+    code, out, err = run_main(["train", "--model", "vae", "--runs-dir", str(tmp_path), *extra], capsys)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not any(tmp_path.iterdir()), "a bad command created a run"
+
+
+def test_unknown_model_and_foreign_option_exit_2(tmp_path, capsys, monkeypatch):
+    code, _, err = run_main(["train", "--model", "diffusion", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "unknown model 'diffusion'" in err, err
+    flag = _foreign_option(monkeypatch)
+    code, _, err = run_main(["train", "--model", "vae", flag, "3", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{flag} does not apply to model vae" in err and "--latent-dim" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_and_eval_argument_errors(tmp_path, capsys):
+    code, _, err = run_main(["resume", str(tmp_path), "--epochs", "0"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--epochs must be >= 1" in err
+    code, _, err = run_main(["eval", str(tmp_path), "--k", "0"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--k" in err
+    # not a run directory: a fault, not a usage error (exit 1), still one line
+    for argv in (["resume", str(tmp_path), "--quiet"], ["eval", str(tmp_path), "--quiet"]):
+        code, _, err = run_main(argv, capsys)
+        assert code == 1 and err.count("\n") == 1 and "config.json" in err, err
+
+
+def test_exit_code_and_stderr_of_the_real_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "genlab", "train", "--model", "vae",
+                           "--latent-dim", "0", "--runs-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "--latent-dim must be >= 1" in proc.stderr
+
+
+def test_help_lists_every_option_with_its_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping (it breaks at hyphens)
+    code, out, _ = run_main(["train", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())  # argparse wraps lines; compare with whitespace collapsed
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "dataset":
+            assert "--dataset V" in text or "--dataset DATASET" in text
+            assert "[default: mnist]" in text
+            continue
+        help_text = " ".join(f.metadata["help"].split())
+        assert f"{flag} V {help_text} [default: {_fmt_default(f.default)};" in text, flag
+    options = _model_options()
+    assert {"latent_dim", "hidden", "beta", "preprocess"} <= set(options)
+    for name, o in options.items():
+        head = f"--{name.replace('_', '-')} V {' '.join(o['field'].metadata['help'].split())} ["
+        assert head in text, head
+        start = text.index(head) + len(head)
+        defaults = text[start:text.index("]", start)]  # "vae: 20; gan: 100; >= 1 and <= 1024"
+        for model, default in o["models"].items():
+            assert f"{model}: {_fmt_default(default)};" in defaults, (head, model)
+    for flag in ("--model", "--run-dir", "--runs-dir", "--name", "--quiet"):
+        assert flag in text
+    assert "[default: runs]" in text
+
+
+# -- a tiny run, end to end ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(data_root, tmp_path_factory):
+    """`python -m genlab train --limit 500 --epochs 1` in a real process."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "genlab", "train", "--model", "vae", "--limit", "500",
+         "--epochs", "1", "--runs-dir", str(runs_dir), "--name", "tiny", "--data-root", str(data_root)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    return proc, runs_dir / "tiny"
+
+
+def test_train_writes_a_complete_run(tiny_run):
+    proc, run_dir = tiny_run
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"run directory: {run_dir}"
+    assert "done: epoch 1" in proc.stdout
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "done" and status["epoch"] == 1 and status["progress"] == 1.0
+    cfg = json.loads((run_dir / runs.CONFIG).read_text())
+    assert cfg["model"] == "vae" and cfg["train"]["limit"] == 500 and cfg["train"]["epochs"] == 1
+    assert cfg["model_config"]["image_shape"] == [1, 28, 28]
+    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    assert bad == 0 and {(r["epoch"], r["split"]) for r in records if r["event"] == "epoch"} == {
+        (1, "train"), (1, "val")}
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 1
+    from PIL import Image
+
+    with Image.open(run_dir / "samples" / "epoch_001.png") as im:
+        assert im.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 samples: 8 x 8 tiles of 28 + 2 padding
+
+
+def test_eval_then_resume(tiny_run, capsys):
+    proc, run_dir = tiny_run
+    assert proc.returncode == 0, proc.stderr
+    code, out, err = run_main(["eval", str(run_dir), "--quiet"], capsys)
+    assert code == 0, err
+    res = json.loads((run_dir / runs.EVAL).read_text())
+    assert res["split"] == "test" and res["n_images"] == 10_000 and res["epoch"] == 1
+    assert math.isfinite(res["elbo"]) and res["elbo"] < 0
+    assert res["elbo"] == pytest.approx(-(res["recon"] + res["kl"]), rel=1e-5)
+    assert "elbo" in out and str(run_dir / runs.EVAL) in out
+
+    before = (run_dir / runs.METRICS).read_text()
+    code, out, err = run_main(["resume", str(run_dir), "--epochs", "2", "--quiet"], capsys)
+    assert code == 0 and "done: epoch 2" in out, err
+    after = (run_dir / runs.METRICS).read_text()
+    assert after.startswith(before) and len(after) > len(before)  # appended, nothing rewritten
+    new = [json.loads(line) for line in after[len(before):].splitlines()]
+    assert new and all(r["epoch"] == 2 for r in new)
+    assert {r["split"] for r in new if r["event"] == "epoch"} == {"train", "val"}
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    assert (run_dir / "samples" / "epoch_002.png").exists()
+    assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
