@@ -1,0 +1,158 @@
+"""nice, realnvp and vae-flow-decoder: exact likelihoods against autograd Jacobians of
+the whole map from [0, 1] pixels, the model contract, and short real-MNIST runs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+from torch.autograd.functional import jacobian
+
+from genlab.data import ImageData
+from genlab.metrics import bits_per_dim
+from genlab.models import build_model
+from genlab.models.vae import VAE, VAEConfig
+
+import contract
+
+TINY = {
+    "nice": {"couplings": 4, "hidden": [32]},
+    "realnvp": {"couplings": 1, "width": 4, "res_blocks": 0},
+    "vae-flow-decoder": {"hidden": [64], "latent_dim": 4, "couplings": 2, "flow_hidden": [32]},
+    "vae-flow-decoder-realnvp": {"hidden": [64], "latent_dim": 4, "couplings": 1, "width": 4,
+                                 "decoder_flow": "realnvp"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on this shared 2-core CPU, OpenMP threads spin-wait for each
+    other and small ops run many times slower with two."""
+    torch.set_num_threads(1)
+
+
+def model_name(key: str) -> str:
+    return "vae-flow-decoder" if key.startswith("vae-flow-decoder") else key
+
+
+def random_flow_model(name: str, cfg: dict, shape=(1, 28, 28), seed: int = 0):
+    """A model whose flow has random (not identity) couplings and initialised ActNorms;
+    float64, eval mode."""
+    torch.manual_seed(seed)
+    model = build_model(name, {**cfg, "image_shape": list(shape)})
+    model.flow(torch.rand(8, *shape))  # data-dependent ActNorm init
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.flow.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model.double().eval()
+
+
+def batched_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
+    """d fn(x) / dx (D_out, D) for one example x (1, ...) by reverse-mode autograd: D copies
+    of x in one batch, one backward pass with the identity as output gradients (rows of J).
+    Valid because the model treats the examples of a batch independently (eval mode)."""
+    d = x.numel()
+    xs = x.expand(d, *x.shape[1:]).clone().requires_grad_()  # (D, ...)
+    y = fn(xs).reshape(d, -1)  # (D, D_out)
+    (rows,) = torch.autograd.grad(y, xs, torch.eye(d, y.shape[1], dtype=y.dtype))
+    return rows.reshape(d, d)
+
+
+def dequantized_image(data_root) -> torch.Tensor:
+    from genlab.data import load_split, preprocess
+
+    x = load_split("mnist", "val", data_root, download=False, limit=1).x
+    return preprocess(x, "dequantize", torch.Generator().manual_seed(0)).double()
+
+
+@pytest.mark.parametrize("name,prior", [("nice", "logistic"), ("nice", "gaussian"),
+                                        ("realnvp", "gaussian")])
+def test_log_prob_is_exact_on_a_full_image(name, prior, data_root):
+    cfg = {**TINY[name], **({"prior": prior} if name == "nice" else {})}
+    model = random_flow_model(name, cfg)
+    x = dequantized_image(data_root)  # (1, 1, 28, 28) in (0, 1)
+    z = model(x)[0][0]  # (784,)
+    jac = batched_jacobian(lambda t: model(t)[0], x)  # (784, 784)
+    sign, log_det = torch.linalg.slogdet(jac)
+    assert sign != 0
+    if prior == "logistic":  # the standard logistic as a transformed uniform
+        base = D.TransformedDistribution(D.Uniform(torch.zeros(784, dtype=torch.double), 1.0),
+                                         [D.SigmoidTransform().inv])
+    else:
+        base = D.Normal(torch.zeros(784, dtype=torch.double), 1.0)
+    expected = base.log_prob(z).sum() + log_det
+    torch.testing.assert_close(model.log_prob(x)[0], expected, rtol=1e-9, atol=1e-7)
+    out = model.loss(x)
+    torch.testing.assert_close(out["bpd"].item(), bits_per_dim(out["loss"].item(), 784))
+    torch.testing.assert_close(model.decode(model.encode(x)), x, rtol=0, atol=1e-9)
+
+
+def test_realnvp_three_scales_on_svhn_shape():
+    model = random_flow_model("realnvp", {"scales": 3, "couplings": 1, "width": 4}, (3, 32, 32))
+    x = torch.rand(2, 3, 32, 32, dtype=torch.double)
+    z, log_det = model(x)
+    assert z.shape == (2, 3072) and model.latent_shape == (12, 16, 16)
+    torch.testing.assert_close(model.inverse(z), x)
+    with pytest.raises(ValueError, match="divisible"):
+        build_model("realnvp", {"scales": 4, "image_shape": [1, 28, 28]})
+
+
+@pytest.mark.parametrize("key", ["vae-flow-decoder", "vae-flow-decoder-realnvp"])
+def test_flow_decoder_likelihood_counts_the_flow_jacobian(key):
+    model = random_flow_model("vae-flow-decoder", TINY[key], (1, 4, 4))
+    x = torch.rand(3, 1, 4, 4, dtype=torch.double)
+    z = torch.randn(2, 3, 4, dtype=torch.double)  # (k, B, d)
+    mu, logvar = model.decoder_params(z).chunk(2, dim=2)  # (k, B, 1, 4, 4)
+    for i in range(3):
+        y = model.flow(x[i:i + 1])[0].reshape(-1)
+        jac = jacobian(lambda t: model.flow(t.view(1, 1, 4, 4))[0].reshape(-1), x[i].reshape(-1))
+        gauss = D.Normal(mu[:, i].flatten(1), torch.exp(0.5 * logvar[:, i].flatten(1)))
+        expected = gauss.log_prob(y).sum(-1) + torch.linalg.slogdet(jac)[1]  # (k,)
+        torch.testing.assert_close(model.log_likelihood(x, z)[:, i], expected)
+
+
+def test_flow_decoder_with_identity_flow_is_the_gaussian_vae():
+    cfg = {"hidden": [32], "latent_dim": 3, "image_shape": [1, 4, 4], "preprocess": "dequantize"}
+    flow_vae = build_model("vae-flow-decoder", {**cfg, "couplings": 2, "flow_hidden": [8]})
+    vae = VAE(VAEConfig(hidden=(32,), latent_dim=3, image_shape=(1, 4, 4), preprocess="dequantize"))
+    vae.load_state_dict(flow_vae.state_dict(), strict=False)  # new couplings are the identity
+    x, z = torch.rand(5, 1, 4, 4), torch.randn(2, 5, 3)
+    torch.testing.assert_close(flow_vae.log_likelihood(x, z), vae.log_likelihood(x, z))
+    torch.manual_seed(1)
+    a = flow_vae.loss(x)
+    torch.manual_seed(1)
+    b = vae.loss(x)
+    torch.testing.assert_close(a["bpd"], b["bpd"])
+    torch.testing.assert_close(b["bpd"], (-b["elbo"] + 16 * math.log(256)) / (16 * math.log(2)))
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_contract(key):
+    name = model_name(key)
+    torch.manual_seed(0)
+    model = build_model(name, TINY[key])
+    assert model.preprocess == "dequantize" and model.has_likelihood and model.has_latent
+    contract.check_loss_finite(model)
+    contract.check_step_changes_weights(model)
+    contract.check_sample(model)
+
+
+def head(data: ImageData, n: int) -> ImageData:
+    return ImageData(data.x[:n], data.y[:n], data.dataset, data.split)
+
+
+@pytest.mark.parametrize("key", ["nice", "realnvp", "vae-flow-decoder"])
+def test_checkpoint_round_trip(key, tmp_path, mnist_small):
+    contract.check_checkpoint_round_trip(model_name(key), TINY[key], tmp_path,
+                                         head(mnist_small[0], 256))
+
+
+@pytest.mark.parametrize("key,epochs,lr", [("nice", 2, 5e-3), ("realnvp", 1, 3e-3),
+                                           ("vae-flow-decoder", 1, 3e-3)])
+def test_short_run_lowers_validation_loss(key, epochs, lr, mnist_small):
+    """512 real MNIST training images, 200 validation images."""
+    train, val = mnist_small
+    contract.check_short_run_lowers_loss(model_name(key), TINY[key], head(train, 512),
+                                         head(val, 200), epochs=epochs, lr=lr, batch_size=32)

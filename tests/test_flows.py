@@ -1,0 +1,220 @@
+"""Every bijection in genlab.flows: exact inverse, and a log-determinant that equals
+log|det| of the autograd Jacobian in both directions (float64, small dimensions)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from genlab.flows import (ActNorm, AffineCoupling, Bijection, Compose, DiagonalScaling, FactorOut,
+                          Inverse, Logit, Permutation, Planar, Squeeze, channel_mask,
+                          checkerboard_mask, half_mask, vector_coupling)
+from genlab.models.realnvp import ConvConditioner
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on this shared 2-core CPU, OpenMP threads spin-wait for each
+    other and small ops run many times slower with two."""
+    torch.set_num_threads(1)
+
+
+def randomize(module: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Module:
+    """Random weights everywhere (the zero-initialised outputs would make couplings trivial)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return module
+
+
+def log_abs_det_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
+    """log|det d fn(x) / dx| for one example x (1, ...) by autograd."""
+    jac = jacobian(lambda t: fn(t.view_as(x)).reshape(-1), x.reshape(-1))  # (D, D)
+    sign, logabs = torch.linalg.slogdet(jac)
+    assert sign != 0
+    return logabs
+
+
+def assert_bijection(f: Bijection, x: torch.Tensor, context: torch.Tensor | None = None,
+                     n_jac: int = 2) -> None:
+    f = f.double()
+    x = x.double()
+    context = None if context is None else context.double()
+    y, ld = f(x, context)
+    x_back, ld_inv = f.inverse(y, context)
+    assert ld.shape == ld_inv.shape == (len(x),)
+    torch.testing.assert_close(x_back, x, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(ld_inv, -ld, atol=1e-9, rtol=1e-9)
+    for i in range(min(n_jac, len(x))):
+        ctx = None if context is None else context[i:i + 1]
+        fwd = log_abs_det_jacobian(lambda t: f(t, ctx)[0], x[i:i + 1])
+        inv = log_abs_det_jacobian(lambda t: f.inverse(t, ctx)[0], y[i:i + 1])
+        torch.testing.assert_close(ld[i], fwd, atol=1e-8, rtol=1e-8)
+        torch.testing.assert_close(ld_inv[i], inv, atol=1e-8, rtol=1e-8)
+
+
+def initialized_actnorm(shape: tuple[int, ...]) -> ActNorm:
+    a = ActNorm(shape[0]).double()
+    a(torch.randn(16, *shape, dtype=torch.double) * 3 + 1)
+    return a
+
+
+def image_coupling(mask: torch.Tensor, coarse: bool = False) -> AffineCoupling:
+    return randomize(AffineCoupling(mask, ConvConditioner(mask.shape[1], 4, 1, coarse)), 0.2)
+
+
+class AmortisedPlanar(Bijection):
+    """A planar layer whose (u, w, b) come per example in the context (B, 2d + 1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim, self.planar = dim, Planar(dim)
+
+    def _params(self, context):
+        u, w, b = context.split([self.dim, self.dim, 1], dim=1)
+        return u, w, b
+
+    def forward(self, x, context=None):
+        return self.planar(x, params=self._params(context))
+
+    def inverse(self, y, context=None):
+        return self.planar.inverse(y, params=self._params(context))
+
+
+CASES = {
+    "affine-vector": lambda: (randomize(vector_coupling(6, 8, 0)), torch.randn(4, 6), None),
+    "affine-context": lambda: (randomize(vector_coupling(5, (8, 8), 1, context_dim=3)),
+                               torch.randn(4, 5), torch.randn(4, 3)),
+    "additive-alternate": lambda: (randomize(vector_coupling(6, 8, 1, additive=True,
+                                                             mask_kind="alternate")),
+                                   torch.randn(4, 6), None),
+    "checkerboard-conv": lambda: (image_coupling(checkerboard_mask(2, 4, 4, 0)),
+                                  torch.randn(3, 2, 4, 4), None),
+    "checkerboard-coarse": lambda: (image_coupling(checkerboard_mask(1, 4, 4, 1), coarse=True),
+                                    torch.randn(3, 1, 4, 4), None),
+    "channel-conv": lambda: (image_coupling(channel_mask(4, 1)), torch.randn(3, 4, 2, 2), None),
+    "actnorm-vector": lambda: (initialized_actnorm((5,)), torch.randn(4, 5), None),
+    "actnorm-image": lambda: (initialized_actnorm((2, 3, 3)), torch.randn(3, 2, 3, 3), None),
+    "diagonal-scaling": lambda: (randomize(DiagonalScaling(5)), torch.randn(4, 5), None),
+    "diagonal-scaling-image": lambda: (randomize(DiagonalScaling((1, 3, 3))),
+                                       torch.randn(3, 1, 3, 3), None),
+    "permutation-reverse": lambda: (Permutation(5), torch.randn(4, 5), None),
+    "permutation-random": lambda: (Permutation(6, "random", seed=3), torch.randn(4, 6), None),
+    "squeeze": lambda: (Squeeze(), torch.randn(3, 2, 4, 4), None),
+    "unsqueeze": lambda: (Inverse(Squeeze()), torch.randn(3, 8, 2, 2), None),
+    "logit": lambda: (Logit(0.05), torch.rand(3, 1, 3, 3), None),
+    "logit-tiny-alpha": lambda: (Logit(1e-6), torch.rand(3, 1, 3, 3), None),
+    "planar": lambda: (randomize(Planar(4), 1.0), torch.randn(4, 4), None),
+    "planar-amortised": lambda: (AmortisedPlanar(3), torch.randn(4, 3), torch.randn(4, 7) * 2),
+    "factor-out": lambda: (FactorOut(Compose([image_coupling(checkerboard_mask(1, 4, 4, 0)),
+                                              Squeeze()]),
+                                     image_coupling(channel_mask(2, 0))),
+                           torch.randn(3, 1, 4, 4), None),
+    "compose": lambda: (Compose([Logit(0.05), image_coupling(checkerboard_mask(1, 4, 4, 0)),
+                                 initialized_actnorm((1, 4, 4)), Squeeze(),
+                                 image_coupling(channel_mask(4, 1))]),
+                        torch.rand(3, 1, 4, 4), None),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_inverse_and_log_det_match_autograd(name):
+    f, x, context = CASES[name]()
+    assert_bijection(f, x, context)
+
+
+def test_coupling_keeps_its_half_and_additive_preserves_volume():
+    x = torch.randn(5, 6)
+    f = randomize(vector_coupling(6, 8, 0))
+    y, _ = f(x)
+    torch.testing.assert_close(y[:, :3], x[:, :3], rtol=0, atol=0)
+    assert not torch.allclose(y[:, 3:], x[:, 3:])
+    _, ld = randomize(vector_coupling(6, 8, 0, additive=True))(x)
+    assert torch.equal(ld, torch.zeros(5))
+
+
+def test_new_couplings_start_as_identity_and_context_matters():
+    x, ctx = torch.randn(4, 6), torch.randn(4, 2)
+    y, ld = vector_coupling(6, 8, 0, context_dim=2)(x, ctx)
+    assert torch.equal(y, x) and torch.equal(ld, torch.zeros(4))
+    f = randomize(vector_coupling(6, 8, 0, context_dim=2))
+    assert not torch.allclose(f(x, ctx)[0], f(x, ctx + 1)[0])
+
+
+def test_masks_and_squeeze_layout():
+    m = checkerboard_mask(2, 4, 4, 0)
+    assert torch.equal(m + checkerboard_mask(2, 4, 4, 1), torch.ones(1, 2, 4, 4))
+    assert m[0, 0, 0, 0] == 1 and m[0, 0, 0, 1] == 0 and m[0, 0, 1, 1] == 1
+    assert channel_mask(4, 0).flatten().tolist() == [1, 1, 0, 0]
+    assert half_mask(4, 1).flatten().tolist() == [0, 0, 1, 1]
+    assert half_mask(4, 0, "alternate").flatten().tolist() == [1, 0, 1, 0]
+    x = torch.randn(2, 3, 4, 6)
+    y, _ = Squeeze()(x)
+    assert y.shape == (2, 12, 2, 3)
+    for c, i, j in [(0, 0, 0), (1, 1, 0), (2, 1, 1)]:  # y[:, 4c + 2i + j, h, w] = x[:, c, 2h+i, 2w+j]
+        torch.testing.assert_close(y[:, 4 * c + 2 * i + j], x[:, c, i::2, j::2])
+
+
+def test_actnorm_data_dependent_init():
+    x = torch.randn(64, 3, 5, 5) * torch.tensor([0.5, 2.0, 7.0]).view(1, 3, 1, 1) + 4
+    a = ActNorm(3)
+    y, _ = a(x)
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    y2, _ = a(x * 2)  # initialised once: the second batch does not re-initialise
+    torch.testing.assert_close(y2, 2 * y + a.loc.view(1, 3, 1, 1) * torch.exp(a.log_scale).view(1, 3, 1, 1))
+
+
+def _violating_planar(dim: int, seed: int) -> Planar:
+    """A planar layer whose raw parameters break invertibility: w^T u < -1."""
+    g = torch.Generator().manual_seed(seed)
+    p = Planar(dim).double()
+    with torch.no_grad():
+        w = torch.randn(dim, generator=g, dtype=torch.double)
+        p.w.copy_(w)
+        p.u.copy_(-(2 + 3 * torch.rand(1, generator=g, dtype=torch.double)) * w / w.dot(w)
+                  + 0.3 * torch.randn(dim, generator=g, dtype=torch.double))
+        p.b.copy_(torch.randn(1, generator=g, dtype=torch.double))
+    return p
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_planar_constraint_keeps_it_invertible(seed):
+    p = _violating_planar(3, seed)
+    assert p.w.dot(p.u) < -1
+    u_hat, w, b, wu_hat = p._constrained(None, None)
+    assert wu_hat.item() > -1
+    # monotone along w: t -> w^T f(t w / |w|^2 + r) is strictly increasing for any offset r
+    t = torch.linspace(-8, 8, 2001, dtype=torch.double).unsqueeze(1)
+    r = torch.randn(1, 3, dtype=torch.double)
+    line = t * p.w / p.w.dot(p.w) + r
+    along = (p(line)[0] * p.w).sum(-1)
+    assert (along.diff() > 0).all()
+    # the same map with the raw u (no constraint) folds over: not monotone, not invertible
+    h = torch.tanh((line * p.w).sum(-1, keepdim=True) + p.b)
+    raw = ((line + p.u * h) * p.w).sum(-1)
+    assert (raw.diff() < 0).any()
+    # Jacobian determinant > 0 everywhere we look, and the numerical inverse recovers z
+    z = torch.randn(50, 3, dtype=torch.double) * 3
+    dets = torch.stack([torch.linalg.det(jacobian(lambda v: p(v[None])[0][0], zi)) for zi in z])
+    assert (dets > 0).all()
+    assert_bijection(p, z, n_jac=3)
+
+
+def test_planar_amortised_params_equal_own_params():
+    p = randomize(Planar(4), 1.0).double()
+    z = torch.randn(6, 4, dtype=torch.double)
+    params = (p.u.expand(6, 4), p.w.expand(6, 4), p.b.expand(6, 1))
+    y1, ld1 = p(z)
+    y2, ld2 = p(z, params=params)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(ld1, ld2)
+
+
+def test_planar_inverse_is_differentiable():
+    p = randomize(Planar(3), 1.0).double()
+    y = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    z, _ = p.inverse(y)
+    (g,) = torch.autograd.grad(z.sum(), y)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
