@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from .base import GenerativeModel
 from .gan import DCGAN, GAN, DCGANConfig, GANConfig
+from .nice import NICE, NICEConfig
+from .realnvp import RealNVP, RealNVPConfig
 from .vae import VAE, VAEConfig
+from .vae_flow_decoder import VAEFlowDecoder, VAEFlowDecoderConfig
 from .vae_flow_posterior import VAEFlowPosterior, VAEFlowPosteriorConfig
 from .vae_flow_prior import VAEFlowPrior, VAEFlowPriorConfig
 
@@ -16,6 +19,9 @@ MODELS: dict[str, tuple[type[GenerativeModel], type]] = {
     "dcgan": (DCGAN, DCGANConfig),
     "vae-flow-prior": (VAEFlowPrior, VAEFlowPriorConfig),
     "vae-flow-posterior": (VAEFlowPosterior, VAEFlowPosteriorConfig),
+    "nice": (NICE, NICEConfig),
+    "realnvp": (RealNVP, RealNVPConfig),
+    "vae-flow-decoder": (VAEFlowDecoder, VAEFlowDecoderConfig),
 }
 
 
