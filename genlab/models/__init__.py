@@ -4,7 +4,9 @@ The CLI, the checkpoint loader, evaluation and the app all read this one dict.
 """
 from __future__ import annotations
 
+from .ae_gmm import AEGMM, AEGMMConfig
 from .base import GenerativeModel
+from .binary_vae import BinaryVAE, BinaryVAEConfig
 from .gan import DCGAN, GAN, DCGANConfig, GANConfig
 from .nice import NICE, NICEConfig
 from .realnvp import RealNVP, RealNVPConfig
@@ -15,6 +17,8 @@ from .vae_flow_prior import VAEFlowPrior, VAEFlowPriorConfig
 
 MODELS: dict[str, tuple[type[GenerativeModel], type]] = {
     "vae": (VAE, VAEConfig),
+    "binary-vae": (BinaryVAE, BinaryVAEConfig),
+    "ae-gmm": (AEGMM, AEGMMConfig),
     "gan": (GAN, GANConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "vae-flow-prior": (VAEFlowPrior, VAEFlowPriorConfig),
