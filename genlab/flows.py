@@ -245,14 +245,27 @@ class ActNorm(Bijection):
 
 class DiagonalScaling(Bijection):
     """NICE's last layer y = x * exp(s), one learned s per dimension; log|det| = sum s.
-    ``dim`` is an int (vectors) or a shape (C, H, W)."""
+    ``dim`` is an int (vectors) or a shape (C, H, W). With ``init_std``, the first forward
+    batch sets s = log(init_std / std(x)) per dimension (data-dependent init, as ActNorm):
+    near-constant pixels need s of about +7, which Adam would take thousands of steps to reach."""
 
-    def __init__(self, dim: int | Sequence[int]):
+    def __init__(self, dim: int | Sequence[int], init_std: float | None = None):
         super().__init__()
         shape = (dim,) if isinstance(dim, int) else tuple(dim)
         self.log_scale = nn.Parameter(torch.zeros(shape))
+        self.init_std = init_std
+        if init_std is not None:
+            self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def _init(self, x: torch.Tensor) -> None:
+        std = x.std(0, unbiased=False).clamp(min=1e-6)  # (dim...)
+        self.log_scale.copy_(math.log(self.init_std) - torch.log(std))
+        self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        if self.init_std is not None and not self.initialized and len(x) > 1:
+            self._init(x)
         return x * torch.exp(self.log_scale), self.log_scale.sum().expand(x.shape[0])
 
     def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> Pair:

@@ -166,6 +166,17 @@ def test_actnorm_data_dependent_init():
     torch.testing.assert_close(y2, 2 * y + a.loc.view(1, 3, 1, 1) * torch.exp(a.log_scale).view(1, 3, 1, 1))
 
 
+def test_diagonal_scaling_data_init_matches_the_prior_scale():
+    x = torch.rand(256, 6) * torch.tensor([1.0, 0.5, 0.01, 1 / 256, 0.2, 1.0])
+    f = DiagonalScaling(6, init_std=1.8)
+    y, ld = f(x)
+    torch.testing.assert_close(y.std(0, unbiased=False), torch.full((6,), 1.8), rtol=1e-4, atol=0)
+    assert f.log_scale[3] > 6  # a dequantised constant pixel gets a large scale at once
+    y2, _ = f(2 * x)  # initialised once
+    torch.testing.assert_close(y2, 2 * y)
+    assert_bijection(f, torch.rand(3, 6))
+
+
 def _violating_planar(dim: int, seed: int) -> Planar:
     """A planar layer whose raw parameters break invertibility: w^T u < -1."""
     g = torch.Generator().manual_seed(seed)

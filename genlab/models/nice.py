@@ -57,6 +57,7 @@ class FlowModel(GenerativeModel):
     has_latent = True
     has_likelihood = True
     prior = "gaussian"
+    log_prob_method = "exact change of variables"
 
     def __init__(self, cfg, flow: Bijection):
         super().__init__(cfg)
@@ -77,10 +78,17 @@ class FlowModel(GenerativeModel):
         x, _ = self.flow.inverse(z.view(len(z), *self.latent_shape))
         return x
 
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of flattened latents (B, D) -> (B,)."""
+        return prior_log_prob(z, self.prior)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        return prior_sample(n, self.D, self.prior, next(self.parameters()))
+
     def log_prob(self, x: torch.Tensor, k: int = 1, **_) -> torch.Tensor:
         """Exact log p(x) in nats per image (B,); k is ignored (no sampling)."""
         z, log_det = self(x)
-        return prior_log_prob(z, self.prior) + log_det
+        return self.log_prior(z) + log_det
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         nll = -self.log_prob(x)  # (B,)
@@ -96,7 +104,7 @@ class FlowModel(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return self.decode(prior_sample(n, self.D, self.prior, next(self.parameters())))
+        return self.decode(self.sample_prior(n))
 
 
 class _Flatten(Bijection):
@@ -123,12 +131,17 @@ class NICEConfig:
     preprocess: str = dequantize_field()
 
 
-def nice_flow(shape: tuple[int, ...], couplings: int, hidden: tuple[int, ...]) -> Compose:
-    """Flatten, additive couplings on odd/even pixels in turn, then the diagonal scaling."""
+PRIOR_STD = {"logistic": math.pi / math.sqrt(3), "gaussian": 1.0}
+
+
+def nice_flow(shape: tuple[int, ...], couplings: int, hidden: tuple[int, ...],
+              init_std: float | None = None) -> Compose:
+    """Flatten, additive couplings on odd/even pixels in turn, then the diagonal scaling
+    (data-initialised to outputs of std ``init_std`` when given)."""
     dim = math.prod(shape)
     layers = [vector_coupling(dim, hidden, i % 2, additive=True, mask_kind="alternate")
               for i in range(couplings)]
-    return Compose([_Flatten(shape), *layers, DiagonalScaling(dim)])
+    return Compose([_Flatten(shape), *layers, DiagonalScaling(dim, init_std)])
 
 
 class NICE(FlowModel):
@@ -141,7 +154,8 @@ class NICE(FlowModel):
     def __init__(self, cfg: NICEConfig):
         if cfg.preprocess != "dequantize":
             raise ValueError("nice models continuous pixels: preprocess must be dequantize")
-        super().__init__(cfg, nice_flow(cfg.image_shape, cfg.couplings, cfg.hidden))
+        super().__init__(cfg, nice_flow(cfg.image_shape, cfg.couplings, cfg.hidden,
+                                        PRIOR_STD[cfg.prior]))
         self.prior = cfg.prior
 
     def _flow_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
