@@ -276,3 +276,183 @@ def run_card(run_dir: str | os.PathLike) -> dict:
             "figure": curves_figure(records) if records else None,
             "image": image, "image_error": image_error,
             "sample_name": Path(s["sample"]).stem if s.get("sample") else None}
+
+
+# -- Train and Compare pages ----------------------------------------------------------
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
+PANELS = (("D and G losses", ("d_loss", "g_loss"), False),
+          ("D outputs: mean D(x), mean D(G(z))", ("d_real", "d_fake"), False),
+          ("encoder gradient variance", ("grad_var", "grad_var_nobaseline"), True))
+"""Metrics drawn together in one panel (title, names, log y); the others get one each."""
+PART_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
+def live_panels(names: list[str]) -> list[tuple[str, list[str], bool]]:
+    """Panels for live curves: the grouped ones (D/G losses, D outputs, gradient variance
+    with and without baseline) where present, every other metric alone. A GAN's "loss"
+    (L_D + L_G) and "elbo" (= -loss) are left out as redundant."""
+    present = set(names)
+    grouped = [(t, [n for n in ns if n in present], log) for t, ns, log in PANELS
+               if any(n in present for n in ns)]
+    taken = {n for _, ns, _ in grouped for n in ns}
+    drop = {"elbo"} if "loss" in present else set()
+    if {"d_loss", "g_loss"} <= present:
+        drop.add("loss")
+    single = [(n, [n], False) for n in names if n not in taken | drop]
+    return single[:1] + grouped + single[1:]
+
+
+def live_figure(records: list[dict], *, height: int = 250, max_cols: int = 3) -> go.Figure:
+    """Training curves while a run trains: per-step training values as lines and
+    per-epoch validation values as markers, against the step, in :func:`live_panels`."""
+    panels = live_panels(metric_names(records) or ["loss"])
+    cols = min(len(panels), max_cols)
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels],
+                        horizontal_spacing=0.08, vertical_spacing=0.2)
+    for i, (_, names, log) in enumerate(panels):
+        r, c = i // cols + 1, i % cols + 1
+        for j, name in enumerate(names):
+            color = PART_COLORS[j] if len(names) > 1 else TRAIN_COLOR
+            x, y, _ = _series(records, name, "step", "train")
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers",
+                                     name=name if len(names) > 1 else "train (per step)",
+                                     legendgroup=name if len(names) > 1 else "train",
+                                     line=dict(color=color, width=1.5),
+                                     showlegend=len(names) > 1 or i == 0), row=r, col=c)
+            x, y, ep = _series(records, name, "epoch", "val")
+            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="validation (per epoch)",
+                                     customdata=ep, hovertemplate=f"{name}, epoch %{{customdata}}: %{{y:.4g}}",
+                                     legendgroup="val", showlegend=i == 0 and j == 0,
+                                     marker=dict(size=9, color=VAL_COLOR if len(names) == 1 else color,
+                                                 symbol="diamond", line=dict(width=1, color="black"))),
+                          row=r, col=c)
+        if log:
+            fig.update_yaxes(type="log", row=r, col=c)
+        fig.update_xaxes(title_text="step" if r == rows else None, row=r, col=c)
+    fig.update_layout(height=height * rows + 40, margin=dict(l=10, r=10, t=70, b=10),
+                      legend=dict(orientation="h", yref="container", yanchor="top", y=1.0, x=0))
+    return fig
+
+
+def overlay_figure(series: list[tuple[str, list[dict]]], *, names: list[str] | None = None,
+                   height: int = 280, max_cols: int = 3) -> go.Figure:
+    """Several runs' per-epoch curves on shared axes, one panel per metric they share:
+    validation solid, training dashed, one colour per run, against the epoch (steps
+    differ with the batch size; epochs do not)."""
+    if names is None:
+        sets = [set(metric_names([r for r in recs if r.get("event") == "epoch"])) for _, recs in series]
+        common = set.intersection(*sets) if sets else set()
+        first = next((metric_names(recs) for _, recs in series if recs), [])
+        names = [n for n in first if n in common] or ["loss"]
+    names = [n for n in names if n != "elbo" or "loss" not in names]
+    cols = min(len(names), max_cols)
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.08,
+                        vertical_spacing=0.2)
+    for i, name in enumerate(names):
+        r, c = i // cols + 1, i % cols + 1
+        for j, (label, recs) in enumerate(series):
+            color = RUN_COLORS[j % len(RUN_COLORS)]
+            for split, dash in (("val", "solid"), ("train", "dot")):
+                pts = [(rec["epoch"], rec[name]) for rec in recs if rec.get("event") == "epoch"
+                       and rec.get("split") == split and isinstance(rec.get(name), (int, float))]
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                    name=f"{label} · {split}", legendgroup=f"{label}-{split}", showlegend=i == 0,
+                    line=dict(color=color, dash=dash, width=2 if split == "val" else 1.2),
+                    marker=dict(size=6 if split == "val" else 4)), row=r, col=c)
+        fig.update_xaxes(title_text="epoch" if r == rows else None, row=r, col=c)
+    last = max((rec.get("epoch") or 1 for _, recs in series for rec in recs), default=1)
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 8)))  # whole epochs
+    fig.update_layout(height=height * rows + 40, margin=dict(l=10, r=10, t=70, b=10),
+                      legend=dict(orientation="h", yref="container", yanchor="top", y=1.0, x=0))
+    return fig
+
+
+def bound_figure(points: dict[str, dict[int, float]], *, height: int = 320) -> go.Figure:
+    """The importance-weighted bound on log p(x) (nats per image) against the number of
+    samples k on a log axis, one line per run: k = 1 is the ELBO, and the bound rises
+    toward log p(x) as k grows (Burda et al. 2016, Theorem 1)."""
+    fig = go.Figure()
+    for j, (label, by_k) in enumerate(points.items()):
+        ks = sorted(by_k)
+        fig.add_trace(go.Scatter(x=ks, y=[by_k[k] for k in ks], mode="lines+markers", name=label,
+                                 line=dict(color=RUN_COLORS[j % len(RUN_COLORS)]),
+                                 hovertemplate="k=%{x}: %{y:.2f} nats<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(type="log", title="importance samples k"),
+                      yaxis_title="bound on log p(x) (nats per image)",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig
+
+
+def data_group(summary: dict) -> str:
+    """The table a run's eval numbers belong in: its data kind for likelihood models,
+    "adversarial" for models without one (their losses are not likelihoods)."""
+    try:
+        from .models import model_entry
+        likelihood = model_entry(summary.get("model") or "")[0].has_likelihood
+    except ValueError:
+        likelihood = True
+    if not likelihood:
+        return "adversarial"
+    ev = summary.get("eval") or {}
+    return ev.get("data") or data_kind((summary.get("config") or {}).get("preprocess", "dynamic"))
+
+
+GROUP_TITLES = {"binarised": "Binarised pixels: nats per image",
+                "8-bit": "8-bit pixels: bits/dim (nats of a density on [0,1]-scaled pixels)",
+                "adversarial": "No likelihood (GANs): discriminator and generator losses"}
+
+
+def _eval_cells(group: str, ev: dict) -> dict:
+    def get(key, sign=1.0):
+        v = ev.get(key)
+        return sign * v if isinstance(v, (int, float)) else None
+    if group == "adversarial":
+        return {"D loss": get("d_loss"), "G loss": get("g_loss"), "mean D(x)": get("d_real"),
+                "mean D(G(z))": get("d_fake")}
+    cells = {"−ELBO (nats)": get("elbo", -1.0), "−log p(x) (nats)": get("nll_nats"),
+             "± s.e.": get("nll_sem")}
+    if group == "8-bit":
+        cells["bits/dim"] = get("bpd")
+    cells["active units"] = (f"{ev['active_units']}/{ev.get('latent_dim', '?')}"
+                             if "active_units" in ev else None)
+    return cells
+
+
+def _exact(summary: dict) -> bool:
+    from .compare import is_exact
+    from .models import model_entry
+
+    try:
+        return is_exact(model_entry(summary.get("model") or "")[0])
+    except ValueError:
+        return False
+
+
+def compare_tables(summaries: list[dict]) -> tuple[list[dict], list[str]]:
+    """eval.json of several runs as tables that never mix units: one per data kind
+    (nats on binarised pixels, bits/dim on 8-bit pixels) and one for GANs. Returns
+    ([{"group", "title", "rows"}], names of the runs with no eval.json yet)."""
+    groups: dict[str, list[dict]] = {}
+    missing = []
+    for s in summaries:
+        ev = s.get("eval")
+        if not ev:
+            missing.append(s["name"])
+            continue
+        g = data_group(s)
+        how = ev.get("nll_method") or ""
+        groups.setdefault(g, []).append({
+            "run": s["name"], "model": s.get("model"), "data": g, "epoch": ev.get("epoch"),
+            "split": f"{ev.get('split', 'test')} ({ev.get('n_images', '?')})",
+            "k": None if g == "adversarial" or "exact" in how or _exact(s) else ev.get("k"),
+            **_eval_cells(g, ev)})
+    out = []
+    for g in (g for g in GROUP_TITLES if g in groups):
+        rows = groups[g]
+        keep = [k for k in rows[0] if any(r[k] is not None for r in rows)]  # no empty columns
+        out.append({"group": g, "title": GROUP_TITLES[g], "rows": [{k: r[k] for k in keep} for r in rows]})
+    return out, missing

@@ -15,4 +15,6 @@ class PageSpec(NamedTuple):
 
 PAGES: list[PageSpec] = [
     PageSpec("pages/home.py", "Home", ":material/home:", ""),
+    PageSpec("pages/train.py", "Train", ":material/model_training:", "train", True),
+    PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
 ]

@@ -1,0 +1,109 @@
+"""What the Compare page computes from several runs, without streamlit: which runs can
+be compared, reconstructions of the same test images, and the importance-weighted
+bound on log p(x) as the number of samples k grows.
+
+Reference for the bound:
+> Y. Burda, R. Grosse, R. Salakhutdinov. Importance Weighted Autoencoders. ICLR 2016.
+  log p(x) >= L_k = E log (1/k) sum_i p(x, z_i) / q(z_i | x); L_1 is the ELBO,
+  L_k <= L_{k+1}, and L_k -> log p(x) as k -> infinity (Theorem 1).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid
+
+from . import runs
+from .data import DATASETS, DatasetError, ImageData, binarize_static, data_root, load_split, preprocess
+from .metrics import log_prob_split
+
+K_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+"""Importance-sample counts on the page's log-scale slider."""
+
+
+def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
+    """The checkpoint's modification time in ns: the cache key of anything computed
+    from the weights (None when there is no checkpoint)."""
+    try:
+        return (Path(run_dir) / runs.CHECKPOINT).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def comparable(summaries: list[dict]) -> dict[str, list[dict]]:
+    """Runs that have a model and a dataset (broken folders left out), by dataset."""
+    out: dict[str, list[dict]] = {}
+    for s in summaries:
+        if s.get("model") and s.get("dataset") in DATASETS:
+            out.setdefault(s["dataset"], []).append(s)
+    return out
+
+
+def missing_data_message(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """What to do when a dataset is not under the data root (offline)."""
+    info = DATASETS[dataset]
+    folder = (data_root(root) / info.folder).resolve()
+    return (f"{dataset} is not in {folder} (expected {', '.join(info.files)}). Put those files "
+            "there, point GENLAB_DATA at a folder that has them, or train once from a terminal "
+            "while online (torchvision downloads it).")
+
+
+def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> ImageData:
+    """The first ``n`` test images (uint8); DatasetError with what to do when missing."""
+    try:
+        return load_split(dataset, "test", root, download=False, limit=n)
+    except DatasetError:
+        raise DatasetError(missing_data_message(dataset, root)) from None
+
+
+def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """uint8 images (B, C, H, W) -> the model's inputs in [0, 1], with seeded noise, so
+    every model sees the same draw of the same images."""
+    if model.preprocess == "static":
+        x = binarize_static(x)
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    return preprocess(x, model.preprocess, generator=g)
+
+
+@torch.no_grad()
+def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """decode(encode(x)) of uint8 images (B, C, H, W) -> images in [0, 1], (B, C, H, W):
+    the posterior mean's decoding for VAEs, the exact inverse for flows."""
+    model.eval()
+    inputs = model_inputs(model, x, seed).to(model.device)  # (B, C, H, W)
+    return model.decode(model.encode(inputs)).float().cpu().clamp(0, 1)
+
+
+def image_row_png(images: torch.Tensor, nrow: int | None = None, *, scale: int = 2) -> bytes:
+    """Images (B, C, H, W) in [0, 1] (or uint8) as one PNG grid, ``scale`` times larger."""
+    from PIL import Image
+
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    grid = make_grid(x.cpu(), nrow=nrow or len(x), padding=2, pad_value=1.0)  # (3, H', W')
+    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def is_exact(model) -> bool:
+    """Does ``log_prob`` of this model (or model class) give log p(x) exactly (flows),
+    so that k changes nothing?"""
+    from .models.nice import FlowModel
+
+    return isinstance(model, FlowModel) or (isinstance(model, type) and issubclass(model, FlowModel))
+
+
+def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) -> dict:
+    """The k-sample importance-weighted bound L_k on log p(x), averaged over ``data``
+    (nats per image): its mean, standard error and the number of images."""
+    lp = log_prob_split(model, data, k=k, batch_size=100, seed=seed, progress=progress)  # (N,)
+    return {"mean": float(lp.mean()), "sem": float(lp.std() / math.sqrt(len(lp))) if len(lp) > 1
+            else 0.0, "n": len(lp), "k": k}

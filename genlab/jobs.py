@@ -1,0 +1,331 @@
+"""Training and evaluation in their own processes: check, start, stop, resume, list.
+
+The app's pages launch ``python -m genlab train | resume | eval`` through these
+functions, so a page never blocks on a training loop, several runs go at once, and a
+browser refresh loses nothing: everything about a job lives in its run directory
+    job.json    the latest process started for this run: kind, pid, command, log file
+    train.log   stdout and stderr of the train and resume processes (appended)
+    eval.log    the same for ``eval`` (its tqdm progress is read back from here)
+next to the files the trainer writes (status.json, metrics.jsonl, checkpoint.pt, ...).
+Each process leads its own session (``start_new_session``), so Stop sends SIGTERM to
+its whole process group and the trainer saves a checkpoint and writes "stopped".
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .config import describe, field_type, from_dict, to_dict
+from .data import DATASETS, data_root, dataset_present
+
+REPO = Path(__file__).resolve().parents[1]  # where ``python -m genlab`` is importable
+JOB, TRAIN_LOG, EVAL_LOG = "job.json", "train.log", "eval.log"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_CHILDREN: dict[int, subprocess.Popen] = {}  # processes started here, polled so none lingers as a zombie
+
+
+class JobError(RuntimeError):
+    """A job that cannot be started or stopped; the message says why and what to do."""
+
+
+# -- the launch form: widgets from the config dataclasses ---------------------------
+@dataclass(frozen=True)
+class FieldSpec:
+    """One config field as a form widget: kind is "choice", "bool", "int", "float",
+    "ints" (comma-separated whole numbers) or "text"."""
+    name: str
+    kind: str
+    default: Any
+    lo: float | None
+    hi: float | None
+    lo_open: bool
+    choices: tuple | None
+    help: str
+
+
+def _kind(cls, f: dataclasses.Field) -> str:
+    t = field_type(cls, f)
+    if f.metadata.get("choices"):
+        return "choice"
+    if typing.get_origin(t) is tuple:
+        return "ints"
+    return {bool: "bool", int: "int", float: "float"}.get(t, "text")
+
+
+def field_specs(cls, *, skip: tuple[str, ...] = ()) -> list[FieldSpec]:
+    """The user-settable fields of a config dataclass (``cli=False`` ones left out),
+    with their bounds, choices, default and a help line stating them."""
+    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+              for f in dataclasses.fields(cls)}
+    out = []
+    for f in dataclasses.fields(cls):
+        m = f.metadata
+        if not m.get("cli", True) or f.name in skip:
+            continue
+        shown = format_value(values[f.name])
+        out.append(FieldSpec(f.name, _kind(cls, f), values[f.name], m.get("lo"), m.get("hi"),
+                             bool(m.get("lo_open")), m.get("choices"),
+                             f"{m.get('help', '')}. Allowed: {describe(f)}; default {shown}."))
+    return out
+
+
+def format_value(v: Any) -> str:
+    """A config value as the command line takes it (tuples comma-separated)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def available_devices() -> tuple[str, ...]:
+    import torch
+
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return tuple(found)
+
+
+def check_train(model: str, dataset: str, model_values: dict, train_values: dict, *,
+                root: str | os.PathLike | None = None, build: bool = True):
+    """Validate a training request as the launched process will: returns (model config,
+    train config) or raises ValueError with one line saying what is wrong and how to fix it."""
+    from .models import build_model, model_entry
+    from .train import TrainConfig, pick_device
+
+    _, cfg_cls = model_entry(model)
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if not dataset_present(dataset, root):
+        info = DATASETS[dataset]
+        raise ValueError(f"{dataset} is not in {(data_root(root) / info.folder).resolve()} "
+                         f"(expected {', '.join(info.files)}); put the files there or train it "
+                         "once from a terminal while online (torchvision downloads it)")
+    model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": DATASETS[dataset].shape},
+                          what="model option")
+    train_cfg = from_dict(TrainConfig, {**train_values, "dataset": dataset}, what="training option")
+    pick_device(train_cfg.device)  # ValueError when the device is absent
+    if build:
+        try:
+            build_model(model, to_dict(model_cfg))
+        except Exception as e:  # a shape the architecture cannot take, for instance
+            raise ValueError(f"{model} cannot be built with these options: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return model_cfg, train_cfg
+
+
+def check_name(name: str) -> str:
+    """A run name: letters, digits, '.', '_' and '-', at most 100 characters."""
+    if not NAME_RE.fullmatch(name or ""):
+        raise ValueError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only "
+                         "(at most 100 characters, not starting with '.' or '-')")
+    return name
+
+
+def train_argv(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg) -> list[str]:
+    """The ``python -m genlab train`` command for these configs, every option spelt out."""
+    argv = [sys.executable, "-m", "genlab", "train", "--run-dir", str(run_dir), "--model", model,
+            "--dataset", train_cfg.dataset]
+    for cfg, skip in ((model_cfg, ()), (train_cfg, ("dataset", "data_root"))):
+        for f in dataclasses.fields(cfg):
+            if f.metadata.get("cli", True) and f.name not in skip:
+                argv += ["--" + f.name.replace("_", "-"), format_value(getattr(cfg, f.name))]
+    if train_cfg.data_root:
+        argv += ["--data-root", train_cfg.data_root]
+    return argv + ["--quiet"]
+
+
+# -- processes ----------------------------------------------------------------------
+def _env(root: str | os.PathLike | None, extra: dict | None) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    env["GENLAB_DATA"] = str(data_root(root).resolve())  # the data the app showed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append: bool,
+            root=None, env: dict | None = None) -> dict:
+    with open(run_dir / log_name, "ab" if append else "wb") as log:
+        log.write(f"\n$ {' '.join(argv[1:])}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=REPO, env=_env(root, env), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    job = {"kind": kind, "pid": proc.pid, "argv": argv, "log": log_name, "started": time.time()}
+    runs.atomic_write_json(run_dir / JOB, job)
+    return job
+
+
+def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg, *,
+                root: str | os.PathLike | None = None, env: dict | None = None) -> Path:
+    """Start ``python -m genlab train`` in a new run directory under ``runs_root``
+    (``name``, or ``name-1``, ... when taken); returns the directory at once."""
+    run_dir = runs.new_run_dir(Path(runs_root).resolve(), check_name(name))
+    _launch(run_dir, "train", train_argv(run_dir, model, model_cfg, train_cfg), TRAIN_LOG,
+            append=False, root=root, env=env)
+    return run_dir
+
+
+def _refuse_if_busy(run_dir: Path) -> None:
+    job = read_job(run_dir)
+    if job and job["alive"]:
+        raise JobError(f"{run_dir.name}: a {job['kind']} process (pid {job['pid']}) is still "
+                       "running; stop it first or wait for it to finish")
+
+
+def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
+                 root: str | os.PathLike | None = None, env: dict | None = None) -> dict:
+    """Continue a stopped, interrupted or failed run from its last checkpoint
+    (``python -m genlab resume``), up to ``epochs`` in all when given."""
+    run_dir = Path(run_dir).resolve()
+    _refuse_if_busy(run_dir)
+    if not (run_dir / runs.CHECKPOINT).exists():
+        raise JobError(f"{run_dir.name} has no checkpoint yet (no epoch finished): start a new run")
+    if epochs is not None and epochs < 1:
+        raise JobError("epochs must be >= 1")
+    argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
+    argv += ["--epochs", str(int(epochs))] if epochs else []
+    return _launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env)
+
+
+def start_eval(run_dir: str | os.PathLike, *, k: int = 1, limit: int | None = None,
+               device: str = "auto", root: str | os.PathLike | None = None,
+               env: dict | None = None) -> dict:
+    """Start ``python -m genlab eval`` (writes eval.json); progress: :func:`eval_progress`."""
+    run_dir = Path(run_dir).resolve()
+    _refuse_if_busy(run_dir)
+    if not 1 <= int(k) <= 5000:
+        raise JobError(f"k must be between 1 and 5000 (got {k})")
+    if not (run_dir / runs.CHECKPOINT).exists():
+        raise JobError(f"{run_dir.name} has no checkpoint to evaluate yet")
+    argv = [sys.executable, "-m", "genlab", "eval", str(run_dir), "--k", str(int(k)),
+            "--device", device] + (["--limit", str(int(limit))] if limit else [])
+    return _launch(run_dir, "eval", argv, EVAL_LOG, append=False, root=root, env=env)
+
+
+def _proc_alive(pid: int, marker: str = "genlab") -> bool:
+    """Is ``pid`` still a live genlab process whose command line holds ``marker`` (not a
+    zombie, not a reused pid)?"""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():  # Linux: check the command line and that it is not a zombie
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        return state != "Z" and "genlab" in cmd and marker in cmd
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap() -> None:
+    """Collect finished children so they do not linger as zombies."""
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def read_job(run_dir: str | os.PathLike) -> dict | None:
+    """job.json with ``alive`` added, or None when the app never started a process here."""
+    run_dir = Path(run_dir)
+    job = runs.read_json(run_dir / JOB)
+    if not job or not isinstance(job.get("pid"), int):
+        return None
+    return {**job, "alive": _proc_alive(job["pid"], str(run_dir.name))}
+
+
+def stop(run_dir: str | os.PathLike) -> bool:
+    """SIGTERM the run's training process: the trainer finishes its step, saves a
+    checkpoint and writes status "stopped". False when nothing is running."""
+    run_dir = Path(run_dir)
+    job = read_job(run_dir)
+    if job and job["alive"]:
+        try:
+            os.killpg(job["pid"], signal.SIGTERM)  # its own session: the whole group
+        except ProcessLookupError:
+            return False
+        return True
+    status = runs.read_json(run_dir / runs.STATUS) or {}  # a run started from a terminal
+    pid = status.get("pid")
+    if status.get("state") in ("starting", "running") and isinstance(pid, int) \
+            and _proc_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        return True
+    return False
+
+
+def wait(run_dir: str | os.PathLike, timeout: float = 60.0) -> bool:
+    """Block until the run's job has exited (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = read_job(run_dir)
+        if not job or not job["alive"]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# -- reading jobs back ----------------------------------------------------------------
+def job_dirs(*roots: str | os.PathLike) -> list[Path]:
+    """Run directories under ``roots`` that hold a run or a job, newest first (a job
+    that failed before writing config.json is listed too)."""
+    reap()
+    found = []
+    for root in map(Path, roots):
+        if root.is_dir():
+            found += [p for p in root.iterdir() if (p / runs.CONFIG).exists() or (p / JOB).exists()]
+    return sorted(found, key=_newest_mtime, reverse=True)
+
+
+def _newest_mtime(p: Path) -> float:
+    times = [f.stat().st_mtime for f in (p / runs.CONFIG, p / JOB) if f.exists()]
+    return max(times, default=0.0)
+
+
+def log_tail(run_dir: str | os.PathLike, name: str = TRAIN_LOG, lines: int = 15) -> str:
+    """The last lines of a job's log; a progress bar's carriage-return updates count once."""
+    path = Path(run_dir) / name
+    try:
+        data = path.read_bytes()[-64_000:].decode(errors="replace")
+    except OSError:
+        return ""
+    rows = [row.rstrip("\r").rsplit("\r", 1)[-1] for row in data.split("\n")]
+    return "\n".join([r for r in rows if r.strip()][-lines:])
+
+
+_PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")
+
+
+def eval_progress(run_dir: str | os.PathLike) -> tuple[float | None, str]:
+    """(fraction done or None, what eval is doing), from the tqdm bar in eval.log."""
+    text = log_tail(run_dir, EVAL_LOG, lines=40)
+    found = _PROGRESS_RE.findall(text)
+    if found:
+        done, total = map(int, found[-1])
+        what = f"log p(x): {done}/{total} images" if done < total else "latent statistics"
+        return (done / total if total else None), what
+    return None, "loss parts on the test split" if text else "starting"

@@ -1,0 +1,143 @@
+"""AppTest of the Compare page on real tiny runs: eval tables that keep nats on binarised
+pixels and bits/dim on 8-bit pixels apart, the Evaluate button (a real `eval`
+subprocess), the k slider tightening the importance-weighted bound, and clear messages
+for a corrupt checkpoint and a missing dataset."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from genlab import jobs, runs
+from runs_fixture import GOOD, REPO
+from test_app_pages import run_page, texts
+
+PAGE = "pages/compare.py"
+NOEVAL, FLOW, CORRUPT = "vae-mnist-noeval", "nice-mnist-tiny", "vae-mnist-corrupt"
+BINARISED, EIGHT_BIT = "Binarised pixels: nats per image", "8-bit pixels: bits/dim"
+
+
+def _train_flow(root: Path, data_root: Path) -> None:
+    """A real NICE run on dequantised (8-bit) MNIST, 1 epoch on 300 images, evaluated."""
+    from genlab.metrics import evaluate_run
+    from genlab.models.nice import NICEConfig
+    from genlab.train import TrainConfig, train_run
+
+    run = runs.new_run_dir(root, FLOW)
+    runs.write_config(run, "nice", NICEConfig(couplings=2, hidden=(16,)),
+                      TrainConfig(dataset="mnist", epochs=1, batch_size=100, limit=300, log_every=1,
+                                  n_samples=4, data_root=str(data_root), device="cpu"))
+    train_run(run)
+    evaluate_run(run, limit=100, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def compare_root(runs_root, data_root, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("compare-runs")
+    shutil.copytree(runs_root / GOOD, root / GOOD)
+    shutil.copytree(runs_root / GOOD, root / NOEVAL)
+    (root / NOEVAL / runs.EVAL).unlink()
+    shutil.copytree(runs_root / GOOD, root / CORRUPT)
+    ckpt = root / CORRUPT / runs.CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:300])  # truncated
+    _train_flow(root, data_root)
+    return root
+
+
+@pytest.fixture
+def env(compare_root, data_root, monkeypatch) -> Path:
+    monkeypatch.setenv("GENLAB_RUNS", str(compare_root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(REPO)
+    return compare_root
+
+
+def pick(at, root: Path, *names: str):
+    return at.multiselect(key="compare-runs-mnist").set_value([str(root / n) for n in names]).run()
+
+
+def bound_table(at):
+    return next(d.value for d in at.dataframe if "L_1 = ELBO" in d.value.columns)
+
+
+def tables(at) -> dict[str, object]:
+    """The eval tables by the title written above each."""
+    titles = [m.value.strip("*") for m in at.markdown if m.value.startswith("**") and "pixels" in m.value]
+    frames = [d.value for d in at.dataframe if "run" in d.value.columns and "epoch" in d.value.columns]
+    return {t.split(":")[0] + ":" + t.split(":")[1][:13]: f for t, f in zip(titles, frames)}
+
+
+def test_units_never_share_a_table(env):
+    at = pick(run_page(PAGE), env, GOOD, FLOW)
+    assert not at.exception, [e.value for e in at.exception]
+    found = tables(at)
+    binarised = next(f for t, f in found.items() if t.startswith("Binarised"))
+    eight_bit = next(f for t, f in found.items() if t.startswith("8-bit"))
+    assert list(binarised["run"]) == [GOOD] and list(eight_bit["run"]) == [FLOW]
+    assert "bits/dim" in eight_bit.columns and "bits/dim" not in binarised.columns
+    ev = json.loads((env / GOOD / runs.EVAL).read_text())
+    row = binarised.iloc[0]
+    assert row["−log p(x) (nats)"] == pytest.approx(ev["nll_nats"])
+    assert row["−ELBO (nats)"] == pytest.approx(-ev["elbo"]) and row["k"] == ev["k"]
+    flow = json.loads((env / FLOW / runs.EVAL).read_text())
+    assert eight_bit.iloc[0]["bits/dim"] == pytest.approx(flow["bpd"])
+    assert len(at.image) >= 3  # two sample grids, the test images and a reconstruction
+
+
+def test_evaluate_button_fills_the_table(env):
+    at = pick(run_page(PAGE), env, GOOD, NOEVAL)
+    assert f"No eval.json yet for {NOEVAL}" in texts(at)
+    at.selectbox(key="eval-k").set_value(1)
+    at = at.button(key="eval-go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    deadline = time.time() + 120
+    while not jobs.wait(env / NOEVAL, 1):
+        assert time.time() < deadline, jobs.log_tail(env / NOEVAL, jobs.EVAL_LOG)
+        at.run()  # the page's progress fragment
+        assert not at.exception
+    assert (env / NOEVAL / runs.EVAL).exists(), jobs.log_tail(env / NOEVAL, jobs.EVAL_LOG)
+    at.run()
+    binarised = next(f for t, f in tables(at).items() if t.startswith("Binarised"))
+    assert list(binarised["run"]) == [GOOD, NOEVAL]  # both runs in the one table
+    ev = json.loads((env / NOEVAL / runs.EVAL).read_text())
+    assert (ev["k"], ev["n_images"]) == (1, 1000)
+    assert binarised.iloc[1]["−log p(x) (nats)"] == pytest.approx(ev["nll_nats"])
+    assert "No eval.json yet" not in texts(at)
+
+
+def test_k_slider_tightens_the_bound(env):
+    at = pick(run_page(PAGE), env, GOOD, FLOW)
+    table = bound_table(at)
+    assert list(table["run"]) == [GOOD]  # the flow is exact: no bound to tighten
+    l1 = table.iloc[0]["L_1 = ELBO"]
+    ev = json.loads((env / GOOD / runs.EVAL).read_text())  # ELBO on the same 200 test images
+    assert l1 == pytest.approx(ev["elbo"], abs=3.0)  # one-sample estimate vs closed-form KL
+    at = at.select_slider(key="bound-k").set_value(20).run()
+    assert not at.exception
+    row = bound_table(at).iloc[0]
+    assert row["L_1 = ELBO"] == l1 and row["L_20"] > l1 and row["gain"] == pytest.approx(row["L_20"] - l1)
+    assert row["L_20"] < 0  # still a bound on log p(x) of binary images: below 0 nats
+    chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert chart["data"][0]["x"] == [1, 20]
+
+
+def test_corrupt_checkpoint_and_missing_data_are_explained(env, tmp_path, monkeypatch):
+    at = pick(run_page(PAGE), env, GOOD, CORRUPT)
+    assert not at.exception
+    errors = "\n".join(e.value for e in at.error)
+    assert f"{CORRUPT}/checkpoint.pt: not a readable checkpoint" in errors and "Retrain it" in errors
+    monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
+    at = pick(run_page(PAGE), env, GOOD, NOEVAL)
+    assert not at.exception
+    assert "mnist is not in" in texts(at) and "GENLAB_DATA" in texts(at)
+    assert "Traceback" not in texts(at)
+
+
+def test_one_run_asks_for_another(env):
+    at = pick(run_page(PAGE), env, GOOD)
+    assert not at.exception
+    assert "Pick at least two runs" in "\n".join(i.value for i in at.info)

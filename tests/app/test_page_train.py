@@ -1,0 +1,121 @@
+"""AppTest of the Train page: widgets built from the config metadata (bounded, with the
+defaults), a bad value explained before anything starts, a real tiny training run
+started from the page whose metrics then appear, and a failed run's message."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from genlab import jobs, runs
+from runs_fixture import FAIL_MSG, FAILED, REPO
+from test_app_pages import run_page, texts
+
+PAGE = "pages/train.py"
+RUN_TIMEOUT_S = 120  # start a process (imports torch), train 3 steps, validate, save
+
+
+@pytest.fixture
+def train_env(tmp_path, data_root, monkeypatch) -> Path:
+    """An empty run folder, the real data root, small child processes."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("GENLAB_RUNS", str(root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(REPO)
+    return root
+
+
+def widget(at, key):
+    return at.get_by_key(key)
+
+
+def set_values(at, values: dict):
+    for key, v in values.items():
+        widget(at, key).set_value(v)
+    return at
+
+
+def submit(at):
+    return at.form_submit_button[0].click().run()
+
+
+def test_widgets_follow_the_config_metadata(train_env):
+    at = run_page(PAGE)
+    assert not at.exception, [e.value for e in at.exception]
+    latent = widget(at, "m-vae-latent_dim")
+    assert latent.value == 20 and (latent.proto.min, latent.proto.max) == (1, 1024)
+    assert widget(at, "m-vae-hidden").value == "512,512"
+    assert widget(at, "m-vae-arch").options == ["mlp", "conv"]
+    assert widget(at, "t-epochs").value == 20 and widget(at, "t-lr").value == pytest.approx(1e-3)
+    assert "default 20" in latent.help and ">= 1 and <= 1024" in latent.help
+    assert set(widget(at, "t-device").options) <= {"auto", "cpu", "cuda", "mps"}
+    at = widget(at, "train-model").set_value("gan").run()  # only that model's options
+    assert widget(at, "m-gan-d_hidden").value == "512,256"
+    assert not [w for w in at.number_input if w.key == "m-vae-latent_dim"]
+    assert "No runs yet" in texts(at)
+
+
+@pytest.mark.parametrize("values,needle", [
+    ({"m-vae-hidden": "64,abc"}, "hidden must be comma-separated whole numbers"),
+    ({"t-lr": 0.0}, "lr must be > 0"),
+    ({"train-name": "../escape"}, "run name '../escape'"),
+])
+def test_bad_values_are_explained_and_start_nothing(train_env, values, needle):
+    at = set_values(run_page(PAGE), values)
+    at = submit(at)
+    assert not at.exception
+    errors = "\n".join(e.value for e in at.error)
+    assert "Not started" in errors and needle in errors
+    assert not train_env.exists() or not any(train_env.iterdir())
+
+
+def test_no_dataset_means_no_form_and_says_why(train_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_DATA", str(tmp_path / "empty"))
+    at = run_page(PAGE)
+    assert not at.exception
+    assert "No dataset under the data root" in texts(at)
+    assert "train it once from a terminal" in texts(at)
+    assert not at.form_submit_button
+
+
+def test_start_a_tiny_run_and_see_its_metrics(train_env):
+    at = set_values(run_page(PAGE), {
+        "m-vae-latent_dim": 2, "m-vae-hidden": "32", "t-epochs": 1, "t-limit": 300,
+        "t-batch_size": 100, "t-log_every": 1, "t-n_samples": 4, "t-device": "cpu",
+        "train-name": "from-the-page"})
+    at = submit(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Started" in "\n".join(s.value for s in at.success)
+    run = train_env.resolve() / "from-the-page"
+    assert (run / jobs.JOB).exists()
+    deadline = time.time() + RUN_TIMEOUT_S
+    while (runs.read_json(run / runs.STATUS) or {}).get("state") not in ("done", "failed"):
+        assert time.time() < deadline, jobs.log_tail(run)
+        at.run()  # what the page's polling fragment does every 2 s
+        assert not at.exception, [e.value for e in at.exception]
+        time.sleep(1.0)
+    jobs.wait(run, 30)
+    at.run()
+    assert not at.exception
+    assert runs.read_json(run / runs.STATUS)["state"] == "done", jobs.log_tail(run)
+    table = at.dataframe[0].value
+    row = table[table["run"] == "from-the-page"].iloc[0]
+    assert (row["model"], row["state"], row["progress"], row["epoch"]) == ("vae", "done", 1.0, "1/1")
+    records, _ = runs.read_metrics(run / runs.METRICS)
+    last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
+    metrics = at.dataframe[1].value.set_index("metric")
+    assert metrics.loc["loss", "val"] == pytest.approx(last_val["loss"])  # shown as written
+    assert len(at.image) == 1  # the sample grid of epoch 1
+    assert widget(at, f"until-{run}").value == 2  # resume: train further
+    assert at.query_params.get("watch") in (["from-the-page"], "from-the-page")
+
+
+def test_a_failed_run_shows_its_message(app_runs):
+    at = run_page(PAGE)
+    failed = str(app_runs / FAILED)
+    at = widget(at, "train-watch").set_value(failed).run()
+    assert not at.exception
+    assert FAIL_MSG in "\n".join(e.value for e in at.error)
+    assert "Traceback" not in texts(at)
