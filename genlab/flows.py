@@ -233,7 +233,7 @@ class ActNorm(Bijection):
         return (self.log_scale.sum() * per_pixel).expand(x.shape[0])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
-        if not self.initialized:
+        if not self.initialized and x.numel() > x.shape[1]:  # needs > 1 value per feature
             self._init(x)
         y = (x - _feature_view(self.loc, x)) * torch.exp(_feature_view(self.log_scale, x))
         return y, self._log_det(x)
