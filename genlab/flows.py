@@ -341,7 +341,7 @@ class Planar(Bijection):
         self.w = nn.Parameter(torch.randn(dim) * 0.01)
         self.b = nn.Parameter(torch.zeros(1))
 
-    def _constrained(self, z: torch.Tensor, params: Sequence[torch.Tensor] | None):
+    def _constrained(self, params: Sequence[torch.Tensor] | None = None):
         """(u_hat (B|1, d), w (B|1, d), b (B|1, 1), w^T u_hat (B|1, 1))."""
         u, w, b = params if params is not None else (self.u[None], self.w[None], self.b[None])
         wu = (w * u).sum(-1, keepdim=True)  # (B, 1)
@@ -350,7 +350,7 @@ class Planar(Bijection):
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None, *,
                 params: Sequence[torch.Tensor] | None = None) -> Pair:
-        u_hat, w, b, wu_hat = self._constrained(z, params)
+        u_hat, w, b, wu_hat = self._constrained(params)
         h = torch.tanh((w * z).sum(-1, keepdim=True) + b)  # (B, 1)
         y = z + u_hat * h  # (B, d)
         log_det = torch.log1p((1 - h ** 2) * wu_hat).squeeze(-1)  # (B,), argument > 0
@@ -368,7 +368,7 @@ class Planar(Bijection):
 
     def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None, *,
                 params: Sequence[torch.Tensor] | None = None, iters: int = 200) -> Pair:
-        u_hat, w, b, wu_hat = self._constrained(y, params)
+        u_hat, w, b, wu_hat = self._constrained(params)
         wy = (w * y).sum(-1, keepdim=True)  # (B, 1)
         a = self._solve(wy.detach(), wu_hat.detach(), b.detach(), iters)  # (B, 1), no graph
         # one Newton step at the root: same value, and autograd then gives the exact

@@ -194,7 +194,7 @@ def _violating_planar(dim: int, seed: int) -> Planar:
 def test_planar_constraint_keeps_it_invertible(seed):
     p = _violating_planar(3, seed)
     assert p.w.dot(p.u) < -1
-    u_hat, w, b, wu_hat = p._constrained(None, None)
+    u_hat, w, b, wu_hat = p._constrained()
     assert wu_hat.item() > -1
     # monotone along w: t -> w^T f(t w / |w|^2 + r) is strictly increasing for any offset r
     t = torch.linspace(-8, 8, 2001, dtype=torch.double).unsqueeze(1)
