@@ -149,6 +149,15 @@ def test_iwae_log_prob_is_finite_and_above_the_elbo(name, cfg):
     assert (log_px >= elbo - 0.5).all()
 
 
+@pytest.mark.parametrize("name,cfg", VARIANTS, ids=IDS)
+def test_latent_stats_leave_out_the_gaussian_kl_per_dim(name, cfg, mnist_small):
+    from genlab.metrics import latent_stats
+
+    _, val = mnist_small
+    stats = latent_stats(build_model(name, {**SMALL, **cfg}), val, batch_size=250)
+    assert "kl_per_dim" not in stats and stats["latent_dim"] == SMALL["latent_dim"]
+
+
 def test_cli_builds_the_flow_options():
     ns = build_parser().parse_args(["train", "--model", "vae-flow-posterior", "--flow", "realnvp",
                                     "--num-flows", "2", "--flow-hidden", "64,64"])

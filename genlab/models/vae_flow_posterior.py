@@ -42,6 +42,7 @@ class VAEFlowPosterior(VAE):
     :class:`VAE`. The inherited IWAE ``log_prob`` uses log q_K, so it stays correct."""
 
     kind = "vae-flow-posterior"
+    kl_per_dim = None  # the KL does not split over latent dimensions (non-Gaussian q)
 
     def __init__(self, cfg: VAEFlowPosteriorConfig):
         super().__init__(cfg)

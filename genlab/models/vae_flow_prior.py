@@ -55,6 +55,7 @@ class VAEFlowPrior(VAE):
     the importance-weighted ``log_prob`` is inherited and uses the flow prior."""
 
     kind = "vae-flow-prior"
+    kl_per_dim = None  # the KL does not split over latent dimensions (non-Gaussian prior)
 
     def __init__(self, cfg: VAEFlowPriorConfig):
         super().__init__(cfg)
