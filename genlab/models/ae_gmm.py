@@ -157,9 +157,10 @@ class AEGMM(GenerativeModel):
         return torch.cat(out)
 
     def refit_gmm(self, codes: torch.Tensor, n_components: int | None = None) -> None:
-        """Refit the mixture on codes (N, d) with n_components (default: the config's)."""
+        """Refit the mixture on codes (N, d) with n_components (default: the config's;
+        at most N, as EM needs a code per component)."""
         seed = int(torch.randint(2 ** 31 - 1, ()))  # from torch's seeded generator
-        self.gmm.fit(codes, n_components or self.cfg.n_components, seed=seed)
+        self.gmm.fit(codes, min(n_components or self.cfg.n_components, len(codes)), seed=seed)
 
     def on_epoch_end(self, train: ImageData) -> None:
         self.refit_gmm(self.codes(train))
