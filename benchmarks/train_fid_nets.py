@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab.data import DATASETS, batches, dataset_info, dataset_present, load_split  # noqa: E402
+from genlab.data import DATASETS, ImageData, batches, dataset_info, dataset_present, load_split  # noqa: E402
 from genlab.fid import FID_DIR, FeatureNet, accuracy, as_unit_images, net_paths  # noqa: E402
 from genlab.runs import atomic_write_bytes, atomic_write_json  # noqa: E402
 
@@ -89,8 +89,10 @@ def save(net: FeatureNet, name: str, args: argparse.Namespace, *, seconds: tuple
     buf = io.BytesIO()
     torch.save({"model": net.state_dict(), "config": config, "dataset": name}, buf)
     atomic_write_bytes(pt, buf.getvalue())
+    first = ImageData(test.x[:2000], test.y[:2000], name, "test")  # re-measured by the tests
     metrics = {
         "dataset": name, "test_accuracy": accuracy(net, test), "val_accuracy": accuracy(net, val),
+        "test_accuracy_first_2000": accuracy(net, first),
         "n_test": len(test), "n_train": train_size, "feature_dim": net.feature_dim,
         "feature_layer": "ReLU(Linear(9*128 -> feature_dim)), penultimate layer",
         "params": sum(p.numel() for p in net.parameters()), "epochs": args.epochs,
