@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", default=None, help="dataset folder [default: as trained]")
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    e.add_argument("--fid-n", type=int, default=10000, help="model samples scored by FID against "
+                   "the split (genlab feature nets, not Inception) [default: 10000; 0 skips]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -195,7 +197,8 @@ def cmd_eval(ns) -> int:
         return EXIT_USAGE
     try:
         res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
-                           device=ns.device, limit=ns.limit, progress=not ns.quiet)
+                           device=ns.device, limit=ns.limit, progress=not ns.quiet,
+                           fid_n=max(ns.fid_n, 0))
     except (DatasetError, RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1

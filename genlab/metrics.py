@@ -14,6 +14,7 @@ import torch
 
 from . import runs
 from .data import load_split, prepare, preprocess, batches
+from .fid import FeatureNetError, fid_model
 from .train import evaluate, pick_device
 
 
@@ -71,12 +72,14 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
 
 
 def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
-                 device: str = "auto", limit: int | None = None, progress: bool = False) -> dict:
+                 device: str = "auto", limit: int | None = None, progress: bool = False,
+                 fid_n: int = 10000) -> dict:
     """Evaluate a run on a split and write eval.json (atomically); returns its contents.
 
     eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
     (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models), ``bpd``
-    for models of 8-bit data, latent statistics, and the seconds it took."""
+    for models of 8-bit data, latent statistics, ``fid`` of ``fid_n`` samples against the
+    split (genlab feature nets, not Inception; 0 skips it), and the seconds it took."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -92,9 +95,21 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
         result.update(_nll(model, data, k=k, progress=progress))
     if model.has_latent:
         result.update(latent_stats(model, data))
+    if fid_n:
+        result.update(_fid(model, data, fid_n))
     result["seconds"] = round(time.perf_counter() - t0, 2)
     runs.atomic_write_json(run_dir / runs.EVAL, result)
     return result
+
+
+def _fid(model, data, n: int) -> dict:
+    """FID of n samples against the split, for every model that samples (GANs included)."""
+    t0, n = time.perf_counter(), min(n, len(data))
+    try:
+        score = fid_model(model, data, n=n)
+    except FeatureNetError as e:  # no shipped feature network for this dataset
+        return {"fid": None, "fid_error": str(e)}
+    return {"fid": score, "fid_n": n, "fid_seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _nll(model, data, *, k: int, progress: bool) -> dict:
