@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="train until this many epochs in all [default: as configured]")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    s = sub.add_parser("ship", help="copy a finished run to DEST compactly (no optimiser state, "
+                       "float16 weights), as checkpoints/ holds them")
+    s.add_argument("run_dir")
+    s.add_argument("dest")
+
     e = sub.add_parser("eval", help="evaluate a run on the test split and write eval.json")
     e.add_argument("run_dir")
     e.add_argument("--k", type=int, default=1, help="importance samples for log p(x) of latent models "
@@ -210,6 +215,20 @@ def cmd_eval(ns) -> int:
     return 0
 
 
+def cmd_ship(ns) -> int:
+    from .runs import RunError, ship_run
+
+    try:
+        dst = ship_run(ns.run_dir, ns.dest)
+    except (RunError, OSError, ValueError) as e:
+        print(f"genlab ship: error: {_err(str(e))}", file=sys.stderr)
+        return 1
+    size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
+    print(f"shipped {ns.run_dir} -> {dst} ({size / 1e6:.2f} MB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval}[ns.command](ns)
+    commands = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "ship": cmd_ship}
+    return commands[ns.command](ns)

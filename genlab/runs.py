@@ -287,3 +287,29 @@ def truncate_metrics(path: str | os.PathLike, epoch: int) -> int:
     if dropped:
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
     return dropped
+
+
+def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: int = 4096) -> Path:
+    """Copy a finished run to ``dst`` as a compact, read-mostly run: config, metrics,
+    status, eval and sample grids as they are; the checkpoint without optimiser state,
+    with large weight tensors stored as float16 (loading casts them back to float32;
+    buffers and small tensors stay float32). Evaluate the shipped copy, not the source,
+    so its eval.json describes exactly the weights that ship."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    ckpt = load_checkpoint(src / CHECKPOINT)
+    params = {n for n, _ in build_model(ckpt["kind"], ckpt["config"]).named_parameters()}
+    weights = {k: (v.half() if k in params and v.is_floating_point() and v.numel() >= half_min_numel
+                   else v) for k, v in ckpt["model"].items()}
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG, METRICS):
+        shutil.copy2(src / name, dst / name)
+    if (src / "samples").is_dir():
+        shutil.copytree(src / "samples", dst / "samples", dirs_exist_ok=True)
+    status = read_json(src / STATUS) or {}
+    status.pop("pid", None)
+    atomic_write_json(dst / STATUS, {**status, "shipped_from": src.name})
+    save_checkpoint(dst / CHECKPOINT, {k: v for k, v in ckpt.items() if k != "optimizers"}
+                    | {"model": weights, "optimizers": []})
+    return dst
