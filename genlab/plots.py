@@ -284,7 +284,8 @@ PANELS = (("D and G losses", ("d_loss", "g_loss"), False),
           ("D outputs: mean D(x), mean D(G(z))", ("d_real", "d_fake"), False),
           ("encoder gradient variance", ("grad_var", "grad_var_nobaseline"), True))
 """Metrics drawn together in one panel (title, names, log y); the others get one each."""
-PART_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+PART_COLORS = {"d_loss": "#1f77b4", "g_loss": "#ff7f0e", "d_real": "#2ca02c", "d_fake": "#d62728",
+               "grad_var": "#2ca02c", "grad_var_nobaseline": "#d62728"}
 
 
 def live_panels(names: list[str]) -> list[tuple[str, list[str], bool]]:
@@ -313,7 +314,7 @@ def live_figure(records: list[dict], *, height: int = 250, max_cols: int = 3) ->
     for i, (_, names, log) in enumerate(panels):
         r, c = i // cols + 1, i % cols + 1
         for j, name in enumerate(names):
-            color = PART_COLORS[j] if len(names) > 1 else TRAIN_COLOR
+            color = PART_COLORS.get(name, RUN_COLORS[j]) if len(names) > 1 else TRAIN_COLOR
             x, y, _ = _series(records, name, "step", "train")
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers",
                                      name=name if len(names) > 1 else "train (per step)",
@@ -381,7 +382,8 @@ def bound_figure(points: dict[str, dict[int, float]], *, height: int = 320) -> g
                                  line=dict(color=RUN_COLORS[j % len(RUN_COLORS)]),
                                  hovertemplate="k=%{x}: %{y:.2f} nats<extra></extra>"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis=dict(type="log", title="importance samples k"),
+                      xaxis=dict(type="log", title="importance samples k", range=[-0.1, 3.1],
+                                 tickvals=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]),
                       yaxis_title="bound on log p(x) (nats per image)",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return fig

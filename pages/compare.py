@@ -82,12 +82,17 @@ def samples_ui(sel: list[dict]) -> None:
 
 def eval_ui(sel: list[dict], missing: list[str]) -> None:
     todo = [s for s in sel if s["name"] in missing]
-    busy = {s["name"] for s in todo if (jobs.read_job(s["path"]) or {}).get("alive")}
-    no_ckpt = [s["name"] for s in todo if not s["ckpt"]]
-    st.warning(f"No eval.json yet for {', '.join(missing)}." + (
-        f" {', '.join(no_ckpt)}: no checkpoint, nothing to evaluate." if no_ckpt else ""),
+    job = {s["name"]: jobs.read_job(s["path"]) or {} for s in todo}
+    evaluating = {n for n, j in job.items() if j.get("alive") and j.get("kind") == "eval"}
+    training = {n for n, j in job.items() if j.get("alive") and j.get("kind") != "eval"} | {
+        s["name"] for s in todo if s["state"] in ("running", "starting")}
+    no_ckpt = [s["name"] for s in todo if not s["ckpt"] and s["name"] not in training]
+    st.warning(f"No eval.json yet for {', '.join(missing)}." + "".join(
+        f" {', '.join(names)}: {why}." for names, why in (
+            (sorted(training), "still training, evaluate it when it is done"),
+            (no_ckpt, "no checkpoint, nothing to evaluate")) if names),
         icon=":material/pending_actions:")
-    can = [s for s in todo if s["ckpt"] and s["name"] not in busy]
+    can = [s for s in todo if s["ckpt"] and s["name"] not in evaluating | training]
     if can:
         c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
         k = c1.selectbox("importance samples k", EVAL_K, index=2, key="eval-k",
@@ -101,8 +106,9 @@ def eval_ui(sel: list[dict], missing: list[str]) -> None:
                 except (jobs.JobError, OSError) as e:
                     st.error(f"{s['name']}: {e}")
             st.rerun()
-    if busy or any((jobs.read_job(s["path"]) or {}).get("kind") == "eval" for s in todo):
-        st.fragment(run_every=1.0 if busy else None)(eval_progress_ui)(todo, bool(busy))
+    shown = [s for s in todo if job[s["name"]].get("kind") == "eval"]
+    if shown:
+        st.fragment(run_every=1.0 if evaluating else None)(eval_progress_ui)(shown, bool(evaluating))
 
 
 def eval_progress_ui(todo: list[dict], was_busy: bool) -> None:
@@ -173,7 +179,8 @@ def bound_ui(sel: list[dict], dataset: str) -> None:
         st.caption("No run here has an importance-weighted bound (flows are exact, GANs have none).")
         return
     c1, c2 = st.columns(2)
-    k = c1.select_slider("importance samples k", compare.K_CHOICES, value=1, key="bound-k")
+    k = c1.select_slider("importance samples k", compare.K_CHOICES, value=10, key="bound-k",
+                         help="log scale; k = 1 is the ELBO")
     n = c2.select_slider("test images", (100, 200, 500), value=200, key="bound-n")
     root = str(data_root().resolve())
     seen = st.session_state.setdefault("bound-points", {})
@@ -190,7 +197,8 @@ def bound_ui(sel: list[dict], dataset: str) -> None:
             st.warning(str(e), icon=":material/folder_off:")
             return
         by_group.setdefault(data_group(s), {})[s["name"]] = seen[key]
-    rows = [{"run": name, "data": g, "L_1 = ELBO": pts[1], f"L_{k}": pts[k], "gain": pts[k] - pts[1]}
+    rows = [{"run": name, "data": g, "L_1 = ELBO": pts[1],
+             **({f"L_{k}": pts[k], "gain": pts[k] - pts[1]} if k > 1 else {})}
             for g, group in by_group.items() for name, pts in group.items()]
     st.dataframe(rows, hide_index=True,
                  column_config={c: NUMBER for c in ("L_1 = ELBO", f"L_{k}", "gain")})

@@ -4,6 +4,7 @@ go at once, and a browser refresh loses nothing."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -99,6 +100,7 @@ def launch(dataset: str, model: str, model_values: dict, train_values: dict, nam
         st.error(f"Not started: {str(e).splitlines()[0]}", icon=":material/error:")
         return
     st.session_state[WATCH] = str(run_dir)
+    st.query_params["watch"] = run_dir.name
     st.success(f"Started `{run_dir}`; it appears below as soon as the process is up.",
                icon=":material/rocket_launch:")
 
@@ -125,7 +127,7 @@ def table_ui(infos: list[dict]) -> None:
     rows = [{"run": i["name"], "model": i["model"], "dataset": i["dataset"], "state": i["state"],
              "progress": float(i["status"].get("progress") or (1.0 if i["state"] == "done" else 0.0)),
              "epoch": f"{i['status'].get('epoch', 0)}/{i['status'].get('total_epochs', '?')}",
-             "": i["message"]} for i in infos]
+             "note": i["message"]} for i in infos]
     st.dataframe(rows, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
 
@@ -183,6 +185,22 @@ def monitor_ui(info: dict) -> None:
         side.caption(units_note(summary))
 
 
+def default_watch(infos: list[dict]) -> str:
+    """The run named in the URL (?watch=), else the one opened from Home, else the newest
+    one training, else the newest with a readable config."""
+    paths = {str(i["path"]): i for i in infos}
+    named = [p for p, i in paths.items() if i["name"] == st.query_params.get("watch")]
+    here = st.session_state.get("run")
+    return next(iter(named), None) or (here if here in paths else None) or next(
+        (p for p, i in paths.items() if i["state"] in ACTIVE), None) or next(
+        (p for p, i in paths.items() if i["model"]), str(infos[0]["path"]))
+
+
+def remember_watch() -> None:
+    """Put the watched run in the URL, so a refresh comes back to it."""
+    st.query_params["watch"] = Path(st.session_state[WATCH]).name
+
+
 def runs_section(roots: list, was_active: bool) -> None:
     infos = [describe(p) for p in jobs.job_dirs(*roots)]
     if not infos:
@@ -192,13 +210,9 @@ def runs_section(roots: list, was_active: bool) -> None:
     table_ui(infos)
     by_path = {str(i["path"]): i for i in infos}
     if st.session_state.get(WATCH) not in by_path:  # first visit, refresh, or a run removed
-        named = [p for p, i in by_path.items() if i["name"] == st.query_params.get("watch")]
-        st.session_state[WATCH] = next(iter(named), None) or (
-            st.session_state.get("run") if st.session_state.get("run") in by_path else None) or next(
-            (p for p, i in by_path.items() if i["state"] in ACTIVE), str(infos[0]["path"]))
-    pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p]["name"], key=WATCH)
-    if st.query_params.get("watch") != by_path[pick]["name"]:
-        st.query_params["watch"] = by_path[pick]["name"]  # a refresh comes back to this run
+        st.session_state[WATCH] = default_watch(infos)
+    pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p]["name"], key=WATCH,
+                        on_change=remember_watch)
     monitor_ui(by_path[pick])
     if was_active and not active:
         st.rerun()  # the last run finished: stop polling

@@ -111,8 +111,10 @@ def test_evaluate_button_fills_the_table(env):
 
 def test_k_slider_tightens_the_bound(env):
     at = pick(run_page(PAGE), env, GOOD, FLOW)
+    at = at.select_slider(key="bound-k").set_value(1).run()
     table = bound_table(at)
     assert list(table["run"]) == [GOOD]  # the flow is exact: no bound to tighten
+    assert list(table.columns) == ["run", "data", "L_1 = ELBO"]
     l1 = table.iloc[0]["L_1 = ELBO"]
     ev = json.loads((env / GOOD / runs.EVAL).read_text())  # ELBO on the same 200 test images
     assert l1 == pytest.approx(ev["elbo"], abs=3.0)  # one-sample estimate vs closed-form KL
@@ -122,7 +124,9 @@ def test_k_slider_tightens_the_bound(env):
     assert row["L_1 = ELBO"] == l1 and row["L_20"] > l1 and row["gain"] == pytest.approx(row["L_20"] - l1)
     assert row["L_20"] < 0  # still a bound on log p(x) of binary images: below 0 nats
     chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
-    assert chart["data"][0]["x"] == [1, 20]
+    trace = chart["data"][0]  # every k computed so far: the first render's 10, then 1 and 20
+    assert trace["x"] == [1, 10, 20] and trace["y"][0] == l1 and trace["y"][2] == row["L_20"]
+    assert trace["y"] == sorted(trace["y"])  # L_1 <= L_10 <= L_20 (Burda et al. 2016)
 
 
 def test_corrupt_checkpoint_and_missing_data_are_explained(env, tmp_path, monkeypatch):

@@ -1,0 +1,123 @@
+"""The figure builders and helpers behind the Train and Compare pages, without streamlit:
+grouped live panels, overlays on shared axes, eval tables that never mix units, and
+reconstructions (exact for a flow)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from genlab import compare, plots
+from genlab.data import preprocess
+from genlab.models import build_model
+
+
+def _gan_records() -> list[dict]:
+    recs = []
+    for step in range(1, 7):
+        parts = {"d_loss": 1.0 + step, "g_loss": 2.0 + step, "d_real": 0.6, "d_fake": 0.4}
+        recs.append({"event": "step", "split": "train", "epoch": 1 + (step > 3), "step": step,
+                     "loss": parts["d_loss"] + parts["g_loss"], **parts})
+        if step % 3 == 0:
+            recs.append({"event": "epoch", "split": "val", "epoch": step // 3, "step": step,
+                         "loss": 9.0, **parts})
+    return recs
+
+
+def test_live_panels_group_adversarial_and_gradient_metrics():
+    assert plots.live_panels(["loss", "d_loss", "g_loss", "d_real", "d_fake"]) == [
+        ("D and G losses", ["d_loss", "g_loss"], False),
+        ("D outputs: mean D(x), mean D(G(z))", ["d_real", "d_fake"], False)]
+    panels = plots.live_panels(["loss", "elbo", "recon", "kl", "grad_var", "grad_var_nobaseline"])
+    assert [p[0] for p in panels] == ["loss", "encoder gradient variance", "recon", "kl"]
+    assert panels[1] == ("encoder gradient variance", ["grad_var", "grad_var_nobaseline"], True)
+    assert plots.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
+
+
+def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
+    fig = plots.live_figure(_gan_records())
+    assert [a.text for a in fig.layout.annotations] == ["D and G losses", "D outputs: mean D(x), mean D(G(z))"]
+    by_name = {}
+    for t in fig.data:
+        by_name.setdefault(t.name, []).append(t)
+    d_train = by_name["d_loss"][0]
+    assert list(d_train.x) == [1, 2, 3, 4, 5, 6] and list(d_train.y) == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    vals = by_name["validation (per epoch)"]
+    assert len(vals) == 4 and list(vals[0].x) == [3, 6] and list(vals[0].customdata) == [1, 2]
+    bvae = [{"event": "step", "split": "train", "step": s, "loss": 1.0, "grad_var": 10.0 ** s,
+             "grad_var_nobaseline": 10.0 ** (s + 2)} for s in (1, 2)]
+    fig = plots.live_figure(bvae)
+    assert fig.layout.yaxis2.type == "log"  # the gradient-variance panel
+
+
+def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
+    a = [{"event": "epoch", "split": s, "epoch": e, "step": 100 * e, "loss": 10.0 - e, "kl": 1.0}
+         for e in (1, 2, 3) for s in ("train", "val")]
+    b = [{"event": "epoch", "split": s, "epoch": e, "step": 7 * e, "loss": 9.0 - e}
+         for e in (1, 2) for s in ("train", "val")]
+    fig = plots.overlay_figure([("a", a), ("b", b)])
+    assert [x.text for x in fig.layout.annotations] == ["loss"]  # kl is not in run b
+    assert [t.name for t in fig.data] == ["a · val", "a · train", "b · val", "b · train"]
+    assert list(fig.data[0].x) == [1, 2, 3] and list(fig.data[2].x) == [1, 2]  # epochs, not steps
+    assert fig.data[0].line.color != fig.data[2].line.color
+
+
+def _summary(name, model, preprocess, ev):
+    return {"name": name, "model": model, "config": {"preprocess": preprocess}, "eval": ev}
+
+
+def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
+    vae = _summary("v", "vae", "dynamic", {"data": "binarised", "k": 50, "elbo": -90.0,
+                                           "nll_nats": 85.0, "nll_sem": 0.5, "epoch": 3,
+                                           "nll_method": "importance sampling", "active_units": 7,
+                                           "latent_dim": 20, "n_images": 100})
+    flow = _summary("f", "realnvp", "dequantize", {"data": "8-bit", "k": 1, "nll_nats": -2500.0,
+                                                    "bpd": 1.2, "nll_method": "exact change of variables"})
+    gan = _summary("g", "gan", "dequantize", {"d_loss": 1.3, "g_loss": 0.8, "d_real": 0.6, "d_fake": 0.4})
+    groups, missing = plots.compare_tables([vae, flow, gan, _summary("n", "vae", "dynamic", None)])
+    assert missing == ["n"]
+    assert [g["group"] for g in groups] == ["binarised", "8-bit", "adversarial"]
+    rows = {g["group"]: g["rows"] for g in groups}
+    assert [r["run"] for r in rows["binarised"]] == ["v"] and "bits/dim" not in rows["binarised"][0]
+    assert rows["binarised"][0]["−ELBO (nats)"] == 90.0 and rows["binarised"][0]["k"] == 50
+    assert rows["binarised"][0]["active units"] == "7/20"
+    assert rows["8-bit"][0]["bits/dim"] == 1.2 and "k" not in rows["8-bit"][0]  # exact: no k
+    assert "−ELBO (nats)" not in rows["8-bit"][0]  # a column empty for every run is dropped
+    assert rows["adversarial"][0]["D loss"] == 1.3 and "−log p(x) (nats)" not in rows["adversarial"][0]
+
+
+def test_bound_figure_has_a_log_k_axis():
+    fig = plots.bound_figure({"run": {1: -100.0, 10: -95.0}})
+    assert fig.layout.xaxis.type == "log" and list(fig.data[0].x) == [1, 10]
+
+
+def test_a_flow_reconstructs_its_input_exactly_and_grids_are_pngs():
+    torch.manual_seed(0)
+    flow = build_model("nice", {"couplings": 2, "hidden": [8], "image_shape": [1, 28, 28]})
+    x = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    inputs = compare.model_inputs(flow, x, seed=1)  # dequantised: (x + u) / 256
+    assert torch.equal(torch.floor(inputs * 256).to(torch.uint8), x)
+    assert torch.allclose(compare.reconstruct(flow, x, seed=1), inputs, atol=1e-4)  # inverse(forward(x))
+    assert compare.is_exact(flow) and compare.is_exact(type(flow))
+    assert not compare.is_exact(build_model("vae", {"hidden": [8], "latent_dim": 2}))
+    png = compare.image_row_png(x, scale=2)
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (2 * (3 * 30 + 2), 2 * 32)  # 3 images of 28 px, 2 px padding
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_bound_at_k_is_the_mean_of_the_models_log_prob(k, mnist_small):
+    """L_k over a split is the mean of log_prob(x, k) on the same seeded binarisation."""
+    vae = build_model("vae", {"hidden": [16], "latent_dim": 2})
+    train, _ = mnist_small
+    small = type(train)(train.x[:50], train.y[:50], "mnist", "train")
+    res = compare.bound_at_k(vae, small, k, seed=3)
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)  # the importance samples' stream, as log_prob_split seeds it
+    x = preprocess(small.x, "dynamic", generator=g)
+    with torch.no_grad():
+        lp = vae.log_prob(x, k=k).double()
+    assert res["n"] == 50 and res["k"] == k
+    assert res["mean"] == pytest.approx(float(lp.mean()), rel=1e-5)
