@@ -278,6 +278,76 @@ def run_card(run_dir: str | os.PathLike) -> dict:
             "sample_name": Path(s["sample"]).stem if s.get("sample") else None}
 
 
+# -- latent spaces (Latent explorer, Clusters) -------------------------------------------
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+HIGHLIGHT_COLOR = "#d62728"
+
+
+def _class_traces(xy, labels, class_names, *, size: int = 5, opacity: float = 0.75) -> list:
+    """One scatter trace per class; customdata holds each point's index into xy, so a
+    selection maps back to the codes whatever the trace."""
+    import numpy as np
+
+    xy, labels = np.asarray(xy), np.asarray(labels if labels is not None else np.zeros(len(xy), int))
+    traces = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        traces.append(go.Scatter(
+            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, customdata=idx,
+            marker=dict(size=size, opacity=opacity, color=CLASS_COLORS[int(c) % len(CLASS_COLORS)]),
+            hovertemplate=f"{name} · image %{{customdata}}<extra></extra>"))
+    return traces
+
+
+def latent_scatter_figure(xy, labels=None, class_names=None, *, axes=("z1", "z2"),
+                          equal: bool = True, height: int = 480) -> go.Figure:
+    """Codes (N, 2) coloured by class, box selection as the default drag; ``equal`` keeps
+    one unit the same length on both axes (a latent space, not a projection)."""
+    fig = go.Figure(_class_traces(xy, labels, class_names))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="select",
+                      legend=dict(title="class", itemsizing="constant"),
+                      xaxis_title=axes[0], yaxis_title=axes[1])
+    if equal:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def mixture_figure(means, ellipses: list, *, xy=None, labels=None, class_names=None,
+                   highlight: int | None = None, axes=("z1", "z2"), n_std: float = 2.0,
+                   height: int = 520) -> go.Figure:
+    """A mixture's components over the codes: each component's ``n_std``-sigma ellipse
+    (points (n, 2) per component) and its mean, numbered; ``highlight`` in red."""
+    fig = go.Figure(_class_traces(xy, labels, class_names, size=4, opacity=0.35) if xy is not None else [])
+    first = next((k for k in range(len(ellipses)) if k != highlight), None)
+    for k, pts in enumerate(ellipses):
+        hot = k == highlight
+        fig.add_trace(go.Scatter(
+            x=pts[:, 0], y=pts[:, 1], mode="lines", showlegend=k == first or hot, hoverinfo="skip",
+            name=f"component {k}" if hot else f"{n_std:g}-sigma ellipses",
+            legendgroup="hot" if hot else "ellipses",
+            line=dict(color=HIGHLIGHT_COLOR if hot else "#222222", width=3 if hot else 1.2)))
+    fig.add_trace(go.Scatter(
+        x=[m[0] for m in means], y=[m[1] for m in means], mode="markers+text", name="means",
+        text=[str(k) for k in range(len(means))], textposition="top center",
+        marker=dict(symbol="x", size=9, color="#222222"), hovertemplate="component %{text}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(itemsizing="constant"), xaxis_title=axes[0], yaxis_title=axes[1])
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def weights_figure(weights, *, highlight: int | None = None, height: int = 260) -> go.Figure:
+    """Mixture weights as bars, component k at x = k; ``highlight`` in red."""
+    colors = [HIGHLIGHT_COLOR if k == highlight else TRAIN_COLOR for k in range(len(weights))]
+    fig = go.Figure(go.Bar(x=list(range(len(weights))), y=list(map(float, weights)),
+                           marker_color=colors, hovertemplate="component %{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="component", yaxis_title="weight", bargap=0.15)
+    return fig
+
+
 # -- Train and Compare pages ----------------------------------------------------------
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 PANELS = (("D and G losses", ("d_loss", "g_loss"), False),

@@ -16,5 +16,8 @@ class PageSpec(NamedTuple):
 PAGES: list[PageSpec] = [
     PageSpec("pages/home.py", "Home", ":material/home:", ""),
     PageSpec("pages/train.py", "Train", ":material/model_training:", "train", True),
+    PageSpec("pages/latent.py", "Latent explorer", ":material/scatter_plot:", "latent", True),
+    PageSpec("pages/clusters.py", "Clusters", ":material/bubble_chart:", "clusters", True),
+    PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True),
     PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
 ]

@@ -1,0 +1,357 @@
+"""Looking inside latent models: what a model can do, its latent reference scale,
+projections (PCA, UMAP), manifold grids through the inverse normal CDF, traversals,
+interpolations (linear, spherical, through the normal CDF), Gaussian mixtures on codes
+and their 2-sigma ellipses, image grids and GIFs.
+
+Pure functions of tensors and arrays (no streamlit): the app's Latent explorer, Clusters
+and Interpolation pages only lay them out. Models are used through the contract alone:
+``has_latent``, ``encode``, ``decode``, ``log_prior`` and ``sample_prior`` (VAEs, flows;
+GANs have only the latter) or ``sample_latent`` (ae-gmm's mixture).
+
+References for the figures:
+> D. P. Kingma, M. Welling. Auto-Encoding Variational Bayes. ICLR 2014 (Fig. 4: the 2-D
+> manifold, a uniform grid on the unit square through the inverse Gaussian CDF).
+> T. White. Sampling Generative Networks. arXiv:1609.04468, 2016 (spherical interpolation).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch.distributions import Normal
+
+from .data import binarize_static, preprocess
+
+STD_NORMAL = Normal(0.0, 1.0)
+PROJECTIONS = ("umap", "pca")
+INTERPOLATIONS = ("linear", "spherical", "normal-cdf")
+CDF_EPS = 1e-6  # keeps Phi(z) inside (0, 1) so that Phi^-1 stays finite
+
+
+# -- what a model can do (works on a model class or an instance) -------------------------
+def can_encode(model) -> bool:
+    return bool(getattr(model, "has_latent", False)) and callable(getattr(model, "encode", None))
+
+
+def can_decode(model) -> bool:
+    return callable(getattr(model, "decode", None))
+
+
+def is_flow(model) -> bool:
+    """A bijection between images and latents: encode and decode invert each other."""
+    return can_encode(model) and callable(getattr(model, "inverse", None))
+
+
+def has_prior(model) -> bool:
+    """Random latents can be drawn: a prior (VAEs, flows, GANs) or a mixture (ae-gmm)."""
+    return any(hasattr(model, a) for a in ("sample_latent", "sample_prior"))
+
+
+@torch.no_grad()
+def prior_latents(model, n: int, *, seed: int = 0) -> torch.Tensor:
+    """n latents (n, d) on the CPU from the model's prior, seeded; the global RNG is left
+    as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if hasattr(model, "sample_latent"):  # ae-gmm: y ~ Cat(pi), z ~ N(mu_y, Sigma_y)
+            z = model.sample_latent(n)[0]
+        elif hasattr(model, "sample_prior"):  # VAEs, flows, GANs
+            z = model.sample_prior(n)
+        else:
+            raise ValueError(f"{type(model).__name__} has no latent prior to draw from")
+    return z.detach().float().cpu()
+
+
+def standard_normal_prior(model) -> bool:
+    """True when p(z) = N(0, I) exactly: checked through ``log_prior`` when the model has
+    one, else from the moments of 4,096 prior draws (GANs)."""
+    if hasattr(model, "sample_latent"):
+        return False
+    if hasattr(model, "log_prior"):
+        d = prior_latents(model, 1).shape[1]
+        probe = torch.linspace(-2.5, 2.5, 3 * d).view(3, d).to(model.device)
+        with torch.no_grad():
+            got = model.log_prior(probe).float().cpu()  # (3,)
+        return torch.allclose(got, STD_NORMAL.log_prob(probe.cpu()).sum(-1), atol=1e-3)
+    z = prior_latents(model, 4096)  # (N, d)
+    binary = bool(((z == 0) | (z == 1)).all())
+    return not binary and abs(float(z.mean())) < 0.1 and abs(float(z.std()) - 1) < 0.1
+
+
+@dataclass(frozen=True)
+class LatentRef:
+    """The scale of a latent space, per dimension (d,): where sliders and grids go.
+    ``bounded``: the latents are probabilities in [0, 1] (binary units), so grids are
+    uniform on [lo, hi] instead of Gaussian quantiles."""
+    center: torch.Tensor
+    scale: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    standard: bool
+    bounded: bool
+
+    @property
+    def dim(self) -> int:
+        return self.center.shape[0]
+
+
+def latent_reference(model, *, n: int = 4096, span: float = 3.0) -> LatentRef:
+    """N(0, I) priors: centre 0, scale 1; binary priors: [0, 1]; others: the mean and
+    standard deviation of n prior draws. Sliders span centre +- ``span`` scales."""
+    z = prior_latents(model, n)  # (n, d)
+    d = z.shape[1]
+    standard = standard_normal_prior(model)
+    if standard:
+        c, s = torch.zeros(d), torch.ones(d)
+    elif bool(((z == 0) | (z == 1)).all()):
+        return LatentRef(torch.full((d,), 0.5), torch.full((d,), 0.5), torch.zeros(d),
+                         torch.ones(d), standard=False, bounded=True)
+    else:
+        c, s = z.mean(0), z.std(0).clamp_min(1e-6)
+    return LatentRef(c, s, c - span * s, c + span * s, standard=standard, bounded=False)
+
+
+# -- grids ---------------------------------------------------------------------------------
+def unit_grid(n: int) -> torch.Tensor:
+    """n equally spaced points in (0, 1): the cell midpoints (i + 1/2) / n, (n,)."""
+    return (torch.arange(n, dtype=torch.float64) + 0.5) / n
+
+
+def normal_grid(n: int) -> torch.Tensor:
+    """The Kingma & Welling manifold grid: a uniform n x n grid on the unit square through
+    the inverse normal CDF, as (n*n, 2) points (x, y), row-major from the top row (largest
+    y) down, so that row r, column c of an image grid sits at (x_c, y_{n-1-r})."""
+    q = STD_NORMAL.icdf(unit_grid(n).float())  # (n,) increasing
+    ys, xs = torch.meshgrid(q.flip(0), q, indexing="ij")  # (n, n) each
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def manifold_latents(ref: LatentRef, dims: tuple[int, int], n: int,
+                     base: torch.Tensor | None = None) -> torch.Tensor:
+    """(n*n, d) latents: ``base`` (default: the centre) with dims (i, j) replaced by the
+    manifold grid, z_i = base_i + scale_i * Phi^-1(u) (uniform u for bounded latents)."""
+    i, j = dims
+    z = (ref.center if base is None else base).float().repeat(n * n, 1)  # (n*n, d)
+    if ref.bounded:
+        u = unit_grid(n).float()
+        ys, xs = torch.meshgrid(u.flip(0), u, indexing="ij")
+        g = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)  # (n*n, 2)
+        for k, dim in enumerate(dims):
+            z[:, dim] = ref.lo[dim] + g[:, k] * (ref.hi[dim] - ref.lo[dim])
+        return z
+    g = normal_grid(n)  # (n*n, 2)
+    z[:, i] = z[:, i] + ref.scale[i] * g[:, 0]
+    z[:, j] = z[:, j] + ref.scale[j] * g[:, 1]
+    return z
+
+
+def traversal_latents(ref: LatentRef, base: torch.Tensor, dims: list[int], steps: int, *,
+                      span: float = 2.5) -> torch.Tensor:
+    """(len(dims) * steps, d): row r varies dimension dims[r] alone, from base - span*scale
+    to base + span*scale (from lo to hi for bounded latents); the other dims stay at base."""
+    t = torch.linspace(-span, span, steps)  # (steps,)
+    rows = []
+    for j in dims:
+        z = base.float().repeat(steps, 1)  # (steps, d)
+        z[:, j] = torch.linspace(float(ref.lo[j]), float(ref.hi[j]), steps) if ref.bounded \
+            else base[j] + ref.scale[j] * t
+        rows.append(z)
+    return torch.cat(rows)
+
+
+def variance_order(codes: torch.Tensor | np.ndarray) -> list[int]:
+    """Latent dimensions by decreasing variance of the codes (N, d)."""
+    var = torch.as_tensor(np.asarray(codes)).double().var(0)  # (d,)
+    return torch.argsort(var, descending=True, stable=True).tolist()
+
+
+# -- interpolation ---------------------------------------------------------------------
+def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(d,), (d,), (n,) -> (n, d): (1 - t) z0 + t z1."""
+    t = t[:, None].to(z0.dtype)
+    return (1 - t) * z0 + t * z1
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (White 2016), (n, d): along the great circle between the
+    directions of z0 and z1, sin((1-t) w) / sin w z0 + sin(t w) / sin w z1, w the angle
+    between them; linear when they are (anti)parallel within 1e-6."""
+    a, b = z0.double(), z1.double()
+    cos = (a @ b / (a.norm() * b.norm()).clamp_min(1e-30)).clamp(-1, 1)
+    w = torch.arccos(cos)
+    if torch.sin(w) < 1e-6:
+        return lerp(z0, z1, t)
+    t = t[:, None].double()
+    out = (torch.sin((1 - t) * w) * a + torch.sin(t * w) * b) / torch.sin(w)
+    return out.to(z0.dtype)
+
+
+def cdf_lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Report 001's GAN interpolation, (n, d): equidistant points between Phi(z0) and
+    Phi(z1) in the unit cube, mapped back through the inverse normal CDF Phi^-1."""
+    n01 = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    u = lerp(n01.cdf(z0.double()), n01.cdf(z1.double()), t)  # (n, d)
+    return n01.icdf(u.clamp(CDF_EPS, 1 - CDF_EPS)).to(z0.dtype)
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, n: int, method: str = "linear") -> torch.Tensor:
+    """n latents (n, d) from z0 to z1 (both included) by one of INTERPOLATIONS."""
+    fn = {"linear": lerp, "spherical": slerp, "normal-cdf": cdf_lerp}.get(method)
+    if fn is None:
+        raise ValueError(f"unknown interpolation {method!r}; choose one of {', '.join(INTERPOLATIONS)}")
+    return fn(z0, z1, torch.linspace(0, 1, n))
+
+
+# -- projections -----------------------------------------------------------------------
+def project(codes: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.ndarray:
+    """Codes (N, d) -> 2-D points (N, 2): the codes themselves for d <= 2 (a zero column
+    added for d = 1), else scikit-learn's PCA or umap-learn's UMAP (seeded)."""
+    x = np.asarray(codes, dtype=np.float32)
+    if x.shape[1] <= 2:
+        return np.pad(x, ((0, 0), (0, 2 - x.shape[1])))
+    if method == "pca":
+        from sklearn.decomposition import PCA
+        with threadpool_limits(1):
+            return PCA(2, random_state=seed).fit_transform(x).astype(np.float32)
+    if method == "umap":
+        import umap
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), random_state=seed)
+        return reducer.fit_transform(x).astype(np.float32)
+    raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
+
+
+def pca_basis(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (d,), components (2, d)) of scikit-learn's PCA; identity for d <= 2, so that
+    points map as (z - mean) @ components.T in both cases."""
+    x = np.asarray(codes, dtype=np.float64)
+    d = x.shape[1]
+    if d <= 2:
+        return np.zeros(d), np.eye(2, d)
+    from sklearn.decomposition import PCA
+    with threadpool_limits(1):
+        p = PCA(2).fit(x)
+    return p.mean_, p.components_
+
+
+def selection_indices(points: list[dict]) -> list[int]:
+    """Indices into the codes from plotly selection points whose customdata holds them."""
+    out = []
+    for p in points or []:
+        c = p.get("customdata")
+        c = c[0] if isinstance(c, (list, tuple)) else c
+        if c is not None:
+            out.append(int(c))
+    return list(dict.fromkeys(out))
+
+
+# -- Gaussian mixtures on codes ------------------------------------------------------------
+@dataclass(frozen=True)
+class Mixture:
+    """A full-covariance Gaussian mixture as float64 arrays: weights (K,), means (K, d),
+    covariances (K, d, d)."""
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return len(self.weights)
+
+    def project(self, mean: np.ndarray, components: np.ndarray) -> "Mixture":
+        """The mixture of the linear map z -> (z - mean) @ components.T, exactly:
+        means P(mu - m), covariances P Sigma P^T."""
+        p = np.asarray(components, dtype=np.float64)  # (2, d)
+        return Mixture(self.weights, (self.means - mean) @ p.T, p @ self.covariances @ p.T)
+
+
+def fit_mixture(codes: np.ndarray, n_components: int, *, seed: int = 0) -> Mixture:
+    """scikit-learn's GaussianMixture (full covariances) fitted on codes (N, d)."""
+    from sklearn.mixture import GaussianMixture
+
+    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed)
+    with threadpool_limits(1):  # small problems: BLAS/OpenMP threads only contend (25x slower)
+        gm.fit(np.asarray(codes, dtype=np.float64))
+    return Mixture(gm.weights_, gm.means_, gm.covariances_)
+
+
+def model_mixture(model) -> Mixture | None:
+    """The mixture a model carries (ae-gmm's ``gmm``: weights, means, scale_tril), or None."""
+    gmm = getattr(model, "gmm", None)
+    if gmm is None or not hasattr(gmm, "scale_tril"):
+        return None
+    tril = gmm.scale_tril.detach().double().cpu()  # (K, d, d)
+    return Mixture(gmm.weights.detach().double().cpu().numpy(),
+                   gmm.means.detach().double().cpu().numpy(),
+                   (tril @ tril.transpose(-1, -2)).numpy())
+
+
+def ellipse(mean: np.ndarray, cov: np.ndarray, n_std: float = 2.0, n: int = 73) -> np.ndarray:
+    """(n, 2) points of the n_std-sigma contour of N(mean, cov) in 2-D, closed (the last
+    point repeats the first): mean + n_std * V sqrt(L) (cos t, sin t), cov = V L V^T."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    t = np.linspace(0, 2 * np.pi, n)
+    circle = np.stack([np.cos(t), np.sin(t)])  # (2, n)
+    return (np.asarray(mean)[:, None] + n_std * vecs @ (np.sqrt(np.clip(vals, 0, None))[:, None] * circle)).T
+
+
+def component_latents(mix: Mixture, k: int, n: int, *, seed: int = 0) -> torch.Tensor:
+    """n draws (n, d) from component k alone, N(mu_k, Sigma_k), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.as_tensor(mix.means[k], dtype=torch.float64)
+    tril = torch.linalg.cholesky(torch.as_tensor(mix.covariances[k], dtype=torch.float64)
+                                 + 1e-9 * torch.eye(len(mean), dtype=torch.float64))
+    eps = torch.randn(n, len(mean), generator=g, dtype=torch.float64)  # (n, d)
+    return (mean + eps @ tril.T).float()
+
+
+# -- images ------------------------------------------------------------------------------
+def model_inputs(model, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """uint8 images (B, C, H, W) -> the model's inputs in [0, 1] as in training (binarised
+    or dequantised, with a seeded generator so the same image gives the same code)."""
+    how = model.preprocess
+    if how == "static":
+        x = binarize_static(x)
+    return preprocess(x, how, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def encode_images(model, x: torch.Tensor, *, batch_size: int = 500, seed: int = 0) -> torch.Tensor:
+    """Codes (N, d) on the CPU of uint8 images (N, C, H, W)."""
+    dev = model.device
+    inputs = model_inputs(model, x, seed=seed)
+    return torch.cat([model.encode(b.to(dev)).float().cpu() for b in inputs.split(batch_size)])
+
+
+@torch.no_grad()
+def decode_latents(model, z: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Images (n, C, H, W) in [0, 1] on the CPU from latents (n, d)."""
+    dev, dtype = model.device, next(model.parameters()).dtype
+    return torch.cat([model.decode(b.to(dev, dtype)).float().clamp(0, 1).cpu()
+                      for b in z.split(batch_size)])
+
+
+def grid_image(images: torch.Tensor, nrow: int, *, scale: int = 1, padding: int = 2) -> np.ndarray:
+    """torchvision's make_grid of images (n, C, H, W) in [0, 1] as uint8 (H', W', 3),
+    enlarged ``scale`` times by pixel repetition (sharp pixels, no smoothing)."""
+    from torchvision.utils import make_grid
+
+    g = make_grid(images.float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
+    g = g.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    return (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def gif_bytes(frames: torch.Tensor, *, duration_ms: int = 120, scale: int = 4,
+              boomerang: bool = True) -> bytes:
+    """An animated GIF (Pillow) of frames (n, C, H, W) in [0, 1], looping forever;
+    ``boomerang`` plays back and forth (n + n - 2 frames)."""
+    from PIL import Image
+
+    order = list(range(len(frames))) + (list(range(len(frames) - 2, 0, -1)) if boomerang else [])
+    images = [Image.fromarray(grid_image(frames[i:i + 1], 1, scale=scale, padding=0)) for i in order]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=duration_ms, loop=0)
+    return buf.getvalue()

@@ -1,0 +1,167 @@
+"""What the Latent explorer, Clusters and Interpolation pages share (not a page itself):
+a run picker that lists only runs whose model can do what the page needs, the model and
+its latent scale cached per run and checkpoint modification time, the run's test images
+(or how to get them), codes and projections cached the same way, and image display."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import streamlit as st
+import torch
+
+from genlab import explore, runs
+from genlab.data import DATASETS, DatasetError, ImageData, data_root, load_split
+from genlab.models import model_entry
+from genlab.plots import runs_roots
+
+TEST_SIZES = (500, 1000, 2000, 5000, 10000)
+TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --dataset mnist --epochs 10"
+
+
+class Run(NamedTuple):
+    path: str
+    stamp: int  # checkpoint modification time (ns): every cache here is keyed on it
+    model: torch.nn.Module
+    rc: runs.RunConfig
+    ref: explore.LatentRef | None  # None: no prior to scale sliders and grids by
+    key: str  # short id of (run, checkpoint) for widget keys
+
+    @property
+    def dataset(self) -> str:
+        return self.rc.train.get("dataset") or "mnist"
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        info = DATASETS.get(self.dataset)
+        return info.classes if info else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load(path: str, stamp: int):
+    model, _, rc = runs.load_model(path, map_location="cpu")
+    ok = explore.has_prior(model) and explore.can_decode(model)
+    return model, rc, explore.latent_reference(model) if ok else None
+
+
+def _sync_run() -> None:
+    st.session_state["run"] = st.session_state["pick_run"]
+
+
+def _candidates(need: Callable) -> tuple[list[str], dict[str, str], int]:
+    """Runs with a readable config whose model class passes ``need``, their labels, and
+    how many other runs were left out."""
+    roots = st.session_state.get("runs_roots") or runs_roots()
+    paths, labels, other = [], {}, 0
+    for p in runs.find_runs(*roots):
+        try:
+            rc = runs.read_config(p)
+        except runs.RunError:
+            other += 1  # Home shows why
+            continue
+        if need(model_entry(rc.model)[0]):
+            paths.append(str(p))
+            labels[str(p)] = f"{p.name} · {rc.model} · {rc.train.get('dataset', '?')}"
+        else:
+            other += 1
+    return paths, labels, other
+
+
+def pick_run(need: Callable, what: str) -> Run:
+    """The run picker (shared with the other pages through st.session_state["run"]);
+    stops the page with a message saying what to do when there is nothing to show."""
+    paths, labels, other = _candidates(need)
+    if not paths:
+        st.info(f"**No run to show here.** This page needs a run of {what}"
+                f"{f'; none of the {other} run(s) in the run folders has one' if other else ''}. "
+                f"Train one from a terminal:\n\n```\n{TRAIN_CMD}\n```\n\nor change *Run folders* "
+                "in the sidebar.", icon=":material/info:")
+        st.stop()
+    if st.session_state.get("run") in paths:
+        st.session_state["pick_run"] = st.session_state["run"]
+    path = st.selectbox("Run", paths, key="pick_run", format_func=labels.get, on_change=_sync_run)
+    st.session_state["run"] = path
+    ckpt = Path(path) / runs.CHECKPOINT
+    stamp = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
+    try:
+        model, rc, ref = _load(path, stamp)
+    except Exception as e:  # a corrupt checkpoint, a config that no longer fits: one line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        st.error(f"**This run cannot be loaded.** {msg}", icon=":material/error:")
+        st.stop()
+    key = hashlib.md5(f"{path}:{stamp}".encode()).hexdigest()[:8]
+    return Run(path, stamp, model, rc, ref, key)
+
+
+# -- test images, codes, projections ------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _test_split(name: str, root: str, n: int, download: bool) -> ImageData:
+    return load_split(name, "test", root, download=download, limit=n)
+
+
+def test_images(run: Run, n: int, purpose: str) -> ImageData | None:
+    """The first n test images of the run's dataset, or None after saying how to get them
+    (a button downloads them with torchvision when the machine is online)."""
+    root = str(data_root())
+    try:
+        return _test_split(run.dataset, root, n, False)
+    except DatasetError as e:
+        st.warning(f"**{purpose} need the {run.dataset} test images**, which are not in the "
+                   f"data root. {e}.", icon=":material/database:")
+    if st.button(f"Download {run.dataset} with torchvision", icon=":material/download:",
+                 key=f"download-{run.dataset}"):
+        try:
+            with st.spinner(f"Downloading {run.dataset} ..."):
+                _test_split(run.dataset, root, n, True)
+            st.rerun()
+        except DatasetError as e:
+            st.error(str(e), icon=":material/cloud_off:")
+    return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _codes(path: str, stamp: int, dataset: str, root: str, n: int) -> np.ndarray:
+    model = _load(path, stamp)[0]
+    return explore.encode_images(model, _test_split(dataset, root, n, False).x).numpy()
+
+
+def codes(run: Run, n: int) -> np.ndarray:
+    """Codes (n, d) of the first n test images (read-only: shared by every session)."""
+    with st.spinner(f"Encoding {n} test images ..."):
+        return _codes(run.path, run.stamp, run.dataset, str(data_root()), n)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _projection(path: str, stamp: int, dataset: str, root: str, n: int, method: str) -> np.ndarray:
+    return explore.project(_codes(path, stamp, dataset, root, n), method)
+
+
+def projection(run: Run, n: int, method: str) -> np.ndarray:
+    """2-D points (n, 2) of the codes by ``method`` (cached per run and checkpoint)."""
+    with st.spinner(f"Projecting {n} codes with {method.upper()} (once per checkpoint) ..."):
+        return _projection(run.path, run.stamp, run.dataset, str(data_root()), n, method)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _mixture(path: str, stamp: int, dataset: str, root: str, n: int, k: int, seed: int):
+    return explore.fit_mixture(_codes(path, stamp, dataset, root, n), k, seed=seed)
+
+
+def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:
+    """A k-component mixture fitted on the codes of n test images (cached)."""
+    with st.spinner(f"Fitting {k} components to {n} codes ..."):
+        return _mixture(run.path, run.stamp, run.dataset, str(data_root()), n, k, seed)
+
+
+# -- images ---------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=64)
+def decoded_grid(path: str, stamp: int, z: np.ndarray, nrow: int, scale: int = 2) -> np.ndarray:
+    """An image grid (H, W, 3) uint8 of the decoded latents z (n, d), cached."""
+    images = explore.decode_latents(_load(path, stamp)[0], torch.as_tensor(z))
+    return explore.grid_image(images, nrow, scale=scale)
+
+
+def show(images: torch.Tensor, nrow: int, caption: str | None = None, scale: int = 2) -> None:
+    st.image(explore.grid_image(images, nrow, scale=scale), caption=caption)

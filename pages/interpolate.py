@@ -1,0 +1,80 @@
+"""Interpolation: between the codes of two test images (a flow encodes and inverts them
+exactly) or two random latents (report 001's GAN figure), linearly, along a great circle
+or through the normal CDF; a strip of frames and a GIF (genlab.explore)."""
+from __future__ import annotations
+
+import torch
+import streamlit as st
+
+from genlab import explore
+from pages import explore_ui as ui
+
+IMAGES, RANDOM = "two test images", "two random latents"
+PATHS = {"linear": "linear", "spherical": "spherical (slerp)",
+         "normal-cdf": "equidistant in the normal CDF (report 001)"}
+N_CHOICE = 1000  # test images to pick the endpoints from
+
+
+def shuffle(key: str, n: int) -> None:
+    g = torch.Generator().manual_seed(st.session_state.get(f"{key}-draws", 0))
+    st.session_state[f"{key}-draws"] = st.session_state.get(f"{key}-draws", 0) + 1
+    a, b = torch.randperm(n, generator=g)[:2].tolist()
+    st.session_state[f"{key}-a"], st.session_state[f"{key}-b"] = a, b
+
+
+def image_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor] | None:
+    data = ui.test_images(run, N_CHOICE, "Interpolating between test images")
+    if data is None:
+        return None
+    key = f"ends-{run.key}"
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+    a = c1.number_input("First test image", 0, len(data) - 1, 0, key=f"{key}-a")
+    b = c2.number_input("Second test image", 0, len(data) - 1, 1, key=f"{key}-b")
+    c3.button("Random pair", icon=":material/shuffle:", on_click=shuffle, args=(key, len(data)))
+    x = explore.model_inputs(run.model, data.x[[a, b]])  # (2, C, H, W)
+    with c4:
+        ui.show(x, 2, "the endpoints as the model sees them", scale=2)
+    z = explore.encode_images(run.model, data.x[[a, b]])  # (2, d)
+    if explore.is_flow(run.model):
+        err = (explore.decode_latents(run.model, z) - x).abs().max()
+        st.caption(f"A flow encodes exactly: decode(encode(x)) differs from x by at most {err:.1e}.")
+    return z[0], z[1]
+
+
+def random_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor]:
+    c1, _ = st.columns([1, 3])
+    seed = c1.number_input("Seed of the two latents", 0, 10**6, 0, key=f"seed-{run.key}")
+    z = explore.prior_latents(run.model, 2, seed=int(seed))  # (2, d)
+    return z[0], z[1]
+
+
+st.title("Interpolation")
+run = ui.pick_run(lambda c: explore.can_decode(c) and (explore.can_encode(c) or explore.has_prior(c)),
+                  "a model that decodes latents (a VAE, the autoencoder + GMM, a flow or a GAN)")
+sources = ([IMAGES] if explore.can_encode(run.model) else []) + \
+          ([RANDOM] if run.ref is not None else [])
+methods = ["linear", "spherical"] + (["normal-cdf"] if run.ref is not None and run.ref.standard else [])
+c1, c2, c3 = st.columns([1, 2, 1])
+source = c1.radio("Endpoints", sources, key=f"source-{run.key}")
+default = "normal-cdf" if source == RANDOM and "normal-cdf" in methods and not explore.can_encode(run.model) \
+    else "spherical" if source == RANDOM and run.ref.standard else "linear"
+method = c2.radio("Path", methods, index=methods.index(default), format_func=PATHS.get,
+                  key=f"path-{run.key}-{source}", horizontal=True)
+frames = c3.slider("Frames", 3, 24, 10, key=f"frames-{run.key}")
+ends = image_ends(run) if source == IMAGES else random_ends(run)
+if ends is None:
+    st.stop()
+path = explore.interpolate(*ends, frames, method)  # (frames, d)
+images = explore.decode_latents(run.model, path)  # (frames, C, H, W)
+st.image(explore.grid_image(images, frames, scale=3),
+         caption=f"{frames} frames, {PATHS[method]} from the first latent to the second")
+gif = explore.gif_bytes(images, scale=4)
+g1, g2 = st.columns([1, 4])
+g1.image(gif, caption="the strip as a GIF (back and forth)")
+g2.download_button("Download the GIF", gif, file_name=f"{run.rc.model}-{method}-{frames}.gif",
+                   mime="image/gif", icon=":material/download:")
+norms = path.norm(dim=1)
+if run.ref is not None and run.ref.standard:
+    g2.caption(f"|z| along the path: {float(norms[0]):.2f} → min {float(norms.min()):.2f} → "
+               f"{float(norms[-1]):.2f}; N(0, I) draws in {path.shape[1]} dimensions have "
+               f"|z| ≈ {path.shape[1] ** 0.5:.1f}, and a linear path dips towards the origin")
