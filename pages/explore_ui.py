@@ -63,9 +63,12 @@ def _candidates(need: Callable) -> tuple[list[str], dict[str, str], int]:
             continue
         if need(model_entry(rc.model)[0]):
             paths.append(str(p))
-            labels[str(p)] = f"{p.name} · {rc.model} · {rc.train.get('dataset', '?')}"
+            ready = (p / runs.CHECKPOINT).exists()
+            labels[str(p)] = (f"{p.name} · {rc.model} · {rc.train.get('dataset', '?')}"
+                              f"{'' if ready else ' · no checkpoint yet'}")
         else:
             other += 1
+    paths.sort(key=lambda p: not (Path(p) / runs.CHECKPOINT).exists())  # stable: newest first
     return paths, labels, other
 
 

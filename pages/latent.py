@@ -67,13 +67,11 @@ def codes_ui(run: ui.Run) -> np.ndarray | None:
 
 
 @st.fragment
-def sliders_ui(run: ui.Run, order: list[int]) -> None:
-    """Only this fragment reruns when a slider moves: one decode of one z."""
+def sliders_ui(run: ui.Run, dims: list[int]) -> None:
+    """Only this fragment reruns when a slider moves: the sliders and one decode of one z
+    (kept small: every element in it goes to the browser again on each move)."""
     t0 = time.perf_counter()
-    ref, d = run.ref, run.ref.dim
-    dims = st.multiselect("Dimensions with a slider (highest variance first)", order,
-                          default=order[:min(10, d)], max_selections=MAX_SLIDERS,
-                          format_func=lambda j: f"z{j + 1}", key=f"dims-{run.key}")
+    ref = run.ref
     base = base_code(run)
     z = base.clone()
     left, right = st.columns([3, 1])
@@ -90,11 +88,17 @@ def sliders_ui(run: ui.Run, order: list[int]) -> None:
     right.caption(f"server time {ms:.1f} ms (sliders to image)")
 
 
-def base_ui(run: ui.Run) -> None:
+def base_ui(run: ui.Run, order: list[int]) -> list[int]:
+    """Where the sliders start, and which dimensions get one."""
+    d = run.ref.dim
+    dims = st.multiselect("Dimensions with a slider (highest variance first)", order,
+                          default=order[:min(10, d)], max_selections=MAX_SLIDERS,
+                          format_func=lambda j: f"z{j + 1}", key=f"dims-{run.key}")
     b1, b2, _ = st.columns([1, 1, 2])
     b1.button("Prior centre", icon=":material/center_focus_strong:", on_click=set_base,
               args=(run, run.ref.center))
     b2.button("Random prior draw", icon=":material/casino:", on_click=random_base, args=(run,))
+    return dims
 
 
 def random_base(run: ui.Run) -> None:
@@ -140,7 +144,6 @@ order = explore.variance_order(codes) if codes is not None else \
     torch.argsort(run.ref.scale, descending=True, stable=True).tolist()
 st.header("Sliders", anchor=False)
 base_code(run, codes)
-base_ui(run)
-sliders_ui(run, order)
+sliders_ui(run, base_ui(run, order))
 st.header("Grids", anchor=False)
 grids_ui(run, order)

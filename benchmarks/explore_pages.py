@@ -1,0 +1,93 @@
+"""Server time of the Latent explorer, Clusters and Interpolation pages (AppTest, no browser).
+
+    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/explore_pages.py \
+        checkpoints/vae-2d-mnist checkpoints/vae-20d-mnist checkpoints/ae-gmm-mnist \
+        checkpoints/realnvp-mnist checkpoints/gan-mnist
+
+For each run, in this one process: the first render of each page (cold: model load,
+encoding 2,000 test images, UMAP for d > 2, mixture fit), a second render in a new session
+(cached), then 10 moves of the first latent slider on the Latent explorer, reporting the
+page fragment's own server time (what the page shows as "server time") and the whole
+AppTest round trip. Numba compiles UMAP on the first call in a process, so the first run
+with d > 2 pays that too. Writes benchmarks/results/explore_pages.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+PAGES = ("pages/latent.py", "pages/clusters.py", "pages/interpolate.py")
+
+
+def _navigation_only() -> None:
+    """As in tests/app/conftest.py: a running server never emulates the pages/ folder."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def navigation_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = navigation_init
+
+
+def render(run: str, page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
+    at.session_state["run"] = run
+    t = time.perf_counter()
+    at.switch_page(page).run()
+    seconds = time.perf_counter() - t
+    if at.exception:
+        raise RuntimeError(f"{run} {page}: {at.exception[0].value}")
+    return at, seconds
+
+
+def slider_moves(run: str, n: int = 10) -> tuple[list[float], list[float]]:
+    at, _ = render(run, "pages/latent.py")
+    fragment, round_trip = [], []
+    for i in range(n):
+        slider = next(s for s in at.slider if s.label.startswith("z"))
+        t = time.perf_counter()
+        slider.set_value(min(slider.max, max(slider.min, slider.value + (0.2 if i % 2 == 0 else -0.2)))).run()
+        round_trip.append(1e3 * (time.perf_counter() - t))
+        fragment.append(at.session_state["latent_decode_ms"])
+    return fragment, round_trip
+
+
+def main(run_dirs: list[str]) -> dict:
+    import torch
+
+    torch.set_num_threads(2)
+    os.chdir(REPO)
+    os.environ["GENLAB_RUNS"] = ",".join(str(Path(r).resolve().parent) for r in run_dirs)
+    _navigation_only()
+    results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+               "load_avg": os.getloadavg()[0], "runs": {}}
+    for run in map(lambda r: str(Path(r).resolve()), run_dirs):
+        row = {}
+        for page in PAGES:
+            row[page] = {"cold_s": round(render(run, page)[1], 3),
+                         "cached_s": round(render(run, page)[1], 3)}
+        frag, trip = slider_moves(run)
+        row["slider_fragment_ms"] = {"median": round(statistics.median(frag), 1), "max": round(max(frag), 1)}
+        row["slider_apptest_round_trip_ms"] = {"median": round(statistics.median(trip), 1)}
+        results["runs"][Path(run).name] = row
+        print(Path(run).name, json.dumps(row), flush=True)
+    out = REPO / "benchmarks" / "results" / "explore_pages.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [str(REPO / "checkpoints" / "vae-2d-mnist")])

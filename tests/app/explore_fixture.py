@@ -1,0 +1,107 @@
+"""Runs and helpers for the Latent explorer, Clusters and Interpolation page tests.
+
+Next to the shared fixture's trained 2-D VAE (runs_fixture.GOOD): an autoencoder + GMM
+trained for one epoch (its mixture fitted by fit()), an untrained GAN and RealNVP saved as
+checkpoints (the pages only need weights that decode), and a VAE whose checkpoint is
+garbage. ``open_page`` runs the app with one run selected, as Home's links do."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from genlab import runs
+from genlab.config import from_dict, to_dict
+from genlab.models import build_model, model_entry
+from genlab.train import TrainConfig, train_run
+from runs_fixture import GOOD, REPO
+
+AE_GMM, GAN, FLOW, CORRUPT = "ae-gmm-tiny", "gan-tiny", "realnvp-tiny", "vae-corrupt"
+TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, plotly)
+
+
+def _train_cfg(data_root: Path, **kw) -> TrainConfig:
+    return TrainConfig(dataset="mnist", batch_size=100, log_every=1, n_samples=4,
+                       data_root=str(data_root), device="cpu", **kw)
+
+
+def save_untrained(root: Path, name: str, model: str, config: dict, data_root: Path) -> Path:
+    """A run folder holding an untrained model's checkpoint, as fit() would write it."""
+    run = runs.new_run_dir(root, name)
+    cfg = from_dict(model_entry(model)[1], config)
+    runs.write_config(run, model, cfg, _train_cfg(data_root, epochs=1))
+    net = build_model(model, to_dict(cfg))
+    runs.save_checkpoint(run / runs.CHECKPOINT, {"kind": model, "model": net.state_dict(),
+                                                 "config": to_dict(cfg), "epoch": 1})
+    return run
+
+
+def make_explore_runs(root: Path, data_root: Path) -> Path:
+    from genlab.models.ae_gmm import AEGMMConfig
+
+    run = runs.new_run_dir(root, AE_GMM)
+    runs.write_config(run, "ae-gmm", AEGMMConfig(latent_dim=2, hidden=(32,), n_components=4),
+                      _train_cfg(data_root, epochs=1, limit=300))
+    train_run(run)
+    save_untrained(root, GAN, "gan", {"latent_dim": 8, "hidden": [32, 64]}, data_root)
+    save_untrained(root, FLOW, "realnvp", {"scales": 1, "couplings": 1, "width": 8}, data_root)
+    bad = save_untrained(root, CORRUPT, "vae", {"latent_dim": 2, "hidden": [16]}, data_root)
+    (bad / runs.CHECKPOINT).write_bytes(b"PK\x03\x04 not a zip archive")
+    return root
+
+
+@pytest.fixture(scope="session")
+def explore_root(tmp_path_factory, data_root) -> Path:
+    return make_explore_runs(tmp_path_factory.mktemp("explore-runs"), data_root)
+
+
+@pytest.fixture
+def explore_runs(explore_root, runs_root, data_root, monkeypatch) -> dict[str, str]:
+    """The app reads both run folders and the MNIST data root; name -> run path."""
+    monkeypatch.setenv("GENLAB_RUNS", f"{explore_root},{runs_root}")
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.chdir(REPO)
+    names = (AE_GMM, GAN, FLOW, CORRUPT)
+    return {**{n: str(explore_root / n) for n in names}, GOOD: str(runs_root / GOOD)}
+
+
+def open_page(file: str, run: str | None = None) -> AppTest:
+    """The app, then ``file`` with ``run`` selected (st.session_state["run"])."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    if run is not None:
+        at.session_state["run"] = run
+    return at.switch_page(file).run()
+
+
+def texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def image_by_caption(at: AppTest, start: str) -> str:
+    """The URL of the one image whose caption starts with ``start`` (a content hash: the
+    same pixels give the same URL)."""
+    found = [url for im in at.image for url, cap in zip(im.value, im.captions) if cap.startswith(start)]
+    assert len(found) == 1, [c for im in at.image for c in im.captions]
+    return found[0]
+
+
+def values(v) -> list:
+    """A plotly array from the figure JSON: a list, or a typed array {dtype, bdata}."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as the JSON the browser receives."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]

@@ -1,0 +1,67 @@
+"""Interpolation (AppTest): a strip of N frames between two test images with a GIF
+download, another frame count rebuilds it, a GAN interpolates random latents through the
+normal CDF, a flow's round trip is exact, and without data random latents still work."""
+from __future__ import annotations
+
+import re
+
+from explore_fixture import (FLOW, GAN, explore_root, explore_runs,  # noqa: F401
+                             image_by_caption, open_page)
+from runs_fixture import GOOD
+
+PAGE = "pages/interpolate.py"
+
+
+def strip_caption(at) -> str:
+    return next(c for im in at.image for c in im.captions if " frames, " in c)
+
+
+def test_a_strip_between_two_test_images_and_its_gif(explore_runs):
+    at = open_page(PAGE, explore_runs[GOOD])
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(r for r in at.radio if r.label == "Endpoints").value == "two test images"
+    assert strip_caption(at).startswith("10 frames, linear")
+    assert image_by_caption(at, "the endpoints as the model sees them")
+    gif = image_by_caption(at, "the strip as a GIF")
+    assert any(b.label == "Download the GIF" for b in at.get("download_button"))
+    at.slider(key=next(s.key for s in at.slider if s.label == "Frames")).set_value(6).run()
+    assert not at.exception
+    assert strip_caption(at).startswith("6 frames")
+    assert image_by_caption(at, "the strip as a GIF") != gif
+    second = next(n for n in at.number_input if n.label == "Second test image")
+    second.set_value(5).run()
+    assert not at.exception and image_by_caption(at, "the strip as a GIF") != gif
+
+
+def test_another_path_rebuilds_the_strip(explore_runs):
+    at = open_page(PAGE, explore_runs[GOOD])
+    path = next(r for r in at.radio if r.label == "Path")
+    assert path.options == ["linear", "spherical (slerp)", "equidistant in the normal CDF (report 001)"]
+    path.set_value("spherical").run()
+    assert not at.exception and "spherical (slerp)" in strip_caption(at)
+
+
+def test_a_gan_interpolates_random_latents_through_the_normal_cdf(explore_runs):
+    at = open_page(PAGE, explore_runs[GAN])
+    assert not at.exception
+    assert next(r for r in at.radio if r.label == "Endpoints").options == ["two random latents"]
+    assert "normal CDF" in strip_caption(at)
+    before = image_by_caption(at, "the strip as a GIF")
+    next(n for n in at.number_input if n.label == "Seed of the two latents").set_value(7).run()
+    assert image_by_caption(at, "the strip as a GIF") != before
+
+
+def test_a_flow_round_trip_is_exact(explore_runs):
+    at = open_page(PAGE, explore_runs[FLOW])
+    assert not at.exception
+    line = next(c.value for c in at.caption if c.value.startswith("A flow encodes exactly"))
+    assert float(re.search(r"at most ([0-9.e+-]+)\.$", line).group(1)) < 1e-3
+
+
+def test_without_data_random_latents_still_work(explore_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
+    at = open_page(PAGE, explore_runs[GOOD])
+    assert not at.exception
+    assert "GENLAB_DATA" in "\n".join(w.value for w in at.warning)
+    next(r for r in at.radio if r.label == "Endpoints").set_value("two random latents").run()
+    assert not at.exception and strip_caption(at).startswith("10 frames")
