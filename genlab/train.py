@@ -38,7 +38,13 @@ class TrainConfig:
     limit: int = opt(0, "use only the first N training images (0 = all)", lo=0)
     log_every: int = opt(50, "steps between training-metric records", lo=1)
     n_samples: int = opt(64, "images in each epoch's sample grid", lo=1, hi=1024)
+    max_minutes: float = opt(0.0, "time budget in minutes: stop before an epoch that, going by "
+                             "the last epoch's duration, would end past it; the run ends done "
+                             "and resumable (0 = no limit)", lo=0.0)
     data_root: str = opt("", "dataset folder (default: $GENLAB_DATA, else ./data)")
+
+
+_clock = time.perf_counter  # the time budget's clock (tests replace it)
 
 
 class TrainingFailed(RuntimeError):
@@ -160,7 +166,9 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
         optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0) -> dict:
     """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
 
-    Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}.
+    Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
+    "budget_stop": minutes trained when ``cfg.max_minutes`` ended the run early (before
+    an epoch that, going by the last one's duration, would have ended past the budget).
     Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
     """
     device = model.device
@@ -175,6 +183,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     state = TrainState(start_epoch, start_step, total, steps_per_epoch)
     writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
     t_run = time.perf_counter()
+    t_budget = _clock()
 
     def emit(event: str, record: dict | None = None) -> None:
         state.record = record
@@ -192,6 +201,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
         with StopRequested() as stop:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 state.epoch = epoch
+                t_epoch0 = _clock()
                 epoch_step0, window = state.step, []
                 # per-epoch streams (pixel noise, batch order, model noise): a resumed run
                 # repeats the epochs of an uninterrupted one exactly
@@ -256,6 +266,11 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                     _save_samples(model, run_dir / "samples" / f"epoch_{epoch:03d}.png",
                                   cfg.n_samples, cfg.seed)
                 emit("epoch")
+                now = _clock()
+                if cfg.max_minutes and epoch < cfg.epochs and \
+                        (now - t_budget) + (now - t_epoch0) > cfg.max_minutes * 60:
+                    return {"state": "done", "epoch": epoch, "step": state.step,
+                            "budget_stop": round((now - t_budget) / 60, 3)}
     finally:
         if writer:
             writer.close()
@@ -263,15 +278,18 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
 
 
 # -- a whole run: config.json -> data -> fit -> status ------------------------------
-def _status_callback(run_dir: Path, t0: float) -> Callback:
+def _status_callback(run_dir: Path, t0: float, max_minutes: float = 0.0) -> Callback:
     def cb(event: str, s: TrainState) -> None:
         if event not in ("log", "epoch"):
             return
         done = s.step / max(s.total_steps, 1)
         elapsed = time.time() - t0
+        eta = None if s.step == 0 else elapsed / max(done, 1e-9) - elapsed
+        if eta is not None and max_minutes:  # the budget ends the run first (roughly)
+            eta = min(eta, max(max_minutes * 60 - elapsed, 0.0))
         runs.write_status(run_dir, state="running", epoch=s.epoch, step=s.step,
                           total_steps=s.total_steps, progress=round(done, 4),
-                          eta_s=None if s.step == 0 else round(elapsed / max(done, 1e-9) - elapsed, 1))
+                          eta_s=None if eta is None else round(eta, 1))
     return cb
 
 
@@ -331,7 +349,7 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
         limit = cfg.limit or None
         train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
         val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
-        callbacks = [_status_callback(run_dir, t0)]
+        callbacks = [_status_callback(run_dir, t0, cfg.max_minutes)]
         if progress:
             callbacks.append(_progress_bar(math.ceil(len(train) / cfg.batch_size) * cfg.epochs,
                                            start_step))
@@ -344,6 +362,12 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
         raise
     message = ("stopped on request; resume with `python -m genlab resume "
                f"{run_dir}`" if result["state"] == "stopped" else "")
+    if "budget_stop" in result:
+        n = result["epoch"]
+        message = (f"stopped by time budget after {n} epoch{'s' * (n != 1)} "
+                   f"({result['budget_stop']:.2f} of {cfg.max_minutes:g} min; the next epoch "
+                   f"would overrun); `python -m genlab resume {run_dir}` trains on for another "
+                   "budget")
     return runs.write_status(run_dir, state=result["state"], epoch=result["epoch"],
                              step=result["step"], message=message,
                              progress=1.0 if result["state"] == "done" else None)

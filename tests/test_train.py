@@ -225,3 +225,47 @@ def test_truncate_metrics_drops_partial_epoch_and_torn_line(tmp_path):
     assert runs.truncate_metrics(path, 1) == 2
     assert runs.read_metrics(path) == (recs[:2], 0)
     assert runs.truncate_metrics(path, 1) == 0  # idempotent
+
+
+# -- the time budget (--max-minutes) ---------------------------------------------------
+def test_time_budget_stops_before_an_epoch_that_would_overrun(mnist_small, tmp_path, monkeypatch):
+    """Each epoch takes 40 s on a fake clock; with 1.5 min, epoch 2 ends at 80 s and a
+    third would end at 120 s > 90 s: two epochs, then done, checkpoint at epoch 2."""
+    import genlab.train as train_mod
+
+    now = [0.0]
+    monkeypatch.setattr(train_mod, "_clock", lambda: now[0])
+
+    def tick(event, s):
+        if event == "epoch":
+            now[0] += 40.0
+
+    train, val = mnist_small
+    model = build_model("vae", {"latent_dim": 4, "hidden": [32]})
+    cfg = TrainConfig(epochs=5, batch_size=500, max_minutes=1.5, n_samples=4)
+    result = fit(model, train, val, cfg, run_dir=tmp_path, callbacks=(tick,))
+    assert result["state"] == "done" and result["epoch"] == 2 and result["step"] == 8
+    assert result["budget_stop"] == pytest.approx(80 / 60, abs=1e-3)
+    assert runs.load_checkpoint(tmp_path / runs.CHECKPOINT)["epoch"] == 2
+    ends = [r["epoch"] for r in _records(tmp_path) if r["event"] == "epoch"]
+    assert ends == [1, 1, 2, 2]
+    now[0] = 0.0  # the budget never cuts the last planned epoch short of cfg.epochs ...
+    cfg = TrainConfig(epochs=2, batch_size=500, max_minutes=0.5, n_samples=4)
+    assert "budget_stop" not in fit(model, train, None, cfg)  # ... nor stops after it
+
+
+def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", "--model", "vae", "--run-dir", str(run_dir), "--data-root", str(data_root),
+            "--limit", "500", "--batch-size", "100", "--hidden", "32", "--latent-dim", "4",
+            "--n-samples", "4", "--epochs", "50", "--max-minutes", "0.0001", "--quiet"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "done: epoch 1," in out and "stopped by time budget after 1 epoch " in out, out
+    status = runs.read_json(run_dir / runs.STATUS)
+    assert status["state"] == "done" and status["epoch"] == 1 and "time budget" in status["message"]
+    assert runs.read_config(run_dir).train["max_minutes"] == 0.0001
+    assert cli_main(["resume", str(run_dir), "--quiet"]) == 0  # one more budget: one more epoch
+    assert "done: epoch 2," in capsys.readouterr().out
+    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    _assert_clean_metrics(run_dir, 2, 5)
