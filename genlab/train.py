@@ -364,9 +364,9 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
                f"{run_dir}`" if result["state"] == "stopped" else "")
     if "budget_stop" in result:
         n = result["epoch"]
-        message = (f"stopped by time budget after {n} epoch{'s' * (n != 1)} "
-                   f"({result['budget_stop']:.2f} of {cfg.max_minutes:g} min; the next epoch "
-                   f"would overrun); `python -m genlab resume {run_dir}` trains on for another "
+        message = (f"stopped by time budget after {n} epoch{'s' * (n != 1)}: "
+                   f"{result['budget_stop']:.2f} of {cfg.max_minutes:g} min used, the next epoch "
+                   f"would overrun; `python -m genlab resume {run_dir}` trains on for another "
                    "budget")
     return runs.write_status(run_dir, state=result["state"], epoch=result["epoch"],
                              step=result["step"], message=message,

@@ -261,7 +261,7 @@ def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
             "--n-samples", "4", "--epochs", "50", "--max-minutes", "0.0001", "--quiet"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
-    assert "done: epoch 1," in out and "stopped by time budget after 1 epoch " in out, out
+    assert "done: epoch 1," in out and "stopped by time budget after 1 epoch:" in out, out
     status = runs.read_json(run_dir / runs.STATUS)
     assert status["state"] == "done" and status["epoch"] == 1 and "time budget" in status["message"]
     assert runs.read_config(run_dir).train["max_minutes"] == 0.0001
