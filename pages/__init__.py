@@ -1,5 +1,6 @@
 """The app's pages, in navigation order: app.py builds ``st.navigation`` from this list and
-the app tests run every entry. A new page is one line here plus its file."""
+the app tests run every entry. A new page is one line here plus its file, whose first
+statement after the imports is ``via_router()``."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -21,3 +22,22 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True),
     PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
 ]
+
+
+def via_router() -> None:
+    """Make sure this page runs inside app.py (the router and the shared sidebar).
+
+    A folder named ``pages`` next to app.py makes Streamlit emulate its old multipage mode
+    until the first ``st.navigation`` call in the server process. So the first visit to a
+    fresh server at a page's own URL (``/latent``) ran pages/latent.py alone: no sidebar,
+    no wide layout, the folder's files as the menu, and every later visit the same until
+    someone opened ``/``. Here the page turns that mode off and reruns the session: the
+    rerun goes through app.py, whose ``st.navigation`` finds the same page (the old mode's
+    page ids are the file stems, which are the ``url_path``s above). A no-op otherwise."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        import streamlit as st
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()

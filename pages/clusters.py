@@ -8,7 +8,9 @@ import streamlit as st
 
 from genlab import explore
 from genlab.plots import mixture_figure, weights_figure
-from pages import explore_ui as ui
+from pages import explore_ui as ui, via_router
+
+via_router()
 
 MAX_DIM = 64  # full-covariance mixtures beyond this need far more codes than a test set
 

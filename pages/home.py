@@ -5,7 +5,9 @@ import streamlit as st
 
 from genlab import runs
 from genlab.plots import STATE_ICON, overview_rows, run_card, run_stamp, run_state, runs_roots
-from pages import PAGES
+from pages import PAGES, via_router
+
+via_router()
 
 TRAIN_CMD = "python -m genlab train --model vae --dataset mnist --epochs 20"
 NUMBER = st.column_config.NumberColumn(format="%.3f")

@@ -7,7 +7,9 @@ import torch
 import streamlit as st
 
 from genlab import explore
-from pages import explore_ui as ui
+from pages import explore_ui as ui, via_router
+
+via_router()
 
 IMAGES, RANDOM = "two test images", "two random latents"
 PATHS = {"linear": "linear", "spherical": "spherical (slerp)",

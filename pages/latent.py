@@ -10,7 +10,9 @@ import torch
 
 from genlab import explore
 from genlab.plots import latent_scatter_figure
-from pages import explore_ui as ui
+from pages import explore_ui as ui, via_router
+
+via_router()
 
 MAX_SLIDERS = 16
 
