@@ -107,3 +107,33 @@ def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) 
     lp = log_prob_split(model, data, k=k, batch_size=100, seed=seed, progress=progress)  # (N,)
     return {"mean": float(lp.mean()), "sem": float(lp.std() / math.sqrt(len(lp))) if len(lp) > 1
             else 0.0, "n": len(lp), "k": k}
+
+
+def eval_plan(todo: list[dict], job_of: dict[str, dict]) -> dict[str, list]:
+    """What the Compare page's eval button can do for runs without eval.json. ``todo``:
+    run summaries (name, state, ckpt); ``job_of``: name -> the run's job.json as
+    ``jobs.read_job`` gives it ({} for none). Returns names "evaluating", "training"
+    (a process is at work: evaluate later), "no_ckpt" (nothing to evaluate), and the
+    summaries it "can" evaluate now and those whose eval job to "show"."""
+    evaluating = sorted(n for n, j in job_of.items() if j.get("alive") and j.get("kind") == "eval")
+    training = sorted({n for n, j in job_of.items() if j.get("alive") and j.get("kind") != "eval"}
+                      | {s["name"] for s in todo if s["state"] in ("running", "starting")})
+    busy = set(evaluating) | set(training)
+    return {"evaluating": evaluating, "training": training,
+            "no_ckpt": [s["name"] for s in todo if not s["ckpt"] and s["name"] not in training],
+            "can": [s for s in todo if s["ckpt"] and s["name"] not in busy],
+            "show": [s for s in todo if job_of.get(s["name"], {}).get("kind") == "eval"]}
+
+
+def bound_candidates(summaries: list[dict]) -> list[dict]:
+    """Runs with a checkpoint whose model class ("cls") has an importance-weighted bound:
+    latent and likelihood models that are not exact (flows) - VAEs, not GANs or flows."""
+    return [s for s in summaries if s.get("cls") and s["cls"].has_latent and s["cls"].has_likelihood
+            and not is_exact(s["cls"]) and s.get("ckpt")]
+
+
+def bound_rows(by_group: dict[str, dict[str, dict[int, float]]], k: int) -> list[dict]:
+    """Table rows from {data group: {run: {k: L_k}}}: L_1 (the ELBO), L_k and the gain."""
+    return [{"run": name, "data": g, "L_1 = ELBO": pts[1],
+             **({f"L_{k}": pts[k], "gain": pts[k] - pts[1]} if k > 1 else {})}
+            for g, group in by_group.items() for name, pts in group.items()]

@@ -13,6 +13,7 @@ its whole process group and the trainer saves a checkpoint and writes "stopped".
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import signal
@@ -86,6 +87,13 @@ def format_value(v: Any) -> str:
     if isinstance(v, (tuple, list)):
         return ",".join(map(str, v))
     return repr(v) if isinstance(v, float) else str(v)
+
+
+def field_step(spec: FieldSpec) -> float:
+    """A number input's step for a float field: a tenth of its default's order of
+    magnitude (1e-3 -> 1e-4), else 0.01 for fields bounded by 1 and 0.5 for the rest."""
+    d = abs(float(spec.default))
+    return 10.0 ** math.floor(math.log10(d)) / 10 if d else (0.01 if (spec.hi or 2) <= 1 else 0.5)
 
 
 def available_devices() -> tuple[str, ...]:
@@ -304,6 +312,41 @@ def job_dirs(*roots: str | os.PathLike) -> list[Path]:
 def _newest_mtime(p: Path) -> float:
     times = [f.stat().st_mtime for f in (p / runs.CONFIG, p / JOB) if f.exists()]
     return max(times, default=0.0)
+
+
+ACTIVE = ("starting", "running")
+"""States of a run whose process is (about to be) at work."""
+
+
+def run_info(path: Path) -> dict:
+    """A run directory's state from its small files (config.json, status.json, job.json),
+    cheap enough to poll every second or two: name, model, dataset, state, a one-line
+    message, the status and the job. A job that died before training shows its log's
+    last line as the message."""
+    from .plots import run_state
+
+    cfg = runs.read_json(path / runs.CONFIG) or {}
+    status = runs.read_json(path / runs.STATUS) or {}
+    job = read_job(path)
+    state, msg = run_state({"path": path, "status": status, "metrics": [None]}) if status else ("unknown", "")
+    if job and job["alive"] and state not in ACTIVE:
+        state, msg = "starting", f"{job['kind']} process {job['pid']} is starting"
+    elif job and not job["alive"] and not status:
+        state, msg = "failed", log_tail(path, lines=1) or "the process exited before training"
+    return {"path": path, "name": path.name, "model": cfg.get("model"),
+            "dataset": (cfg.get("train") or {}).get("dataset"), "state": state, "message": msg,
+            "status": status, "job": job}
+
+
+def default_watch(infos: list[dict], named: str | None = None, here: str | None = None) -> str:
+    """Which run to show (a path): the one ``named`` (a run folder's name, from the URL),
+    else ``here`` (a path, opened from another page), else the newest one at work, else
+    the newest with a readable config, else the first."""
+    paths = {str(i["path"]): i for i in infos}
+    return next((p for p, i in paths.items() if named and i["name"] == named), None) or (
+        here if here in paths else None) or next(
+        (p for p, i in paths.items() if i["state"] in ACTIVE), None) or next(
+        (p for p, i in paths.items() if i["model"]), str(infos[0]["path"]))
 
 
 def log_tail(run_dir: str | os.PathLike, name: str = TRAIN_LOG, lines: int = 15) -> str:
