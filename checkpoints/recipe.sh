@@ -5,6 +5,8 @@
 # weights) to checkpoints/<name>-<dataset>, and the shipped copy is evaluated on the
 # full test split (IWAE k=$K for latent models, exact for flows; FID on 10,000 samples).
 # The FID feature networks in checkpoints/fid/ come from benchmarks/train_fid_nets.py.
+# The runs and their options are the line-up in benchmarks/lineup.py (entries with a
+# fixed epoch count); `python benchmarks/zoo.py` trains the same line-up on a time budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -23,18 +25,13 @@ ship() {  # ship NAME DATASET -- train options...
   echo "$name-$ds: $((SECONDS - t0)) s" | tee -a "$SCRATCH/times.txt"
 }
 
+# the line-up (names, model options, epochs) lives in benchmarks/lineup.py, shared with
+# benchmarks/zoo.py; it prints "name<TAB>train options" for each shipped run
+LINEUP=$($PY benchmarks/lineup.py)
 mkdir -p "$SCRATCH"
 for ds in ${DATASETS[@]}; do
-  ship vae-20d          "$ds" -- --model vae --latent-dim 20 --epochs 10
-  ship vae-2d           "$ds" -- --model vae --latent-dim 2 --hidden 256,256 --epochs 10
-  ship binary-vae       "$ds" -- --model binary-vae --hidden 256,256 --epochs 5
-  ship ae-gmm           "$ds" -- --model ae-gmm --hidden 256,256 --epochs 5
-  ship nice             "$ds" -- --model nice --hidden 256,256,256 --epochs 3
-  ship realnvp          "$ds" -- --model realnvp --epochs 2
-  ship vae-flow-decoder "$ds" -- --model vae-flow-decoder --hidden 256,256 --epochs 3
-  ship vae-flow-prior   "$ds" -- --model vae-flow-prior --hidden 256,256 --epochs 5
-  ship vae-planar       "$ds" -- --model vae-flow-posterior --flow planar --num-flows 10 --hidden 256,256 --epochs 5
-  ship vae-realnvp-post "$ds" -- --model vae-flow-posterior --flow realnvp --num-flows 4 --hidden 256,256 --epochs 5
-  ship gan              "$ds" -- --model gan --lr 2e-4 --epochs 10
+  while IFS=$'\t' read -r name opts; do
+    ship "$name" "$ds" -- $opts < /dev/null
+  done <<< "$LINEUP"
 done
 du -sh checkpoints
