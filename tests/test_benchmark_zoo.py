@@ -1,0 +1,167 @@
+"""benchmarks/lineup.py and benchmarks/zoo.py: the line-up reproduces the shipped runs'
+configs, and the table builder reads run directories right (issue 4). No training here:
+the tiny runs are written by hand, which is all the table builder reads."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import lineup  # noqa: E402
+import zoo  # noqa: E402
+from genlab import runs  # noqa: E402
+from genlab.cli import build_parser, parse_train  # noqa: E402
+from genlab.config import to_dict  # noqa: E402
+from genlab.models import build_model  # noqa: E402
+from genlab.models.nice import NICEConfig  # noqa: E402
+from genlab.models.vae import VAEConfig  # noqa: E402
+from genlab.train import TrainConfig  # noqa: E402
+
+
+def _parse(options: list[str], dataset: str):
+    return parse_train(build_parser().parse_args(["train", "--dataset", dataset, *options]))
+
+
+def test_every_lineup_entry_is_a_valid_train_command():
+    names = [e.name for e in lineup.LINEUP]
+    assert len(names) == len(set(names))
+    for e in lineup.LINEUP:
+        assert "--epochs" not in e.options and "--max-minutes" not in e.options
+        model, _, _ = _parse(list(e.options), "mnist")
+        assert model == e.model
+    assert [e.name for e in lineup.by_name("gan,vae-20d")] == ["vae-20d", "gan"]  # line-up order
+    with pytest.raises(ValueError, match="unknown line-up"):
+        lineup.by_name("vae-20d,nope")
+
+
+@pytest.mark.parametrize("dataset", lineup.DATASETS)
+def test_recipe_entries_reproduce_the_shipped_runs(dataset):
+    """checkpoints/recipe.sh trains each entry with a fixed epoch count: the options must
+    give exactly the model config and training config stored in checkpoints/."""
+    shipped = [e for e in lineup.LINEUP if e.recipe_epochs is not None]
+    assert len(shipped) == 11
+    for e in shipped:
+        run = REPO / "checkpoints" / f"{e.name}-{dataset}"
+        if not (run / runs.CONFIG).exists():
+            pytest.skip(f"{run} not present")
+        stored = json.loads((run / runs.CONFIG).read_text())
+        model, model_cfg, train_cfg = _parse(e.recipe_options(), dataset)
+        assert model == stored["model"], e.name
+        assert json.loads(json.dumps(to_dict(model_cfg))) == stored["model_config"], e.name
+        train = to_dict(train_cfg)
+        assert {k: train[k] for k in stored["train"]} == stored["train"], e.name
+
+
+def test_recipe_script_reads_the_lineup(capsys):
+    lineup.main([])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "vae-20d\t--model vae --latent-dim 20 --epochs 10"
+    assert len(lines) == 11 and all(len(line.split("\t")) == 2 for line in lines)
+    assert "benchmarks/lineup.py" in (REPO / "checkpoints" / "recipe.sh").read_text()
+
+
+# -- the table builder on hand-written runs ---------------------------------------------
+def _epoch_records(epochs: list[int], seconds: list[float], ips: float) -> list[dict]:
+    out = []
+    for ep, t in zip(epochs, seconds):
+        out += [{"event": "epoch", "split": "train", "epoch": ep, "seconds": t - 1, "images_per_s": ips},
+                {"event": "epoch", "split": "val", "epoch": ep, "seconds": t, "images_per_s": 9999.0}]
+    return out
+
+
+def _fake_run(root: Path, name: str, model: str, cfg, records: list[dict], ev: dict | None,
+              status: dict) -> Path:
+    run = root / name
+    run.mkdir()
+    runs.write_config(run, model, cfg, TrainConfig(dataset="mnist", max_minutes=5.0))
+    (run / runs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    runs.atomic_write_json(run / runs.STATUS, {"device": "cpu", **status})
+    if ev is not None:
+        runs.atomic_write_json(run / runs.EVAL, ev)
+    return run
+
+
+@pytest.fixture
+def tiny_runs(tmp_path):
+    vae_cfg, nice_cfg = VAEConfig(latent_dim=2, hidden=(8,)), NICEConfig(hidden=(8,))
+    # a run stopped after epoch 2 and resumed: seconds restart from 0 in the new process,
+    # whose one epoch took longer (150 s) than the first process ran (120 s)
+    resumed = [{"event": "step", "split": "train", "epoch": 3, "seconds": 10.0}]
+    vae = _fake_run(tmp_path, "vae-2d-mnist", "vae", vae_cfg,
+                    _epoch_records([1, 2], [60.0, 120.0], 1000.0) + resumed
+                    + _epoch_records([3], [150.0], 1000.0),
+                    {"data": "binarised", "elbo": -150.0, "nll_nats": 145.0, "nll_sem": 0.5,
+                     "k": 100, "fid": 50.0, "fid_n": 10000, "n_images": 10000,
+                     "nll_method": "importance sampling with q(z|x) as proposal"},
+                    {"state": "done", "epoch": 3})
+    nll = -3350.0
+    nice = _fake_run(tmp_path, "nice-mnist", "nice", nice_cfg,
+                     _epoch_records([1, 2], [30.0, 90.0], 2000.0) [:3]  # epoch 2 without val
+                     + [{"event": "epoch", "split": "val", "epoch": 2, "seconds": 90.0}],
+                     {"data": "8-bit", "nll_nats": nll, "nll_sem": 2.0, "k": 100, "fid": 80.0,
+                      "fid_n": 10000, "n_images": 10000, "nll_method": "exact change of variables",
+                      "bpd": (nll + 784 * math.log(256)) / (784 * math.log(2))},
+                     {"state": "done", "epoch": 2})
+    failed = _fake_run(tmp_path, "gan-mnist", "vae", vae_cfg, [], None,
+                       {"state": "failed", "message": "non-finite loss at step 3"})
+    return {"root": tmp_path, "vae": vae, "nice": nice, "failed": failed,
+            "params": {k: sum(p.numel() for p in build_model(m, to_dict(c)).parameters())
+                       for k, m, c in (("vae", "vae", vae_cfg), ("nice", "nice", nice_cfg))}}
+
+
+def test_rows_read_from_run_directories(tiny_runs):
+    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    assert [(r["name"], r["dataset"]) for r in rows] == [
+        ("vae-2d", "mnist"), ("nice", "mnist"), ("gan", "mnist")]  # line-up order
+    vae, nice, failed = rows
+    assert vae["params"] == tiny_runs["params"]["vae"] and nice["params"] == tiny_runs["params"]["nice"]
+    assert vae["train_min"] == pytest.approx((120 + 150) / 60)  # the resume restarted the clock
+    assert nice["train_min"] == pytest.approx(90 / 60)
+    assert vae["img_s"] == pytest.approx(1000.0) and vae["epochs"] == 3 and vae["budget_min"] == 5.0
+    assert nice["bpd"] == pytest.approx(1.83542, abs=1e-5) and nice["data"] == "8-bit"
+    assert failed["data"] is None and failed["state"] == "failed"
+
+
+def test_markdown_keeps_nats_and_bits_apart(tiny_runs, tmp_path):
+    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    md = zoo.zoo_md(rows, {"source": "x", "command": "zoo", "machine": "test"})
+    binarised = md.split("### Binarised")[1].split("###")[0]
+    eight_bit = md.split("### 8-bit")[1].split("###")[0]
+    header = binarised.strip().splitlines()[2]
+    assert "bpd" not in header and "NLL (nats)" in header and "data" in header
+    assert "| `vae-2d` | mnist | binarised |" in binarised and "nice" not in binarised
+    assert "| bpd |" in eight_bit.strip().splitlines()[2] and "| 1.835 |" in eight_bit
+    assert "145.00 ± 0.50 | 100 |" in binarised and "| exact |" in eight_bit
+    assert "Not evaluated or failed" in md and "non-finite loss" in md
+    assert "time budget 5 min per run" in md and "not comparable with published" in md
+    md_path, js_path = zoo.write_outputs(rows, {"source": "x", "command": "zoo", "machine": "test"},
+                                         tmp_path / "out" / "zoo-test")
+    assert md_path.read_text() == md
+    data = json.loads(js_path.read_text())
+    assert len(data["rows"]) == 3 and {t["met"] for t in data["targets"]} <= {True, False, None}
+    assert "Burda et al. 2016" in (tmp_path / "out" / "published.md").read_text()
+
+
+def test_targets_compare_like_with_like(tiny_runs):
+    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    for r in rows:
+        r["name"] = {"vae-2d": "vae-20d"}.get(r["name"], r["name"])
+    t = {x["target"].split(" ")[0]: x for x in zoo.targets(rows)}
+    assert t["`vae`"]["met"] is False and "145.00 nats" in t["`vae`"]["ours"]  # 145 > 88
+    assert t["`nice`"]["met"] is True  # 1.83 <= 4.36 bits/dim within 60 min
+    assert t["`realnvp`"]["met"] is None and t["`realnvp`"]["ours"] == "not run"
+
+
+def test_table_only_on_the_shipped_runs(tmp_path):
+    if not (REPO / "checkpoints" / "vae-20d-mnist" / runs.EVAL).exists():
+        pytest.skip("no shipped runs")
+    zoo.main(["--table-only", str(REPO / "checkpoints"), "--out", str(tmp_path / "t")])
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert len(data["rows"]) == 22 and all(r["evaluated"] for r in data["rows"])
+    assert all((r["bpd"] is None) == (r["data"] != "8-bit" or r["model"] == "gan") for r in data["rows"])
