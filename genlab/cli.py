@@ -157,7 +157,7 @@ def cmd_train(ns) -> int:
             run_dir = runs.claim_run_dir(ns.run_dir)
         else:
             run_dir = runs.new_run_dir(ns.runs_dir, ns.name or runs.default_run_name(name, train_cfg.dataset))
-        runs.write_config(run_dir, name, model_cfg, train_cfg)
+        runs.write_config(run_dir, name, model_cfg, train_cfg, exclusive=True)
     except (runs.RunError, OSError) as e:
         print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
         return 1

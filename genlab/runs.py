@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .config import from_dict, to_dict
+from .data import DATASETS
 from .models import GenerativeModel, build_model, model_entry
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
@@ -38,16 +40,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``:
     a crash or a full disk never leaves a half-written file under the real name."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # folder missing, not writable, or full
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
+
+
+def _write_error(path: Path, e: OSError) -> OSError:
+    """The same OSError (errno kept), with a message that names the file being written."""
+    err = type(e)(f"cannot write {path}: {e.strerror or str(e) or type(e).__name__}")
+    err.errno = e.errno  # kept for callers, left out of the message
+    return err
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -109,8 +123,11 @@ class MetricsWriter:
                 f.truncate(cut)
 
     def write(self, record: dict) -> None:
-        self.f.write(json.dumps(record) + "\n")
-        self.f.flush()
+        try:
+            self.f.write(json.dumps(record) + "\n")
+            self.f.flush()
+        except OSError as e:  # a full disk: the torn line is cut off on the next open
+            raise _write_error(self.path, e) from None
 
     def close(self) -> None:
         self.f.close()
@@ -197,9 +214,32 @@ class RunConfig:
     extra: dict = field(default_factory=dict)
 
 
-def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg) -> None:
-    atomic_write_json(Path(run_dir) / CONFIG, {"model": model, "model_config": to_dict(model_cfg),
-                                               "train": to_dict(train_cfg)})
+def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg, *,
+                 exclusive: bool = False) -> None:
+    """Write config.json. ``exclusive``: only if the folder holds none yet (a hard link
+    of the finished file, which fails when the name exists), so of two trainings given
+    the same --run-dir at once exactly one gets it; the other gets a RunError."""
+    path = Path(run_dir) / CONFIG
+    obj = {"model": model, "model_config": to_dict(model_cfg), "train": to_dict(train_cfg)}
+    if not exclusive:
+        return atomic_write_json(path, obj)
+    tmp = path.with_name(f".{CONFIG}.{os.getpid()}.{threading.get_ident()}.tmp")
+    atomic_write_json(tmp, obj)
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create-exclusive, then write
+            with open(path, "xb") as f:
+                f.write(tmp.read_bytes())
+    except FileExistsError:
+        raise RunError(f"{path.parent} already holds a run (another training claimed it); "
+                       "choose another --run-dir") from None
+    except OSError as e:
+        raise _write_error(path, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_config(run_dir: str | os.PathLike) -> RunConfig:
@@ -212,6 +252,12 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
         raise RunError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(raw, dict) or not {"model", "model_config", "train"} <= set(raw):
         raise RunError(f"{path}: expected keys model, model_config, train")
+    for key in ("model_config", "train"):
+        if not isinstance(raw[key], dict):
+            raise RunError(f"{path}: {key} must be a JSON object (got {type(raw[key]).__name__})")
+    if raw["train"].get("dataset") not in DATASETS:
+        raise RunError(f"{path}: train.dataset must be one of {', '.join(DATASETS)} "
+                       f"(got {raw['train'].get('dataset')!r})")
     try:
         model_entry(raw["model"])
     except ValueError as e:
@@ -233,8 +279,8 @@ def load_model(run_dir: str | os.PathLike, map_location="cpu") -> tuple[Generati
                        f"says {rc.model!r}")
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RunError(f"{run_dir / CHECKPOINT}: weights do not fit the model in config.json "
                        f"({first[:200]})") from None
     model.eval()
