@@ -7,8 +7,10 @@ in the training loop.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,10 +132,57 @@ def _torchvision_split(info: DatasetInfo, root: Path, train: bool, download: boo
     return ds.data.unsqueeze(1), ds.targets
 
 
+def _idx_header(path: Path, ndim: int, dataset: str) -> tuple[int, ...]:
+    """The dimensions in an MNIST-format (idx) file's header, after checking that its
+    magic number and its size agree with them; DatasetError naming the file if not."""
+    magic = 0x800 + ndim  # unsigned bytes, ndim dimensions
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4 + 4 * ndim)
+    except OSError as e:
+        raise DatasetError(f"dataset {dataset!r}: cannot read {path} ({e.strerror or e})") from None
+    problem = None
+    if len(head) < 4 + 4 * ndim:
+        problem = f"{size} bytes, too short for an idx header"
+    else:
+        got, *dims = struct.unpack(f">{1 + ndim}I", head)
+        want = len(head) + math.prod(dims)
+        if got != magic:
+            problem = f"not an idx{ndim} file: magic number {got:#x}, expected {magic:#x}"
+        elif size != want:
+            problem = (f"{size:,} bytes where its header ({'x'.join(map(str, dims))}) needs "
+                       f"{want:,}: {'truncated' if size < want else 'extra bytes at the end'}")
+    if problem:
+        raise DatasetError(f"dataset {dataset!r}: file {path} is damaged ({problem}); delete it "
+                           "and download it again, or copy a good one there")
+    return tuple(dims)
+
+
+def _check_idx_files(info: DatasetInfo, root: Path, train: bool) -> None:
+    """MNIST and Fashion-MNIST: the split's image and label files must be whole and agree
+    (a copy cut short is named here, not reported as a reshape error from torchvision)."""
+    folder = (root / info.folder).resolve()
+    prefix = "train" if train else "t10k"
+    images, labels = folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
+    n, h, w = _idx_header(images, 3, info.name)
+    (m,) = _idx_header(labels, 1, info.name)
+    if (1, h, w) != info.shape:
+        raise DatasetError(f"dataset {info.name!r}: file {images} is damaged (images of {h}x{w}, "
+                           f"expected {'x'.join(map(str, info.shape[1:]))}); delete it and "
+                           "download it again, or copy a good one there")
+    if n != m:
+        raise DatasetError(f"dataset {info.name!r}: file {labels} is damaged or does not belong "
+                           f"with {images.name} ({m} labels for {n} images); delete both and "
+                           "download them again")
+
+
 def _read(info: DatasetInfo, root: Path, train: bool, download: bool):
     present = dataset_present(info.name, root)
     if not present and not download:
         raise DatasetError(_missing_message(info, root, "download disabled"))
+    if present and info.files == _MNIST_FILES:
+        _check_idx_files(info, root, train)
     try:
         x, y = _torchvision_split(info, root, train, download and not present)
     except DatasetError:
