@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -123,7 +125,8 @@ def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) 
         if parts:
             step, bad, value = step - len(window) + 1 + i, parts, float(out[parts[0]].float().sum())
             break
-    bad = [k for k in bad if k != "loss"] + [k for k in bad if k == "loss"]  # the cause first
+    sums = ("elbo", "loss")  # made of the other parts: name the cause first
+    bad = [k for k in bad if k not in sums] + [k for k in sums if k in bad]
     also = f" (also {', '.join(bad[1:])})" if bad[1:] else ""
     raise TrainingFailed(f"non-finite {bad[0]} ({value}) at step {step}{also}: stopped; "
                          "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
@@ -151,8 +154,12 @@ def _save_samples(model: GenerativeModel, path: Path, n: int, seed: int) -> None
         imgs = model.sample(n)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
-    tmp.replace(path)
+    try:
+        save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written grid
+        raise
 
 
 def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int) -> dict:
@@ -163,13 +170,16 @@ def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: 
 
 def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,
         run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
-        optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0) -> dict:
+        optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0,
+        stop: StopRequested | None = None) -> dict:
     """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
 
     Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
     "budget_stop": minutes trained when ``cfg.max_minutes`` ended the run early (before
     an epoch that, going by the last one's duration, would have ended past the budget).
     Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
+    ``stop``: a StopRequested the caller entered already (one set before fit starts
+    stops it at once, with a checkpoint of the weights it was given).
     """
     device = model.device
     run_dir = Path(run_dir) if run_dir else None
@@ -198,8 +208,11 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
                                  checkpoint_payload(model, optimizers, epoch=epoch, step=state.step))
 
     try:
-        with StopRequested() as stop:
+        with nullcontext(stop) if stop is not None else StopRequested() as stop:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                if stop.flag:  # asked to stop between epochs, or before fit() began
+                    save(epoch - 1)
+                    return {"state": "stopped", "epoch": epoch - 1, "step": state.step}
                 state.epoch = epoch
                 t_epoch0 = _clock()
                 epoch_step0, window = state.step, []
@@ -315,8 +328,39 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
     """Train (or resume) the run in ``run_dir`` as its config.json says.
 
     Writes status.json as it goes: "running" with progress, then "done", "stopped"
-    (SIGTERM / Stop button; resumable) or "failed" with the one-line reason.
+    (SIGTERM / Stop button; resumable) or "failed" with the one-line reason. SIGTERM is
+    caught from the first line on: one that comes while the data loads stops the run
+    ("stopped", with a checkpoint) as soon as fit() begins.
     """
+    with StopRequested() as stop:
+        return _train_run(Path(run_dir), resume=resume, epochs=epochs, progress=progress, stop=stop)
+
+
+def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device):
+    """The model, optimisers, epoch and step of the run's checkpoint; a checkpoint whose
+    optimiser state or counters do not fit is a RunError naming it."""
+    model, ckpt, _ = runs.load_model(run_dir, map_location=device)
+    path = run_dir / runs.CHECKPOINT
+    optimizers = model.configure_optimizers(cfg.lr)
+    try:
+        for o, sd in zip(optimizers, ckpt.get("optimizers", [])):
+            o.load_state_dict(sd)
+        start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise runs.RunError(f"{path}: optimiser state or epoch/step counters do not fit the "
+                            f"model ({why})") from None
+    torn = runs.read_metrics(run_dir / runs.METRICS)[1]
+    dropped = runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
+    if dropped:
+        print(f"genlab: warning: {run_dir / runs.METRICS}: dropped {torn} unreadable (torn) "
+              f"line(s) and {dropped - torn} record(s) of the unfinished epoch {start_epoch + 1}",
+              file=sys.stderr, flush=True)
+    return model, optimizers, start_epoch, start_step
+
+
+def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: bool,
+               stop: StopRequested) -> dict:
     from .config import from_dict
     from .data import load_split
     from .models import build_model
@@ -333,12 +377,7 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
         torch.manual_seed(cfg.seed)
         start_epoch = start_step = 0
         if resume:
-            model, ckpt, _ = runs.load_model(run_dir, map_location=device)
-            optimizers = model.configure_optimizers(cfg.lr)
-            for o, sd in zip(optimizers, ckpt.get("optimizers", [])):
-                o.load_state_dict(sd)
-            start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
-            runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
+            model, optimizers, start_epoch, start_step = _resume_from(run_dir, cfg, device)
             if start_epoch >= cfg.epochs:
                 return runs.write_status(run_dir, state="done", epoch=start_epoch,
                                          message=f"already trained {start_epoch} epochs; "
@@ -355,10 +394,14 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
                                            start_step))
         runs.write_status(run_dir, state="running", device=device_name(device))
         result = fit(model, train, val, cfg, run_dir=run_dir, callbacks=tuple(callbacks),
-                     optimizers=optimizers, start_epoch=start_epoch, start_step=start_step)
+                     optimizers=optimizers, start_epoch=start_epoch, start_step=start_step,
+                     stop=stop)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        runs.write_status(run_dir, state="failed", message=msg)
+        try:
+            runs.write_status(run_dir, state="failed", message=msg)
+        except OSError:  # the disk that failed the run may refuse this too: report the first fault
+            pass
         raise
     message = ("stopped on request; resume with `python -m genlab resume "
                f"{run_dir}`" if result["state"] == "stopped" else "")
