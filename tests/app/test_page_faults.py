@@ -1,0 +1,151 @@
+"""AppTest, faults and bad input (issue 6): a run whose checkpoint is truncated, empty,
+another model's or code-carrying, or whose config.json no longer fits its weights, is one
+st.error line naming the file on every page that loads models (Latent explorer, Clusters,
+Interpolation, Compare), never an exception, and the code in a hostile checkpoint never
+runs; the Train page bounds what a widget can bound and explains the rest before it
+starts anything."""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from explore_fixture import open_page, texts
+from genlab import runs
+from genlab.data import DATASETS
+from genlab.models import build_model
+from runs_fixture import GOOD, REPO
+
+
+class RunsCode:
+    """Unpickling this calls Path(marker).touch(): what a hostile checkpoint would do."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+# run name -> (the file the error names, what it says)
+FAULTS = {
+    "vae-truncated": (runs.CHECKPOINT, "not a readable checkpoint"),
+    "vae-empty": (runs.CHECKPOINT, "checkpoint file is empty"),
+    "vae-gan-weights": (runs.CHECKPOINT, "holds a 'gan' model but config.json says 'vae'"),
+    "vae-code": (runs.CHECKPOINT, "refused to load"),
+    "vae-latent-edited": (runs.CHECKPOINT, "weights do not fit the model in config.json"),
+    "vae-latent-zero": (runs.CONFIG, "latent_dim must be >= 1"),
+}
+
+
+def _damage(run: Path, name: str, marker: Path) -> None:
+    ck, cfg_path = run / runs.CHECKPOINT, run / runs.CONFIG
+    good = runs.load_checkpoint(ck)
+    cfg = json.loads(cfg_path.read_text())
+    if name == "vae-truncated":
+        ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    elif name == "vae-empty":
+        ck.write_bytes(b"")
+    elif name == "vae-gan-weights":
+        gan = build_model("gan", {"latent_dim": 2, "hidden": [16]})
+        torch.save({**good, "kind": "gan", "model": gan.state_dict()}, ck)
+    elif name == "vae-code":
+        torch.save({**good, "model": {**good["model"], "x": RunsCode(marker)}}, ck)
+    elif name == "vae-latent-edited":
+        cfg["model_config"]["latent_dim"] = 3
+    elif name == "vae-latent-zero":
+        cfg["model_config"]["latent_dim"] = 0
+    cfg_path.write_text(json.dumps(cfg))
+
+
+@pytest.fixture(scope="module")
+def fault_root(runs_root, tmp_path_factory) -> Path:
+    """Copies of the shared fixture's trained VAE run, each damaged one way."""
+    root = tmp_path_factory.mktemp("fault-runs")
+    shutil.copytree(runs_root / GOOD, root / GOOD)
+    for name in FAULTS:
+        _damage(Path(shutil.copytree(runs_root / GOOD, root / name)), name, root / "payload-ran")
+    return root
+
+
+@pytest.fixture
+def faults(fault_root, data_root, monkeypatch) -> Path:
+    monkeypatch.setenv("GENLAB_RUNS", str(fault_root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.chdir(REPO)
+    yield fault_root
+    assert not (fault_root / "payload-ran").exists(), "a page ran the checkpoint's code"
+
+
+def _assert_one_error(at, run: Path, name: str) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    file, says = FAULTS[name]
+    errors = [e.value for e in at.error]
+    assert any(str(run / file) in e and says in e and "\n" not in e.strip() for e in errors), errors
+    assert "Traceback" not in texts(at)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_the_latent_explorer_shows_one_line(faults, name):
+    at = open_page("pages/latent.py", str(faults / name))
+    _assert_one_error(at, faults / name, name)
+
+
+@pytest.mark.parametrize("page, name", [("pages/clusters.py", "vae-latent-edited"),
+                                        ("pages/clusters.py", "vae-code"),
+                                        ("pages/interpolate.py", "vae-gan-weights"),
+                                        ("pages/interpolate.py", "vae-truncated")])
+def test_clusters_and_interpolation_show_one_line(faults, page, name):
+    at = open_page(page, str(faults / name))
+    _assert_one_error(at, faults / name, name)
+
+
+@pytest.mark.parametrize("names", [list(FAULTS)[:3], list(FAULTS)[3:]], ids=["ckpt", "mixed"])
+def test_compare_explains_each_broken_run_and_shows_the_good_one(faults, names):
+    at = open_page("pages/compare.py")
+    at = at.multiselect(key="compare-runs-mnist").set_value(
+        [str(faults / n) for n in (GOOD, *names)]).run()  # at most 4 at once
+    for name in names:
+        _assert_one_error(at, faults / name, name)
+    assert any(GOOD in cap for im in at.image for cap in im.captions)  # its reconstructions
+    k = at.select_slider(key="bound-k")
+    assert min(float(o) for o in k.options) >= 1  # k < 1 is not offered
+
+
+# -- invalid hyperparameters on the Train page --------------------------------------------------
+@pytest.fixture
+def train_env(tmp_path, data_root, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv("GENLAB_RUNS", str(root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(REPO)
+    return root
+
+
+def test_train_form_bounds_sizes_and_explains_what_it_cannot_bound(train_env):
+    at = open_page("pages/train.py")
+    at = at.get_by_key("train-model").set_value("ae-gmm").run()
+    assert not at.exception, [e.value for e in at.exception]
+    bounds = {w.key: (w.proto.min, w.proto.max) for w in at.number_input}
+    assert bounds["m-ae-gmm-n_components"] == (1, 1000)  # components < 1: not enterable
+    assert bounds["m-ae-gmm-latent_dim"] == (1, 1024)
+    assert bounds["t-batch_size"][0] == 1 and bounds["t-epochs"][0] == 1
+    assert bounds["t-lr"] == (0.0, 1.0)  # lr > 1 not enterable; lr = 0 is explained below
+    offered = [o.split(" ")[0] for o in at.get_by_key("train-dataset").options]  # "mnist (1x28x28)"
+    assert offered and set(offered) <= set(DATASETS)  # a wrong dataset name cannot be picked
+    for key, value, needle in [("m-ae-gmm-hidden", "64,0", "hidden must be >= 1 and <= 8192 (got 0)"),
+                               ("m-ae-gmm-hidden", "64,-8", "hidden must be >= 1 and <= 8192 (got -8)"),
+                               ("t-lr", 0.0, "lr must be > 0 and <= 1 (got 0)")]:
+        at = open_page("pages/train.py")
+        at.get_by_key("train-model").set_value("ae-gmm").run()
+        at.get_by_key(key).set_value(value)
+        at = at.form_submit_button[0].click().run()
+        assert not at.exception
+        errors = "\n".join(e.value for e in at.error)
+        assert "Not started" in errors and needle in errors, errors
+    assert not train_env.exists() or not any(train_env.iterdir()), "a bad form started a run"
