@@ -280,9 +280,12 @@ def load_model(run_dir: str | os.PathLike, map_location="cpu") -> tuple[Generati
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        # torch's first line is a heading ("Error(s) in loading state_dict for VAE:"); the
+        # next one says what differs (a missing key, a size mismatch)
+        why = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
         raise RunError(f"{run_dir / CHECKPOINT}: weights do not fit the model in config.json "
-                       f"({first[:200]})") from None
+                       f"({why[:200]})") from None
     model.eval()
     return model.to(map_location), ckpt, rc
 
