@@ -2,12 +2,13 @@
 code-carrying checkpoints and a config.json that no longer fits, seen through the CLI;
 SIGTERM while the data still loads; a torn metrics line reported on resume; NaN/inf in
 training seen in status.json; a runs folder that cannot be written and a disk that fills
-up mid-run; two trainings asking for the same run directory; a damaged MNIST file.
+up mid-run; two trainings asking for the same run directory; a damaged MNIST file;
+out-of-range hyperparameters in the CLI.
 
 What tests elsewhere already cover is not repeated here: a SIGKILLed and a SIGTERMed
 `python -m genlab train` resumed (test_train.py), the Stop button (test_jobs.py), the
-loader's own messages (test_runs.py), usage errors (test_cli.py), the app pages
-(tests/app/test_page_faults.py)."""
+loader's own messages (test_runs.py), the first usage errors (test_cli.py), the app
+pages (tests/app/test_page_faults.py)."""
 from __future__ import annotations
 
 import errno
@@ -83,6 +84,37 @@ def base_run(data_root, tmp_path_factory) -> Path:
 @pytest.fixture
 def run(base_run, tmp_path) -> Path:
     return Path(shutil.copytree(base_run, tmp_path / "run"))
+
+
+# -- invalid hyperparameters (test_cli.py has latent 0, lr <= 0, epochs 0, a wrong dataset) ---
+BAD_VALUES = [
+    (["--model", "vae", "--latent-dim", "-3"], "--latent-dim must be >= 1 and <= 1024 (got -3)"),
+    (["--model", "vae", "--hidden", "64,-8"], "--hidden must be >= 1 and <= 8192 (got -8)"),
+    (["--model", "vae", "--hidden", "64,0"], "--hidden must be >= 1 and <= 8192 (got 0)"),
+    (["--model", "vae", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--model", "vae", "--lr", "1.5"], "--lr must be > 0 and <= 1 (got 1.5)"),
+    (["--model", "vae", "--lr", "nan"], "--lr must be a finite number"),
+    (["--model", "vae", "--iwae-k", "0"], "--iwae-k must be >= 1"),
+    (["--model", "ae-gmm", "--n-components", "0"], "--n-components must be >= 1 and <= 1000 (got 0)"),
+    (["--model", "vae", "--dataset", "MNIST"], "unknown dataset 'MNIST'"),
+]
+
+
+@pytest.mark.parametrize("argv, says", BAD_VALUES, ids=[" ".join(a[2:]) for a, _ in BAD_VALUES])
+def test_invalid_hyperparameters_exit_2_with_one_line(argv, says, tmp_path, capsys):
+    code, out, err = run_main(["train", "--runs-dir", str(tmp_path), *argv], capsys)
+    assert code == 2 and out == ""
+    one_line(err, "genlab train: error:", says)
+    assert not any(tmp_path.iterdir()), "a bad command created a run"
+
+
+@pytest.mark.parametrize("argv, says", [(["eval", "--k", "-1"], "--k must be between 1 and 5000"),
+                                        (["eval", "--k", "5001"], "--k must be between 1 and 5000"),
+                                        (["resume", "--epochs", "-1"], "--epochs must be >= 1")])
+def test_invalid_eval_and_resume_values_exit_2(argv, says, run, capsys):
+    code, out, err = run_main([argv[0], str(run), *argv[1:]], capsys)
+    assert code == 2 and out == ""
+    one_line(err, says)
 
 
 # -- damaged, foreign and hostile checkpoints; a config that does not fit ------------------
