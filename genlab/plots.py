@@ -184,16 +184,21 @@ def units_note(summary: dict) -> str:
 
 
 def overview_rows(summaries: list[dict]) -> list[dict]:
-    """One row per run for the gallery's table (eval columns only when some run has them)."""
+    """One row per run for the gallery's table (eval columns only when some run has them).
+    The test likelihood in the unit that means something for the data: nats per image on
+    binarised pixels, bits/dim on 8-bit pixels (whose nats are a density on [0, 1]^D,
+    negative and not comparable with the former), never both in one column."""
     rows = []
     for s in summaries:
         state, _ = run_state(s)
         val, ev = s.get("last_val") or {}, s.get("eval") or {}
+        eight_bit = ev.get("data") == "8-bit" or "bpd" in ev
         rows.append({"run": s["name"], "model": s.get("model"), "dataset": s.get("dataset"),
                      "status": state,
                      "epoch": (s.get("last_train") or {}).get("epoch"),
                      "val loss": val.get("loss"),
-                     "test −log p(x)": ev.get("nll_nats"), "bits/dim": ev.get("bpd"),
+                     "test −log p(x)": None if eight_bit else ev.get("nll_nats"),
+                     "bits/dim": ev.get("bpd"),
                      "folder": str(Path(s["path"]).parent)})
     empty = [k for k in ("test −log p(x)", "bits/dim") if all(r[k] is None for r in rows)]
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
@@ -251,6 +256,7 @@ def curves_figure(records: list[dict], *, names: list[str] | None = None, height
                                  line=dict(color=VAL_COLOR, width=2), marker=dict(size=7),
                                  legendgroup="val", showlegend=i == 0), row=r, col=c)
         fig.update_xaxes(title_text="step" if r == rows else None, row=r, col=c)
+    fig.update_xaxes(nticks=4, tickangle=0, tickformat="~s")  # 2k, 4k: level in narrow panels
     fig.update_layout(height=height * rows + 30, margin=dict(l=10, r=10, t=70, b=10),
                       legend=dict(orientation="h", yref="container", yanchor="top", y=1.0,
                                   x=0),

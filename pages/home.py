@@ -94,16 +94,18 @@ def card_ui(c: dict) -> None:
                 st.caption(c["image_error"] or "No sample grid yet (written after each epoch).")
         with facts:
             facts_ui(c)
-            links_ui(s)
         with chart:
             if c["figure"] is not None:
                 st.plotly_chart(c["figure"], key=f"curves-{s['path']}")
+        links_ui(s)
 
 
 def links_ui(s: dict) -> None:
-    """Buttons into the pages that work on one run (they read st.session_state["run"])."""
+    """Buttons into the pages that work on one run (they read st.session_state["run"]),
+    in one row under the card."""
+    row = st.container(horizontal=True, gap="small")
     for p in (p for p in PAGES if p.takes_run and s.get("model")):
-        if st.button(p.title, icon=p.icon, key=f"open-{p.url_path}-{s['path']}"):
+        if row.button(p.title, icon=p.icon, key=f"open-{p.url_path}-{s['path']}"):
             st.session_state["run"] = str(s["path"])
             st.switch_page(p.file)
 
@@ -123,6 +125,7 @@ if len(cards) > 3:
     cards = [c for c in cards if all(not v or str(c["summary"].get(k)) in v for k, v in pick.items())
              and (not states or c["state"] in states)]
 st.dataframe(overview_rows([c["summary"] for c in cards]), hide_index=True,
+             height="content" if len(cards) <= 25 else "auto",  # every run, up to a point
              column_config={"val loss": NUMBER, "test −log p(x)": NUMBER, "bits/dim": NUMBER})
 if st.button("Refresh", icon=":material/refresh:"):
     st.rerun()

@@ -23,7 +23,9 @@ def table_ui(infos: list[dict]) -> None:
              "progress": float(i["status"].get("progress") or (1.0 if i["state"] == "done" else 0.0)),
              "epoch": f"{i['status'].get('epoch', 0)}/{i['status'].get('total_epochs', '?')}",
              "note": i["message"]} for i in infos]
-    st.dataframe(rows, hide_index=True, column_config={
+    if not any(r["note"] for r in rows):
+        rows = [{k: v for k, v in r.items() if k != "note"} for r in rows]
+    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", column_config={
         "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab import compare, plots
+from genlab import compare, plots, runs
 from genlab.data import preprocess
 from genlab.models import build_model
 
@@ -121,3 +121,75 @@ def test_bound_at_k_is_the_mean_of_the_models_log_prob(k, mnist_small):
         lp = vae.log_prob(x, k=k).double()
     assert res["n"] == 50 and res["k"] == k
     assert res["mean"] == pytest.approx(float(lp.mean()), rel=1e-5)
+
+
+# -- the pure parts of the Train and Compare pages ------------------------------------
+def _todo(name, state="done", ckpt=1):
+    return {"name": name, "state": state, "ckpt": ckpt}
+
+
+def test_eval_plan_skips_runs_at_work_and_runs_without_a_checkpoint():
+    todo = [_todo("ready"), _todo("training", "running"), _todo("bare", ckpt=None),
+            _todo("evaluating"), _todo("child", "done")]
+    plan = compare.eval_plan(todo, {"ready": {}, "training": {}, "bare": {},
+                                    "evaluating": {"alive": True, "kind": "eval"},
+                                    "child": {"alive": True, "kind": "resume"}})
+    assert plan["evaluating"] == ["evaluating"]
+    assert plan["training"] == ["child", "training"]  # a live resume counts as training
+    assert plan["no_ckpt"] == ["bare"]
+    assert [s["name"] for s in plan["can"]] == ["ready"]
+    assert [s["name"] for s in plan["show"]] == ["evaluating"]
+
+
+def test_bound_candidates_and_rows():
+    from genlab.models import model_entry
+
+    sel = [{"name": n, "cls": model_entry(m)[0], "ckpt": c} for n, m, c in
+           (("v", "vae", 1), ("f", "realnvp", 1), ("g", "gan", 1), ("new", "vae", None))]
+    assert [s["name"] for s in compare.bound_candidates(sel)] == ["v"]  # flows exact, GANs none
+    rows = compare.bound_rows({"binarised": {"v": {1: -100.0, 10: -97.0}}}, 10)
+    assert rows == [{"run": "v", "data": "binarised", "L_1 = ELBO": -100.0, "L_10": -97.0,
+                     "gain": 3.0}]
+    assert "gain" not in compare.bound_rows({"binarised": {"v": {1: -100.0}}}, 1)[0]
+
+
+def test_run_info_and_the_run_to_watch(tmp_path):
+    from genlab import jobs
+
+    done = tmp_path / "done"
+    done.mkdir()
+    runs.atomic_write_json(done / runs.CONFIG, {"model": "vae", "train": {"dataset": "mnist"}})
+    runs.atomic_write_json(done / runs.STATUS, {"state": "done", "message": ""})
+    early = tmp_path / "died-early"
+    early.mkdir()
+    runs.atomic_write_json(early / jobs.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
+    (early / jobs.TRAIN_LOG).write_text("Traceback ...\nValueError: no such dataset\n")
+    info = {p.name: jobs.run_info(p) for p in (done, early)}
+    assert (info["done"]["state"], info["done"]["model"], info["done"]["dataset"]) == ("done", "vae", "mnist")
+    assert info["died-early"]["state"] == "failed"
+    assert info["died-early"]["message"] == "ValueError: no such dataset"
+    infos = [info["died-early"], info["done"]]
+    assert jobs.default_watch(infos) == str(done)  # the newest with a config
+    assert jobs.default_watch(infos, named="died-early") == str(early)  # ?watch= in the URL
+    assert jobs.default_watch(infos, here=str(early)) == str(early)  # opened from Home
+    assert jobs.default_watch(infos, named="gone", here="/elsewhere") == str(done)
+
+
+def test_field_step_is_a_tenth_of_the_defaults_magnitude():
+    from genlab import jobs
+
+    def spec(default, hi=None):
+        return jobs.FieldSpec("x", "float", default, None, hi, False, None, "")
+
+    assert jobs.field_step(spec(1e-3)) == pytest.approx(1e-4)
+    assert jobs.field_step(spec(0.5)) == pytest.approx(0.01)
+    assert jobs.field_step(spec(0.0, hi=1)) == 0.01 and jobs.field_step(spec(0.0)) == 0.5
+
+
+def test_overview_puts_nats_and_bits_per_dim_in_separate_columns():
+    vae = {"name": "v", "path": "/r/v", "model": "vae", "eval": {"data": "binarised", "nll_nats": 85.0}}
+    flow = {"name": "f", "path": "/r/f", "model": "realnvp",
+            "eval": {"data": "8-bit", "nll_nats": -2500.0, "bpd": 1.2}}
+    rows = {r["run"]: r for r in plots.overview_rows([vae, flow])}
+    assert rows["v"]["test −log p(x)"] == 85.0 and rows["v"]["bits/dim"] is None
+    assert rows["f"]["test −log p(x)"] is None and rows["f"]["bits/dim"] == 1.2
