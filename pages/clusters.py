@@ -54,7 +54,7 @@ def view_ui(run: ui.Run, mix: explore.Mixture, codes: np.ndarray | None, labels)
     right.plotly_chart(weights_figure(mix.weights, highlight=comp), key=f"weights-{run.key}")
     with right:
         z = explore.component_latents(mix, comp, 16, seed=comp)
-        ui.show(explore.decode_latents(run.model, z), 8,
+        ui.show(ui.decode_few(run, z), 8,
                 f"16 samples from component {comp}: z ~ N(mu, Sigma), x = decode(z)")
 
 

@@ -5,6 +5,7 @@ its latent scale cached per run and checkpoint modification time, the run's test
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -159,6 +160,26 @@ def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:
 
 
 # -- images ---------------------------------------------------------------------------------
+@contextmanager
+def one_thread():
+    """Torch on one CPU thread for a few images (a slider's decode, a strip): such a decode
+    is a string of tiny ops, and on a busy machine (a training run beside the app) each op of
+    a multi-threaded pool waits until all its threads get a core: 10 to 40 times slower
+    (realnvp-mnist's slider went from 30 ms to 400 ms on two loaded cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def decode_few(run: Run, z: torch.Tensor) -> torch.Tensor:
+    """Images (n, C, H, W) of a few latents z (n, d), decoded on one thread (one_thread)."""
+    with one_thread():
+        return explore.decode_latents(run.model, z)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def decoded_grid(path: str, stamp: int, z: np.ndarray, nrow: int, scale: int = 2) -> np.ndarray:
     """An image grid (H, W, 3) uint8 of the decoded latents z (n, d), cached."""

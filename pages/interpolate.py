@@ -63,11 +63,12 @@ default = "normal-cdf" if source == RANDOM and "normal-cdf" in methods and not e
 method = c2.radio("Path", methods, index=methods.index(default), format_func=PATHS.get,
                   key=f"path-{run.key}-{source}", horizontal=True)
 frames = c3.slider("Frames", 3, 24, 10, key=f"frames-{run.key}")
-ends = image_ends(run) if source == IMAGES else random_ends(run)
-if ends is None:
-    st.stop()
-path = explore.interpolate(*ends, frames, method)  # (frames, d)
-images = explore.decode_latents(run.model, path)  # (frames, C, H, W)
+with ui.one_thread():
+    ends = image_ends(run) if source == IMAGES else random_ends(run)
+    if ends is None:
+        st.stop()
+    path = explore.interpolate(*ends, frames, method)  # (frames, d)
+    images = explore.decode_latents(run.model, path)  # (frames, C, H, W)
 st.image(explore.grid_image(images, frames, scale=3),
          caption=f"{frames} frames, {PATHS[method]} from the first latent to the second")
 gif = explore.gif_bytes(images, scale=4)

@@ -60,7 +60,7 @@ def codes_ui(run: ui.Run) -> np.ndarray | None:
                    "those images and their reconstructions.")
         return codes
     x = explore.model_inputs(run.model, data.x[idx])
-    rec = explore.decode_latents(run.model, torch.as_tensor(codes[idx]))
+    rec = ui.decode_few(run, torch.as_tensor(codes[idx]))
     ui.show(torch.cat([x, rec]), len(idx), f"{len(idx)} selected: the inputs as the model sees "
             "them (top) and decode(encode(x)) (bottom)", scale=3)
     st.button("Put the first selected code in the sliders", icon=":material/tune:",
@@ -83,7 +83,7 @@ def sliders_ui(run: ui.Run, dims: list[int]) -> None:
         st.session_state.setdefault(key, float(base[j]))
         lo, hi = float(ref.lo[j]), float(ref.hi[j])
         z[j] = cols[i % 2].slider(f"z{j + 1}", lo, hi, step=(hi - lo) / 200, key=key, format="%.2f")
-    image = explore.grid_image(explore.decode_latents(run.model, z[None]), 1, scale=6)  # one z
+    image = explore.grid_image(ui.decode_few(run, z[None]), 1, scale=6)  # one z
     right.image(image, caption="decode(z)")
     ms = 1e3 * (time.perf_counter() - t0)
     st.session_state["latent_decode_ms"] = ms
