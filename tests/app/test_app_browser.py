@@ -1,12 +1,19 @@
-"""A real browser: `streamlit run app.py` on a free localhost port, driven by Debian's
-Chromium through Playwright. Every page must finish running without an exception box;
-a full-page screenshot of each goes to test-artifacts/screenshots/<page>.png.
+"""A real browser: `streamlit run app.py` on a free localhost port with the shipped runs
+(checkpoints/), driven by Debian's Chromium through Playwright.
+
+One fresh server; every page is opened by its own URL (a new session each), the first of
+them a page other than Home, which is the case that once ran the page file without the
+router (pages.via_router). On each page: no exception box, no error alert, the router's
+sidebar and menu, one real interaction on the pages that have one, and a full-page
+screenshot to test-artifacts/screenshots/<page>.png (docs/screenshots/ holds the
+reviewed copies the README shows).
 
 Without /usr/bin/chromium or the playwright package the test skips locally and fails
 under CI (env CI set), so a missing browser can never pass silently."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,12 +24,16 @@ from pathlib import Path
 import pytest
 
 from pages import PAGES
-from runs_fixture import GOOD, REPO
+from runs_fixture import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
+SHIPPED = REPO / "checkpoints"
 SHOTS = REPO / "test-artifacts" / "screenshots"
 START_TIMEOUT_S = 60
-PAGE_TIMEOUT_MS = 60_000
+PAGE_TIMEOUT_MS = 90_000
+WIDTH = 1400
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+TITLES = [p.title for p in PAGES]
 
 
 def _require_browser():
@@ -47,15 +58,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(runs_root, data_root, tmp_path):
-    """The app served from the repository on a free port, reading the fixture runs."""
+def server(data_root, tmp_path):
+    """The app served from the repository on a free port, reading the shipped runs."""
+    if not any(SHIPPED.glob("*/checkpoint.pt")):
+        pytest.fail(f"no shipped runs under {SHIPPED} (see checkpoints/recipe.sh)")
     port = _free_port()
-    env = {**os.environ, "GENLAB_RUNS": str(runs_root), "GENLAB_DATA": str(data_root)}
+    env = {**os.environ, "GENLAB_RUNS": str(SHIPPED), "GENLAB_DATA": str(data_root),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     log = open(tmp_path / "streamlit.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "localhost", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=log)
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=log)
     url = f"http://localhost:{port}"
     try:
         deadline = time.time() + START_TIMEOUT_S
@@ -81,55 +96,183 @@ def server(runs_root, data_root, tmp_path):
         log.close()
 
 
-def _wait_until_rendered(page) -> None:
+# -- waiting and looking ------------------------------------------------------------
+def _settle(page) -> None:
     """Streamlit has finished the script run, and every chart and image has drawn."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
                    .every(c => c.querySelector('.main-svg'))
-              && [...document.images].every(i => i.complete)""", timeout=PAGE_TIMEOUT_MS)
-    page.wait_for_timeout(500)  # let the last layout pass settle
+              && [...document.images].every(i => i.complete)
+              && !document.querySelector('[data-testid="stSpinner"]')""", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_timeout(300)  # let the last layout pass settle
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
 
-def _screenshot(page, path: Path) -> None:
+def _open(page, url_path: str, title: str) -> None:
+    page.goto(f"/{url_path}", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(f'[data-testid="stMainBlockContainer"] h1:has-text("{title}")',
+                           timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+
+
+def _image_src(page, caption: str) -> str | None:
+    """The source URL of the st.image whose caption starts with ``caption``."""
+    return page.evaluate("""c => {
+        const e = [...document.querySelectorAll('[data-testid="stImage"]')]
+            .find(e => e.innerText.trim().startsWith(c));
+        return e ? e.querySelector('img').src : null }""", caption)
+
+
+def _wait_image_changed(page, caption: str, before: str) -> str:
+    page.wait_for_function("""([c, b]) => {
+        const e = [...document.querySelectorAll('[data-testid="stImage"]')]
+            .find(e => e.innerText.trim().startsWith(c));
+        return e && e.querySelector('img').src !== b }""", arg=[caption, before],
+        timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    return _image_src(page, caption)
+
+
+def _choose(page, label: str, text: str) -> None:
+    """Pick the option of the selectbox ``label`` that starts with ``text``."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(text))).first.click()
+    page.wait_for_function("([l, t]) => document.querySelector(`input[aria-label='${l}']`)"
+                           ".value.startsWith(t)", arg=[label, text], timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+
+
+def _nudge(page, label: str, presses: int) -> None:
+    """Move the slider ``label`` by ``presses`` steps with the keyboard, as a person would."""
+    thumb = page.locator(f'input[type="range"][aria-label="{label}"]').first
+    thumb.focus()
+    for _ in range(abs(presses)):
+        thumb.press("ArrowRight" if presses > 0 else "ArrowLeft")
+
+
+def _check(page, name: str) -> None:
+    """No exception box, no error alert, no traceback; the router's sidebar and menu."""
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, f"{name}: {boxes.first.inner_text()[:2000]}"
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:1000]}"
+    assert "Traceback" not in main, name
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "Device" in sidebar and str(SHIPPED) in sidebar, f"{name}: not run through app.py"
+    links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+    menu = [t.strip().splitlines()[-1] for t in links.all_inner_texts()]  # after the icon's name
+    assert menu == TITLES, f"{name}: menu {menu}"
+
+
+def _screenshot(page, name: str) -> None:
     """The whole page: the main area scrolls inside the window, which a plain full-page
     screenshot would cut, so grow the window to the content's height (until it settles:
     charts re-lay themselves out when the window changes)."""
-    js = """() => Math.max(...['[data-testid="stMain"]', '[data-testid="stMainBlockContainer"]',
-                            '[data-testid="stAppViewContainer"]']
-             .map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))"""
+    js = """() => { const c = document.querySelector('[data-testid="stMainBlockContainer"]');
+                    const m = document.querySelector('[data-testid="stMain"]');
+                    return c.getBoundingClientRect().top + m.scrollTop + c.scrollHeight }"""
+    page.mouse.move(WIDTH - 8, 300)  # the right margin: no hover toolbar or sidebar button
     height = 0
     for _ in range(5):
-        new = max(900, int(page.evaluate(js)) + 40)
+        new = max(900, int(page.evaluate(js)))
         if new == height:
             break
         height = new
-        page.set_viewport_size({"width": 1400, "height": height})
+        page.set_viewport_size({"width": WIDTH, "height": height})
         page.wait_for_timeout(400)
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+
+
+# -- the pages ------------------------------------------------------------------------
+def clusters(page) -> None:
+    """Another run, then another component count: the mixture is refitted."""
+    _choose(page, "Run", "ae-gmm-mnist")
+    own = re.search(r"The run's own mixture: (\d+) components",
+                    page.locator('[data-testid="stMain"]').inner_text())
+    assert own, "the autoencoder + GMM's own mixture is not shown"
+    _nudge(page, "Components", -4)
+    page.wait_for_selector(f"text=A mixture of {int(own[1]) - 4} components fitted on 2000 test codes",
+                           timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+
+
+def home(page) -> None:
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert f"Runs ({len(list(SHIPPED.glob('*/config.json')))})" in main
+    for name in ("vae-2d-mnist", "realnvp-fashion-mnist", "gan-mnist"):
+        assert name in main
+
+
+def latent(page) -> None:
+    """Open the 2-D VAE from its Home card; a slider decodes a new image."""
+    page.goto("/", timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    card = page.locator('[data-testid="stVerticalBlock"]:has(> div h3:has-text("vae-2d-mnist"))').last
+    card.locator("button", has_text="Latent explorer").click()
+    page.wait_for_url("**/latent", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector('h1:has-text("Latent explorer")', timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    assert page.get_by_role("combobox", name="Run").input_value().startswith("vae-2d-mnist")
+    before = _image_src(page, "decode(z)")
+    _nudge(page, "z1", 40)
+    after = _wait_image_changed(page, "decode(z)", before)
+    assert after and after != before
+    assert "server time" in page.locator('[data-testid="stMain"]').inner_text()
+
+
+def interpolate(page) -> None:
+    """A strip between two test images of the 20-D VAE, then another pair."""
+    _choose(page, "Run", "vae-20d-mnist")
+    before = _image_src(page, "10 frames")
+    assert before, "no interpolation strip"
+    page.locator("button", has_text="Random pair").click()
+    _wait_image_changed(page, "10 frames", before)
+
+
+def compare(page) -> None:
+    """The MNIST runs, a third one added: each in the samples, the eval tables and the
+    bound (a GAN has none)."""
+    _choose(page, "Dataset", "mnist")
+    page.get_by_role("combobox", name="Runs (2 to 4)").click()
+    page.get_by_role("option", name=re.compile("^vae-20d-mnist")).first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_selector('[data-testid="stMain"] p:has-text("vae-20d-mnist")', timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    picked = page.locator('[data-testid="stMultiSelect"] [data-tag]')
+    assert picked.count() == 3, picked.all_inner_texts()
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # eval table, bound table
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # curves, bound
+
+
+STEPS = {"clusters": clusters, "": home, "latent": latent, "interpolate": interpolate,
+         "compare": compare}
+ORDER = ["clusters", "", "latent", "train", "interpolate", "compare"]  # not Home first
 
 
 def test_every_page_in_a_browser(server):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
+    assert sorted(ORDER) == sorted(p.url_path for p in PAGES)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            for spec in PAGES:
-                page.goto(f"{server}/{spec.url_path}", timeout=PAGE_TIMEOUT_MS)
-                _wait_until_rendered(page)
-                name = spec.url_path or "home"
-                _screenshot(page, SHOTS / f"{name}.png")
-                boxes = page.locator('[data-testid="stException"]')
-                assert boxes.count() == 0, f"{name}: {boxes.first.inner_text()[:2000]}"
-                assert "Device" in page.locator('[data-testid="stSidebar"]').inner_text()
-                if not spec.url_path:
-                    assert GOOD in page.locator('[data-testid="stMain"]').inner_text()
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900}, base_url=server)
+            for url_path in ORDER:
+                spec = next(s for s in PAGES if s.url_path == url_path)
+                name, t0 = url_path or "home", time.perf_counter()
+                _open(page, url_path, spec.title if url_path else "genlab")  # a new session
+                _check(page, name)
+                if url_path in STEPS:
+                    STEPS[url_path](page)
+                    _check(page, name)
+                _screenshot(page, name)
+                print(f"{name}: {time.perf_counter() - t0:.1f} s")  # shown when the test fails
         finally:
             browser.close()
