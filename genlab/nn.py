@@ -88,3 +88,18 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
 def log_std_normal(x: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(x; 0, 1)."""
     return -0.5 * (LOG_2PI + x ** 2)
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Elementwise log Bernoulli(x; sigmoid(logits)) = x l - softplus(l) for x in [0, 1], the
+    negative of ``binary_cross_entropy_with_logits``; x broadcasts against the logits.
+
+    Written as (x - 1/2) l - |l|/2 + log sigmoid(|l|), which is stable for any l and has the
+    right gradient x - sigmoid(l) everywhere (l = 0 included). On CPU, sigmoid and log are
+    vectorised where softplus and log1p are not: this is about twice as fast as the
+    built-in, and it decides the speed of the importance-weighted log p(x) of the
+    Bernoulli decoders. Error: a few float32 roundings per element (checked in
+    tests/test_metrics.py against float64)."""
+    a = logits.abs()
+    out = torch.log(torch.sigmoid(a))  # log sigmoid(|l|) = -log(1 + exp(-|l|)), in (-log 2, 0]
+    return out.sub_(a, alpha=0.5).addcmul_(x - 0.5, logits)

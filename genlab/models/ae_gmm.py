@@ -17,14 +17,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal, Normal
 
 from ..config import opt
 from ..data import ImageData, batches, prepare, preprocess
-from ..nn import ConvDecoder, ConvEncoder, mlp
-from .base import GenerativeModel, image_shape_field
+from ..nn import ConvDecoder, ConvEncoder, bernoulli_log_prob, mlp
+from .base import LatentVariableModel, image_shape_field
 
 DEFENSIVE = 0.5  # share of log_prob's proposal that is the local Gaussian (rest: the GMM)
 
@@ -96,7 +95,7 @@ class GaussianMixtureBuffers(nn.Module):
                                       missing_keys, unexpected_keys, error_msgs)
 
 
-class AEGMM(GenerativeModel):
+class AEGMM(LatentVariableModel):
     """Autoencoder + Gaussian mixture on the codes (report 003; Ghosh et al. 2020).
 
     ``log_prob(x, k)`` estimates log p(x) of the generative model p(z) = GMM,
@@ -110,8 +109,7 @@ class AEGMM(GenerativeModel):
     """
 
     kind = "ae-gmm"
-    has_latent = True
-    has_likelihood = True
+    log_prob_method = "importance sampling with a defensive mixture proposal (Hesterberg 1995)"
 
     def __init__(self, cfg: AEGMMConfig):
         super().__init__(cfg)
@@ -136,8 +134,7 @@ class AEGMM(GenerativeModel):
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) summed over pixels: x (B, C, H, W), z (k, B, d) -> (k, B)."""
         logits = self.decoder_logits(z)  # (k, B, C, H, W)
-        ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-        return ll.flatten(2).sum(-1)
+        return bernoulli_log_prob(logits, x).flatten(2).sum(-1)
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         recon = -self.log_likelihood(x, self.encoder(x)[None])[0]  # (B,)
@@ -193,10 +190,20 @@ class AEGMM(GenerativeModel):
         return self.decode(comp.sample((n,)))
 
     # -- likelihood ------------------------------------------------------------------------
-    def _log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """log p(x|z) + log GMM(z) - log r(z|x) for k draws from the defensive proposal."""
+    @property
+    def proposal(self) -> str:
+        return (f"defensive mixture r(z|x) = {DEFENSIVE:g} N(z; encode(x), s^2 I) + "
+                f"{1 - DEFENSIVE:g} GMM(z), s = {self.cfg.proposal_scale:g} x the mixture's mean "
+                f"component std = {float(self._proposal_std()):.4g}")
+
+    def _proposal_std(self) -> torch.Tensor:
+        return self.cfg.proposal_scale * self.gmm.mean_std()
+
+    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log p(x|z) + log GMM(z) - log r(z|x) for k draws from the defensive proposal:
+        (k, B). The inherited ``log_prob(x, k)`` is the estimate from these."""
         centre = self.encoder(x)  # (B, d)
-        s = self.cfg.proposal_scale * self.gmm.mean_std()
+        s = self._proposal_std()
         local = Normal(centre, s)
         z_loc = local.sample((k,))  # (k, B, d)
         z_gmm = self.gmm.distribution().sample(z_loc.shape[:-1])  # (k, B, d)
@@ -206,9 +213,3 @@ class AEGMM(GenerativeModel):
         log_r = torch.logaddexp(math.log(DEFENSIVE) + local.log_prob(z).sum(-1),
                                 math.log(1 - DEFENSIVE) + log_prior)
         return self.log_likelihood(x, z) + log_prior - log_r
-
-    @torch.no_grad()
-    def log_prob(self, x: torch.Tensor, k: int = 1, chunk: int = 100) -> torch.Tensor:
-        """Importance-sampled log p(x) in nats per image (B,), k samples (see the class)."""
-        parts = [self._log_weights(x, min(chunk, k - i)) for i in range(0, k, chunk)]
-        return torch.logsumexp(torch.cat(parts, 0), 0) - math.log(k)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import opt
-from ..nn import ConvEncoder, mlp
+from ..nn import ConvEncoder, bernoulli_log_prob, mlp
 from .base import image_shape_field, preprocess_field
 from .vae import VAE
 
@@ -64,6 +64,7 @@ class BinaryVAE(VAE):
     trained by REINFORCE with a moving-average or NVIL baseline (Mnih & Gregor 2014)."""
 
     kind = "binary-vae"
+    proposal = "q(z|x), the factorised Bernoulli encoder"
 
     def __init__(self, cfg: BinaryVAEConfig):
         super().__init__(cfg)
@@ -86,8 +87,7 @@ class BinaryVAE(VAE):
         logits = self.posterior_logits(x)  # (B, d)
         probs = torch.sigmoid(logits).detach().expand(k, *logits.shape)
         z = torch.bernoulli(probs)  # (k, B, d)
-        log_q = -F.binary_cross_entropy_with_logits(
-            logits.expand_as(z), z, reduction="none").sum(-1)  # (k, B)
+        log_q = bernoulli_log_prob(logits.expand_as(z), z).sum(-1)  # (k, B)
         return z, log_q, logits
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ class FlowModel(GenerativeModel):
     has_likelihood = True
     prior = "gaussian"
     log_prob_method = "exact change of variables"
+    proposal = "exact (change of variables)"
 
     def __init__(self, cfg, flow: Bijection):
         super().__init__(cfg)

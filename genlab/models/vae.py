@@ -14,12 +14,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import opt
-from ..nn import ConvDecoder, ConvEncoder, log_normal, log_std_normal, mlp
-from .base import GenerativeModel, image_shape_field, preprocess_field
+from ..nn import ConvDecoder, ConvEncoder, bernoulli_log_prob, log_normal, log_std_normal, mlp
+from .base import LatentVariableModel, image_shape_field, preprocess_field
 
 MIN_LOGVAR = -14.0  # decoder variance floor: sigma >= 9e-4, below one 8-bit grey level
 
@@ -35,13 +34,12 @@ class VAEConfig:
     preprocess: str = preprocess_field("dynamic")
 
 
-class VAE(GenerativeModel):
+class VAE(LatentVariableModel):
     """Gaussian-latent VAE; Bernoulli decoder on binarised pixels, Gaussian decoder with
     learned per-pixel variance on dequantised pixels."""
 
     kind = "vae"
-    has_latent = True
-    has_likelihood = True
+    proposal = "q(z|x), the Gaussian encoder (diagonal covariance)"
 
     def __init__(self, cfg: VAEConfig):
         super().__init__(cfg)
@@ -94,12 +92,11 @@ class VAE(GenerativeModel):
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) summed over pixels: x (B, C, H, W), z (k, B, d) -> (k, B)."""
         out = self.decoder_params(z)  # (k, B, C', H, W)
-        xk = x.expand(out.shape[0], *x.shape)  # (k, B, C, H, W), no copy
         if self.bernoulli:
-            ll = -F.binary_cross_entropy_with_logits(out, xk, reduction="none")
+            ll = bernoulli_log_prob(out, x)  # x broadcasts over the k samples
         else:
             mu, logvar = out.chunk(2, dim=2)
-            ll = log_normal(xk, mu, logvar.clamp(min=MIN_LOGVAR))
+            ll = log_normal(x, mu, logvar.clamp(min=MIN_LOGVAR))
         return ll.flatten(2).sum(-1)
 
     # -- objective --------------------------------------------------------------
@@ -130,16 +127,10 @@ class VAE(GenerativeModel):
     log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """log p(x, z) - log q(z|x) for k posterior samples: (k, B)."""
+        """log p(x, z) - log q(z|x) for k posterior samples: (k, B). The inherited
+        ``log_prob(x, k)`` is the IWAE estimate from these."""
         z, log_q, _ = self.posterior_sample(x, k)
         return self.log_likelihood(x, z) + self.log_prior(z) - log_q
-
-    @torch.no_grad()
-    def log_prob(self, x: torch.Tensor, k: int = 1, chunk: int = 100) -> torch.Tensor:
-        """Importance-weighted estimate of log p(x) in nats per image (B,), q(z|x) as
-        proposal, k samples taken ``chunk`` at a time (memory stays bounded)."""
-        parts = [self.log_weights(x, min(chunk, k - i)) for i in range(0, k, chunk)]
-        return torch.logsumexp(torch.cat(parts, 0), 0) - math.log(k)
 
     # -- latent interface -------------------------------------------------------
     @torch.no_grad()

@@ -58,6 +58,11 @@ class VAEFlowPosterior(VAE):
         else:
             self.posterior_flow = latent_realnvp(d, K, cfg.flow_hidden, context_dim=feat)
 
+    @property
+    def proposal(self) -> str:
+        return (f"q_K(z|x), the Gaussian encoder pushed through {self.cfg.num_flows} amortised "
+                f"{self.cfg.flow} flows")
+
     # -- the amortised flow -------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's last hidden layer h(x): (B, C, H, W) -> (B, F)."""
