@@ -15,6 +15,7 @@ import torch
 from . import runs
 from .data import load_split, prepare, preprocess, batches
 from .fid import FeatureNetError, fid_model
+from .models.base import LatentVariableModel
 from .train import evaluate, pick_device
 
 
@@ -29,24 +30,33 @@ def data_kind(preprocess_how: str) -> str:
     return "8-bit" if preprocess_how == "dequantize" else "binarised"
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
                    progress=None) -> torch.Tensor:
     """log p(x) per image over a split (nats): exact for flows, IWAE(k) for latent models.
 
-    Images go ``batch_size`` at a time and each model splits its k samples into chunks,
-    so memory stays bounded for k up to 5000. The preprocessing noise is seeded."""
+    Images go at most ``batch_size`` at a time; for an importance-sampled model, few
+    enough that the batch's k samples fill about one of its passes (SAMPLES_PER_PASS
+    decoder rows: one image a batch at k=1000), so each image is encoded once and memory
+    stays bounded for k up to 5000. The results go into one preallocated tensor: a
+    list of thousands of small tensors kept between the passes' large temporaries
+    fragments the C heap, and memory grew by gigabytes over the test split. The
+    preprocessing noise is seeded."""
     model.eval()
+    per_pass = getattr(model, "SAMPLES_PER_PASS", None)
+    if per_pass:
+        batch_size = max(1, min(batch_size, per_pass // k))
     data = prepare(data, model.preprocess)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    out = []
+    out, i = torch.empty(len(data), dtype=torch.float64), 0
     for idx in batches(len(data), batch_size, shuffle=False):
         x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
-        out.append(model.log_prob(x, k=k).double().cpu())
+        out[i:i + len(idx)] = model.log_prob(x, k=k)
+        i += len(idx)
         if progress:
             progress(len(idx))
-    return torch.cat(out)
+    return out
 
 
 @torch.no_grad()
@@ -77,8 +87,9 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     """Evaluate a run on a split and write eval.json (atomically); returns its contents.
 
     eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
-    (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models), ``bpd``
-    for models of 8-bit data, latent statistics, ``fid`` of ``fid_n`` samples against the
+    (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models) with the
+    ``proposal`` of its importance sampling ("exact (change of variables)" for flows), ``bpd``
+    for models of 8-bit data, latent statistics (latent-variable models only), ``fid`` of ``fid_n`` samples against the
     split (genlab feature nets, not Inception; 0 skips it), and the seconds it took."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
@@ -93,7 +104,7 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
     if model.has_likelihood:
         result.update(_nll(model, data, k=k, progress=progress))
-    if model.has_latent:
+    if isinstance(model, LatentVariableModel):  # a flow's "code" is x transformed: all active
         result.update(latent_stats(model, data))
     if fid_n:
         result.update(_fid(model, data, fid_n))
@@ -124,7 +135,8 @@ def _nll(model, data, *, k: int, progress: bool) -> dict:
     out = {"nll_nats": float(-lp.mean()), "nll_sem": float(lp.std() / math.sqrt(len(lp))),
            "nll_seconds": round(time.perf_counter() - t0, 2),
            "nll_method": getattr(model, "log_prob_method", "exact change of variables"
-                                 if not model.has_latent else f"importance sampling, k={k}")}
+                                 if not model.has_latent else f"importance sampling, k={k}"),
+           "proposal": model.proposal}
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
     return out
