@@ -164,11 +164,46 @@ def eval_line(ev: dict | None) -> str:
         parts.append(f"{ev['bpd']:.3f} bits/dim")
     if "active_units" in ev:
         parts.append(f"{ev['active_units']}/{ev.get('latent_dim', '?')} active latent units")
+    if isinstance(ev.get("fid"), (int, float)):
+        parts.append(f"FID {ev['fid']:.1f} ({FID_NOTE_SHORT})")
     if not parts:
         parts = [f"{k2} {v:.4g}" for k2, v in ev.items()
                  if k2 not in EVAL_META and isinstance(v, float)][:4]
     data = f", {ev['data']} data" if ev.get("data") else ""
     return f"{split} ({ev.get('n_images', '?')} images{data}): " + " · ".join(parts)
+
+
+FID_NOTE_SHORT = "genlab features, not Inception"
+FID_NOTE = ("FID here is the Fréchet distance in the features of genlab's own small CNN "
+            "classifier for the dataset (Inception weights cannot be downloaded), so it is "
+            "**not comparable with the Inception FID of papers**: it ranks genlab models on "
+            "the same dataset against each other. Lower is better; real test images against "
+            "themselves give the floor.")
+
+
+def fid_rows(summaries: list[dict]) -> list[dict]:
+    """FID from eval.json for every run that has one, any family: the one number here that
+    compares GANs, VAEs and flows (same dataset and feature network)."""
+    rows = []
+    for s in summaries:
+        ev = s.get("eval") or {}
+        if isinstance(ev.get("fid"), (int, float)):
+            rows.append({"run": s["name"], "model": s.get("model"), "FID": ev["fid"],
+                         "samples": ev.get("fid_n"), "against": f"{ev.get('split', 'test')} "
+                         f"({min(ev.get('fid_n') or 0, ev.get('n_images') or 0) or '?'} images)"})
+    return rows
+
+
+def fid_caption(dataset: str) -> str:
+    """FID_NOTE with the feature network's test accuracy, when it can be read."""
+    from .fid import FeatureNetError, net_info
+
+    try:
+        acc = net_info(dataset).get("test_accuracy")
+    except (FeatureNetError, ValueError):
+        acc = None
+    net = f" Its {dataset} classifier's test accuracy: {acc:.2%}." if acc else ""
+    return FID_NOTE + net
 
 
 def units_note(summary: dict) -> str:
@@ -199,8 +234,9 @@ def overview_rows(summaries: list[dict]) -> list[dict]:
                      "val loss": val.get("loss"),
                      "test −log p(x)": None if eight_bit else ev.get("nll_nats"),
                      "bits/dim": ev.get("bpd"),
+                     "FID": ev.get("fid") if isinstance(ev.get("fid"), (int, float)) else None,
                      "folder": str(Path(s["path"]).parent)})
-    empty = [k for k in ("test −log p(x)", "bits/dim") if all(r[k] is None for r in rows)]
+    empty = [k for k in ("test −log p(x)", "bits/dim", "FID") if all(r[k] is None for r in rows)]
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
 
 

@@ -8,7 +8,8 @@ import streamlit as st
 
 from genlab import compare, runs
 from genlab.data import DatasetError, data_root
-from genlab.plots import bound_figure, compare_tables, data_group, overlay_figure, read_image, runs_roots
+from genlab.plots import (bound_figure, compare_tables, data_group, fid_caption, fid_rows, overlay_figure,
+                          read_image, runs_roots)
 from pages import compare_ui as ui, via_router
 
 via_router()
@@ -51,6 +52,11 @@ def metrics_ui(sel: list[dict]) -> None:
     if groups:
         st.caption("From each run's eval.json. Nats on binarised pixels and bits/dim on 8-bit "
                    "pixels measure different things: they sit in separate tables.")
+    fids = fid_rows(sel)
+    if fids:
+        st.markdown("**Sample quality: FID (every family, lower is better)**")
+        st.dataframe(fids, hide_index=True, column_config={"FID": NUMBER})
+        st.caption(fid_caption(sel[0].get("dataset") or ""))
     if missing:
         ui.eval_ui(sel, missing)
 

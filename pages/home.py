@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from genlab import runs
-from genlab.plots import STATE_ICON, overview_rows, run_card, run_stamp, run_state, runs_roots
+from genlab.plots import FID_NOTE, STATE_ICON, overview_rows, run_card, run_stamp, run_state, runs_roots
 from pages import PAGES, via_router
 
 via_router()
@@ -126,7 +126,10 @@ if len(cards) > 3:
              and (not states or c["state"] in states)]
 st.dataframe(overview_rows([c["summary"] for c in cards]), hide_index=True,
              height="content" if len(cards) <= 25 else "auto",  # every run, up to a point
-             column_config={"val loss": NUMBER, "test −log p(x)": NUMBER, "bits/dim": NUMBER})
+             column_config={"val loss": NUMBER, "test −log p(x)": NUMBER, "bits/dim": NUMBER,
+                            "FID": st.column_config.NumberColumn(format="%.1f")})
+st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
+           "compared with each other). " + FID_NOTE)
 if st.button("Refresh", icon=":material/refresh:"):
     st.rerun()
 for c in cards:

@@ -85,6 +85,9 @@ def test_units_never_share_a_table(env):
     assert row["−ELBO (nats)"] == pytest.approx(-ev["elbo"]) and row["k"] == ev["k"]
     flow = json.loads((env / FLOW / runs.EVAL).read_text())
     assert eight_bit.iloc[0]["bits/dim"] == pytest.approx(flow["bpd"])
+    fid = next(d.value for d in at.dataframe if "FID" in d.value.columns)  # both families, one table
+    assert list(fid["run"]) == [GOOD, FLOW] and fid.iloc[1]["FID"] == pytest.approx(flow["fid"])
+    assert any("not comparable with the Inception FID" in c.value for c in at.caption)
     assert len(at.image) >= 3  # two sample grids, the test images and a reconstruction
 
 

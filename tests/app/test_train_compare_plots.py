@@ -193,3 +193,20 @@ def test_overview_puts_nats_and_bits_per_dim_in_separate_columns():
     rows = {r["run"]: r for r in plots.overview_rows([vae, flow])}
     assert rows["v"]["test −log p(x)"] == 85.0 and rows["v"]["bits/dim"] is None
     assert rows["f"]["test −log p(x)"] is None and rows["f"]["bits/dim"] == 1.2
+
+
+def test_fid_sits_in_its_own_table_across_families_and_says_it_is_not_inception():
+    vae = {"name": "v", "path": "/r/v", "model": "vae",
+           "eval": {"data": "binarised", "nll_nats": 85.0, "fid": 30.5, "fid_n": 10000, "n_images": 10000}}
+    gan = {"name": "g", "path": "/r/g", "model": "gan", "eval": {"d_loss": 1.3, "fid": 12.25, "fid_n": 500,
+                                                                 "n_images": 10000}}
+    flow = {"name": "f", "path": "/r/f", "model": "realnvp", "eval": {"data": "8-bit", "bpd": 1.2}}
+    rows = plots.fid_rows([vae, gan, flow])  # the flow's eval has no FID: no row
+    assert [(r["run"], r["FID"], r["samples"]) for r in rows] == [("v", 30.5, 10000), ("g", 12.25, 500)]
+    assert rows[1]["against"] == "test (500 images)"
+    over = {r["run"]: r for r in plots.overview_rows([vae, gan, flow])}
+    assert over["g"]["FID"] == 12.25 and over["f"]["FID"] is None
+    assert "FID 30.5 (genlab features, not Inception)" in plots.eval_line(vae["eval"])
+    caption = plots.fid_caption("mnist")
+    assert "not comparable with the Inception FID" in caption and "test accuracy: 99.34%" in caption
+    assert "not comparable" in plots.fid_caption("svhn")  # no shipped net: the note without accuracy
