@@ -1,15 +1,25 @@
-"""Server time of the Latent explorer, Clusters and Interpolation pages (AppTest, no browser).
+"""Server time of every page of the app (AppTest, no browser) on shipped runs.
 
-    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/explore_pages.py \
+    GENLAB_DATA=/work/shared/datasets OMP_NUM_THREADS=2 .venv/bin/python benchmarks/explore_pages.py \
         checkpoints/vae-2d-mnist checkpoints/vae-20d-mnist checkpoints/ae-gmm-mnist \
         checkpoints/realnvp-mnist checkpoints/gan-mnist
 
-For each run, in this one process: the first render of each page (cold: model load,
-encoding 2,000 test images, UMAP for d > 2, mixture fit), a second render in a new session
-(cached), then 10 moves of the first latent slider on the Latent explorer, reporting the
-page fragment's own server time (what the page shows as "server time") and the whole
-AppTest round trip. Numba compiles UMAP on the first call in a process, so the first run
-with d > 2 pays that too. Writes benchmarks/results/explore_pages.json.
+The run folders' parents are the app's run folders (GENLAB_RUNS), so Home, Train and
+Compare see every run there (the 22 shipped ones for checkpoints/). In this one process:
+
+- "site": Home, Train and Compare with the first run selected (as Home's links do):
+  the first render of each (cold: empty caches; the Python imports app.py needs are
+  done before and reported apart as imports_s) and a second render in a new session
+  (cached). Home's cold render reads and plots every run's files; Compare's loads the
+  two runs' models, reconstructs ten test images and computes the bound for k = 1, 10.
+- "runs": for each run, the same for the Latent explorer, Clusters and Interpolation
+  (cold: model load, encoding 2,000 test images, UMAP for d > 2, mixture fit), then 10
+  moves of the first latent slider on the Latent explorer, reporting the page
+  fragment's own server time (what the page shows as "server time") and the whole
+  AppTest round trip. Numba compiles UMAP on the first call in a process, so the first
+  run with d > 2 pays that too.
+
+Writes benchmarks/results/explore_pages.json.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PAGES = ("pages/latent.py", "pages/clusters.py", "pages/interpolate.py")
+SITE = ("pages/train.py", "pages/compare.py")  # and Home, app.py's default page
 
 
 def _navigation_only() -> None:
@@ -52,6 +63,30 @@ def render(run: str, page: str):
     return at, seconds
 
 
+def site_pages(run: str) -> dict:
+    """Home (the first script run of a session), then Train and Compare: cold, then cached."""
+    from streamlit.testing.v1 import AppTest
+
+    t = time.perf_counter()
+    import plotly.graph_objects  # noqa: F401  what app.py and the pages import, untimed below
+    import sklearn.mixture  # noqa: F401
+    import streamlit  # noqa: F401
+    import genlab.explore, genlab.jobs, genlab.plots  # noqa: E401, F401
+    out = {"imports_s": round(time.perf_counter() - t, 3)}
+    home = []
+    for _ in range(2):
+        t = time.perf_counter()
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
+        home.append(round(time.perf_counter() - t, 3))
+        if at.exception:
+            raise RuntimeError(f"home: {at.exception[0].value}")
+    out["pages/home.py"] = {"cold_s": home[0], "cached_s": home[1]}
+    for page in SITE:
+        out[page] = {"cold_s": round(render(run, page)[1], 3),
+                     "cached_s": round(render(run, page)[1], 3)}
+    return out
+
+
 def slider_moves(run: str, n: int = 10) -> tuple[list[float], list[float]]:
     at, _ = render(run, "pages/latent.py")
     fragment, round_trip = [], []
@@ -72,7 +107,12 @@ def main(run_dirs: list[str]) -> dict:
     os.environ["GENLAB_RUNS"] = ",".join(str(Path(r).resolve().parent) for r in run_dirs)
     _navigation_only()
     results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "load_avg": os.getloadavg()[0], "runs": {}}
+               "load_avg": os.getloadavg()[0], "torch_threads": torch.get_num_threads(),
+               "n_runs_in_folders": sum(1 for r in {Path(d).resolve().parent for d in run_dirs}
+                                        for _ in r.glob("*/config.json")),
+               "site_run": Path(run_dirs[0]).name, "site": {}, "runs": {}}
+    results["site"] = site_pages(str(Path(run_dirs[0]).resolve()))
+    print("site", json.dumps(results["site"]), flush=True)
     for run in map(lambda r: str(Path(r).resolve()), run_dirs):
         row = {}
         for page in PAGES:
@@ -85,6 +125,7 @@ def main(run_dirs: list[str]) -> dict:
         print(Path(run).name, json.dumps(row), flush=True)
     out = REPO / "benchmarks" / "results" / "explore_pages.json"
     out.parent.mkdir(exist_ok=True)
+    results["load_avg_end"] = os.getloadavg()[0]
     out.write_text(json.dumps(results, indent=1) + "\n")
     return results
 
