@@ -30,7 +30,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHIPPED = REPO / "checkpoints"
 SHOTS = REPO / "test-artifacts" / "screenshots"
 START_TIMEOUT_S = 60
-PAGE_TIMEOUT_MS = 90_000
+PAGE_TIMEOUT_MS = 180_000
 WIDTH = 1400
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TITLES = [p.title for p in PAGES]
@@ -104,7 +104,8 @@ def _settle(page) -> None:
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
                    .every(c => c.querySelector('.main-svg'))
               && [...document.images].every(i => i.complete)
-              && !document.querySelector('[data-testid="stSpinner"]')""", timeout=PAGE_TIMEOUT_MS)
+              && !document.querySelector('[data-testid="stSpinner"]')
+              && !document.querySelector('[data-testid="stSkeleton"]')""", timeout=PAGE_TIMEOUT_MS)
     page.wait_for_timeout(300)  # let the last layout pass settle
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
 
@@ -183,6 +184,7 @@ def _screenshot(page, name: str) -> None:
         height = new
         page.set_viewport_size({"width": WIDTH, "height": height})
         page.wait_for_timeout(400)
+        _settle(page)  # lazily drawn elements (grey skeletons) come in as the window grows
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size({"width": WIDTH, "height": 900})
 
