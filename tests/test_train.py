@@ -269,3 +269,62 @@ def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
     assert "done: epoch 2," in capsys.readouterr().out
     assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
     _assert_clean_metrics(run_dir, 2, 5)
+
+
+# -- bf16 autocast and torch.compile (flags meant for CUDA; both run on CPU too) ------
+def _fit_small(mnist_small, **train):
+    torch.manual_seed(0)
+    model = build_model("vae", SMALL_VAE)
+    train_split, val = mnist_small
+    before = evaluate(model, val)["loss"]
+    fit(model, train_split, val, TrainConfig(epochs=2, batch_size=64, log_every=1000, **train))
+    return model, before, evaluate(model, val)["loss"]
+
+
+def test_bf16_autocast_runs_the_steps_in_bfloat16_and_still_learns(mnist_small):
+    seen = []
+    real = VAE.loss
+
+    def spy(self, x):
+        out = real(self, x)
+        if self.training:  # training steps, not the float32 validation
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+                         self.encoder(x).dtype))
+        return out
+
+    VAE.loss = spy
+    try:
+        model, before, after = _fit_small(mnist_small, precision="bf16")
+    finally:
+        VAE.loss = real
+    assert seen and all(s == (True, torch.bfloat16, torch.bfloat16) for s in seen), seen[:3]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
+    assert math.isfinite(after) and after < 0.75 * before, (before, after)
+    with pytest.raises(ValueError, match="precision bf16 needs a cuda or cpu device, not mps"):
+        from genlab.train import _step_context
+        _step_context("bf16", torch.device("mps"))
+
+
+def test_compile_flag_compiles_each_network_and_keeps_checkpoint_keys(mnist_small, monkeypatch):
+    compiled = []
+    real = torch.nn.Module.compile
+
+    def eager(self, *args, **kwargs):  # dynamo's tracing without the slow C++ code generation
+        compiled.append(type(self).__name__)
+        return real(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager)
+    model, before, after = _fit_small(mnist_small, compile=True)
+    assert len(compiled) == len(list(model.children())) >= 2, compiled
+    assert set(model.state_dict()) == set(build_model("vae", SMALL_VAE).state_dict())
+    assert math.isfinite(after) and after < 0.75 * before, (before, after)
+
+
+def test_precision_flag_is_checked(capsys):
+    try:
+        code = cli_main(["train", "--model", "vae", "--precision", "fp16", "--epochs", "1"])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fp32" in err[0] and "bf16" in err[0], err
