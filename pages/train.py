@@ -66,6 +66,9 @@ def monitor_ui(info: dict) -> None:
         st.warning(info["message"] or "stopped", icon=":material/pause_circle:")
     controls_ui(info)
     summary = runs.summarize(path) if (path / runs.CONFIG).exists() else None
+    if summary and summary["bad_metric_lines"]:
+        st.warning(f"{summary['bad_metric_lines']} unreadable line(s) in metrics.jsonl were skipped "
+                   "(a torn last line from a killed process); resume drops them.", icon=":material/warning:")
     if not summary or not summary["metrics"]:
         st.caption("No metrics yet: the first ones come after a few steps.")
         return

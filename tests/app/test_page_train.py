@@ -119,3 +119,20 @@ def test_a_failed_run_shows_its_message(app_runs):
     assert not at.exception
     assert FAIL_MSG in "\n".join(e.value for e in at.error)
     assert "Traceback" not in texts(at)
+
+
+def test_a_torn_metrics_line_is_reported_not_fatal(app_runs, tmp_path, monkeypatch):
+    """A killed trainer can leave half a JSON line: the page says so and still draws the run."""
+    import shutil
+
+    from runs_fixture import GOOD
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_runs / GOOD, root / "torn")
+    with open(root / "torn" / runs.METRICS, "a") as f:
+        f.write('{"event": "step", "split": "train", "epo')  # no newline: torn mid-write
+    monkeypatch.setenv("GENLAB_RUNS", str(root))
+    at = run_page(PAGE)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("1 unreadable line(s) in metrics.jsonl were skipped" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) >= 1 and "Traceback" not in texts(at)
