@@ -35,6 +35,8 @@ def _cli_fields(cls):
 
 
 def _fmt_default(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 

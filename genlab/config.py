@@ -36,6 +36,8 @@ def describe(f: dataclasses.Field) -> str:
     m = f.metadata
     if m.get("choices"):
         return "one of " + ", ".join(map(str, m["choices"]))
+    if isinstance(f.default, bool):
+        return "true or false"
     lo, hi = m.get("lo"), m.get("hi")
     lo_txt = None if lo is None else ("> " if m.get("lo_open") else ">= ") + f"{lo:g}"
     if lo_txt and hi is not None:
