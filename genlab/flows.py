@@ -211,6 +211,18 @@ class Permutation(Bijection):
         return y[:, self.inv_perm], y.new_zeros(y.shape[0])
 
 
+def _needs_init(module: nn.Module) -> bool:
+    """Whether a layer with data-dependent init still waits for its first batch. The
+    ``initialized`` buffer travels in checkpoints; reading it costs a device sync on CUDA,
+    so once it reads True the answer is remembered on the module and never read again."""
+    if getattr(module, "_init_seen", False):
+        return False
+    if bool(module.initialized):
+        module._init_seen = True
+        return False
+    return True
+
+
 class ActNorm(Bijection):
     """Per-feature affine y = (x - loc) * exp(log_scale) (Kingma & Dhariwal 2018), with
     data-dependent init: the first forward batch comes out with zero mean, unit variance."""
@@ -227,13 +239,14 @@ class ActNorm(Bijection):
         self.loc.copy_(feats.mean(1))
         self.log_scale.copy_(-torch.log(feats.std(1, unbiased=False).clamp(min=1e-6)))
         self.initialized.fill_(True)
+        self._init_seen = True
 
     def _log_det(self, x: torch.Tensor) -> torch.Tensor:
         per_pixel = math.prod(x.shape[2:])  # 1 for vectors
         return (self.log_scale.sum() * per_pixel).expand(x.shape[0])
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
-        if not self.initialized and x.numel() > x.shape[1]:  # needs > 1 value per feature
+        if x.numel() > x.shape[1] and _needs_init(self):  # needs > 1 value per feature
             self._init(x)
         y = (x - _feature_view(self.loc, x)) * torch.exp(_feature_view(self.log_scale, x))
         return y, self._log_det(x)
@@ -262,9 +275,10 @@ class DiagonalScaling(Bijection):
         std = x.std(0, unbiased=False).clamp(min=1e-6)  # (dim...)
         self.log_scale.copy_(math.log(self.init_std) - torch.log(std))
         self.initialized.fill_(True)
+        self._init_seen = True
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
-        if self.init_std is not None and not self.initialized and len(x) > 1:
+        if self.init_std is not None and len(x) > 1 and _needs_init(self):
             self._init(x)
         return x * torch.exp(self.log_scale), self.log_scale.sum().expand(x.shape[0])
 

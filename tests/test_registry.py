@@ -35,3 +35,37 @@ def test_seeded_builds_are_identical(name):
     a = (torch.manual_seed(3), build_model(name, {}))[1].state_dict()
     b = (torch.manual_seed(3), build_model(name, {}))[1].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def no_distribution_checks():
+    """torch.distributions validates arguments by reading values (a device sync on CUDA,
+    impossible on the meta device); the model code itself must not need it."""
+    before = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    yield
+    torch.distributions.Distribution.set_default_validate_args(before)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_tensor_follows_the_models_device(name, no_distribution_checks):
+    """No GPU here, so the CUDA path is checked with the meta device: tensors without data.
+    A tensor made on the CPU inside the model (noise, masks, priors, constants) mixed with
+    the model's own fails there as on CUDA, and so does reading a value back (.item(),
+    bool(tensor): a device sync on every step on CUDA). One CPU forward first, so that
+    data-dependent initialisations (ActNorm, NICE's scaling) have happened."""
+    torch.manual_seed(0)
+    model = build_model(name, {"image_shape": [3, 32, 32]})
+    model.train()
+    model.loss(tiny_batch(model, n=4))
+    model = model.to("meta")
+    x = torch.rand(4, 3, 32, 32, device="meta")
+    if model.preprocess != "dequantize":
+        x = x.round()
+    for part in model.loss(x).values():
+        assert part.device.type == "meta"
+    assert model.sample(2).device.type == "meta"
+    if model.has_latent:
+        assert model.decode(model.encode(x)).device.type == "meta"
+    if model.has_likelihood:
+        assert model.log_prob(x, k=3).device.type == "meta"
