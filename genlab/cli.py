@@ -12,7 +12,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import coerce, defaults, describe, validate
+from .config import coerce, defaults, describe, format_value, validate
 from .models import MODELS, model_entry
 from .train import TrainConfig
 
@@ -34,12 +34,6 @@ def _cli_fields(cls):
     return [f for f in fields(cls) if f.metadata.get("cli", True)]
 
 
-def _fmt_default(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
-
-
 def _model_options() -> dict[str, dict]:
     """Every model-config field, with the models that have it and their defaults."""
     opts: dict[str, dict] = {}
@@ -57,7 +51,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         if f.name == "dataset":
             continue
         g.add_argument(_flag(f.name), dest=f"train.{f.name}", default=None, metavar="V",
-                       help=f"{f.metadata['help']} [default: {_fmt_default(f.default)}; {describe(f)}]")
+                       help=f"{f.metadata['help']} [default: {format_value(f.default)}; {describe(f)}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("model options (each applies to the models named)")
     for name, o in _model_options().items():
         f = o["field"]
-        defaults = "; ".join(f"{m}: {_fmt_default(v)}" for m, v in o["models"].items())
+        defaults = "; ".join(f"{m}: {format_value(v)}" for m, v in o["models"].items())
         g.add_argument(_flag(name), dest=f"model.{name}", default=None, metavar="V",
                        help=f"{f.metadata['help']} [{defaults}; {describe(f)}]")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

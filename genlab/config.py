@@ -31,6 +31,15 @@ def field_type(cls, f: dataclasses.Field) -> Any:
     return typing.get_type_hints(cls)[f.name]
 
 
+def format_value(v: Any) -> str:
+    """A config value as the command line takes it (tuples comma-separated, true/false)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
 def describe(f: dataclasses.Field) -> str:
     """The allowed values of a field, as a short phrase ('>= 1', 'one of a, b')."""
     m = f.metadata

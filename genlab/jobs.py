@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .config import describe, field_type, from_dict, to_dict
+from .config import describe, field_type, format_value, from_dict, to_dict
 from .data import DATASETS, data_root, dataset_present
 
 REPO = Path(__file__).resolve().parents[1]  # where ``python -m genlab`` is importable
@@ -78,15 +78,6 @@ def field_specs(cls, *, skip: tuple[str, ...] = ()) -> list[FieldSpec]:
                              bool(m.get("lo_open")), m.get("choices"),
                              f"{m.get('help', '')}. Allowed: {describe(f)}; default {shown}."))
     return out
-
-
-def format_value(v: Any) -> str:
-    """A config value as the command line takes it (tuples comma-separated)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (tuple, list)):
-        return ",".join(map(str, v))
-    return repr(v) if isinstance(v, float) else str(v)
 
 
 def field_step(spec: FieldSpec) -> float:

@@ -189,8 +189,8 @@ def fid_rows(summaries: list[dict]) -> list[dict]:
         ev = s.get("eval") or {}
         if isinstance(ev.get("fid"), (int, float)):
             rows.append({"run": s["name"], "model": s.get("model"), "FID": ev["fid"],
-                         "samples": ev.get("fid_n"), "against": f"{ev.get('split', 'test')} "
-                         f"({min(ev.get('fid_n') or 0, ev.get('n_images') or 0) or '?'} images)"})
+                         "samples": ev.get("fid_n"),
+                         "against": f"{ev.get('split', 'test')} ({ev.get('fid_n') or '?'} images)"})
     return rows
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from genlab import jobs, runs
+from genlab.config import format_value
 from genlab.data import DATASETS
 from genlab.models import MODELS
 from genlab.plots import datasets_status
@@ -31,7 +32,7 @@ def widget(spec: jobs.FieldSpec, key: str, choices: tuple | None = None):
         return st.number_input(spec.name, min_value=lo, max_value=hi, value=cast(spec.default),
                                step=1 if cast is int else jobs.field_step(spec),
                                format=None if cast is int else "%g", **kw)
-    return st.text_input(spec.name, value=jobs.format_value(spec.default), **kw)
+    return st.text_input(spec.name, value=format_value(spec.default), **kw)
 
 
 def grid(specs: list[jobs.FieldSpec], prefix: str, ncols: int = 4, choices: dict | None = None) -> dict:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from genlab import runs
-from genlab.cli import _fmt_default, _model_options, main
+from genlab.cli import _model_options, main
+from genlab.config import format_value
 from genlab.config import opt
 from genlab.models import MODELS
 from genlab.models.vae import VAE
@@ -114,7 +115,7 @@ def test_help_lists_every_option_with_its_default(capsys, monkeypatch):
             assert "[default: mnist]" in text
             continue
         help_text = " ".join(f.metadata["help"].split())
-        assert f"{flag} V {help_text} [default: {_fmt_default(f.default)};" in text, flag
+        assert f"{flag} V {help_text} [default: {format_value(f.default)};" in text, flag
     options = _model_options()
     assert {"latent_dim", "hidden", "beta", "preprocess"} <= set(options)
     for name, o in options.items():
@@ -123,7 +124,7 @@ def test_help_lists_every_option_with_its_default(capsys, monkeypatch):
         start = text.index(head) + len(head)
         defaults = text[start:text.index("]", start)]  # "vae: 20; gan: 100; >= 1 and <= 1024"
         for model, default in o["models"].items():
-            assert f"{model}: {_fmt_default(default)};" in defaults, (head, model)
+            assert f"{model}: {format_value(default)};" in defaults, (head, model)
     for flag in ("--model", "--run-dir", "--runs-dir", "--name", "--quiet"):
         assert flag in text
     assert "[default: runs]" in text
