@@ -365,3 +365,30 @@ def test_resume_with_other_averaging_settings_is_refused():
         without.load_state_dict(with_ema.state_dict())
     with pytest.raises(ValueError, match="averaged weights"):
         with_ema.load_state_dict(without.state_dict())
+
+
+def test_two_optimizers_resume_their_learning_rates():
+    """A two-player model (a GAN: discriminator, generator) has one schedule per optimiser;
+    both come back from the checkpoint."""
+    cfg = replace(FULL, lr_schedule="exponential", lr_gamma=0.5, ema_decay=0.0)
+
+    def build():
+        d, g = nn.Linear(2, 1), nn.Linear(2, 2)
+        opts = build_optimizers([d.parameters(), g.parameters()], cfg, "cpu", lr=0.01)
+        return (d, g), opts, TrainingSchedule(nn.ModuleList([d, g]), opts, cfg, steps_per_epoch=4,
+                                              total_steps=40)
+
+    (d, g), opts, sched = build()
+    for _ in range(9):
+        for net, o in ((d, opts[0]), (g, opts[1])):
+            net(torch.ones(1, 2)).sum().backward()
+            o.step()
+        sched.step(None)
+    ckpt = roundtrip({"optimizers": [o.state_dict() for o in opts], "schedule": sched.state_dict()})
+    _, opts2, sched2 = build()
+    for o, sd in zip(opts2, ckpt["optimizers"]):
+        o.load_state_dict(sd)
+    sched2.load_state_dict(ckpt["schedule"])
+    want = 0.01 * 0.5 ** ((9 - 5) / 4)  # 5 warm-up steps, then one epoch of decay
+    assert [o.param_groups[0]["lr"] for o in opts2] == pytest.approx([want, want])
+    assert [o.param_groups[0]["lr"] for o in opts2] == [o.param_groups[0]["lr"] for o in opts]
