@@ -392,3 +392,20 @@ def test_two_optimizers_resume_their_learning_rates():
     want = 0.01 * 0.5 ** ((9 - 5) / 4)  # 5 warm-up steps, then one epoch of decay
     assert [o.param_groups[0]["lr"] for o in opts2] == pytest.approx([want, want])
     assert [o.param_groups[0]["lr"] for o in opts2] == [o.param_groups[0]["lr"] for o in opts]
+
+
+def test_start_at_places_a_fresh_schedule_like_one_that_ran():
+    """A checkpoint from before these options has no schedule state: start_at(k) gives the
+    learning rate and KL weight of a schedule stepped k times."""
+    cfg = replace(FULL, ema_decay=0.0)
+    ran, fresh = make(0, cfg), make(0, cfg)
+    train(*ran, range(9))
+    fresh[2].start_at(9)
+    assert fresh[2].lr == ran[2].lr and fresh[2].kl_weight(0.5) == ran[2].kl_weight(0.5)
+    train(*fresh, range(9, 12))
+    train(*ran, range(9, 12))
+    assert fresh[2].lr == ran[2].lr == pytest.approx(0.05 * factor_at(cfg, 12))
+
+
+def factor_at(cfg: OptimConfig, step: int) -> float:
+    return lr_factor(step, cfg, steps_per_epoch=4, total_steps=24)
