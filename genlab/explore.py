@@ -5,8 +5,8 @@ and their 2-sigma ellipses, image grids and GIFs.
 
 Pure functions of tensors and arrays (no streamlit): the app's Latent explorer, Clusters
 and Interpolation pages only lay them out. Models are used through the contract alone:
-``has_latent``, ``encode``, ``decode``, ``log_prior`` and ``sample_prior`` (VAEs, flows;
-GANs have only the latter) or ``sample_latent`` (ae-gmm's mixture).
+what their ``caps`` declare (:class:`genlab.models.base.Capabilities`), then ``encode``,
+``decode`` and ``sample_prior``.
 
 References for the figures:
 > D. P. Kingma, M. Welling. Auto-Encoding Variational Bayes. ICLR 2014 (Fig. 4: the 2-D
@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from torch.distributions import Normal
 
 from .data import binarize_static, preprocess
+from .models.mixture import Mixture, fit_mixture  # noqa: F401  (the pages read them here)
 
 STD_NORMAL = Normal(0.0, 1.0)
 PROJECTIONS = ("umap", "pca")
@@ -31,54 +32,40 @@ INTERPOLATIONS = ("linear", "spherical", "normal-cdf")
 CDF_EPS = 1e-6  # keeps Phi(z) inside (0, 1) so that Phi^-1 stays finite
 
 
-# -- what a model can do (works on a model class or an instance) -------------------------
+# -- what a model can do (a model class or an instance: read from its caps) ----------------
 def can_encode(model) -> bool:
-    return bool(getattr(model, "has_latent", False)) and callable(getattr(model, "encode", None))
+    return model.caps.encode
 
 
 def can_decode(model) -> bool:
-    return callable(getattr(model, "decode", None))
+    return model.caps.decode
 
 
 def is_flow(model) -> bool:
     """A bijection between images and latents: encode and decode invert each other."""
-    return can_encode(model) and callable(getattr(model, "inverse", None))
+    return model.caps.bijective
 
 
 def has_prior(model) -> bool:
     """Random latents can be drawn: a prior (VAEs, flows, GANs) or a mixture (ae-gmm)."""
-    return any(hasattr(model, a) for a in ("sample_latent", "sample_prior"))
+    return model.caps.prior is not None
 
 
 @torch.no_grad()
 def prior_latents(model, n: int, *, seed: int = 0) -> torch.Tensor:
     """n latents (n, d) on the CPU from the model's prior, seeded; the global RNG is left
     as it was."""
+    if not has_prior(model):
+        raise ValueError(f"{type(model).__name__} has no latent prior to draw from")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if hasattr(model, "sample_latent"):  # ae-gmm: y ~ Cat(pi), z ~ N(mu_y, Sigma_y)
-            z = model.sample_latent(n)[0]
-        elif hasattr(model, "sample_prior"):  # VAEs, flows, GANs
-            z = model.sample_prior(n)
-        else:
-            raise ValueError(f"{type(model).__name__} has no latent prior to draw from")
+        z = model.sample_prior(n)
     return z.detach().float().cpu()
 
 
 def standard_normal_prior(model) -> bool:
-    """True when p(z) = N(0, I) exactly: checked through ``log_prior`` when the model has
-    one, else from the moments of 4,096 prior draws (GANs)."""
-    if hasattr(model, "sample_latent"):
-        return False
-    if hasattr(model, "log_prior"):
-        d = prior_latents(model, 1).shape[1]
-        probe = torch.linspace(-2.5, 2.5, 3 * d).view(3, d).to(model.device)
-        with torch.no_grad():
-            got = model.log_prior(probe).float().cpu()  # (3,)
-        return torch.allclose(got, STD_NORMAL.log_prob(probe.cpu()).sum(-1), atol=1e-3)
-    z = prior_latents(model, 4096)  # (N, d)
-    binary = bool(((z == 0) | (z == 1)).all())
-    return not binary and abs(float(z.mean())) < 0.1 and abs(float(z.std()) - 1) < 0.1
+    """True when the model declares p(z) = N(0, I)."""
+    return model.prior_family == "normal"
 
 
 @dataclass(frozen=True)
@@ -99,14 +86,14 @@ class LatentRef:
 
 
 def latent_reference(model, *, n: int = 4096, span: float = 3.0) -> LatentRef:
-    """N(0, I) priors: centre 0, scale 1; binary priors: [0, 1]; others: the mean and
+    """N(0, I) priors: centre 0, scale 1; Bernoulli priors: [0, 1]; others: the mean and
     standard deviation of n prior draws. Sliders span centre +- ``span`` scales."""
     z = prior_latents(model, n)  # (n, d)
     d = z.shape[1]
     standard = standard_normal_prior(model)
     if standard:
         c, s = torch.zeros(d), torch.ones(d)
-    elif bool(((z == 0) | (z == 1)).all()):
+    elif model.prior_family == "bernoulli":
         return LatentRef(torch.full((d,), 0.5), torch.full((d,), 0.5), torch.zeros(d),
                          torch.ones(d), standard=False, bounded=True)
     else:
@@ -190,8 +177,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def cdf_lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Report 001's GAN interpolation, (n, d): equidistant points between Phi(z0) and
-    Phi(z1) in the unit cube, mapped back through the inverse normal CDF Phi^-1."""
+    """Interpolation that stays typical under a N(0, I) prior, (n, d): equidistant points
+    between Phi(z0) and Phi(z1) in the unit cube, mapped back through the inverse normal
+    CDF Phi^-1 (so every point has standard normal marginals, unlike the straight line,
+    whose midpoint is too close to the origin)."""
     n01 = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
     u = lerp(n01.cdf(z0.double()), n01.cdf(z1.double()), t)  # (n, d)
     return n01.icdf(u.clamp(CDF_EPS, 1 - CDF_EPS)).to(z0.dtype)
@@ -248,44 +237,9 @@ def selection_indices(points: list[dict]) -> list[int]:
 
 
 # -- Gaussian mixtures on codes ------------------------------------------------------------
-@dataclass(frozen=True)
-class Mixture:
-    """A full-covariance Gaussian mixture as float64 arrays: weights (K,), means (K, d),
-    covariances (K, d, d)."""
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-
-    @property
-    def n_components(self) -> int:
-        return len(self.weights)
-
-    def project(self, mean: np.ndarray, components: np.ndarray) -> "Mixture":
-        """The mixture of the linear map z -> (z - mean) @ components.T, exactly:
-        means P(mu - m), covariances P Sigma P^T."""
-        p = np.asarray(components, dtype=np.float64)  # (2, d)
-        return Mixture(self.weights, (self.means - mean) @ p.T, p @ self.covariances @ p.T)
-
-
-def fit_mixture(codes: np.ndarray, n_components: int, *, seed: int = 0) -> Mixture:
-    """scikit-learn's GaussianMixture (full covariances) fitted on codes (N, d)."""
-    from sklearn.mixture import GaussianMixture
-
-    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed)
-    with threadpool_limits(1):  # small problems: BLAS/OpenMP threads only contend (25x slower)
-        gm.fit(np.asarray(codes, dtype=np.float64))
-    return Mixture(gm.weights_, gm.means_, gm.covariances_)
-
-
 def model_mixture(model) -> Mixture | None:
-    """The mixture a model carries (ae-gmm's ``gmm``: weights, means, scale_tril), or None."""
-    gmm = getattr(model, "gmm", None)
-    if gmm is None or not hasattr(gmm, "scale_tril"):
-        return None
-    tril = gmm.scale_tril.detach().double().cpu()  # (K, d, d)
-    return Mixture(gmm.weights.detach().double().cpu().numpy(),
-                   gmm.means.detach().double().cpu().numpy(),
-                   (tril @ tril.transpose(-1, -2)).numpy())
+    """The mixture a model carries (ae-gmm, ``caps.mixture``), or None."""
+    return model.gmm.as_mixture() if model.caps.mixture else None
 
 
 def ellipse(mean: np.ndarray, cov: np.ndarray, n_std: float = 2.0, n: int = 73) -> np.ndarray:
@@ -314,7 +268,7 @@ def model_inputs(model, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     how = model.preprocess
     if how == "static":
         x = binarize_static(x)
-    return preprocess(x, how, generator=torch.Generator().manual_seed(seed))
+    return preprocess(x, how, generator=torch.Generator(device=x.device).manual_seed(seed))
 
 
 @torch.no_grad()
@@ -334,11 +288,12 @@ def decode_latents(model, z: torch.Tensor, *, batch_size: int = 500) -> torch.Te
 
 
 def grid_image(images: torch.Tensor, nrow: int, *, scale: int = 1, padding: int = 2) -> np.ndarray:
-    """torchvision's make_grid of images (n, C, H, W) in [0, 1] as uint8 (H', W', 3),
-    enlarged ``scale`` times by pixel repetition (sharp pixels, no smoothing)."""
+    """torchvision's make_grid of images (n, C, H, W) in [0, 1] (or uint8 0..255) as uint8
+    (H', W', 3), enlarged ``scale`` times by pixel repetition (sharp pixels, no smoothing)."""
     from torchvision.utils import make_grid
 
-    g = make_grid(images.float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    g = make_grid(x.cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
     g = g.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     return (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 

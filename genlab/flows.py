@@ -159,9 +159,10 @@ class AdditiveCoupling(AffineCoupling):
 
 
 class ConditionerMLP(nn.Module):
-    """MLP conditioner for vector couplings (report 002): a scale net (its output goes
-    through the coupling's tanh) and a translation net with a linear output, both on
-    [x_A, context]. The last layers start at zero, so a new coupling is the identity."""
+    """MLP conditioner for vector couplings: the scale s and translation t of the affine
+    coupling (Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017)
+    as two separate nets, the scale net's output going through the coupling's tanh and
+    the translation net's output linear, both on [x_A, context]. The last layers start at zero, so a new coupling is the identity."""
 
     def __init__(self, dim: int, hidden: Sequence[int], context_dim: int = 0, *, scale: bool = True):
         super().__init__()

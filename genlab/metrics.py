@@ -2,7 +2,8 @@
 
 Units: log-likelihoods are nats per image. Models of binarised pixels give nats on
 binarised data; models of dequantised pixels give densities on [0, 1]-scaled pixels,
-which :func:`bits_per_dim` turns into bits/dim on the 8-bit data.
+which :func:`bits_per_dim` turns into bits/dim on the 8-bit data. What is computed for
+a model follows its declared ``caps`` (see :class:`genlab.models.base.Capabilities`).
 """
 from __future__ import annotations
 
@@ -15,14 +16,8 @@ import torch
 from . import runs
 from .data import load_split, prepare, preprocess, batches
 from .fid import FeatureNetError, fid_model
-from .models.base import LatentVariableModel
+from .nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
 from .train import evaluate, pick_device
-
-
-def bits_per_dim(nll_nats: float, num_dims: int) -> float:
-    """bits/dim on 8-bit data from -log p(x) in nats of a density on [0,1]-scaled pixels:
-    bpd = (nll + D ln 256) / (D ln 2)."""
-    return (nll_nats + num_dims * math.log(256)) / (num_dims * math.log(2))
 
 
 def data_kind(preprocess_how: str) -> str:
@@ -43,9 +38,8 @@ def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
     fragments the C heap, and memory grew by gigabytes over the test split. The
     preprocessing noise is seeded."""
     model.eval()
-    per_pass = getattr(model, "SAMPLES_PER_PASS", None)
-    if per_pass:
-        batch_size = max(1, min(batch_size, per_pass // k))
+    if model.caps.likelihood == "importance":
+        batch_size = max(1, min(batch_size, model.SAMPLES_PER_PASS // k))
     data = prepare(data, model.preprocess)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -62,8 +56,9 @@ def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
 @torch.no_grad()
 def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
                  threshold: float = 0.01) -> dict:
-    """Active units (Burda et al. 2016: Cov_x(E_q[z]) > 0.01) and, where the model gives
-    it, the KL of each latent dimension averaged over the split."""
+    """Active units (Burda et al. 2016: Cov_x(E_q[z]) > 0.01) and, for models that declare
+    ``caps.kl_per_dim``, the KL of each latent unit averaged over the split (one value per
+    unit; they sum to the split's mean "kl")."""
     model.eval()
     data = prepare(data, model.preprocess)
     g = torch.Generator().manual_seed(seed)
@@ -71,7 +66,7 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
     for idx in batches(len(data), batch_size, shuffle=False):
         x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
         codes.append(model.encode(x).double().cpu())  # (B, d)
-        if getattr(model, "kl_per_dim", None):
+        if model.caps.kl_per_dim:
             kls.append(model.kl_per_dim(x).double().cpu())  # (B, d)
     var = torch.cat(codes).var(0)  # Cov_x(E_q[z]) diagonal
     out = {"active_units": int((var > threshold).sum()), "latent_dim": int(var.numel()),
@@ -104,7 +99,7 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
     if model.has_likelihood:
         result.update(_nll(model, data, k=k, progress=progress))
-    if isinstance(model, LatentVariableModel):  # a flow's "code" is x transformed: all active
+    if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
         result.update(latent_stats(model, data))
     if fid_n:
         result.update(_fid(model, data, fid_n))
@@ -134,9 +129,7 @@ def _nll(model, data, *, k: int, progress: bool) -> dict:
         bar.close()
     out = {"nll_nats": float(-lp.mean()), "nll_sem": float(lp.std() / math.sqrt(len(lp))),
            "nll_seconds": round(time.perf_counter() - t0, 2),
-           "nll_method": getattr(model, "log_prob_method", "exact change of variables"
-                                 if not model.has_latent else f"importance sampling, k={k}"),
-           "proposal": model.proposal}
+           "nll_method": model.log_prob_method, "proposal": model.proposal}
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
     return out

@@ -1,4 +1,6 @@
-"""Shared network blocks: MLPs, a small conv encoder/decoder, a ResNet block."""
+"""Shared network blocks (MLPs, a small conv encoder/decoder and the one builder of the
+autoencoders' encoder/decoder pairs, a ResNet block), the elementwise log-densities
+and the bits/dim conversion every model and the evaluation use."""
 from __future__ import annotations
 
 import math
@@ -64,6 +66,29 @@ class ConvDecoder(nn.Module):
         return out[..., :self.shape[0], :self.shape[1]]
 
 
+ARCHS = ("mlp", "conv")
+
+
+def image_encoder(arch: str, shape: tuple[int, int, int], hidden: tuple[int, ...],
+                  out_dim: int) -> nn.Module:
+    """(B, C, H, W) -> (B, out_dim): an MLP through ``hidden`` (arch "mlp") or
+    :class:`ConvEncoder` ("conv"). The encoder of vae, its variants, binary-vae, ae-gmm."""
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), mlp([math.prod(shape), *hidden, out_dim]))
+    return ConvEncoder(shape, out_dim)
+
+
+def image_decoder(arch: str, in_dim: int, shape: tuple[int, int, int], hidden: tuple[int, ...],
+                  out_channels: int) -> nn.Module:
+    """(B, in_dim) -> (B, out_channels, H, W): the mirror of :func:`image_encoder` (the MLP
+    runs through ``hidden`` reversed)."""
+    _, h, w = shape
+    if arch == "mlp":
+        return nn.Sequential(mlp([in_dim, *reversed(hidden), out_channels * h * w]),
+                             nn.Unflatten(1, (out_channels, h, w)))
+    return ConvDecoder(in_dim, shape, out_channels)
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block with two 3x3 convolutions (He et al. 2016)."""
 
@@ -78,6 +103,14 @@ class ResBlock(nn.Module):
 
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def bits_per_dim(nll_nats, num_dims: int):
+    """bits/dim on 8-bit data from -log p(x) in nats (a float or a tensor) of a density on
+    [0, 1]-scaled pixels: the 8-bit bins have width 1/256, so each of the D dimensions
+    adds log 256 nats, and nats become bits by dividing by log 2,
+    bpd = (nll + D ln 256) / (D ln 2)."""
+    return (nll_nats + num_dims * math.log(256)) / (num_dims * math.log(2))
 
 
 def log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

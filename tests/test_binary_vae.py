@@ -14,6 +14,7 @@ from contract import (check_checkpoint_round_trip, check_loss_finite, check_samp
                       check_short_run_lowers_loss, check_step_changes_weights)
 from genlab.data import ImageData
 from genlab.models.binary_vae import BinaryVAE, BinaryVAEConfig
+from genlab.models.vae import Posterior
 
 D_LAT = 3  # 2^3 latent states: exact sums are cheap
 X = torch.tensor([[[[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]]])  # one 6-pixel binary image
@@ -32,7 +33,7 @@ def all_states(d: int) -> torch.Tensor:
 def exact_neg_elbo(model: BinaryVAE, x: torch.Tensor) -> torch.Tensor:
     """-ELBO by enumerating every z: -sum_z q(z|x) [log p(x|z) + log p(z) - log q(z|x)]."""
     z = all_states(D_LAT)[:, None, :]  # (S, 1, d)
-    q = Bernoulli(logits=model.posterior_logits(x))  # batch (1, d)
+    q = Bernoulli(logits=model.posterior(x).logits)  # batch (1, d)
     log_q = q.log_prob(z).sum(-1)  # (S, 1)
     log_joint = model.log_likelihood(x, z) + D_LAT * math.log(0.5)  # (S, 1)
     return -(log_q.exp() * (log_joint - log_q)).sum()
@@ -100,7 +101,8 @@ def test_logged_variance_is_of_the_score_wrt_the_logits():
     (signal - c) log q(z|x) with respect to the encoder logits a."""
     model = tiny("none")
     torch.manual_seed(1)
-    z, log_q, logits = model.posterior_sample(X.expand(7, *X.shape[1:]), 1)
+    z, log_q, post = model.posterior_sample(X.expand(7, *X.shape[1:]), 1)
+    logits = post.logits
     (g,) = torch.autograd.grad(log_q.sum(), logits)
     torch.testing.assert_close(g, z[0] - torch.sigmoid(logits))
 
@@ -110,8 +112,11 @@ def test_kl_and_log_q_match_torch_distributions():
     model = tiny()
     logits = torch.cat([torch.randn(5, D_LAT) * 4, torch.tensor([[-30.0, 0.0, 30.0]])])
     q, p = Bernoulli(logits=logits), Bernoulli(probs=torch.full_like(logits, 0.5))
-    torch.testing.assert_close(model.kl(None, None, logits), kl_divergence(q, p).sum(-1))
-    z, log_q, a = model.posterior_sample(X.expand(4, *X.shape[1:]), 3)
+    torch.testing.assert_close(model.kl(None, None, Posterior(logits=logits)), kl_divergence(q, p).sum(-1))
+    # one value per latent unit: each unit's own Bernoulli KL
+    torch.testing.assert_close(model.kl_terms(Posterior(logits=logits)), kl_divergence(q, p))
+    z, log_q, post = model.posterior_sample(X.expand(4, *X.shape[1:]), 3)
+    a = post.logits
     torch.testing.assert_close(log_q, Bernoulli(logits=a).log_prob(z).sum(-1))
     assert ((z == 0) | (z == 1)).all()
     torch.testing.assert_close(model.log_prior(z), Bernoulli(probs=0.5 * torch.ones_like(z)).log_prob(z).sum(-1))

@@ -1,5 +1,5 @@
 """genlab.explore: grids through the inverse normal CDF against scipy, interpolation
-geometry (slerp on the great circle, report 001's CDF path), projections, mixtures and
+geometry (slerp on the great circle, the path equidistant in the normal CDF), projections, mixtures and
 their ellipses against the Mahalanobis distance, GIF frames read back with Pillow, and
 the latent scale of real (untrained) models of every kind."""
 from __future__ import annotations

@@ -229,3 +229,20 @@ def test_planar_inverse_is_differentiable():
     z, _ = p.inverse(y)
     (g,) = torch.autograd.grad(z.sum(), y)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_planar_inverse_gradient_is_the_inverse_jacobian():
+    """The inverse is found by bisection without a graph, then one Newton step: autograd
+    through that step must give the implicit-function derivative, d f^-1/dy at y equal to
+    the inverse of the forward Jacobian at z = f^-1(y) (autograd, float64)."""
+    p = randomize(Planar(3), 1.0).double()
+    for y in torch.randn(4, 3, dtype=torch.double) * 2:
+        j_inv = jacobian(lambda v: p.inverse(v[None])[0][0], y)  # (3, 3)
+        z = p.inverse(y[None])[0][0].detach()
+        j_fwd = jacobian(lambda v: p(v[None])[0][0], z)  # (3, 3)
+        torch.testing.assert_close(j_inv, torch.linalg.inv(j_fwd), atol=1e-10, rtol=1e-10)
+    # the same for the amortised parameters: d f^-1 / d(u, w, b) against finite differences
+    g = torch.Generator().manual_seed(1)
+    y, u, w = (torch.randn(2, 3, generator=g, dtype=torch.double, requires_grad=True) for _ in range(3))
+    b = torch.randn(2, 1, generator=g, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: p.inverse(a[0], params=a[1:])[0], (y, u, w, b))

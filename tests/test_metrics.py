@@ -17,7 +17,7 @@ from genlab.cli import main
 from genlab.data import ImageData, load_split, prepare, preprocess
 from genlab.metrics import bits_per_dim, log_prob_split
 from genlab.models import build_model
-from genlab.models.nice import bits_per_dim as loss_bits_per_dim
+from genlab.models.base import Capabilities, GenerativeModel
 from genlab.nn import bernoulli_log_prob
 from genlab.train import TrainConfig, fit, train_run
 
@@ -31,8 +31,9 @@ def test_bits_per_dim_hand_computed(D):
     assert bits_per_dim(-D * math.log(2), D) == pytest.approx(7.0, abs=1e-12)
     # -log p(x) = D ln 256 on [0, 1]-scaled pixels: 8 more bits per dimension
     assert bits_per_dim(D * math.log(256), D) == pytest.approx(16.0, abs=1e-12)
-    # the per-batch bpd of the flows' loss is the same conversion
-    assert float(loss_bits_per_dim(torch.tensor(0.0, dtype=torch.float64), D)) == pytest.approx(8.0)
+    # on tensors (the models' loss parts) the same hand values
+    got = bits_per_dim(torch.tensor([0.0, -D * math.log(2)], dtype=torch.float64), D)
+    assert got.tolist() == pytest.approx([8.0, 7.0], abs=1e-12)
 
 
 def test_bits_per_dim_of_a_worked_example():
@@ -41,19 +42,35 @@ def test_bits_per_dim_of_a_worked_example():
     assert bits_per_dim(-2000.0, 784) == pytest.approx(4.319656, abs=1e-6)
 
 
-class Uniform(torch.nn.Module):
+def test_bits_per_dim_is_the_code_length_of_the_8_bit_bins():
+    """From first principles, in float64 numpy: a density p on [0, 1]^D that is constant
+    on each 8-bit bin (side 1/256) gives bin b the probability P(b) = p * 256^-D, so the
+    code length is -log2 P(b) bits over D dimensions. Pixels uniform on [0, 1/4] (density
+    4 per pixel): each of the 64 lower bins has P = 1/64 per pixel, 6 bits each."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for D in (1, 5, 784):
+        log_density = D * math.log(4.0)  # nats of p(x) = 4^D on [0, 1/4]^D
+        probs = np.full(D, 4.0 / 256)  # each pixel's 8-bit bin probability
+        bits = -np.log2(probs).sum() / D
+        assert bits == pytest.approx(6.0)
+        assert bits_per_dim(-log_density, D) == pytest.approx(bits, abs=1e-12)
+        # an arbitrary density value, through the bin probability in float64
+        lp = float(rng.normal(0, 50))
+        expected = -(lp / np.log(2) - D * np.log2(256.0)) / D  # -log2(p 256^-D) / D
+        assert bits_per_dim(-lp, D) == pytest.approx(expected, rel=1e-12)
+
+
+class Uniform(GenerativeModel):
     """log p(x) = 0 on [0, 1]^D: a model of dequantised pixels with a known answer."""
 
-    has_latent, has_likelihood, preprocess, proposal = False, True, "dequantize", "exact (uniform)"
+    caps = Capabilities(likelihood="exact")
+    log_prob_method, proposal = "exact (uniform)", "exact (uniform)"
 
     def __init__(self):
-        super().__init__()
-        self.cfg = type("Cfg", (), {"image_shape": (1, 28, 28)})()
+        super().__init__(type("Cfg", (), {"image_shape": (1, 28, 28), "preprocess": "dequantize"})())
         self.w = torch.nn.Parameter(torch.zeros(()))
-
-    @property
-    def device(self):
-        return self.w.device
 
     def log_prob(self, x, k=1, **_):
         assert ((x > 0) & (x < 1)).all()  # dequantised

@@ -69,3 +69,64 @@ def test_every_tensor_follows_the_models_device(name, no_distribution_checks):
         assert model.decode(model.encode(x)).device.type == "meta"
     if model.has_likelihood:
         assert model.log_prob(x, k=3).device.type == "meta"
+
+
+LATENT = [n for n, (cls, _) in MODELS.items() if cls.caps.latent_stats]
+
+
+@pytest.mark.parametrize("name", LATENT)
+def test_eval_kl_per_dim_is_one_value_per_unit_summing_to_kl(name):
+    """What eval writes for every latent model of the registry: the per-unit KL where the
+    model declares it (one value per latent unit, summing to the split's "kl"), nothing
+    where its KL does not split over units."""
+    from genlab.data import ImageData
+    from genlab.metrics import evaluate, latent_stats
+
+    torch.manual_seed(0)
+    model = build_model(name, {"latent_dim": 5, "hidden": [32]})
+    with torch.no_grad():  # a posterior far from the prior, so the KL is not ~0
+        for p in model.encoder.parameters():
+            p.mul_(4.0)
+    g = torch.Generator().manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (40, 1, 28, 28), generator=g, dtype=torch.uint8),
+                     torch.zeros(40, dtype=torch.long), "mnist", "test")
+    stats = latent_stats(model, data)
+    assert stats["latent_dim"] == len(stats["code_variance"]) == 5
+    if not model.caps.kl_per_dim:
+        assert "kl_per_dim" not in stats
+        with pytest.raises(TypeError, match="no per-dimension KL"):
+            model.kl_per_dim(tiny_batch(model))
+        return
+    kl = evaluate(model, data)["kl"]
+    assert len(stats["kl_per_dim"]) == 5 and min(stats["kl_per_dim"]) >= 0
+    assert kl > 0.5 and sum(stats["kl_per_dim"]) == pytest.approx(kl, abs=5 * 5e-6, rel=1e-5)
+
+
+def test_binary_vae_kl_per_dim_is_the_bernoulli_kl_of_each_unit():
+    """Each unit's KL(Bernoulli(q_j) || Bernoulli(1/2)) = q log 2q + (1-q) log 2(1-q), from
+    the encoder's probabilities in float64 (not a Gaussian reading of the logits)."""
+    torch.manual_seed(0)
+    model = build_model("binary-vae", {"latent_dim": 6, "hidden": [16]}).double()
+    x = tiny_batch(model, 4).double()
+    q = torch.sigmoid(model.encoder(x)).detach()  # (4, 6)
+    expected = q * torch.log(2 * q) + (1 - q) * torch.log(2 * (1 - q))
+    got = model.kl_per_dim(x)
+    assert got.shape == (4, 6)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(-1), model.kl(None, None, model.posterior(x)))
+
+
+def test_capabilities_are_declared_by_each_model_class():
+    from genlab.models.base import Capabilities, GenerativeModel
+    from genlab.models.vae import VAE
+
+    for name, (cls, _) in MODELS.items():
+        assert "caps" in vars(cls), name  # its own declaration, not a parent's
+        assert cls.has_latent == cls.caps.encode
+        assert cls.has_likelihood == (cls.caps.likelihood is not None)
+    with pytest.raises(TypeError, match="must declare its own caps"):
+        type("Forgot", (VAE,), {"kind": "forgot"})
+    with pytest.raises(TypeError, match="declare caps"):
+        type("Old", (GenerativeModel,), {"has_latent": True})
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        Capabilities(likelihood="approximate")

@@ -10,22 +10,25 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from contract import (check_checkpoint_round_trip, check_loss_finite, check_sample,
+from contract import (check_checkpoint_round_trip, check_loss_finite, check_sample, check_short_run,
                       check_short_run_lowers_loss, check_step_changes_weights, tiny_batch)
-from genlab.models.vae import VAE, VAEConfig
+from genlab.models.vae import VAE, Posterior, VAEConfig
 
 
 def test_kl_matches_torch_distributions():
     model = VAE(VAEConfig(latent_dim=5, hidden=(16,)))
     mu, logvar = torch.randn(7, 5) * 2, torch.randn(7, 5) * 2
     expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
-    torch.testing.assert_close(model.kl(None, None, (mu, logvar)), expected)
+    torch.testing.assert_close(model.kl(None, None, Posterior(mu=mu, logvar=logvar)), expected)
+    torch.testing.assert_close(model.kl_terms(Posterior(mu=mu, logvar=logvar)),
+                               kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)))
 
 
 def test_log_q_and_log_prior_match_torch_distributions():
     model = VAE(VAEConfig(latent_dim=4, hidden=(16,)))
     x = tiny_batch(model)
-    z, log_q, (mu, logvar) = model.posterior_sample(x, 3)
+    z, log_q, post = model.posterior_sample(x, 3)
+    mu, logvar = post.mu, post.logvar
     torch.testing.assert_close(log_q, Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1))
     torch.testing.assert_close(model.log_prior(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
 
@@ -143,6 +146,42 @@ def test_gaussian_decoder_on_dequantised_data():
 def test_short_mnist_run_lowers_val_loss(mnist_small, cfg):
     train, val = mnist_small
     check_short_run_lowers_loss("vae", cfg, train, val, epochs=2)
+
+
+class DetachedEncoderVAE(VAE):
+    """A broken VAE: the posterior's parameters are cut off from the gradient, so only the
+    decoder learns (its loss still falls)."""
+
+    def posterior(self, x: torch.Tensor) -> Posterior:
+        post = super().posterior(x)
+        return Posterior(mu=post.mu.detach(), logvar=post.logvar.detach())
+
+
+def test_short_run_check_catches_an_encoder_without_gradient(mnist_small):
+    train, val = mnist_small
+    torch.manual_seed(0)
+    model = DetachedEncoderVAE(VAEConfig(hidden=(128,), latent_dim=8))
+    with pytest.raises(AssertionError, match=r"untouched by training: encoder\.1\.0\.weight"):
+        check_short_run(model, train, val, epochs=1)
+    # the same VAE, not broken, passes the same check
+    torch.manual_seed(0)
+    check_short_run(VAE(VAEConfig(hidden=(128,), latent_dim=8)), train, val, epochs=1)
+
+
+def test_step_check_ignores_buffers():
+    """A step whose only effect is on a buffer is not a step that changed weights."""
+    model = VAE(VAEConfig(hidden=(16,), latent_dim=2))
+    model.register_buffer("counter", torch.zeros(()))
+    model.requires_grad_(False)  # nothing can learn
+
+    def train_step(x, optimizers, **_):
+        model.counter += 1  # a buffer moves
+        return {"loss": model.loss(x)["loss"].detach()}
+
+    model.train_step = train_step
+    model.configure_optimizers = lambda lr: []
+    with pytest.raises(AssertionError, match="changed no parameters"):
+        check_step_changes_weights(model)
 
 
 def test_checkpoint_round_trip(mnist_small, tmp_path):

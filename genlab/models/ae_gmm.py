@@ -1,4 +1,4 @@
-"""Deterministic autoencoder with a Gaussian mixture fitted on its codes (report 003).
+"""Deterministic autoencoder with a Gaussian mixture fitted on its codes.
 
 Reference:
 > P. Ghosh, M. S. M. Sajjadi, A. Vergari, M. Black, B. Schölkopf. From Variational to
@@ -17,23 +17,20 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal, Normal
+from torch.distributions import Categorical, MultivariateNormal, Normal
 
 from ..config import opt
 from ..data import ImageData, batches, prepare, preprocess
-from ..nn import ConvDecoder, ConvEncoder, bernoulli_log_prob, mlp
-from .base import LatentVariableModel, image_shape_field
+from ..nn import bernoulli_log_prob, image_decoder, image_encoder
+from .base import AutoencoderConfig, Capabilities, LatentVariableModel, latent_dim_field
+from .mixture import GaussianMixtureBuffers
 
 DEFENSIVE = 0.5  # share of log_prob's proposal that is the local Gaussian (rest: the GMM)
 
 
 @dataclass
-class AEGMMConfig:
-    image_shape: tuple[int, ...] = image_shape_field()
-    latent_dim: int = opt(2, "size of the latent z", lo=1, hi=1024)
-    arch: str = opt("mlp", "encoder/decoder: MLP or a small convolutional net", choices=("mlp", "conv"))
-    hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths, comma-separated (arch=mlp)", lo=1, hi=8192)
+class AEGMMConfig(AutoencoderConfig):
+    latent_dim: int = latent_dim_field(2)
     n_components: int = opt(30, "Gaussian mixture components fitted on the training codes", lo=1, hi=1000)
     proposal_scale: float = opt(0.3, "log_prob proposal: std of the Gaussian around the code, "
                                 "relative to the mixture's mean component std", lo=0.0, lo_open=True, hi=10.0)
@@ -41,62 +38,9 @@ class AEGMMConfig:
                           choices=("dynamic", "static"))
 
 
-class GaussianMixtureBuffers(nn.Module):
-    """A full-covariance Gaussian mixture held in buffers: weights (K,), means (K, d),
-    scale_tril (K, d, d) with Sigma_k = L_k L_k^T. Loading a state dict with another K
-    resizes the buffers first, so a refit mixture survives a checkpoint round trip."""
-
-    NAMES = ("weights", "means", "scale_tril")
-
-    def __init__(self, dim: int, n_components: int):
-        super().__init__()
-        self.register_buffer("weights", torch.full((n_components,), 1.0 / n_components))
-        self.register_buffer("means", torch.zeros(n_components, dim))
-        self.register_buffer("scale_tril", torch.eye(dim).repeat(n_components, 1, 1))
-
-    @property
-    def n_components(self) -> int:
-        return self.weights.shape[0]
-
-    def components(self) -> MultivariateNormal:
-        return MultivariateNormal(self.means, scale_tril=self.scale_tril)  # batch (K,), event (d,)
-
-    def distribution(self) -> MixtureSameFamily:
-        return MixtureSameFamily(Categorical(probs=self.weights), self.components())
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return self.distribution().log_prob(z)  # (...,)
-
-    def mean_std(self) -> torch.Tensor:
-        """sqrt of the weighted mean per-dimension variance of the components (scalar)."""
-        var = (self.scale_tril ** 2).sum((-2, -1)) / self.means.shape[-1]  # (K,) = tr(Sigma_k)/d
-        return (self.weights * var).sum().sqrt()
-
-    def fit(self, codes: torch.Tensor, n_components: int, *, seed: int = 0) -> None:
-        """Fit sklearn's GaussianMixture (full covariances) on codes (N, d); keep tensors."""
-        from sklearn.mixture import GaussianMixture
-
-        gm = GaussianMixture(n_components, covariance_type="full", random_state=seed)
-        gm.fit(codes.detach().double().cpu().numpy())
-        like = dict(device=self.means.device, dtype=self.means.dtype)
-        cov = torch.as_tensor(gm.covariances_, dtype=torch.float64)  # (K, d, d)
-        self.weights = torch.as_tensor(gm.weights_, **like)
-        self.means = torch.as_tensor(gm.means_, **like)
-        self.scale_tril = torch.linalg.cholesky(cov).to(**like)
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs):
-        for name in self.NAMES:  # take the stored number of components
-            stored = state_dict.get(prefix + name)
-            if isinstance(stored, torch.Tensor):
-                current = getattr(self, name)
-                setattr(self, name, torch.empty(stored.shape, dtype=current.dtype, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
-
-
 class AEGMM(LatentVariableModel):
-    """Autoencoder + Gaussian mixture on the codes (report 003; Ghosh et al. 2020).
+    """Autoencoder + Gaussian mixture on the codes (ex-post density estimation, Ghosh et
+    al. 2020).
 
     ``log_prob(x, k)`` estimates log p(x) of the generative model p(z) = GMM,
     p(x|z) = Bernoulli(sigmoid(decoder(z))) by importance sampling with the defensive
@@ -109,6 +53,8 @@ class AEGMM(LatentVariableModel):
     """
 
     kind = "ae-gmm"
+    caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance",
+                        mixture=True)
     log_prob_method = "importance sampling with a defensive mixture proposal (Hesterberg 1995)"
 
     def __init__(self, cfg: AEGMMConfig):
@@ -116,13 +62,8 @@ class AEGMM(LatentVariableModel):
         c, h, w = cfg.image_shape
         self.D = c * h * w
         d = cfg.latent_dim
-        if cfg.arch == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([self.D, *cfg.hidden, d]))
-            self.decoder = nn.Sequential(mlp([d, *reversed(cfg.hidden), self.D]),
-                                         nn.Unflatten(1, (c, h, w)))
-        else:
-            self.encoder = ConvEncoder(cfg.image_shape, d)
-            self.decoder = ConvDecoder(d, cfg.image_shape, c)
+        self.encoder = image_encoder(cfg.arch, cfg.image_shape, cfg.hidden, d)
+        self.decoder = image_decoder(cfg.arch, d, cfg.image_shape, cfg.hidden, c)
         self.gmm = GaussianMixtureBuffers(d, cfg.n_components)
 
     # -- autoencoder ------------------------------------------------------------------
@@ -179,9 +120,13 @@ class AEGMM(LatentVariableModel):
         z = self.gmm.means[y] + (self.gmm.scale_tril[y] @ eps).squeeze(-1)  # (n, d)
         return z, y
 
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """z (n, d) from the mixture."""
+        return self.sample_latent(n)[0]
+
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.sample_latent(n)[0])  # (n, C, H, W)
+        return self.decode(self.sample_prior(n))  # (n, C, H, W)
 
     @torch.no_grad()
     def sample_component(self, k: int, n: int) -> torch.Tensor:

@@ -1,14 +1,20 @@
-"""The one model contract every genlab model follows (see DESIGN.md).
+"""The one model contract every genlab model follows.
 
 A model is an ``nn.Module`` built from a dataclass config. ``loss(x)`` returns a dict
 with "loss" and named parts (per-image means, nats); ``sample(n)`` returns images in
-[0, 1]. Latent models add ``encode``/``decode``; likelihood models add
-``log_prob(x, k)``. Models with several optimisers (GANs) override
-``configure_optimizers`` and ``train_step``, so :func:`genlab.train.fit` stays the one loop.
+[0, 1]. Models with several optimisers (GANs) override ``configure_optimizers`` and
+``train_step``, so :func:`genlab.train.fit` stays the one loop.
+
+What a model can do beyond that is declared once per model class, in its ``caps``
+(a :class:`Capabilities`): evaluation, exploration, the comparison code and the app read
+that declaration and never probe a model for methods. Each registry class states its own
+``caps`` in its class body (a subclass that changes a hook cannot silently inherit a
+promise its parent made); :meth:`GenerativeModel.__init_subclass__` enforces it.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -16,6 +22,62 @@ from torch import nn
 
 from ..config import opt
 from ..data import PREPROCESS, ImageData
+from ..nn import ARCHS
+
+LIKELIHOODS = ("exact", "importance")
+PRIORS = ("normal", "bernoulli", "logistic", "learned")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model class offers besides ``loss`` and ``sample``.
+
+    encode: ``encode(x)`` gives codes (B, d) of images (and ``decode`` maps them back).
+    decode: ``decode(z)`` gives images in [0, 1] from latents (B, d) (a GAN's generator).
+    prior: what ``sample_prior(n)`` draws latents (n, d) from: "normal" (N(0, I)),
+        "bernoulli" (Bernoulli(1/2) units, latents in {0, 1}), "logistic" (standard
+        logistic), "learned" (a flow or a fitted mixture); None: no latent prior.
+    likelihood: how ``log_prob(x, k)`` gets log p(x) in nats per image: "exact" (change
+        of variables; k is ignored) or "importance" (an importance-weighted estimate from
+        k samples, low in expectation); None: no ``log_prob``.
+    bijective: ``encode`` and ``decode`` invert each other (flows): the code is x
+        transformed, so latent statistics (active units) say nothing about it.
+    kl_per_dim: ``kl_per_dim(x)`` gives the KL of each latent unit (B, d), one value per
+        unit, summing to the "kl" of the loss (factorised posterior and prior, KL in
+        closed form). Opt-in: a model whose KL does not split over units leaves it False.
+    mixture: the model carries a Gaussian mixture on its codes (``gmm``, and
+        ``sample_component``), which the Clusters page draws.
+    """
+    encode: bool = False
+    decode: bool = False
+    prior: str | None = None
+    likelihood: str | None = None
+    bijective: bool = False
+    kl_per_dim: bool = False
+    mixture: bool = False
+
+    def __post_init__(self):
+        if self.likelihood not in (None, *LIKELIHOODS):
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)} or None "
+                             f"(got {self.likelihood!r})")
+        if self.prior not in (None, *PRIORS):
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)} or None (got {self.prior!r})")
+        if self.encode and not self.decode:
+            raise ValueError("a model that encodes must also decode")
+        if (self.kl_per_dim or self.bijective or self.mixture) and not self.encode:
+            raise ValueError("kl_per_dim, bijective and mixture need encode")
+        if self.bijective and self.likelihood != "exact":
+            raise ValueError("a bijective model has an exact likelihood")
+
+    @property
+    def reconstructs(self) -> bool:
+        """decode(encode(x)) is a reconstruction of x."""
+        return self.encode
+
+    @property
+    def latent_stats(self) -> bool:
+        """The codes are a latent variable's (active units, code variance make sense)."""
+        return self.encode and not self.bijective
 
 
 def image_shape_field():
@@ -27,16 +89,52 @@ def preprocess_field(default: str):
                "uniform dequantisation to [0, 1]", choices=PREPROCESS)
 
 
-class GenerativeModel(nn.Module):
-    """Base class: holds the config, a default single-optimiser step, and the flags
-    the CLI, evaluation and the app use to decide what a model can do."""
+def latent_dim_field(default: int):
+    return opt(default, "size of the latent z", lo=1, hi=1024)
 
-    kind: ClassVar[str] = ""           # registry name, e.g. "vae"
-    has_latent: ClassVar[bool] = False  # encode/decode available
-    has_likelihood: ClassVar[bool] = False  # log_prob available
-    # how log_prob gets log p(x): "exact (change of variables)" for flows, else the
-    # proposal of its importance-weighted estimate (written to eval.json)
+
+@dataclass
+class AutoencoderConfig:
+    """The fields every encoder/decoder model shares (vae and its variants, binary-vae,
+    ae-gmm); each model's config extends it and sets its own ``latent_dim`` default."""
+    image_shape: tuple[int, ...] = image_shape_field()
+    latent_dim: int = latent_dim_field(20)
+    arch: str = opt("mlp", "encoder/decoder: MLP or a small convolutional net", choices=ARCHS)
+    hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths, comma-separated (arch=mlp)",
+                                  lo=1, hi=8192)
+
+
+@dataclass
+class VariationalConfig(AutoencoderConfig):
+    """An autoencoder trained on the ELBO: adds the KL weight."""
+    beta: float = opt(1.0, "weight on the KL term (1 = the ELBO)", lo=0.0, hi=100.0)
+
+
+class GenerativeModel(nn.Module):
+    """Base class: holds the config, a default single-optimiser step, and ``caps``.
+
+    ``has_latent`` (= caps.encode) and ``has_likelihood`` (= caps.likelihood is not None)
+    are derived from ``caps`` for every subclass; they are not declared by hand."""
+
+    kind: ClassVar[str] = ""  # registry name, e.g. "vae"
+    caps: ClassVar[Capabilities] = Capabilities()
+    has_latent: ClassVar[bool] = False
+    has_likelihood: ClassVar[bool] = False
+    # how log_prob gets log p(x) and with what proposal (written to eval.json); a model
+    # whose proposal depends on its config or state makes ``proposal`` a property
+    log_prob_method: ClassVar[str | None] = None
     proposal: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "has_latent" in own or "has_likelihood" in own:
+            raise TypeError(f"{cls.__name__}: declare caps = Capabilities(...), "
+                            "not has_latent/has_likelihood")
+        if own.get("kind") and "caps" not in own:
+            raise TypeError(f"{cls.__name__} (kind {own['kind']!r}) must declare its own caps")
+        cls.has_latent = cls.caps.encode
+        cls.has_likelihood = cls.caps.likelihood is not None
 
     def __init__(self, cfg):
         super().__init__()
@@ -53,6 +151,11 @@ class GenerativeModel(nn.Module):
     def preprocess(self) -> str:
         """How the data pipeline turns uint8 pixels into this model's inputs."""
         return self.cfg.preprocess
+
+    @property
+    def prior_family(self) -> str | None:
+        """``caps.prior``, or what this instance's config chose (NICE: logistic/normal)."""
+        return self.caps.prior
 
     @property
     def device(self) -> torch.device:
@@ -94,8 +197,6 @@ class LatentVariableModel(GenerativeModel):
     ``log_weights(x, k)`` and say what r is in ``proposal``; the one ``log_prob`` here
     draws the samples in passes of about ``SAMPLES_PER_PASS`` (k x images) decoder rows."""
 
-    has_latent = True
-    has_likelihood = True
     # decoder rows per pass: enough for efficient matrix products, few enough that a pass's
     # temporaries (1024 x 784 float32 logits = 3.2 MB) are reused by the C allocator: from
     # 2048 rows on, glibc hands them out as fresh pages, and the page faults cost a third
@@ -105,6 +206,11 @@ class LatentVariableModel(GenerativeModel):
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x, z) - log r(z|x) for k draws z ~ r(z|x): (k, B)."""
         raise NotImplementedError
+
+    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """KL of each latent unit (B, d), for models that declare ``caps.kl_per_dim``."""
+        raise TypeError(f"{type(self).__name__} declares no per-dimension KL "
+                        "(caps.kl_per_dim is False)")
 
     @torch.inference_mode()
     def log_prob(self, x: torch.Tensor, k: int = 1, chunk: int | None = None) -> torch.Tensor:

@@ -17,8 +17,9 @@ unbiased for any c(x) that does not depend on z. ``baseline`` picks c: "none" (c
 (the moving average plus an MLP b(x) regressing the centred signal, as in NVIL).
 The decoder gets the ordinary gradient and the KL its exact one. All of this is one
 surrogate loss whose value is the negative ELBO, so the shared ``fit()`` is unchanged.
-The hooks ``posterior_sample``/``log_prior``/``kl`` are the VAE's, so the importance-
-weighted ``log_prob(x, k)`` with q(z|x) as proposal is inherited.
+The hooks ``posterior``/``posterior_sample``/``log_prior``/``kl_terms`` are overridden,
+so the VAE's ``kl`` (the sum of the unit terms), its per-unit ``kl_per_dim`` and its
+importance-weighted ``log_prob(x, k)`` with q(z|x) as proposal all hold for Bernoulli units.
 """
 from __future__ import annotations
 
@@ -30,21 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import opt
-from ..nn import ConvEncoder, bernoulli_log_prob, mlp
-from .base import image_shape_field, preprocess_field
-from .vae import VAE
+from ..nn import bernoulli_log_prob, mlp
+from .base import Capabilities, VariationalConfig, latent_dim_field, preprocess_field
+from .vae import VAE, Posterior
 
 BASELINES = ("none", "mean", "learned")
 BASELINE_HIDDEN = 100  # width of the learned baseline's one hidden layer (NVIL used 100)
 
 
 @dataclass
-class BinaryVAEConfig:
-    image_shape: tuple[int, ...] = image_shape_field()
-    latent_dim: int = opt(64, "size of the latent z", lo=1, hi=1024)
-    arch: str = opt("mlp", "encoder/decoder: MLP or a small convolutional net", choices=("mlp", "conv"))
-    hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths, comma-separated (arch=mlp)", lo=1, hi=8192)
-    beta: float = opt(1.0, "weight on the KL term (1 = the ELBO)", lo=0.0, hi=100.0)
+class BinaryVAEConfig(VariationalConfig):
+    latent_dim: int = latent_dim_field(64)
     baseline: str = opt("mean", "score-function baseline c(x): none, a moving average of the "
                         "learning signal, or the moving average plus a learned MLP (NVIL)",
                         choices=BASELINES)
@@ -60,42 +57,44 @@ def bernoulli_kl_half(logits: torch.Tensor) -> torch.Tensor:
 
 
 class BinaryVAE(VAE):
-    """VAE with factorised Bernoulli latents and Bernoulli(1/2) prior (report 003), encoder
-    trained by REINFORCE with a moving-average or NVIL baseline (Mnih & Gregor 2014)."""
+    """VAE with factorised Bernoulli latents and a uniform Bernoulli(1/2) prior, encoder
+    trained by REINFORCE with a moving-average or NVIL baseline (Mnih & Gregor 2014).
+    Its KL is a sum over latent units, so it reports the KL of each unit."""
 
     kind = "binary-vae"
+    caps = Capabilities(encode=True, decode=True, prior="bernoulli", likelihood="importance",
+                        kl_per_dim=True)
     proposal = "q(z|x), the factorised Bernoulli encoder"
+    PARAMS_PER_UNIT = 1  # the encoder gives one logit per latent unit
 
     def __init__(self, cfg: BinaryVAEConfig):
         super().__init__(cfg)
-        d = cfg.latent_dim
-        if cfg.arch == "mlp":  # the VAE's encoder emits (mu, logvar); here d logits
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([self.D, *cfg.hidden, d]))
-        else:
-            self.encoder = ConvEncoder(cfg.image_shape, d)
         self.baseline_net = (nn.Sequential(nn.Flatten(), mlp([self.D, BASELINE_HIDDEN, 1], act=nn.Tanh))
                              if cfg.baseline == "learned" else None)
         self.register_buffer("signal_ema", torch.zeros(()))  # moving average of log p(x|z)
         self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
 
     # -- hooks ------------------------------------------------------------------
-    def posterior_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, d)
+    def posterior(self, x: torch.Tensor) -> Posterior:
+        """The logits a(x) of q(z_j = 1|x) = sigmoid(a_j(x)), (B, d)."""
+        return Posterior(logits=self.encoder(x))
 
-    def posterior_sample(self, x: torch.Tensor, k: int = 1):
-        """z ~ q(z|x): z (k, B, d) in {0, 1} (no gradient), log q(z|x) (k, B), logits (B, d)."""
-        logits = self.posterior_logits(x)  # (B, d)
+    def posterior_sample(self, x: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor, Posterior]:
+        """z ~ q(z|x): z (k, B, d) in {0, 1} (no gradient), log q(z|x) (k, B), the Posterior."""
+        post = self.posterior(x)
+        logits = post.logits  # (B, d)
         probs = torch.sigmoid(logits).detach().expand(k, *logits.shape)
         z = torch.bernoulli(probs)  # (k, B, d)
         log_q = bernoulli_log_prob(logits.expand_as(z), z).sum(-1)  # (k, B)
-        return z, log_q, logits
+        return z, log_q, post
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return torch.full(z.shape[:-1], -z.shape[-1] * math.log(2.0), device=z.device, dtype=z.dtype)
 
-    def kl(self, z: torch.Tensor, log_q: torch.Tensor, extras) -> torch.Tensor:
-        """KL(q(z|x) || Bernoulli(1/2)^d) per image (B,), closed form in the logits."""
-        return bernoulli_kl_half(extras).sum(-1)
+    def kl_terms(self, post: Posterior) -> torch.Tensor:
+        """KL(q(z_j|x) || Bernoulli(1/2)) of each latent unit (B, d), closed form in the logits;
+        the inherited ``kl`` sums them."""
+        return bernoulli_kl_half(post.logits)
 
     # -- baseline -----------------------------------------------------------------
     def baseline(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,9 +118,10 @@ class BinaryVAE(VAE):
         """Surrogate loss: its value is recon + beta * KL (the negative ELBO at beta = 1);
         its gradient is the decoder's ordinary gradient, the score-function gradient for
         the encoder, the KL's exact gradient and, if learned, the baseline's regression."""
-        z, log_q, logits = self.posterior_sample(x, 1)
+        z, log_q, post = self.posterior_sample(x, 1)
+        logits = post.logits  # (B, d)
         log_px_z = self.log_likelihood(x, z)[0]  # (B,)
-        kl = self.kl(z, log_q, logits)  # (B,)
+        kl = self.kl(z, log_q, post)  # (B,)
         c = self.baseline(x)  # (B,)
         signal = log_px_z.detach()
         score = (signal - c.detach()) * log_q[0]  # (B,), grad = REINFORCE term
@@ -151,7 +151,7 @@ class BinaryVAE(VAE):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior means q(z_j = 1 | x) (B, d)."""
-        return torch.sigmoid(self.posterior_logits(x))
+        return torch.sigmoid(self.posterior(x).logits)
 
     def sample_prior(self, n: int) -> torch.Tensor:
         return torch.bernoulli(torch.full((n, self.cfg.latent_dim), 0.5, device=self.device))

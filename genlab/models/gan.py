@@ -1,4 +1,4 @@
-"""Generative adversarial networks: the MLP GAN of report 001 and a DCGAN.
+"""Generative adversarial networks: an MLP GAN and a DCGAN.
 
 Reference:
 > I. Goodfellow et al. Generative Adversarial Nets. NeurIPS 2014.
@@ -8,8 +8,9 @@ Reference:
 Both models share :class:`_GAN`: two optimisers (discriminator first, generator
 second), the discriminator's binary cross-entropy on logits and the non-saturating
 generator loss -E[log D(G(z))]. Images are [0, 1] in and out; the networks work in
-[-1, 1] (tanh generator output). There is no encoder (``has_latent = False``), but
-``sample_prior`` and ``decode`` expose the generator so latents can be interpolated.
+[-1, 1] (tanh generator output). There is no encoder and no likelihood (their ``caps``
+say so), but ``sample_prior`` and ``decode`` expose the generator so latents can be
+interpolated.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import opt
-from .base import GenerativeModel, image_shape_field, preprocess_field
+from .base import Capabilities, GenerativeModel, image_shape_field, preprocess_field
+
+# a generator from N(0, I) latents: decode and a prior, no encoder, no log p(x)
+GENERATOR_CAPS = Capabilities(decode=True, prior="normal")
 
 
 def _latent_field():
@@ -58,8 +62,6 @@ class _GAN(GenerativeModel):
     """Shared adversarial training; subclasses build ``generator`` (z (B, d) -> (B, C, H, W)
     in [-1, 1]) and ``discriminator`` ((B, C, H, W) in [-1, 1] -> logits (B,))."""
 
-    has_latent = False
-    has_likelihood = False
     generator: nn.Module
     discriminator: nn.Module
 
@@ -144,7 +146,7 @@ class _GAN(GenerativeModel):
         return self.decode(self.sample_prior(n))
 
 
-# -- the MLP GAN of report 001 ---------------------------------------------------------
+# -- the MLP GAN ----------------------------------------------------------------------
 def _mlp_generator(d: int, widths: tuple[int, ...], out_dim: int) -> nn.Sequential:
     """z -> widths[0] (LeakyReLU) -> widths[1:] (Linear, BatchNorm, LeakyReLU) -> tanh."""
     layers: list[nn.Module] = []
@@ -166,11 +168,13 @@ def _mlp_discriminator(in_dim: int, widths: tuple[int, ...], dropout: float) -> 
 
 
 class GAN(_GAN):
-    """MLP GAN (Goodfellow et al. 2014) as in report 001: generator
-    latent -> 128 -> 256 -> 512 -> 1024 -> C*H*W with LeakyReLU(0.2), batch norm and a tanh
-    output; discriminator C*H*W -> 512 -> 256 -> 1 logit with LeakyReLU(0.2) and dropout."""
+    """MLP GAN (Goodfellow et al. 2014) in the fully connected form commonly used on MNIST:
+    generator latent -> 128 -> 256 -> 512 -> 1024 -> C*H*W with LeakyReLU(0.2), batch norm
+    and a tanh output; discriminator C*H*W -> 512 -> 256 -> 1 logit with LeakyReLU(0.2)
+    and dropout."""
 
     kind = "gan"
+    caps = GENERATOR_CAPS
 
     def __init__(self, cfg: GANConfig):
         super().__init__(cfg)
@@ -246,6 +250,7 @@ class DCGAN(_GAN):
     inside the discriminator and the generator's output is cropped back."""
 
     kind = "dcgan"
+    caps = GENERATOR_CAPS
 
     def __init__(self, cfg: DCGANConfig):
         super().__init__(cfg)

@@ -22,7 +22,7 @@ from ..flows import (ActNorm, AffineCoupling, Bijection, Compose, FactorOut, Inv
                      Squeeze, channel_mask, checkerboard_mask)
 from ..nn import ResBlock
 from .base import image_shape_field
-from .nice import FlowModel, dequantize_field
+from .flow import FlowModel, dequantize_field, flow_caps
 
 
 @dataclass
@@ -96,6 +96,7 @@ class RealNVP(FlowModel):
     ActNorm, and a counted logit preprocessing; Gaussian prior on the latent."""
 
     kind = "realnvp"
+    caps = flow_caps("normal")
     prior = "gaussian"
 
     def __init__(self, cfg: RealNVPConfig):

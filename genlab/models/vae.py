@@ -12,26 +12,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from torch import nn
 
 from ..config import opt
-from ..nn import ConvDecoder, ConvEncoder, bernoulli_log_prob, log_normal, log_std_normal, mlp
-from .base import LatentVariableModel, image_shape_field, preprocess_field
+from ..nn import bernoulli_log_prob, bits_per_dim, image_decoder, image_encoder, log_normal, log_std_normal
+from .base import Capabilities, LatentVariableModel, VariationalConfig, preprocess_field
 
 MIN_LOGVAR = -14.0  # decoder variance floor: sigma >= 9e-4, below one 8-bit grey level
 
 
 @dataclass
-class VAEConfig:
-    image_shape: tuple[int, ...] = image_shape_field()
-    latent_dim: int = opt(20, "size of the latent z", lo=1, hi=1024)
-    arch: str = opt("mlp", "encoder/decoder: MLP or a small convolutional net", choices=("mlp", "conv"))
-    hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths, comma-separated (arch=mlp)", lo=1, hi=8192)
-    beta: float = opt(1.0, "weight on the KL term (1 = the ELBO)", lo=0.0, hi=100.0)
+class VAEConfig(VariationalConfig):
     iwae_k: int = opt(1, "importance samples in the training bound (1 = ELBO, >1 = IWAE)", lo=1, hi=5000)
     preprocess: str = preprocess_field("dynamic")
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """What the posterior hooks pass on to ``kl`` and ``kl_terms``: the parameters of
+    q(z|x) that the family has, the others None. mu, logvar (B, d): a diagonal Gaussian;
+    logits (B, d): factorised Bernoulli units; z0 (k, B, d), log_det (k, B): the base
+    samples of a flow posterior and the flows' summed log-determinants."""
+    mu: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    z0: torch.Tensor | None = None
+    log_det: torch.Tensor | None = None
 
 
 class VAE(LatentVariableModel):
@@ -39,7 +47,12 @@ class VAE(LatentVariableModel):
     learned per-pixel variance on dequantised pixels."""
 
     kind = "vae"
+    caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
+                        kl_per_dim=True)
+    log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
     proposal = "q(z|x), the Gaussian encoder (diagonal covariance)"
+    # encoder outputs per latent unit: mean and log-variance (binary-vae: one logit)
+    PARAMS_PER_UNIT: ClassVar[int] = 2
 
     def __init__(self, cfg: VAEConfig):
         super().__init__(cfg)
@@ -48,40 +61,42 @@ class VAE(LatentVariableModel):
         self.bernoulli = cfg.preprocess != "dequantize"
         out_c = c if self.bernoulli else 2 * c  # Gaussian decoder: mean and log-variance
         d = cfg.latent_dim
-        if cfg.arch == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([self.D, *cfg.hidden, 2 * d]))
-            self.decoder = nn.Sequential(mlp([d, *reversed(cfg.hidden), out_c * h * w]),
-                                         nn.Unflatten(1, (out_c, h, w)))
-        else:
-            self.encoder = ConvEncoder(cfg.image_shape, 2 * d)
-            self.decoder = ConvDecoder(d, cfg.image_shape, out_c)
+        self.encoder = image_encoder(cfg.arch, cfg.image_shape, cfg.hidden, self.PARAMS_PER_UNIT * d)
+        self.decoder = image_decoder(cfg.arch, d, cfg.image_shape, cfg.hidden, out_c)
 
     # -- hooks ------------------------------------------------------------------
-    def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor) -> Posterior:
+        """The parameters of q(z|x): mean and log-variance (B, d) each."""
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, d) each
-        return mu, logvar
+        return Posterior(mu=mu, logvar=logvar)
 
-    def posterior_sample(self, x: torch.Tensor, k: int = 1):
-        """z ~ q(z|x) by reparameterisation: z (k, B, d), log q(z|x) (k, B), and extras."""
-        mu, logvar = self.posterior_params(x)
+    def posterior_sample(self, x: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor, Posterior]:
+        """z ~ q(z|x) by reparameterisation: z (k, B, d), log q(z|x) (k, B), the Posterior."""
+        post = self.posterior(x)
+        mu, logvar = post.mu, post.logvar
         eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, d)
         log_q = log_normal(z, mu, logvar).sum(-1)  # (k, B)
-        return z, log_q, (mu, logvar)
+        return z, log_q, post
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return log_std_normal(z).sum(-1)
 
-    def kl(self, z: torch.Tensor, log_q: torch.Tensor, extras) -> torch.Tensor:
-        """KL(q(z|x) || p(z)) per image (B,): closed form for diagonal Gaussians."""
-        mu, logvar = extras
-        return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(-1)
+    def kl_terms(self, post: Posterior) -> torch.Tensor:
+        """KL(q(z_j|x) || N(0, 1)) of each latent unit (B, d), closed form."""
+        return 0.5 * (post.logvar.exp() + post.mu ** 2 - 1.0 - post.logvar)
+
+    def kl(self, z: torch.Tensor, log_q: torch.Tensor, post: Posterior) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per image (B,): the sum of the closed-form unit terms.
+        Variants without a closed form override this (Monte Carlo) and declare
+        ``kl_per_dim=False`` in their caps."""
+        return self.kl_terms(post).sum(-1)
 
     def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
-        """KL(q(z_j|x) || N(0, 1)) of each latent dimension (B, d); subclasses whose prior
-        or posterior is not a diagonal Gaussian set this to None."""
-        mu, logvar = self.posterior_params(x)
-        return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar)
+        """The KL of each latent unit (B, d): the terms whose sum is the loss's "kl"."""
+        if not self.caps.kl_per_dim:
+            return super().kl_per_dim(x)  # raises: declared off
+        return self.kl_terms(self.posterior(x))
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """(..., d) -> decoder output (..., C', H, W): logits, or mean and log-variance."""
@@ -102,11 +117,11 @@ class VAE(LatentVariableModel):
     # -- objective --------------------------------------------------------------
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         k = self.cfg.iwae_k
-        z, log_q, extras = self.posterior_sample(x, k)
+        z, log_q, post = self.posterior_sample(x, k)
         log_px_z = self.log_likelihood(x, z)  # (k, B)
         if k == 1:
             recon = -log_px_z[0]  # (B,)
-            kl = self.kl(z, log_q, extras)
+            kl = self.kl(z, log_q, post)
             loss = recon + self.cfg.beta * kl
             return self._with_bpd({"loss": loss.mean(), "elbo": -(recon + kl).mean(),
                                    "recon": recon.mean(), "kl": kl.mean()}, "elbo")
@@ -121,10 +136,8 @@ class VAE(LatentVariableModel):
     def _with_bpd(self, out: dict[str, torch.Tensor], bound: str) -> dict[str, torch.Tensor]:
         """On dequantised pixels add "bpd": bits/dim on 8-bit data from -bound, an upper bound."""
         if not self.bernoulli:
-            out["bpd"] = (-out[bound] + self.D * math.log(256)) / (self.D * math.log(2))
+            out["bpd"] = bits_per_dim(-out[bound], self.D)
         return out
-
-    log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x, z) - log q(z|x) for k posterior samples: (k, B). The inherited
@@ -135,7 +148,7 @@ class VAE(LatentVariableModel):
     # -- latent interface -------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior_params(x)[0]
+        return self.posterior(x).mu
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""VAE whose Gaussian decoder lives in the space of a flow on the data (report 000).
+"""VAE whose Gaussian decoder lives in the space of a flow on the data.
 
 p(x|z) = N(f(x); mu(z), diag sigma(z)^2) |det df/dx|, with f a NICE or RealNVP flow
 on dequantised pixels in [0, 1]. The flow gives the decoder dependencies between pixels
@@ -19,7 +19,9 @@ import torch
 from ..config import opt
 from ..flows import Bijection, Compose, Logit
 from ..nn import log_normal
-from .nice import dequantize_field, nice_flow
+from .base import Capabilities
+from .flow import dequantize_field
+from .nice import nice_flow
 from .realnvp import RealNVPConfig, realnvp_flow
 from .vae import MIN_LOGVAR, VAE, VAEConfig
 
@@ -50,10 +52,13 @@ def decoder_flow(cfg: VAEFlowDecoderConfig) -> tuple[Bijection, tuple[int, ...]]
 
 
 class VAEFlowDecoder(VAE):
-    """VAE with a flow-transformed Gaussian decoder (report 000): overrides only the
-    likelihood hook (and decode/sample, which invert the flow)."""
+    """VAE with a flow-transformed Gaussian decoder: overrides only the likelihood hook
+    (and decode/sample, which invert the flow). Posterior and prior are the VAE's, so the
+    KL and its per-unit terms are too."""
 
     kind = "vae-flow-decoder"
+    caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
+                        kl_per_dim=True)
 
     def __init__(self, cfg: VAEFlowDecoderConfig):
         if cfg.preprocess != "dequantize":

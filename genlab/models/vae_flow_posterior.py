@@ -1,4 +1,4 @@
-"""VAE with a normalizing-flow posterior: planar maps or RealNVP couplings (report 004).
+"""VAE with a normalizing-flow posterior: planar maps or RealNVP couplings.
 
 Reference:
 > D. J. Rezende, S. Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
@@ -22,7 +22,8 @@ from torch import nn
 from ..config import opt
 from ..flows import Planar
 from ..nn import log_normal
-from .vae import VAE, VAEConfig
+from .base import Capabilities
+from .vae import VAE, Posterior, VAEConfig
 from .vae_flow_prior import flow_hidden_field, latent_realnvp, num_flows_field
 
 FLOWS = ("planar", "realnvp")
@@ -37,12 +38,14 @@ class VAEFlowPosteriorConfig(VAEConfig):
 
 
 class VAEFlowPosterior(VAE):
-    """VAE whose posterior is q_0 pushed through K amortised flows (report 004): overrides
-    the ``posterior_sample`` and ``kl`` (Monte Carlo, with the log-determinants) hooks of
-    :class:`VAE`. The inherited IWAE ``log_prob`` uses log q_K, so it stays correct."""
+    """VAE whose posterior is q_0 pushed through K amortised flows (Rezende & Mohamed 2015;
+    Dinh et al. 2017 couplings): overrides the ``posterior_sample`` and ``kl`` (Monte
+    Carlo, with the log-determinants) hooks of :class:`VAE`. The inherited IWAE
+    ``log_prob`` uses log q_K, so it stays correct. q_K does not factorise over latent
+    units, so neither does the KL: no kl_per_dim."""
 
     kind = "vae-flow-posterior"
-    kl_per_dim = None  # the KL does not split over latent dimensions (non-Gaussian q)
+    caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance")
 
     def __init__(self, cfg: VAEFlowPosteriorConfig):
         super().__init__(cfg)
@@ -85,8 +88,8 @@ class VAEFlowPosterior(VAE):
         return z, log_det
 
     # -- hooks --------------------------------------------------------------------------
-    def posterior_sample(self, x: torch.Tensor, k: int = 1):
-        """z_K (k, B, d), log q_K(z_K|x) (k, B), and extras {mu, logvar, z0, log_det}."""
+    def posterior_sample(self, x: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor, Posterior]:
+        """z_K (k, B, d), log q_K(z_K|x) (k, B), and the Posterior (mu, logvar, z0, log_det)."""
         h = self.features(x)  # (B, F)
         mu, logvar = self._encoder_layers[-1](h).chunk(2, dim=-1)  # (B, d) each
         eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
@@ -96,10 +99,10 @@ class VAEFlowPosterior(VAE):
         h_k = h.expand(k, *h.shape).reshape(k * B, -1)  # (k*B, F)
         zk, log_det = self.transform(z0.reshape(k * B, d), h_k)  # (k*B, d), (k*B,)
         log_det = log_det.view(k, B)
-        extras = {"mu": mu, "logvar": logvar, "z0": z0, "log_det": log_det}
-        return zk.view(k, B, d), log_q0 - log_det, extras
+        post = Posterior(mu=mu, logvar=logvar, z0=z0, log_det=log_det)
+        return zk.view(k, B, d), log_q0 - log_det, post
 
-    def kl(self, z: torch.Tensor, log_q: torch.Tensor, extras) -> torch.Tensor:
+    def kl(self, z: torch.Tensor, log_q: torch.Tensor, post: Posterior) -> torch.Tensor:
         """Monte Carlo KL per image (B,): mean over samples of log q_K(z_K|x) - log p(z_K),
         where log q_K already subtracts the flows' log-determinants."""
         return (log_q - self.log_prior(z)).mean(0)

@@ -1,4 +1,4 @@
-"""VAE whose prior p(z) is a RealNVP on the latent space (report 002).
+"""VAE whose prior p(z) is a RealNVP on the latent space.
 
 Reference:
 > L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017.
@@ -18,7 +18,8 @@ import torch
 from ..config import opt
 from ..flows import Compose, Permutation, vector_coupling
 from ..nn import log_std_normal
-from .vae import VAE, VAEConfig
+from .base import Capabilities
+from .vae import VAE, Posterior, VAEConfig
 
 
 def flow_hidden_field():
@@ -50,12 +51,13 @@ class VAEFlowPriorConfig(VAEConfig):
 
 
 class VAEFlowPrior(VAE):
-    """VAE with a RealNVP prior on z (report 002; Dinh et al. 2017 couplings): overrides
-    the ``log_prior``, ``kl`` (Monte Carlo) and ``sample_prior`` hooks of :class:`VAE`;
-    the importance-weighted ``log_prob`` is inherited and uses the flow prior."""
+    """VAE with a learned prior on z made of RealNVP affine couplings (Dinh et al. 2017):
+    overrides the ``log_prior``, ``kl`` (Monte Carlo) and ``sample_prior`` hooks of
+    :class:`VAE`; the importance-weighted ``log_prob`` is inherited and uses the flow prior.
+    The prior does not factorise over latent units, so neither does the KL: no kl_per_dim."""
 
     kind = "vae-flow-prior"
-    kl_per_dim = None  # the KL does not split over latent dimensions (non-Gaussian prior)
+    caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance")
 
     def __init__(self, cfg: VAEFlowPriorConfig):
         super().__init__(cfg)
@@ -67,7 +69,7 @@ class VAEFlowPrior(VAE):
         eps, log_det = self.prior_flow(z.reshape(-1, z.shape[-1]))  # (N, d), (N,)
         return (log_std_normal(eps).sum(-1) + log_det).view(lead)
 
-    def kl(self, z: torch.Tensor, log_q: torch.Tensor, extras) -> torch.Tensor:
+    def kl(self, z: torch.Tensor, log_q: torch.Tensor, post: Posterior) -> torch.Tensor:
         """Monte Carlo KL per image (B,): mean over the k samples of log q(z|x) - log p(z)."""
         return (log_q - self.log_prior(z)).mean(0)
 
