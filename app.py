@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from genlab.data import data_root
-from genlab.plots import datasets_status, runs_roots
+from genlab.status import runs_roots
+from genlab.tables import datasets_status
 from genlab.train import device_name, pick_device
 from pages import PAGES
 

@@ -27,7 +27,6 @@ never share a column.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
@@ -42,7 +41,9 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import lineup  # noqa: E402
-from genlab import runs  # noqa: E402
+from genlab import runs, status  # noqa: E402
+from genlab.metrics import bits_per_dim  # noqa: E402
+from genlab.tables import FID_NOTE, GROUP_TITLES  # noqa: E402
 
 RESULTS = BENCH / "results"
 D_MNIST = 784  # pixels per image: MNIST and Fashion-MNIST are 1x28x28
@@ -64,9 +65,6 @@ PUBLISHED = (
     ("NS-GAN / VAE (conv, Inception FID)", "MNIST", "6.8 / 16.6",
      "Lucic et al. 2018 via Dai & Wipf 2019"),
 )
-FID_NOTE = ("FID here uses genlab's own feature networks (a small CNN classifier per dataset, "
-            "checkpoints/fid/), not Inception: it ranks genlab models against each other and "
-            "is not comparable with published (Inception) FID.")
 
 
 # -- one run directory -> one row ---------------------------------------------------
@@ -115,25 +113,25 @@ def train_time(records: list[dict]) -> tuple[float | None, float | None]:
 
 def run_row(run_dir: str | Path) -> dict:
     """Everything the table shows about one run, read from its directory."""
-    info = runs.summarize(run_dir)
-    ev, status, train = info["eval"] or {}, info["status"], info["train"]
-    minutes, img_s = train_time(info["metrics"])
-    epochs = status.get("epoch") or max((int(r.get("epoch", 0)) for r in info["metrics"]
-                                         if r.get("event") == "epoch"), default=None)
+    info = status.summarize(run_dir)
+    ev, st = info.eval or {}, info.status
+    minutes, img_s = train_time(info.metrics)
+    epochs = st.get("epoch") or max((int(r.get("epoch", 0)) for r in info.metrics
+                                     if r.get("event") == "epoch"), default=None)
     row = {
-        "run": str(run_dir), "name": entry_name(Path(run_dir), info["dataset"]),
-        "model": info["model"], "dataset": info["dataset"], "data": ev.get("data"),
-        "params": count_params(info["model"], info["config"]) if info["model"] else None,
+        "run": str(run_dir), "name": entry_name(Path(run_dir), info.dataset),
+        "model": info.model, "dataset": info.dataset, "data": ev.get("data"),
+        "params": count_params(info.model, info.config) if info.model else None,
         "epochs": epochs, "train_min": minutes, "img_s": img_s,
-        "budget_min": train.get("max_minutes") or None, "device": status.get("device"),
-        "state": status.get("state"), "message": status.get("message") or info["error"] or "",
+        "budget_min": info.train.get("max_minutes") or None, "device": st.get("device"),
+        "state": st.get("state"), "message": st.get("message") or info.error or "",
         "evaluated": bool(ev),
     }
     for key in ("elbo", "nll_nats", "nll_sem", "k", "bpd", "fid", "fid_n", "n_images",
                 "split", "nll_method", "nll_seconds"):
         row[key] = ev.get(key)
     if row["bpd"] is None and row["data"] == "8-bit" and row["nll_nats"] is not None:
-        row["bpd"] = (row["nll_nats"] + D_MNIST * math.log(256)) / (D_MNIST * math.log(2))
+        row["bpd"] = bits_per_dim(row["nll_nats"], D_MNIST)
     return row
 
 
@@ -176,12 +174,11 @@ def _k(r: dict) -> str:
 
 
 SECTIONS = (  # (data kind, heading, columns (header, cell))
-    ("binarised", "Binarised pixels: nats per image (lower NLL is better)", (
+    ("binarised", f"{GROUP_TITLES['binarised']} (lower NLL is better)", (
         ("test ELBO (nats)", lambda r: _f(r["elbo"], ".2f")),
         ("NLL (nats)", _nll), ("k", _k),
         ("FID", lambda r: _f(r["fid"], ".1f")))),
-    ("8-bit", "8-bit pixels, dequantised: bits/dim, and nats of the density on [0,1]-scaled "
-              "pixels", (
+    ("8-bit", GROUP_TITLES["8-bit"], (
         ("test ELBO (nats, [0,1])", lambda r: _f(r["elbo"], ".1f")),
         ("NLL (nats, [0,1])", _nll), ("k", _k),
         ("bpd", lambda r: _f(r["bpd"], ".3f")),
@@ -387,9 +384,9 @@ def _git_rev() -> str:
 
 
 def _complete(run_dir: Path, k: int) -> bool:
-    status = runs.read_json(run_dir / runs.STATUS) or {}
+    st = runs.read_json(run_dir / runs.STATUS) or {}
     ev = runs.read_json(run_dir / runs.EVAL) or {}
-    return status.get("state") == "done" and ev.get("k") == k
+    return st.get("state") == "done" and ev.get("k") == k
 
 
 def _call(cmd: list[str], log: Path) -> tuple[int, str]:
@@ -428,8 +425,8 @@ def train_and_eval(entry: lineup.Entry, ds: str, ns: argparse.Namespace, root: P
     rc, last = _call(ev, log)
     if rc != 0:
         return f"eval failed: {last}"
-    status = runs.read_json(run_dir / runs.STATUS) or {}
-    return (f"{status.get('epoch')} epochs, train {(t1 - t0) / 60:.1f} min, "
+    st = runs.read_json(run_dir / runs.STATUS) or {}
+    return (f"{st.get('epoch')} epochs, train {(t1 - t0) / 60:.1f} min, "
             f"eval {(time.perf_counter() - t1) / 60:.1f} min")
 
 

@@ -12,34 +12,24 @@ from __future__ import annotations
 import io
 import math
 import os
-from pathlib import Path
 
 import torch
+from torchvision.utils import make_grid
 
-from . import runs
-from .data import DATASETS, DatasetError, ImageData, data_root, load_split
-from .explore import grid_image, model_inputs
+from .data import DATASETS, DatasetError, ImageData, binarize_static, data_root, load_split, preprocess
 from .metrics import log_prob_split
+from .status import ACTIVE, RunSummary
 
 K_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 """Importance-sample counts on the page's log-scale slider."""
 
 
-def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
-    """The checkpoint's modification time in ns: the cache key of anything computed
-    from the weights (None when there is no checkpoint)."""
-    try:
-        return (Path(run_dir) / runs.CHECKPOINT).stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def comparable(summaries: list[dict]) -> dict[str, list[dict]]:
+def comparable(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
     """Runs that have a model and a dataset (broken folders left out), by dataset."""
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[RunSummary]] = {}
     for s in summaries:
-        if s.get("model") and s.get("dataset") in DATASETS:
-            out.setdefault(s["dataset"], []).append(s)
+        if s.model and s.dataset in DATASETS:
+            out.setdefault(s.dataset, []).append(s)
     return out
 
 
@@ -60,12 +50,21 @@ def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> 
         raise DatasetError(missing_data_message(dataset, root)) from None
 
 
+def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """uint8 images (B, C, H, W) -> the model's inputs in [0, 1], with seeded noise, so
+    every model sees the same draw of the same images."""
+    if model.preprocess == "static":
+        x = binarize_static(x)
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    return preprocess(x, model.preprocess, generator=g)
+
+
 @torch.no_grad()
 def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """decode(encode(x)) of uint8 images (B, C, H, W) -> images in [0, 1], (B, C, H, W):
     the posterior mean's decoding for VAEs, the exact inverse for flows."""
     model.eval()
-    inputs = model_inputs(model, x, seed=seed).to(model.device)  # (B, C, H, W)
+    inputs = model_inputs(model, x, seed).to(model.device)  # (B, C, H, W)
     return model.decode(model.encode(inputs)).float().cpu().clamp(0, 1)
 
 
@@ -73,15 +72,23 @@ def image_row_png(images: torch.Tensor, nrow: int | None = None, *, scale: int =
     """Images (B, C, H, W) in [0, 1] (or uint8) as one PNG grid, ``scale`` times larger."""
     from PIL import Image
 
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    grid = make_grid(x.cpu(), nrow=nrow or len(x), padding=2, pad_value=1.0)  # (3, H', W')
+    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    im = Image.fromarray(arr)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     buf = io.BytesIO()
-    Image.fromarray(grid_image(images, nrow or len(images), scale=scale)).save(buf, format="PNG")
+    im.save(buf, format="PNG")
     return buf.getvalue()
 
 
 def is_exact(model) -> bool:
     """Does ``log_prob`` of this model (or model class) give log p(x) exactly (flows),
     so that k changes nothing?"""
-    return model.caps.likelihood == "exact"
+    from .models.nice import FlowModel
+
+    return isinstance(model, FlowModel) or (isinstance(model, type) and issubclass(model, FlowModel))
 
 
 def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) -> dict:
@@ -92,27 +99,27 @@ def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) 
             else 0.0, "n": len(lp), "k": k}
 
 
-def eval_plan(todo: list[dict], job_of: dict[str, dict]) -> dict[str, list]:
+def eval_plan(todo: list[RunSummary], job_of: dict[str, dict]) -> dict[str, list]:
     """What the Compare page's eval button can do for runs without eval.json. ``todo``:
     run summaries (name, state, ckpt); ``job_of``: name -> the run's job.json as
-    ``jobs.read_job`` gives it ({} for none). Returns names "evaluating", "training"
+    ``status.read_job`` gives it ({} for none). Returns names "evaluating", "training"
     (a process is at work: evaluate later), "no_ckpt" (nothing to evaluate), and the
     summaries it "can" evaluate now and those whose eval job to "show"."""
     evaluating = sorted(n for n, j in job_of.items() if j.get("alive") and j.get("kind") == "eval")
     training = sorted({n for n, j in job_of.items() if j.get("alive") and j.get("kind") != "eval"}
-                      | {s["name"] for s in todo if s["state"] in ("running", "starting")})
+                      | {s.name for s in todo if s.state in ACTIVE})
     busy = set(evaluating) | set(training)
     return {"evaluating": evaluating, "training": training,
-            "no_ckpt": [s["name"] for s in todo if not s["ckpt"] and s["name"] not in training],
-            "can": [s for s in todo if s["ckpt"] and s["name"] not in busy],
-            "show": [s for s in todo if job_of.get(s["name"], {}).get("kind") == "eval"]}
+            "no_ckpt": [s.name for s in todo if not s.ckpt and s.name not in training],
+            "can": [s for s in todo if s.ckpt and s.name not in busy],
+            "show": [s for s in todo if job_of.get(s.name, {}).get("kind") == "eval"]}
 
 
-def bound_candidates(summaries: list[dict]) -> list[dict]:
-    """Runs with a checkpoint whose model class ("cls") has an importance-weighted bound
-    (``caps.likelihood == "importance"``): VAEs and ae-gmm, not GANs or flows."""
-    return [s for s in summaries if s.get("cls") and s["cls"].caps.likelihood == "importance"
-            and s.get("ckpt")]
+def bound_candidates(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Runs with a checkpoint whose model class has an importance-weighted bound:
+    latent and likelihood models that are not exact (flows) - VAEs, not GANs or flows."""
+    return [s for s in summaries if (cls := s.model_class) and cls.has_latent and cls.has_likelihood
+            and not is_exact(cls) and s.ckpt]
 
 
 def bound_rows(by_group: dict[str, dict[str, dict[int, float]]], k: int) -> list[dict]:

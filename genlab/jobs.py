@@ -3,10 +3,8 @@
 The app's pages launch ``python -m genlab train | resume | eval`` through these
 functions, so a page never blocks on a training loop, several runs go at once, and a
 browser refresh loses nothing: everything about a job lives in its run directory
-    job.json    the latest process started for this run: kind, pid, command, log file
-    train.log   stdout and stderr of the train and resume processes (appended)
-    eval.log    the same for ``eval`` (its tqdm progress is read back from here)
-next to the files the trainer writes (status.json, metrics.jsonl, checkpoint.pt, ...).
+(job.json, train.log, eval.log: see genlab.status, which reads them back and holds the
+one rule for a run's state) next to the files the trainer writes.
 Each process leads its own session (``start_new_session``), so Stop sends SIGTERM to
 its whole process group and the trainer saves a checkpoint and writes "stopped".
 """
@@ -25,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runs
+from . import runs, status
 from .config import describe, field_type, format_value, from_dict, to_dict
 from .data import DATASETS, data_root, dataset_present
 
 REPO = Path(__file__).resolve().parents[1]  # where ``python -m genlab`` is importable
-JOB, TRAIN_LOG, EVAL_LOG = "job.json", "train.log", "eval.log"
+JOB, TRAIN_LOG, EVAL_LOG = status.JOB, status.TRAIN_LOG, status.EVAL_LOG  # the files _launch writes
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_CHILDREN: dict[int, subprocess.Popen] = {}  # processes started here, polled so none lingers as a zombie
 
 
 class JobError(RuntimeError):
@@ -162,7 +159,7 @@ def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append:
         log.flush()
         proc = subprocess.Popen(argv, cwd=REPO, env=_env(root, env), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    _CHILDREN[proc.pid] = proc
+    status.track(proc)
     job = {"kind": kind, "pid": proc.pid, "argv": argv, "log": log_name, "started": time.time()}
     runs.atomic_write_json(run_dir / JOB, job)
     return job
@@ -179,7 +176,7 @@ def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, 
 
 
 def _refuse_if_busy(run_dir: Path) -> None:
-    job = read_job(run_dir)
+    job = status.read_job(run_dir)
     if job and job["alive"]:
         raise JobError(f"{run_dir.name}: a {job['kind']} process (pid {job['pid']}) is still "
                        "running; stop it first or wait for it to finish")
@@ -215,63 +212,20 @@ def start_eval(run_dir: str | os.PathLike, *, k: int = 1, limit: int | None = No
     return _launch(run_dir, "eval", argv, EVAL_LOG, append=False, root=root, env=env)
 
 
-def _proc_alive(pid: int, marker: str = "genlab") -> bool:
-    """Is ``pid`` still a live genlab process whose command line holds ``marker`` (not a
-    zombie, not a reused pid)?"""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _CHILDREN[pid]
-        return False
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():  # Linux: check the command line and that it is not a zombie
-        try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        return state != "Z" and "genlab" in cmd and marker in cmd
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap() -> None:
-    """Collect finished children so they do not linger as zombies."""
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            del _CHILDREN[pid]
-
-
-def read_job(run_dir: str | os.PathLike) -> dict | None:
-    """job.json with ``alive`` added, or None when the app never started a process here."""
-    run_dir = Path(run_dir)
-    job = runs.read_json(run_dir / JOB)
-    if not job or not isinstance(job.get("pid"), int):
-        return None
-    return {**job, "alive": _proc_alive(job["pid"], str(run_dir.name))}
-
-
 def stop(run_dir: str | os.PathLike) -> bool:
     """SIGTERM the run's training process: the trainer finishes its step, saves a
     checkpoint and writes status "stopped". False when nothing is running."""
     run_dir = Path(run_dir)
-    job = read_job(run_dir)
+    job = status.read_job(run_dir)
     if job and job["alive"]:
         try:
             os.killpg(job["pid"], signal.SIGTERM)  # its own session: the whole group
         except ProcessLookupError:
             return False
         return True
-    status = runs.read_json(run_dir / runs.STATUS) or {}  # a run started from a terminal
-    pid = status.get("pid")
-    if status.get("state") in ("starting", "running") and isinstance(pid, int) \
-            and _proc_alive(pid):
+    st = runs.read_json(run_dir / runs.STATUS) or {}  # a run started from a terminal
+    pid = st.get("pid")
+    if st.get("state") in status.ACTIVE and isinstance(pid, int) and status.pid_alive(pid, "genlab"):
         os.kill(pid, signal.SIGTERM)
         return True
     return False
@@ -281,7 +235,7 @@ def wait(run_dir: str | os.PathLike, timeout: float = 60.0) -> bool:
     """Block until the run's job has exited (True) or ``timeout`` seconds pass (False)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        job = read_job(run_dir)
+        job = status.read_job(run_dir)
         if not job or not job["alive"]:
             return True
         time.sleep(0.1)
@@ -292,7 +246,7 @@ def wait(run_dir: str | os.PathLike, timeout: float = 60.0) -> bool:
 def job_dirs(*roots: str | os.PathLike) -> list[Path]:
     """Run directories under ``roots`` that hold a run or a job, newest first (a job
     that failed before writing config.json is listed too)."""
-    reap()
+    status.reap()
     found = []
     for root in map(Path, roots):
         if root.is_dir():
@@ -305,28 +259,23 @@ def _newest_mtime(p: Path) -> float:
     return max(times, default=0.0)
 
 
-ACTIVE = ("starting", "running")
-"""States of a run whose process is (about to be) at work."""
-
-
 def run_info(path: Path) -> dict:
     """A run directory's state from its small files (config.json, status.json, job.json),
-    cheap enough to poll every second or two: name, model, dataset, state, a one-line
-    message, the status and the job. A job that died before training shows its log's
-    last line as the message."""
-    from .plots import run_state
-
+    cheap enough to poll every second or two: name, model, dataset, state and one-line
+    message (:func:`genlab.status.run_state`), the status and the job."""
     cfg = runs.read_json(path / runs.CONFIG) or {}
-    status = runs.read_json(path / runs.STATUS) or {}
-    job = read_job(path)
-    state, msg = run_state({"path": path, "status": status, "metrics": [None]}) if status else ("unknown", "")
-    if job and job["alive"] and state not in ACTIVE:
-        state, msg = "starting", f"{job['kind']} process {job['pid']} is starting"
-    elif job and not job["alive"] and not status:
-        state, msg = "failed", log_tail(path, lines=1) or "the process exited before training"
+    st = runs.read_json(path / runs.STATUS) or {}
+    job = status.read_job(path)
+    error = None
+    if (path / runs.CONFIG).exists():  # a job that died early may have written none
+        try:
+            runs.read_config_dict(path)
+        except runs.RunError as e:
+            error = str(e)
+    state, msg = status.run_state(path, st, job, error=error, has_metrics=(path / runs.METRICS).exists())
     return {"path": path, "name": path.name, "model": cfg.get("model"),
             "dataset": (cfg.get("train") or {}).get("dataset"), "state": state, "message": msg,
-            "status": status, "job": job}
+            "status": st, "job": job}
 
 
 def default_watch(infos: list[dict], named: str | None = None, here: str | None = None) -> str:
@@ -336,19 +285,8 @@ def default_watch(infos: list[dict], named: str | None = None, here: str | None 
     paths = {str(i["path"]): i for i in infos}
     return next((p for p, i in paths.items() if named and i["name"] == named), None) or (
         here if here in paths else None) or next(
-        (p for p, i in paths.items() if i["state"] in ACTIVE), None) or next(
+        (p for p, i in paths.items() if i["state"] in status.ACTIVE), None) or next(
         (p for p, i in paths.items() if i["model"]), str(infos[0]["path"]))
-
-
-def log_tail(run_dir: str | os.PathLike, name: str = TRAIN_LOG, lines: int = 15) -> str:
-    """The last lines of a job's log; a progress bar's carriage-return updates count once."""
-    path = Path(run_dir) / name
-    try:
-        data = path.read_bytes()[-64_000:].decode(errors="replace")
-    except OSError:
-        return ""
-    rows = [row.rstrip("\r").rsplit("\r", 1)[-1] for row in data.split("\n")]
-    return "\n".join([r for r in rows if r.strip()][-lines:])
 
 
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")
@@ -356,7 +294,7 @@ _PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")
 
 def eval_progress(run_dir: str | os.PathLike) -> tuple[float | None, str]:
     """(fraction done or None, what eval is doing), from the tqdm bar in eval.log."""
-    text = log_tail(run_dir, EVAL_LOG, lines=40)
+    text = status.log_tail(run_dir, EVAL_LOG, lines=40)
     found = _PROGRESS_RE.findall(text)
     if found:
         done, total = map(int, found[-1])

@@ -305,27 +305,6 @@ def latest_sample(run_dir: str | os.PathLike) -> Path | None:
     return samples[-1] if samples else None
 
 
-def summarize(run_dir: str | os.PathLike) -> dict:
-    """What a gallery shows about a run: config, status, last metrics, eval, samples."""
-    run_dir = Path(run_dir)
-    info: dict = {"path": run_dir, "name": run_dir.name, "error": None}
-    try:
-        rc = read_config(run_dir)
-        info.update(model=rc.model, dataset=rc.train.get("dataset"), config=rc.model_config,
-                    train=rc.train)
-    except RunError as e:
-        info.update(model=None, dataset=None, config={}, train={}, error=str(e))
-    info["status"] = read_json(run_dir / STATUS) or {}
-    records, bad = read_metrics(run_dir / METRICS)
-    info["metrics"], info["bad_metric_lines"] = records, bad
-    epochs = [r for r in records if r.get("event") == "epoch"]
-    info["last_train"] = next((r for r in reversed(epochs) if r.get("split") == "train"), None)
-    info["last_val"] = next((r for r in reversed(epochs) if r.get("split") == "val"), None)
-    info["eval"] = read_json(run_dir / EVAL)
-    info["sample"] = latest_sample(run_dir)
-    return info
-
-
 def truncate_metrics(path: str | os.PathLike, epoch: int) -> int:
     """Before a resume: keep only records of completed epochs (<= epoch), dropping
     the partial epoch a killed process left and any torn line. Returns lines dropped."""

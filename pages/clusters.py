@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from genlab import explore
-from genlab.plots import mixture_figure, weights_figure
+from genlab.figures import mixture_figure, weights_figure
 from pages import explore_ui as ui, via_router
 
 via_router()
@@ -63,7 +63,7 @@ run = ui.pick_run(lambda c: explore.can_encode(c) and explore.can_decode(c),
                   "a model with an encoder (the autoencoder + GMM, a VAE or a flow)")
 d = run.ref.dim if run.ref is not None else 0
 if d > MAX_DIM:
-    st.info(f"This {run.rc.model}'s latent has {d} dimensions: a full-covariance mixture there "
+    st.info(f"This {run.model_name}'s latent has {d} dimensions: a full-covariance mixture there "
             "needs far more codes than a test set. Pick a run with a small latent (the "
             "autoencoder + GMM or a VAE), or look at its codes in the Latent explorer.",
             icon=":material/info:")

@@ -1,48 +1,50 @@
 """Compare: 2 to 4 runs on the same dataset side by side: samples, eval tables that
 never mix units, curves on shared axes, reconstructions, and the importance-weighted
-bound as k grows. Models and numbers are cached per run and checkpoint mtime
-(compare_ui.py, which also holds the eval button)."""
+bound as k grows. Models and numbers are cached per run and checkpoint (pages/cache.py);
+the eval button is in compare_ui.py."""
 from __future__ import annotations
 
 import streamlit as st
 
 from genlab import compare, runs
 from genlab.data import DatasetError, data_root
-from genlab.plots import (bound_figure, compare_tables, data_group, fid_caption, fid_rows, overlay_figure,
-                          read_image, runs_roots)
-from pages import compare_ui as ui, via_router
+from genlab.figures import bound_figure, overlay_figure
+from genlab.status import RunSummary, runs_roots
+from genlab.tables import compare_tables, data_group, fid_caption, fid_rows
+from pages import cache, compare_ui as ui, via_router
+from pages.widgets import read_image
 
 via_router()
 
 NUMBER = st.column_config.NumberColumn(format="%.2f")
 
 
-def pick_ui(by_ds: dict[str, list[dict]]) -> list[dict]:
+def pick_ui(by_ds: dict[str, list[RunSummary]]) -> list[RunSummary]:
     here = st.session_state.get("run")
-    first = next((d for d, ss in by_ds.items() if any(str(s["path"]) == here for s in ss)), None)
+    first = next((d for d, ss in by_ds.items() if any(str(s.path) == here for s in ss)), None)
     names = list(by_ds)
     ds = st.selectbox("Dataset", names, index=names.index(first) if first else 0, key="compare-dataset",
                       format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
-    options = {str(s["path"]): s for s in by_ds[ds]}
-    ready = [p for p, s in options.items() if s["ckpt"]] + [p for p, s in options.items() if not s["ckpt"]]
+    options = {str(s.path): s for s in by_ds[ds]}
+    ready = [p for p, s in options.items() if s.ckpt] + [p for p, s in options.items() if not s.ckpt]
     default = ([here] if here in options else []) + [p for p in ready if p != here]
     picked = st.multiselect("Runs (2 to 4)", list(options), default=default[:2], max_selections=4,
                             key=f"compare-runs-{ds}", format_func=lambda p: (
-                                f"{options[p]['name']} · {options[p]['model']} · {options[p]['state']}"))
+                                f"{options[p].name} · {options[p].model} · {options[p].state}"))
     return [options[p] for p in picked]
 
 
-def samples_ui(sel: list[dict]) -> None:
+def samples_ui(sel: list[RunSummary]) -> None:
     for col, s in zip(st.columns(len(sel)), sel):
-        col.markdown(f"**{s['name']}**  \n{s['model']} · {s['state']}")
-        image, err = read_image(s.get("sample"))
+        col.markdown(f"**{s.name}**  \n{s.model} · {s.state}")
+        image, err = read_image(s.sample)
         if image:
-            col.image(image, caption=s["sample"].stem.replace("_", " "), width="stretch")
+            col.image(image, caption=s.sample.stem.replace("_", " "), width="stretch")
         else:
             col.caption(err or "No sample grid yet (written after each epoch).")
 
 
-def metrics_ui(sel: list[dict]) -> None:
+def metrics_ui(sel: list[RunSummary]) -> None:
     groups, missing = compare_tables(sel)
     for g in groups:
         st.markdown(f"**{g['title']}**")
@@ -56,43 +58,43 @@ def metrics_ui(sel: list[dict]) -> None:
     if fids:
         st.markdown("**Sample quality: FID (every family, lower is better)**")
         st.dataframe(fids, hide_index=True, column_config={"FID": NUMBER})
-        st.caption(fid_caption(sel[0].get("dataset") or ""))
+        st.caption(fid_caption(sel[0].dataset or ""))
     if missing:
         ui.eval_ui(sel, missing)
 
 
-def curves_ui(sel: list[dict]) -> None:
-    by_group: dict[str, list[dict]] = {}
+def curves_ui(sel: list[RunSummary]) -> None:
+    by_group: dict[str, list[RunSummary]] = {}
     for s in sel:
         by_group.setdefault(data_group(s), []).append(s)
     for g, ss in by_group.items():
         st.markdown(f"**{g} data**" if g != "adversarial" else "**GAN losses**")
-        st.plotly_chart(overlay_figure([(s["name"], s["metrics"]) for s in ss]), key=f"overlay-{g}")
+        st.plotly_chart(overlay_figure([(s.name, s.metrics) for s in ss]), key=f"overlay-{g}")
     st.caption("Per epoch: validation solid, training dotted; x is the epoch so batch sizes do not matter.")
 
 
-def recon_ui(sel: list[dict], dataset: str) -> None:
-    latent = [s for s in sel if s["cls"] and s["cls"].has_latent]
+def recon_ui(sel: list[RunSummary], dataset: str) -> None:
+    latent = [s for s in sel if s.model_class and s.model_class.caps.encode]
     if not latent:
         st.caption("None of these runs reconstructs (GANs have no encoder).")
         return
     root = str(data_root().resolve())
     try:
-        x = ui.test_images(dataset, ui.N_RECON, root).x
+        x = cache.test_images(dataset, ui.N_RECON, root).x
     except DatasetError as e:
         st.warning(str(e), icon=":material/folder_off:")
         return
     st.image(compare.image_row_png(x), caption=f"the first {ui.N_RECON} {dataset} test images")
     for s in latent:
-        net, err = ui.model(str(s["path"]), s["ckpt"])
+        _, err = cache.load(str(s.path), s.ckpt)
         if err:
-            st.error(f"{s['name']}: {err}", icon=":material/error:")
+            cache.load_error(s.name, err)
             continue
-        st.image(ui.recon_png(str(s["path"]), s["ckpt"], dataset, root),
-                 caption=f"{s['name']} ({s['model']}): decode(encode(x))")
+        st.image(cache.recon_png(str(s.path), s.ckpt, dataset, ui.N_RECON, root),
+                 caption=f"{s.name} ({s.model}): decode(encode(x))")
 
 
-def bound_ui(sel: list[dict], dataset: str) -> None:
+def bound_ui(sel: list[RunSummary], dataset: str) -> None:
     cands = compare.bound_candidates(sel)
     if not cands:
         st.caption("No run here has an importance-weighted bound (flows are exact, GANs have none).")
@@ -105,17 +107,17 @@ def bound_ui(sel: list[dict], dataset: str) -> None:
     seen = st.session_state.setdefault("bound-points", {})
     by_group: dict[str, dict] = {}
     for s in cands:
-        if ui.model(str(s["path"]), s["ckpt"])[1]:
+        if cache.load(str(s.path), s.ckpt)[1]:
             continue
-        key = (str(s["path"]), s["ckpt"], n)
+        key = (str(s.path), s.ckpt, n)
         try:
-            with st.spinner(f"L_{k} for {s['name']} on {n} test images..."):
+            with st.spinner(f"L_{k} for {s.name} on {n} test images..."):
                 for kk in sorted({1, k}):
-                    seen.setdefault(key, {})[kk] = ui.bound(*key[:2], kk, n, dataset, root)["mean"]
+                    seen.setdefault(key, {})[kk] = cache.bound(*key[:2], kk, n, dataset, root)["mean"]
         except DatasetError as e:
             st.warning(str(e), icon=":material/folder_off:")
             return
-        by_group.setdefault(data_group(s), {})[s["name"]] = seen[key]
+        by_group.setdefault(data_group(s), {})[s.name] = seen[key]
     st.dataframe(compare.bound_rows(by_group, k), hide_index=True,
                  column_config={c: NUMBER for c in ("L_1 = ELBO", f"L_{k}", "gain")})
     for g, group in by_group.items():
@@ -127,7 +129,7 @@ def bound_ui(sel: list[dict], dataset: str) -> None:
 
 st.title("Compare")
 roots = st.session_state.get("runs_roots") or runs_roots()
-by_ds = compare.comparable([ui.load(p) for p in runs.find_runs(*roots)])
+by_ds = compare.comparable([cache.summary(p) for p in runs.find_runs(*roots)])
 if not by_ds:
     st.info("No runs to compare yet: train two on the Train page (or `python -m genlab train ...`).",
             icon=":material/info:")
@@ -137,7 +139,7 @@ if len(sel) < 2:
     st.info("Pick at least two runs on the same dataset to compare them.", icon=":material/info:")
     if not sel:
         st.stop()
-dataset = sel[0]["dataset"]
+dataset = sel[0].dataset
 st.header("Samples", anchor=False)
 samples_ui(sel)
 st.header("Test metrics", anchor=False)

@@ -1,7 +1,7 @@
 """What the Latent explorer, Clusters and Interpolation pages share (not a page itself):
-a run picker that lists only runs whose model can do what the page needs, the model and
-its latent scale cached per run and checkpoint modification time, the run's test images
-(or how to get them), codes and projections cached the same way, and image display."""
+a run picker that lists only runs whose model can do what the page needs, the run's test
+images (or how to get them), its codes, projections and mixtures (cached in pages/cache.py
+per run and checkpoint), and image display."""
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +14,10 @@ import streamlit as st
 import torch
 
 from genlab import explore, runs
-from genlab.data import DATASETS, DatasetError, ImageData, data_root, load_split
+from genlab.data import DATASETS, DatasetError, ImageData, data_root
 from genlab.models import model_entry
-from genlab.plots import runs_roots
+from genlab.status import checkpoint_stamp, runs_roots
+from pages import cache
 
 TEST_SIZES = (500, 1000, 2000, 5000, 10000)
 TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --dataset mnist --epochs 10"
@@ -24,27 +25,17 @@ TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --dataset mnist -
 
 class Run(NamedTuple):
     path: str
-    stamp: int  # checkpoint modification time (ns): every cache here is keyed on it
+    stamp: int | None  # checkpoint stamp: every cache is keyed on it
     model: torch.nn.Module
-    rc: runs.RunConfig
+    model_name: str
+    dataset: str
     ref: explore.LatentRef | None  # None: no prior to scale sliders and grids by
     key: str  # short id of (run, checkpoint) for widget keys
-
-    @property
-    def dataset(self) -> str:
-        return self.rc.train.get("dataset") or "mnist"
 
     @property
     def classes(self) -> tuple[str, ...] | None:
         info = DATASETS.get(self.dataset)
         return info.classes if info else None
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _load(path: str, stamp: int):
-    model, _, rc = runs.load_model(path, map_location="cpu")
-    ok = explore.has_prior(model) and explore.can_decode(model)
-    return model, rc, explore.latent_reference(model) if ok else None
 
 
 def _sync_run() -> None:
@@ -58,14 +49,14 @@ def _candidates(need: Callable) -> tuple[list[str], dict[str, str], int]:
     paths, labels, other = [], {}, 0
     for p in runs.find_runs(*roots):
         try:
-            rc = runs.read_config(p)
+            rc = runs.read_config_dict(p)
         except runs.RunError:
             other += 1  # Home shows why
             continue
-        if need(model_entry(rc.model)[0]):
+        if need(model_entry(rc["model"])[0]):
             paths.append(str(p))
             ready = (p / runs.CHECKPOINT).exists()
-            labels[str(p)] = (f"{p.name} · {rc.model} · {rc.train.get('dataset', '?')}"
+            labels[str(p)] = (f"{p.name} · {rc['model']} · {rc['train'].get('dataset', '?')}"
                               f"{'' if ready else ' · no checkpoint yet'}")
         else:
             other += 1
@@ -87,76 +78,52 @@ def pick_run(need: Callable, what: str) -> Run:
         st.session_state["pick_run"] = st.session_state["run"]
     path = st.selectbox("Run", paths, key="pick_run", format_func=labels.get, on_change=_sync_run)
     st.session_state["run"] = path
-    ckpt = Path(path) / runs.CHECKPOINT
-    stamp = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
-    try:
-        model, rc, ref = _load(path, stamp)
-    except Exception as e:  # a corrupt checkpoint, a config that no longer fits: one line
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        st.error(f"**This run cannot be loaded.** {msg}", icon=":material/error:")
+    stamp = checkpoint_stamp(path)
+    got, err = cache.load(path, stamp)
+    if err:
+        cache.load_error(Path(path).name, err)
         st.stop()
     key = hashlib.md5(f"{path}:{stamp}".encode()).hexdigest()[:8]
-    return Run(path, stamp, model, rc, ref, key)
+    return Run(path, stamp, got.model, got.model_name, got.dataset, got.ref, key)
 
 
 # -- test images, codes, projections ------------------------------------------------------
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _test_split(name: str, root: str, n: int, download: bool) -> ImageData:
-    return load_split(name, "test", root, download=download, limit=n)
-
-
 def test_images(run: Run, n: int, purpose: str) -> ImageData | None:
     """The first n test images of the run's dataset, or None after saying how to get them
     (a button downloads them with torchvision when the machine is online)."""
     root = str(data_root())
     try:
-        return _test_split(run.dataset, root, n, False)
+        return cache.test_images(run.dataset, n, root)
     except DatasetError as e:
         st.warning(f"**{purpose} need the {run.dataset} test images**, which are not in the "
-                   f"data root. {e}.", icon=":material/database:")
+                   f"data root. {str(e).rstrip('.')}.", icon=":material/database:")
     if st.button(f"Download {run.dataset} with torchvision", icon=":material/download:",
                  key=f"download-{run.dataset}"):
         try:
             with st.spinner(f"Downloading {run.dataset} ..."):
-                _test_split(run.dataset, root, n, True)
+                cache.test_images(run.dataset, n, root, download=True)
             st.rerun()
         except DatasetError as e:
             st.error(str(e), icon=":material/cloud_off:")
     return None
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _codes(path: str, stamp: int, dataset: str, root: str, n: int) -> np.ndarray:
-    model = _load(path, stamp)[0]
-    return explore.encode_images(model, _test_split(dataset, root, n, False).x).numpy()
-
-
 def codes(run: Run, n: int) -> np.ndarray:
     """Codes (n, d) of the first n test images (read-only: shared by every session)."""
     with st.spinner(f"Encoding {n} test images ..."):
-        return _codes(run.path, run.stamp, run.dataset, str(data_root()), n)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _projection(path: str, stamp: int, dataset: str, root: str, n: int, method: str) -> np.ndarray:
-    return explore.project(_codes(path, stamp, dataset, root, n), method)
+        return cache.codes(run.path, run.stamp, run.dataset, str(data_root()), n)
 
 
 def projection(run: Run, n: int, method: str) -> np.ndarray:
     """2-D points (n, 2) of the codes by ``method`` (cached per run and checkpoint)."""
     with st.spinner(f"Projecting {n} codes with {method.upper()} (once per checkpoint) ..."):
-        return _projection(run.path, run.stamp, run.dataset, str(data_root()), n, method)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _mixture(path: str, stamp: int, dataset: str, root: str, n: int, k: int, seed: int):
-    return explore.fit_mixture(_codes(path, stamp, dataset, root, n), k, seed=seed)
+        return cache.projection(run.path, run.stamp, run.dataset, str(data_root()), n, method)
 
 
 def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:
     """A k-component mixture fitted on the codes of n test images (cached)."""
     with st.spinner(f"Fitting {k} components to {n} codes ..."):
-        return _mixture(run.path, run.stamp, run.dataset, str(data_root()), n, k, seed)
+        return cache.mixture(run.path, run.stamp, run.dataset, str(data_root()), n, k, seed)
 
 
 # -- images ---------------------------------------------------------------------------------
@@ -180,11 +147,9 @@ def decode_few(run: Run, z: torch.Tensor) -> torch.Tensor:
         return explore.decode_latents(run.model, z)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def decoded_grid(path: str, stamp: int, z: np.ndarray, nrow: int, scale: int = 2) -> np.ndarray:
+def decoded_grid(run: Run, z: torch.Tensor, nrow: int, scale: int = 2) -> np.ndarray:
     """An image grid (H, W, 3) uint8 of the decoded latents z (n, d), cached."""
-    images = explore.decode_latents(_load(path, stamp)[0], torch.as_tensor(z))
-    return explore.grid_image(images, nrow, scale=scale)
+    return cache.decoded_grid(run.path, run.stamp, z.numpy(), nrow, scale)
 
 
 def show(images: torch.Tensor, nrow: int, caption: str | None = None, scale: int = 2) -> None:

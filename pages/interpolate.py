@@ -74,7 +74,7 @@ st.image(explore.grid_image(images, frames, scale=3),
 gif = explore.gif_bytes(images, scale=4)
 g1, g2 = st.columns([1, 4])
 g1.image(gif, caption="the strip as a GIF (back and forth)")
-g2.download_button("Download the GIF", gif, file_name=f"{run.rc.model}-{method}-{frames}.gif",
+g2.download_button("Download the GIF", gif, file_name=f"{run.model_name}-{method}-{frames}.gif",
                    mime="image/gif", icon=":material/download:")
 norms = path.norm(dim=1)
 if run.ref is not None and run.ref.standard:

@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from genlab import explore
-from genlab.plots import latent_scatter_figure
+from genlab.figures import latent_scatter_figure
 from pages import explore_ui as ui, via_router
 
 via_router()
@@ -35,7 +35,7 @@ def set_base(run: ui.Run, z: torch.Tensor) -> None:
 def codes_ui(run: ui.Run) -> np.ndarray | None:
     st.header("Codes of test images", anchor=False)
     if not explore.can_encode(run.model):
-        st.info(f"A {run.rc.model} has no encoder, so there are no codes of test images; the "
+        st.info(f"A {run.model_name} has no encoder, so there are no codes of test images; the "
                 "sliders and grids below decode latents from its prior.", icon=":material/info:")
         return None
     c1, c2 = st.columns(2)
@@ -122,7 +122,7 @@ def grids_ui(run: ui.Run, order: list[int]) -> None:
                 z = explore.manifold_latents(ref, (i, j), n, base if d > 2 else None)
                 how = "uniform on [0, 1]" if ref.bounded else "through the inverse normal CDF"
                 where = "" if d == 2 else ", the other dimensions at the slider code"
-                st.image(ui.decoded_grid(run.path, run.stamp, z.numpy(), n, 1),
+                st.image(ui.decoded_grid(run, z, n, 1),
                          caption=f"z{i + 1} left to right, z{j + 1} bottom to top: a uniform grid "
                                  f"on the unit square {how}{where}")
             else:
@@ -133,7 +133,7 @@ def grids_ui(run: ui.Run, order: list[int]) -> None:
         dims = st.session_state.get(f"dims-{run.key}") or order[:10]
         z = explore.traversal_latents(ref, base, dims, steps)
         span = "0 to 1" if ref.bounded else "-2.5 to +2.5 prior standard deviations"
-        st.image(ui.decoded_grid(run.path, run.stamp, z.numpy(), steps, 1),
+        st.image(ui.decoded_grid(run, z, steps, 1),
                  caption=f"row r varies {', '.join(f'z{j + 1}' for j in dims[:6])}"
                          f"{' ...' if len(dims) > 6 else ''} in turn ({span}) around the slider code")
 

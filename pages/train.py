@@ -9,8 +9,11 @@ import streamlit as st
 
 from genlab import jobs, runs
 from genlab.data import data_root
-from genlab.plots import STATE_ICON, live_figure, metrics_rows, read_image, runs_roots, units_note
+from genlab.figures import live_figure
+from genlab.status import ACTIVE, log_tail, runs_roots, summarize
+from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
+from pages.widgets import STATE_ICON, read_image
 
 via_router()
 
@@ -31,7 +34,7 @@ def table_ui(infos: list[dict]) -> None:
 
 def controls_ui(info: dict) -> None:
     path, state = info["path"], info["state"]
-    if state in jobs.ACTIVE:
+    if state in ACTIVE:
         if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{path}",
                      help="SIGTERM: the trainer finishes its step, saves a checkpoint and stops"):
             st.toast("Stopping..." if jobs.stop(path) else "No process to stop.")
@@ -56,27 +59,27 @@ def monitor_ui(info: dict) -> None:
     path, state, status = info["path"], info["state"], info["status"]
     st.subheader(f"{STATE_ICON.get(state, '')} {info['name']}", anchor=False)
     st.caption(f"{info['model'] or '?'} on {info['dataset'] or '?'} · {state} · `{path}`")
-    if state in jobs.ACTIVE:
+    if state in ACTIVE:
         st.progress(min(float(status.get("progress") or 0.0), 1.0), text=info["message"] or state)
     elif state in ("failed", "interrupted", "broken"):
         st.error(f"**{state}**: {info['message'] or 'no message recorded'}", icon=":material/error:")
         with st.expander("Log tail", expanded=state == "failed"):
-            st.code(jobs.log_tail(path, lines=20) or "(no log: started outside the app)", language=None)
+            st.code(log_tail(path, lines=20) or "(no log: started outside the app)", language=None)
     elif state == "stopped":
         st.warning(info["message"] or "stopped", icon=":material/pause_circle:")
     controls_ui(info)
-    summary = runs.summarize(path) if (path / runs.CONFIG).exists() else None
-    if summary and summary["bad_metric_lines"]:
-        st.warning(f"{summary['bad_metric_lines']} unreadable line(s) in metrics.jsonl were skipped "
+    summary = summarize(path) if (path / runs.CONFIG).exists() else None
+    if summary and summary.bad_metric_lines:
+        st.warning(f"{summary.bad_metric_lines} unreadable line(s) in metrics.jsonl were skipped "
                    "(a torn last line from a killed process); resume drops them.", icon=":material/warning:")
-    if not summary or not summary["metrics"]:
+    if not summary or not summary.metrics:
         st.caption("No metrics yet: the first ones come after a few steps.")
         return
     chart, side = st.columns([3, 1])
-    chart.plotly_chart(live_figure(summary["metrics"]), key=f"live-{path}")
-    image, err = read_image(summary.get("sample"))
+    chart.plotly_chart(live_figure(summary.metrics), key=f"live-{path}")
+    image, err = read_image(summary.sample)
     if image:
-        side.image(image, caption=f"samples after {summary['sample'].stem.replace('_', ' ')}", width="stretch")
+        side.image(image, caption=f"samples after {summary.sample.stem.replace('_', ' ')}", width="stretch")
     else:
         side.caption(err or "The first sample grid comes after epoch 1.")
     rows = metrics_rows(summary)
@@ -95,7 +98,7 @@ def runs_section(roots: list, was_active: bool) -> None:
     if not infos:
         st.info("No runs yet in these folders: start one above.", icon=":material/info:")
         return
-    active = any(i["state"] in jobs.ACTIVE for i in infos)
+    active = any(i["state"] in ACTIVE for i in infos)
     table_ui(infos)
     by_path = {str(i["path"]): i for i in infos}
     if st.session_state.get(ui.WATCH) not in by_path:  # first visit, refresh, or a run removed
@@ -110,7 +113,7 @@ def runs_section(roots: list, was_active: bool) -> None:
 
 st.title("Train")
 roots = st.session_state.get("runs_roots") or runs_roots()
-st.caption(f"Training runs in its own process (`python -m genlab train ... --quiet`) on the data "
+st.caption(f"Training runs in its own process (`python -m genlab train --run-dir RUN --quiet`) on the data "
            f"under `{data_root().resolve()}`; this page reads the run folder every {POLL_S:g} s "
            "while something trains. Leave or refresh the page: the runs go on.")
 dataset, model = ui.pick_ui()
@@ -119,7 +122,7 @@ if dataset is None:
 else:
     ui.form_ui(dataset, model, roots)
 st.header("Runs", anchor=False)
-busy = any(jobs.run_info(p)["state"] in jobs.ACTIVE for p in jobs.job_dirs(*roots))
+busy = any(jobs.run_info(p)["state"] in ACTIVE for p in jobs.job_dirs(*roots))
 st.fragment(run_every=POLL_S if busy else None)(runs_section)(roots, busy)
 if not busy:
     st.button("Refresh", icon=":material/refresh:", key="train-refresh")

@@ -9,7 +9,7 @@ from genlab import jobs, runs
 from genlab.config import format_value
 from genlab.data import DATASETS
 from genlab.models import MODELS
-from genlab.plots import datasets_status
+from genlab.tables import datasets_status
 from genlab.train import TrainConfig
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"

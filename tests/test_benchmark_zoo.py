@@ -25,7 +25,9 @@ from genlab.train import TrainConfig  # noqa: E402
 
 
 def _parse(options: list[str], dataset: str):
-    return parse_train(build_parser().parse_args(["train", "--dataset", dataset, *options]))
+    """(model name, model config, training config) of a train command's options."""
+    rc = parse_train(build_parser().parse_args(["train", "--dataset", dataset, *options]))
+    return rc.model, rc.model_config, rc.train
 
 
 def test_every_lineup_entry_is_a_valid_train_command():
@@ -139,7 +141,7 @@ def test_markdown_keeps_nats_and_bits_apart(tiny_runs, tmp_path):
     assert "| bpd |" in eight_bit.strip().splitlines()[2] and "| 1.835 |" in eight_bit
     assert "145.00 ± 0.50 | 100 |" in binarised and "| exact |" in eight_bit
     assert "Not evaluated or failed" in md and "non-finite loss" in md
-    assert "time budget 5 min per run" in md and "not comparable with published" in md
+    assert "time budget 5 min per run" in md and "not comparable with the Inception FID" in md
     md_path, js_path = zoo.write_outputs(rows, {"source": "x", "command": "zoo", "machine": "test"},
                                          tmp_path / "out" / "zoo-test")
     assert md_path.read_text() == md

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import runs
+from genlab import runs, status
 from genlab.cli import main
 from genlab.config import from_dict
 from genlab.data import DatasetError, load_split
@@ -260,7 +260,7 @@ def test_a_torn_metrics_line_is_reported_then_dropped_on_resume(run, capsys):
         f.write('{"event": "step", "split": "train", "epo')
     records, bad = runs.read_metrics(path)
     assert bad == 1 and [r["step"] for r in records][-2:] == [5, 6]
-    assert runs.summarize(run)["bad_metric_lines"] == 1  # what Home and Train show
+    assert status.summarize(run).bad_metric_lines == 1  # what Home and Train show
     code, out, err = run_main(["resume", str(run), "--epochs", "2", "--quiet"], capsys)
     assert code == 0 and "done: epoch 2" in out, err
     assert f"genlab: warning: {path}: dropped 1 unreadable (torn) line(s) and 2 record(s) " \

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from genlab import cli, jobs, runs
+from genlab import cli, jobs, runs, status
 from genlab.config import to_dict
 from genlab.models import MODELS
 from genlab.models.vae import VAEConfig
@@ -99,23 +99,23 @@ def test_start_stop_resume_a_real_run(tmp_path, data_root):
     model_cfg, train_cfg = jobs.check_train("vae", "mnist", TINY[0], {**TINY[1], "epochs": 200},
                                             root=data_root)
     run = jobs.start_train(tmp_path, "tiny", "vae", model_cfg, train_cfg, root=data_root, env=CHILD_ENV)
-    assert run == tmp_path.resolve() / "tiny" and jobs.read_job(run)["alive"]
+    assert run == tmp_path.resolve() / "tiny" and status.read_job(run)["alive"]
     _wait_for(lambda: (runs.read_json(run / runs.STATUS) or {}).get("epoch", 0) >= 2, 90,
               "the second epoch to begin")  # status "epoch": the one in progress
     with pytest.raises(jobs.JobError, match="still running"):
         jobs.start_resume(run)
     assert jobs.stop(run) and jobs.wait(run, 60)
-    status = runs.read_json(run / runs.STATUS)
-    assert status["state"] == "stopped" and "resume" in status["message"]
-    done = status["epoch"]
+    st = runs.read_json(run / runs.STATUS)
+    assert st["state"] == "stopped" and "resume" in st["message"]
+    done = st["epoch"]
     ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
-    assert ckpt["epoch"] == done >= 1 and not jobs.read_job(run)["alive"] and not jobs.stop(run)
+    assert ckpt["epoch"] == done >= 1 and not status.read_job(run)["alive"] and not jobs.stop(run)
     jobs.start_resume(run, epochs=done + 1, root=data_root, env=CHILD_ENV)
     assert jobs.wait(run, 90)
-    status = runs.read_json(run / runs.STATUS)
-    assert (status["state"], status["epoch"]) == ("done", done + 1), jobs.log_tail(run)
+    st = runs.read_json(run / runs.STATUS)
+    assert (st["state"], st["epoch"]) == ("done", done + 1), status.log_tail(run)
     assert _epoch_records(run) == [(e, s) for e in range(1, done + 2) for s in ("train", "val")]
-    log = (run / jobs.TRAIN_LOG).read_text()
+    log = (run / status.TRAIN_LOG).read_text()
     assert "$ -m genlab train --run-dir" in log and f"$ -m genlab resume {run} --quiet" in log
 
 
@@ -128,9 +128,9 @@ def test_a_failing_run_reports_its_error(tmp_path, data_root):
     run = jobs.start_train(tmp_path / "runs", "doomed", "vae", model_cfg, train_cfg, root=empty,
                            env=CHILD_ENV)
     assert jobs.wait(run, 90)
-    status = runs.read_json(run / runs.STATUS)
-    assert status["state"] == "failed" and "mnist" in status["message"] and str(empty) in status["message"]
-    assert "genlab: error:" in jobs.log_tail(run, lines=3)
+    st = runs.read_json(run / runs.STATUS)
+    assert st["state"] == "failed" and "mnist" in st["message"] and str(empty) in st["message"]
+    assert "genlab: error:" in status.log_tail(run, lines=3)
     with pytest.raises(jobs.JobError, match="no checkpoint"):
         jobs.start_resume(run)
     with pytest.raises(jobs.JobError, match="no checkpoint"):
@@ -143,12 +143,12 @@ def test_a_dead_or_foreign_pid_is_not_alive(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    runs.atomic_write_json(tmp_path / jobs.JOB, {"kind": "train", "pid": dead.pid})
-    assert jobs.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
+    runs.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": dead.pid})
+    assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:  # alive, but not a genlab process for this run: never signalled
-        runs.atomic_write_json(tmp_path / jobs.JOB, {"kind": "train", "pid": sleeper.pid})
-        assert jobs.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
+        runs.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": sleeper.pid})
+        assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
         assert sleeper.poll() is None
     finally:
         sleeper.kill()
@@ -156,23 +156,23 @@ def test_a_dead_or_foreign_pid_is_not_alive(tmp_path):
 
 
 def test_log_tail_and_eval_progress(tmp_path):
-    (tmp_path / jobs.EVAL_LOG).write_text(
+    (tmp_path / status.EVAL_LOG).write_text(
         "$ -m genlab eval run --k 10\n"
         "log p(x), k=10:   0%|          | 0/500 [00:00<?, ?img/s]\r"
         "log p(x), k=10:  40%|####      | 200/500 [00:01<00:01, 180img/s]\r"
         "log p(x), k=10:  60%|######    | 300/500 [00:01<00:01, 180img/s]")
     frac, what = jobs.eval_progress(tmp_path)
     assert frac == pytest.approx(0.6) and what == "log p(x): 300/500 images"
-    assert jobs.log_tail(tmp_path, jobs.EVAL_LOG, lines=1).startswith("log p(x), k=10:  60%")
+    assert status.log_tail(tmp_path, status.EVAL_LOG, lines=1).startswith("log p(x), k=10:  60%")
     assert jobs.eval_progress(tmp_path / "nowhere") == (None, "starting")
-    (tmp_path / jobs.TRAIN_LOG).write_text("".join(f"line {i}\n" for i in range(30)))
-    assert jobs.log_tail(tmp_path, lines=2) == "line 28\nline 29"
+    (tmp_path / status.TRAIN_LOG).write_text("".join(f"line {i}\n" for i in range(30)))
+    assert status.log_tail(tmp_path, lines=2) == "line 28\nline 29"
 
 
 def test_job_dirs_lists_runs_and_jobs_that_died_early(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / runs.CONFIG).write_text("{}")
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / jobs.JOB).write_text(json.dumps({"kind": "train", "pid": 1}))
+    (tmp_path / "b" / status.JOB).write_text(json.dumps({"kind": "train", "pid": 1}))
     (tmp_path / "c").mkdir()  # neither: not listed
     assert sorted(p.name for p in jobs.job_dirs(tmp_path, tmp_path / "missing")) == ["a", "b"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genlab import jobs, runs
+from genlab import jobs, runs, status
 from runs_fixture import GOOD, REPO
 from test_app_pages import run_page, texts
 
@@ -99,10 +99,10 @@ def test_evaluate_button_fills_the_table(env):
     assert not at.exception, [e.value for e in at.exception]
     deadline = time.time() + 120
     while not jobs.wait(env / NOEVAL, 1):
-        assert time.time() < deadline, jobs.log_tail(env / NOEVAL, jobs.EVAL_LOG)
+        assert time.time() < deadline, status.log_tail(env / NOEVAL, status.EVAL_LOG)
         at.run()  # the page's progress fragment
         assert not at.exception
-    assert (env / NOEVAL / runs.EVAL).exists(), jobs.log_tail(env / NOEVAL, jobs.EVAL_LOG)
+    assert (env / NOEVAL / runs.EVAL).exists(), status.log_tail(env / NOEVAL, status.EVAL_LOG)
     at.run()
     binarised = next(f for t, f in tables(at).items() if t.startswith("Binarised"))
     assert list(binarised["run"]) == [GOOD, NOEVAL]  # both runs in the one table

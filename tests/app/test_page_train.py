@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genlab import jobs, runs
+from genlab import jobs, runs, status
 from runs_fixture import FAIL_MSG, FAILED, REPO
 from test_app_pages import run_page, texts
 
@@ -89,17 +89,17 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     assert not at.exception, [e.value for e in at.exception]
     assert "Started" in "\n".join(s.value for s in at.success)
     run = train_env.resolve() / "from-the-page"
-    assert (run / jobs.JOB).exists()
+    assert (run / status.JOB).exists()
     deadline = time.time() + RUN_TIMEOUT_S
     while (runs.read_json(run / runs.STATUS) or {}).get("state") not in ("done", "failed"):
-        assert time.time() < deadline, jobs.log_tail(run)
+        assert time.time() < deadline, status.log_tail(run)
         at.run()  # what the page's polling fragment does every 2 s
         assert not at.exception, [e.value for e in at.exception]
         time.sleep(1.0)
     jobs.wait(run, 30)
     at.run()
     assert not at.exception
-    assert runs.read_json(run / runs.STATUS)["state"] == "done", jobs.log_tail(run)
+    assert runs.read_json(run / runs.STATUS)["state"] == "done", status.log_tail(run)
     table = at.dataframe[0].value
     row = table[table["run"] == "from-the-page"].iloc[0]
     assert (row["model"], row["state"], row["progress"], row["epoch"]) == ("vae", "done", 1.0, "1/1")

@@ -4,14 +4,18 @@ reconstructions (exact for a flow)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from genlab import compare, plots, runs
+from genlab import compare, figures, runs, status, tables
 from genlab.data import preprocess
 from genlab.models import build_model
+from genlab.models.vae import VAEConfig
+from genlab.status import RunSummary
+from genlab.train import TrainConfig
 
 
 def _gan_records() -> list[dict]:
@@ -27,17 +31,17 @@ def _gan_records() -> list[dict]:
 
 
 def test_live_panels_group_adversarial_and_gradient_metrics():
-    assert plots.live_panels(["loss", "d_loss", "g_loss", "d_real", "d_fake"]) == [
+    assert figures.live_panels(["loss", "d_loss", "g_loss", "d_real", "d_fake"]) == [
         ("D and G losses", ["d_loss", "g_loss"], False),
         ("D outputs: mean D(x), mean D(G(z))", ["d_real", "d_fake"], False)]
-    panels = plots.live_panels(["loss", "elbo", "recon", "kl", "grad_var", "grad_var_nobaseline"])
+    panels = figures.live_panels(["loss", "elbo", "recon", "kl", "grad_var", "grad_var_nobaseline"])
     assert [p[0] for p in panels] == ["loss", "encoder gradient variance", "recon", "kl"]
     assert panels[1] == ("encoder gradient variance", ["grad_var", "grad_var_nobaseline"], True)
-    assert plots.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
+    assert figures.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
 
 
 def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
-    fig = plots.live_figure(_gan_records())
+    fig = figures.live_figure(_gan_records())
     assert [a.text for a in fig.layout.annotations] == ["D and G losses", "D outputs: mean D(x), mean D(G(z))"]
     by_name = {}
     for t in fig.data:
@@ -48,7 +52,7 @@ def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
     assert len(vals) == 4 and list(vals[0].x) == [3, 6] and list(vals[0].customdata) == [1, 2]
     bvae = [{"event": "step", "split": "train", "step": s, "loss": 1.0, "grad_var": 10.0 ** s,
              "grad_var_nobaseline": 10.0 ** (s + 2)} for s in (1, 2)]
-    fig = plots.live_figure(bvae)
+    fig = figures.live_figure(bvae)
     assert fig.layout.yaxis2.type == "log"  # the gradient-variance panel
 
 
@@ -57,7 +61,7 @@ def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
          for e in (1, 2, 3) for s in ("train", "val")]
     b = [{"event": "epoch", "split": s, "epoch": e, "step": 7 * e, "loss": 9.0 - e}
          for e in (1, 2) for s in ("train", "val")]
-    fig = plots.overlay_figure([("a", a), ("b", b)])
+    fig = figures.overlay_figure([("a", a), ("b", b)])
     assert [x.text for x in fig.layout.annotations] == ["loss"]  # kl is not in run b
     assert [t.name for t in fig.data] == ["a · val", "a · train", "b · val", "b · train"]
     assert list(fig.data[0].x) == [1, 2, 3] and list(fig.data[2].x) == [1, 2]  # epochs, not steps
@@ -65,7 +69,7 @@ def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
 
 
 def _summary(name, model, preprocess, ev):
-    return {"name": name, "model": model, "config": {"preprocess": preprocess}, "eval": ev}
+    return RunSummary(Path("/r") / name, name, model=model, config={"preprocess": preprocess}, eval=ev)
 
 
 def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
@@ -76,7 +80,7 @@ def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
     flow = _summary("f", "realnvp", "dequantize", {"data": "8-bit", "k": 1, "nll_nats": -2500.0,
                                                     "bpd": 1.2, "nll_method": "exact change of variables"})
     gan = _summary("g", "gan", "dequantize", {"d_loss": 1.3, "g_loss": 0.8, "d_real": 0.6, "d_fake": 0.4})
-    groups, missing = plots.compare_tables([vae, flow, gan, _summary("n", "vae", "dynamic", None)])
+    groups, missing = tables.compare_tables([vae, flow, gan, _summary("n", "vae", "dynamic", None)])
     assert missing == ["n"]
     assert [g["group"] for g in groups] == ["binarised", "8-bit", "adversarial"]
     rows = {g["group"]: g["rows"] for g in groups}
@@ -89,7 +93,7 @@ def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
 
 
 def test_bound_figure_has_a_log_k_axis():
-    fig = plots.bound_figure({"run": {1: -100.0, 10: -95.0}})
+    fig = figures.bound_figure({"run": {1: -100.0, 10: -95.0}})
     assert fig.layout.xaxis.type == "log" and list(fig.data[0].x) == [1, 10]
 
 
@@ -125,7 +129,7 @@ def test_bound_at_k_is_the_mean_of_the_models_log_prob(k, mnist_small):
 
 # -- the pure parts of the Train and Compare pages ------------------------------------
 def _todo(name, state="done", ckpt=1):
-    return {"name": name, "state": state, "ckpt": ckpt}
+    return RunSummary(Path("/r") / name, name, model="vae", state=state, ckpt=ckpt)
 
 
 def test_eval_plan_skips_runs_at_work_and_runs_without_a_checkpoint():
@@ -137,20 +141,22 @@ def test_eval_plan_skips_runs_at_work_and_runs_without_a_checkpoint():
     assert plan["evaluating"] == ["evaluating"]
     assert plan["training"] == ["child", "training"]  # a live resume counts as training
     assert plan["no_ckpt"] == ["bare"]
-    assert [s["name"] for s in plan["can"]] == ["ready"]
-    assert [s["name"] for s in plan["show"]] == ["evaluating"]
+    assert [s.name for s in plan["can"]] == ["ready"]
+    assert [s.name for s in plan["show"]] == ["evaluating"]
 
 
 def test_bound_candidates_and_rows():
-    from genlab.models import model_entry
-
-    sel = [{"name": n, "cls": model_entry(m)[0], "ckpt": c} for n, m, c in
+    sel = [RunSummary(Path(n), n, model=m, ckpt=c) for n, m, c in
            (("v", "vae", 1), ("f", "realnvp", 1), ("g", "gan", 1), ("new", "vae", None))]
-    assert [s["name"] for s in compare.bound_candidates(sel)] == ["v"]  # flows exact, GANs none
+    assert [s.name for s in compare.bound_candidates(sel)] == ["v"]  # flows exact, GANs none
     rows = compare.bound_rows({"binarised": {"v": {1: -100.0, 10: -97.0}}}, 10)
     assert rows == [{"run": "v", "data": "binarised", "L_1 = ELBO": -100.0, "L_10": -97.0,
                      "gain": 3.0}]
     assert "gain" not in compare.bound_rows({"binarised": {"v": {1: -100.0}}}, 1)[0]
+
+
+def _config(run):
+    runs.write_config(run, "vae", VAEConfig(latent_dim=2, hidden=(8,)), TrainConfig(dataset="mnist"))
 
 
 def test_run_info_and_the_run_to_watch(tmp_path):
@@ -158,12 +164,12 @@ def test_run_info_and_the_run_to_watch(tmp_path):
 
     done = tmp_path / "done"
     done.mkdir()
-    runs.atomic_write_json(done / runs.CONFIG, {"model": "vae", "train": {"dataset": "mnist"}})
+    _config(done)
     runs.atomic_write_json(done / runs.STATUS, {"state": "done", "message": ""})
     early = tmp_path / "died-early"
     early.mkdir()
-    runs.atomic_write_json(early / jobs.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
-    (early / jobs.TRAIN_LOG).write_text("Traceback ...\nValueError: no such dataset\n")
+    runs.atomic_write_json(early / status.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
+    (early / status.TRAIN_LOG).write_text("Traceback ...\nValueError: no such dataset\n")
     info = {p.name: jobs.run_info(p) for p in (done, early)}
     assert (info["done"]["state"], info["done"]["model"], info["done"]["dataset"]) == ("done", "vae", "mnist")
     assert info["died-early"]["state"] == "failed"
@@ -187,26 +193,60 @@ def test_field_step_is_a_tenth_of_the_defaults_magnitude():
 
 
 def test_overview_puts_nats_and_bits_per_dim_in_separate_columns():
-    vae = {"name": "v", "path": "/r/v", "model": "vae", "eval": {"data": "binarised", "nll_nats": 85.0}}
-    flow = {"name": "f", "path": "/r/f", "model": "realnvp",
-            "eval": {"data": "8-bit", "nll_nats": -2500.0, "bpd": 1.2}}
-    rows = {r["run"]: r for r in plots.overview_rows([vae, flow])}
+    vae = RunSummary(Path("/r/v"), "v", model="vae", eval={"data": "binarised", "nll_nats": 85.0})
+    flow = RunSummary(Path("/r/f"), "f", model="realnvp",
+                      eval={"data": "8-bit", "nll_nats": -2500.0, "bpd": 1.2})
+    rows = {r["run"]: r for r in tables.overview_rows([vae, flow])}
     assert rows["v"]["test −log p(x)"] == 85.0 and rows["v"]["bits/dim"] is None
     assert rows["f"]["test −log p(x)"] is None and rows["f"]["bits/dim"] == 1.2
 
 
 def test_fid_sits_in_its_own_table_across_families_and_says_it_is_not_inception():
-    vae = {"name": "v", "path": "/r/v", "model": "vae",
-           "eval": {"data": "binarised", "nll_nats": 85.0, "fid": 30.5, "fid_n": 10000, "n_images": 10000}}
-    gan = {"name": "g", "path": "/r/g", "model": "gan", "eval": {"d_loss": 1.3, "fid": 12.25, "fid_n": 500,
-                                                                 "n_images": 10000}}
-    flow = {"name": "f", "path": "/r/f", "model": "realnvp", "eval": {"data": "8-bit", "bpd": 1.2}}
-    rows = plots.fid_rows([vae, gan, flow])  # the flow's eval has no FID: no row
+    vae = RunSummary(Path("/r/v"), "v", model="vae", eval={"data": "binarised", "nll_nats": 85.0,
+                                                           "fid": 30.5, "fid_n": 10000, "n_images": 10000})
+    gan = RunSummary(Path("/r/g"), "g", model="gan", eval={"d_loss": 1.3, "fid": 12.25, "fid_n": 500,
+                                                           "n_images": 10000})
+    flow = RunSummary(Path("/r/f"), "f", model="realnvp", eval={"data": "8-bit", "bpd": 1.2})
+    rows = tables.fid_rows([vae, gan, flow])  # the flow's eval has no FID: no row
     assert [(r["run"], r["FID"], r["samples"]) for r in rows] == [("v", 30.5, 10000), ("g", 12.25, 500)]
     assert rows[1]["against"] == "test (500 images)"
-    over = {r["run"]: r for r in plots.overview_rows([vae, gan, flow])}
+    over = {r["run"]: r for r in tables.overview_rows([vae, gan, flow])}
     assert over["g"]["FID"] == 12.25 and over["f"]["FID"] is None
-    assert "FID 30.5 (genlab features, not Inception)" in plots.eval_line(vae["eval"])
-    caption = plots.fid_caption("mnist")
+    assert "FID 30.5 (genlab features, not Inception)" in tables.eval_line(vae.eval)
+    caption = tables.fid_caption("mnist")
     assert "not comparable with the Inception FID" in caption and "test accuracy: 99.34%" in caption
-    assert "not comparable" in plots.fid_caption("svhn")  # no shipped net: the note without accuracy
+    assert "not comparable" in tables.fid_caption("svhn")  # no shipped net: the note without accuracy
+
+
+def test_the_train_page_and_home_agree_on_every_state(tmp_path):
+    """One rule (genlab.status.run_state): the Train page's poll (jobs.run_info) and the
+    summaries of Home and Compare give every run folder the same state and message."""
+    import subprocess
+    import sys
+
+    from genlab import jobs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cases = {"done": {"state": "done", "message": ""},
+             "interrupted": {"state": "running", "pid": dead.pid, "total_steps": 10},
+             "failed": {"state": "failed", "message": "non-finite loss"},
+             "stopped": {"state": "stopped", "message": "stopped at epoch 1"}}
+    for name, st in cases.items():
+        (tmp_path / name).mkdir()
+        _config(tmp_path / name)
+        runs.atomic_write_json(tmp_path / name / runs.STATUS, st)
+    (tmp_path / "died-early").mkdir()
+    _config(tmp_path / "died-early")
+    runs.atomic_write_json(tmp_path / "died-early" / status.JOB, {"kind": "train", "pid": dead.pid})
+    (tmp_path / "died-early" / status.TRAIN_LOG).write_text("genlab: error: no data\n")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / runs.CONFIG).write_text('{"model": "vae"')
+    runs.atomic_write_json(tmp_path / "broken" / runs.STATUS, {"state": "done"})
+    seen = {}
+    for p in sorted(tmp_path.iterdir()):
+        info, s = jobs.run_info(p), status.summarize(p)
+        assert (info["state"], info["message"]) == (s.state, s.message), p.name
+        seen[p.name] = s.state
+    assert seen == {"broken": "broken", "done": "done", "failed": "failed", "interrupted": "interrupted",
+                    "died-early": "failed", "stopped": "stopped"}

@@ -1,0 +1,221 @@
+"""What a run is doing and has done, read from its folder: the one rule for its state
+(starting, running, done, stopped, failed, interrupted, broken, unknown) used by the jobs
+layer and every page, and a typed summary of its files.
+
+A run folder holds what the trainer writes (config.json, status.json, metrics.jsonl,
+checkpoint.pt, samples/, eval.json) and, when the app started a process there (genlab.jobs),
+    job.json    the latest process started for this run: kind, pid, command, log file
+    train.log   stdout and stderr of the train and resume processes (appended)
+    eval.log    the same for ``eval``
+No plotting and no streamlit here: genlab.tables and genlab.figures present these.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import runs
+from .models import model_entry
+
+JOB, TRAIN_LOG, EVAL_LOG = "job.json", "train.log", "eval.log"
+ACTIVE = ("starting", "running")
+"""States of a run whose training process is (about to be) at work."""
+_CHILDREN: dict[int, subprocess.Popen] = {}  # processes started here, polled so none lingers as a zombie
+
+
+# -- processes ----------------------------------------------------------------------
+def track(proc: subprocess.Popen) -> None:
+    """Remember a process this one started (genlab.jobs), so it is collected when it exits."""
+    _CHILDREN[proc.pid] = proc
+
+
+def reap() -> None:
+    """Collect finished children so they do not linger as zombies."""
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def pid_alive(pid: int, marker: str | None = None) -> bool:
+    """Is ``pid`` a live process (not a zombie) whose command line holds ``marker`` when one
+    is given (so a reused pid is not taken for the run's process)? Where /proc is missing
+    (macOS) only existence is checked."""
+    reap()
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").is_dir():  # Linux: the state letter and the command line
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+        return state != "Z" and (marker is None or ("genlab" in cmd and marker in cmd))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def read_job(run_dir: str | os.PathLike) -> dict | None:
+    """job.json with ``alive`` added (its process is a live genlab process for this run),
+    or None when the app never started a process here."""
+    run_dir = Path(run_dir)
+    job = runs.read_json(run_dir / JOB)
+    if not job or not isinstance(job.get("pid"), int):
+        return None
+    return {**job, "alive": pid_alive(job["pid"], run_dir.name)}
+
+
+def log_tail(run_dir: str | os.PathLike, name: str = TRAIN_LOG, lines: int = 15) -> str:
+    """The last lines of a job's log; a progress bar's carriage-return updates count once."""
+    try:
+        data = (Path(run_dir) / name).read_bytes()[-64_000:].decode(errors="replace")
+    except OSError:
+        return ""
+    rows = [row.rstrip("\r").rsplit("\r", 1)[-1] for row in data.split("\n")]
+    return "\n".join([r for r in rows if r.strip()][-lines:])
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(float(s)))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+# -- the one rule -------------------------------------------------------------------------
+def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
+              error: str | None = None, has_metrics: bool = True) -> tuple[str, str]:
+    """(state, one-line message) of a run, in this order:
+    1. a train or resume process the app started is alive while status.json does not yet
+       say it is at work: "starting";
+    2. that process died before writing status.json: "failed", with its log's last line;
+    3. config.json unreadable (``error``): "broken";
+    4. status.json's state, where "running"/"starting" whose pid is gone is "interrupted"
+       (continue with resume); without status.json, "stopped" if there are metrics, else
+       "unknown". A running run's message is its epoch, progress and time left."""
+    pid = status.get("pid")
+    at_work = status.get("state") in ACTIVE and (not pid or pid_alive(pid))
+    if job and job["alive"] and job.get("kind") != "eval" and not at_work:
+        return "starting", f"{job['kind']} process {job['pid']} is starting"
+    if job and not job["alive"] and not status:
+        return "failed", log_tail(run_dir, job.get("log") or TRAIN_LOG, lines=1) or \
+            "the process exited before training"
+    if error:
+        return "broken", error
+    state = status.get("state") or ("stopped" if has_metrics else "unknown")
+    msg = status.get("message") or ""
+    if state in ACTIVE and not at_work:
+        return "interrupted", (f"the training process (pid {pid}) is gone; continue with "
+                               f"`python -m genlab resume {run_dir}`")
+    if state == "running" and status.get("total_steps"):
+        eta = status.get("eta_s")
+        msg = (f"epoch {status.get('epoch')}/{status.get('total_epochs', '?')}, "
+               f"{100 * float(status.get('progress') or 0):.0f}%"
+               + (f", about {fmt_seconds(eta)} left" if eta is not None else ""))
+    return state, msg
+
+
+# -- a run's files, typed -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSummary:
+    """What the pages and the benchmark tables show about a run, read from its folder.
+    ``config`` and ``train`` are config.json's model and training options as stored;
+    ``state``/``message`` follow :func:`run_state` as of reading (:func:`refresh` again)."""
+    path: Path
+    name: str
+    model: str | None = None
+    dataset: str | None = None
+    config: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    bad_metric_lines: int = 0  # torn or unreadable lines of metrics.jsonl, skipped
+    last_train: dict | None = None  # the latest epoch's training record
+    last_val: dict | None = None
+    eval: dict | None = None  # eval.json
+    sample: Path | None = None  # the latest sample grid
+    error: str | None = None  # config.json unreadable: why
+    state: str = "unknown"
+    message: str = ""
+    ckpt: int | None = None  # checkpoint.pt's modification time (ns); None: no checkpoint
+
+    @property
+    def model_class(self) -> type | None:
+        """The model's class from the registry (None for a broken config)."""
+        try:
+            return model_entry(self.model)[0] if self.model else None
+        except ValueError:
+            return None
+
+
+def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
+    try:
+        return (Path(run_dir) / runs.CHECKPOINT).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def refresh(s: RunSummary) -> RunSummary:
+    """``s`` with its state and checkpoint stamp read afresh (a process may have died
+    without touching its files): for summaries kept in a cache."""
+    state, message = run_state(s.path, s.status, read_job(s.path), error=s.error,
+                               has_metrics=bool(s.metrics))
+    return replace(s, state=state, message=message, ckpt=checkpoint_stamp(s.path))
+
+
+def summarize(run_dir: str | os.PathLike) -> RunSummary:
+    """A run's summary; an unreadable config.json or folder is its ``error``, never raised."""
+    run_dir = Path(run_dir)
+    try:
+        return refresh(_read(run_dir))
+    except Exception as e:  # an unreadable folder: one line, never a traceback
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return RunSummary(run_dir, run_dir.name, error=f"{run_dir}: {why}", state="broken",
+                          message=f"{run_dir}: {why}")
+
+
+def _read(run_dir: Path) -> RunSummary:
+    try:  # as stored: a run whose values no longer fit is listed, and says why when opened
+        raw = runs.read_config_dict(run_dir)
+        cfg = dict(model=raw["model"], dataset=raw["train"]["dataset"], config=raw["model_config"],
+                   train=raw["train"])
+    except runs.RunError as e:
+        cfg = dict(error=str(e))
+    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    return RunSummary(
+        path=run_dir, name=run_dir.name, **cfg, status=runs.read_json(run_dir / runs.STATUS) or {},
+        metrics=records, bad_metric_lines=bad,
+        last_train=next((r for r in reversed(epochs) if r.get("split") == "train"), None),
+        last_val=next((r for r in reversed(epochs) if r.get("split") == "val"), None),
+        eval=runs.read_json(run_dir / runs.EVAL), sample=runs.latest_sample(run_dir))
+
+
+def run_stamp(run_dir: str | os.PathLike) -> tuple:
+    """Modification times and sizes of everything a summary reads: a cache key that
+    changes whenever the run does."""
+    run_dir = Path(run_dir)
+    files = [run_dir / n for n in (runs.CONFIG, runs.STATUS, runs.METRICS, runs.EVAL)]
+    sample = runs.latest_sample(run_dir)
+    stamp = []
+    for f in files + ([sample] if sample else []):
+        try:
+            st = f.stat()
+            stamp.append((f.name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((f.name, None, None))
+    return tuple(stamp)
+
+
+def runs_roots(text: str | None = None) -> list[Path]:
+    """Run folders from ``text`` (comma- or os.pathsep-separated), else $GENLAB_RUNS,
+    else ``runs`` and ``checkpoints``; duplicates dropped, order kept."""
+    text = text if text is not None else os.environ.get("GENLAB_RUNS") or "runs,checkpoints"
+    parts = [p.strip() for chunk in text.split(",") for p in chunk.split(os.pathsep)]
+    return list(dict.fromkeys(Path(p).expanduser() for p in parts if p))

@@ -1,0 +1,120 @@
+"""Everything the pages cache, in one place (not a page itself): run summaries and Home's
+cards, models with their latent scale, test images, codes, projections, mixtures, decoded
+grids, reconstructions and bound points.
+
+Anything computed from a run's weights is keyed by the run's path and its checkpoint
+stamp (checkpoint.pt's modification time in ns, None without one), so a new checkpoint is
+a new entry; summaries by the stamp of the small files they read. Models, images and
+codes are shared by every session (read-only, ``st.cache_resource``); what is copied out
+is ``st.cache_data``. One error rule: a run that cannot be loaded is one line, its reason,
+shown by :func:`load_error` and cached like a model (a broken checkpoint is read once)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import streamlit as st
+import torch
+
+from genlab import compare, explore, runs, status
+from genlab.data import ImageData, load_split
+from pages.widgets import Card, run_card
+
+
+class Loaded(NamedTuple):
+    model: torch.nn.Module
+    model_name: str  # the registry name, e.g. "vae"
+    dataset: str
+    ref: explore.LatentRef | None  # None: no prior to scale sliders and grids by
+
+
+# -- runs -------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=512)
+def _summary(path: str, stamp: tuple) -> status.RunSummary:
+    return status.summarize(path)
+
+
+def summary(path) -> status.RunSummary:
+    """A run's summary, cached until one of its files changes, with its state read afresh
+    (a training process may have died without touching its files)."""
+    return status.refresh(_summary(str(path), status.run_stamp(path)))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _card(path: str, stamp: tuple) -> Card:
+    return run_card(path)
+
+
+def card(path) -> Card:
+    """Home's card of a run, cached like :func:`summary`, its state read afresh."""
+    c = _card(str(path), status.run_stamp(path))
+    return c._replace(summary=status.refresh(c.summary))
+
+
+@st.cache_resource(show_spinner=False, max_entries=12)
+def _load(path: str, stamp: int | None) -> Loaded | str:
+    try:
+        model, _, rc = runs.load_model(path, map_location="cpu")
+    except Exception as e:  # a corrupt checkpoint, a config that no longer fits: one line
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    ok = explore.has_prior(model) and explore.can_decode(model)
+    return Loaded(model, rc.model, rc.train.dataset, explore.latent_reference(model) if ok else None)
+
+
+def load(path: str, stamp: int | None) -> tuple[Loaded | None, str | None]:
+    """(the run's model and what goes with it, None) or (None, why it cannot be loaded)."""
+    got = _load(path, stamp)
+    return (None, got) if isinstance(got, str) else (got, None)
+
+
+def load_error(name: str, why: str) -> None:
+    st.error(f"**{name} cannot be loaded.** {why} Retrain it, or resume it from the Train page "
+             "if it has a checkpoint.", icon=":material/error:")
+
+
+# -- test images and what is computed from them -------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=8)
+def test_images(dataset: str, n: int, root: str, download: bool = False) -> ImageData:
+    """The first n test images (uint8); DatasetError saying what to do when they are missing
+    (``download``: let torchvision fetch them)."""
+    if download:
+        return load_split(dataset, "test", root, download=True, limit=n)
+    return compare.test_images(dataset, n, root)
+
+
+def _model(path: str, stamp: int | None) -> torch.nn.Module:
+    return _load(path, stamp).model  # callers have loaded it without error first
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def codes(path: str, stamp: int | None, dataset: str, root: str, n: int) -> np.ndarray:
+    """Codes (n, d) of the first n test images (read-only: shared by every session)."""
+    return explore.encode_images(_model(path, stamp), test_images(dataset, n, root).x).numpy()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def projection(path: str, stamp: int | None, dataset: str, root: str, n: int, method: str) -> np.ndarray:
+    return explore.project(codes(path, stamp, dataset, root, n), method)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def mixture(path: str, stamp: int | None, dataset: str, root: str, n: int, k: int, seed: int):
+    return explore.fit_mixture(codes(path, stamp, dataset, root, n), k, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def decoded_grid(path: str, stamp: int | None, z: np.ndarray, nrow: int, scale: int = 2) -> np.ndarray:
+    """An image grid (H, W, 3) uint8 of the decoded latents z (n, d)."""
+    images = explore.decode_latents(_model(path, stamp), torch.as_tensor(z))
+    return explore.grid_image(images, nrow, scale=scale)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def recon_png(path: str, stamp: int | None, dataset: str, n: int, root: str) -> bytes:
+    x = test_images(dataset, n, root).x
+    return compare.image_row_png(compare.reconstruct(_model(path, stamp), x))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def bound(path: str, stamp: int | None, k: int, n: int, dataset: str, root: str) -> dict:
+    return compare.bound_at_k(_model(path, stamp), test_images(dataset, n, root), k)
