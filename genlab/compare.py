@@ -14,9 +14,9 @@ import math
 import os
 
 import torch
-from torchvision.utils import make_grid
 
-from .data import DATASETS, DatasetError, ImageData, binarize_static, data_root, load_split, preprocess
+from .data import DATASETS, DatasetError, ImageData, data_root, load_split
+from .explore import grid_image, model_inputs
 from .metrics import log_prob_split
 from .status import ACTIVE, RunSummary
 
@@ -50,21 +50,12 @@ def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> 
         raise DatasetError(missing_data_message(dataset, root)) from None
 
 
-def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """uint8 images (B, C, H, W) -> the model's inputs in [0, 1], with seeded noise, so
-    every model sees the same draw of the same images."""
-    if model.preprocess == "static":
-        x = binarize_static(x)
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    return preprocess(x, model.preprocess, generator=g)
-
-
 @torch.no_grad()
 def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """decode(encode(x)) of uint8 images (B, C, H, W) -> images in [0, 1], (B, C, H, W):
     the posterior mean's decoding for VAEs, the exact inverse for flows."""
     model.eval()
-    inputs = model_inputs(model, x, seed).to(model.device)  # (B, C, H, W)
+    inputs = model_inputs(model, x, seed=seed).to(model.device)  # (B, C, H, W)
     return model.decode(model.encode(inputs)).float().cpu().clamp(0, 1)
 
 
@@ -72,23 +63,15 @@ def image_row_png(images: torch.Tensor, nrow: int | None = None, *, scale: int =
     """Images (B, C, H, W) in [0, 1] (or uint8) as one PNG grid, ``scale`` times larger."""
     from PIL import Image
 
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    grid = make_grid(x.cpu(), nrow=nrow or len(x), padding=2, pad_value=1.0)  # (3, H', W')
-    arr = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    im = Image.fromarray(arr)
-    if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    Image.fromarray(grid_image(images, nrow or len(images), scale=scale)).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def is_exact(model) -> bool:
     """Does ``log_prob`` of this model (or model class) give log p(x) exactly (flows),
     so that k changes nothing?"""
-    from .models.nice import FlowModel
-
-    return isinstance(model, FlowModel) or (isinstance(model, type) and issubclass(model, FlowModel))
+    return model.caps.likelihood == "exact"
 
 
 def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) -> dict:
@@ -116,10 +99,10 @@ def eval_plan(todo: list[RunSummary], job_of: dict[str, dict]) -> dict[str, list
 
 
 def bound_candidates(summaries: list[RunSummary]) -> list[RunSummary]:
-    """Runs with a checkpoint whose model class has an importance-weighted bound:
-    latent and likelihood models that are not exact (flows) - VAEs, not GANs or flows."""
-    return [s for s in summaries if (cls := s.model_class) and cls.has_latent and cls.has_likelihood
-            and not is_exact(cls) and s.ckpt]
+    """Runs with a checkpoint whose model class has an importance-weighted bound
+    (``caps.likelihood == "importance"``): VAEs and ae-gmm, not GANs or flows."""
+    return [s for s in summaries if s.model_class and s.model_class.caps.likelihood == "importance"
+            and s.ckpt]
 
 
 def bound_rows(by_group: dict[str, dict[str, dict[int, float]]], k: int) -> list[dict]:
