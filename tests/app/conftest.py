@@ -23,6 +23,17 @@ def app_runs(runs_root, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def train_env(tmp_path, data_root, monkeypatch) -> Path:
+    """An empty run folder (not created yet), the real data root, small child processes."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("GENLAB_RUNS", str(root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(REPO)
+    return root
+
+
+@pytest.fixture
 def empty_runs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GENLAB_RUNS", str(tmp_path))
     monkeypatch.chdir(REPO)

@@ -3,14 +3,13 @@
 Next to the shared fixture's trained 2-D VAE (runs_fixture.GOOD): an autoencoder + GMM
 trained for one epoch (its mixture fitted by fit()), an untrained GAN and RealNVP saved as
 checkpoints (the pages only need weights that decode), and a VAE whose checkpoint is
-garbage. ``open_page`` runs the app with one run selected, as Home's links do."""
+garbage."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from genlab import runs
 from genlab.config import from_dict, to_dict
@@ -19,7 +18,6 @@ from genlab.train import TrainConfig, train_run
 from runs_fixture import GOOD, REPO
 
 AE_GMM, GAN, FLOW, CORRUPT = "ae-gmm-tiny", "gan-tiny", "realnvp-tiny", "vae-corrupt"
-TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, plotly)
 
 
 def _train_cfg(data_root: Path, **kw) -> TrainConfig:
@@ -65,22 +63,6 @@ def explore_runs(explore_root, runs_root, data_root, monkeypatch) -> dict[str, s
     monkeypatch.chdir(REPO)
     names = (AE_GMM, GAN, FLOW, CORRUPT)
     return {**{n: str(explore_root / n) for n in names}, GOOD: str(runs_root / GOOD)}
-
-
-def open_page(file: str, run: str | None = None) -> AppTest:
-    """The app, then ``file`` with ``run`` selected (st.session_state["run"])."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
-    if run is not None:
-        at.session_state["run"] = run
-    return at.switch_page(file).run()
-
-
-def texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
-                 "error", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
 def image_by_caption(at: AppTest, start: str) -> str:

@@ -1,9 +1,12 @@
-"""Tiny run folders for the app tests: one real trained and evaluated VAE run, one
-failed run with a torn metrics line, one run whose config.json is cut short."""
+"""Tiny run folders for the app tests (one real trained and evaluated VAE run, one
+failed run with a torn metrics line, one run whose config.json is cut short), and the
+helpers every app test uses: run a page through the router, read what it wrote."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
 
 from genlab import runs
 from genlab.models.vae import VAEConfig
@@ -13,6 +16,25 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD, FAILED, BROKEN = "vae-mnist-tiny", "vae-mnist-failed", "broken-config"
 FAIL_MSG = "non-finite loss (nan) at step 3: stopped; the last good checkpoint is kept"
 NO_RUNS = "No runs yet"
+TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, plotly)
+
+
+def run_page(file: str, run: str | None = None) -> AppTest:
+    """Run the app (st.navigation registers the pages on the first run), then ``file``,
+    with ``run`` selected (st.session_state["run"]) as Home's links do."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    if run is not None:
+        at.session_state["run"] = run
+    return at.switch_page(file).run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text, one string (markdown, captions, alerts, ...)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
 
 
 def train_tiny(root: Path, data_root: Path) -> Path:

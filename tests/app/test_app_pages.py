@@ -8,25 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages import PAGES
-from runs_fixture import BROKEN, FAIL_MSG, FAILED, GOOD, NO_RUNS, REPO
+from runs_fixture import BROKEN, FAIL_MSG, FAILED, GOOD, NO_RUNS, REPO, TIMEOUT, run_page, texts
 
-TIMEOUT = 60  # seconds for one script run (the first imports torch and plotly)
 HOME = next(p.file for p in PAGES if not p.url_path)
-
-
-def run_page(file: str) -> AppTest:
-    """Run the app, then the page (st.navigation registers the pages on the first run)."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
-    return at.switch_page(file).run()
-
-
-def texts(at: AppTest) -> str:
-    """Everything the page wrote as text, one string (markdown, captions, alerts, ...)."""
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
-                 "error", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.url_path or "home")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from explore_fixture import (AE_GMM, FLOW, explore_root, explore_runs, figures,  # noqa: F401
-                             image_by_caption, open_page, values)
+                             image_by_caption, values)
 from genlab import runs
-from runs_fixture import GOOD
+from runs_fixture import GOOD, run_page
 
 PAGE = "pages/clusters.py"
 
@@ -22,7 +22,7 @@ def drawn(at) -> tuple[int, int, list[float]]:
 
 
 def test_the_runs_mixture_then_a_refit_with_another_count(explore_runs):
-    at = open_page(PAGE, explore_runs[AE_GMM])
+    at = run_page(PAGE, explore_runs[AE_GMM])
     assert not at.exception, [e.value for e in at.exception]
     model, _, _ = runs.load_model(explore_runs[AE_GMM])
     n_ellipses, n_means, weights = drawn(at)
@@ -38,7 +38,7 @@ def test_the_runs_mixture_then_a_refit_with_another_count(explore_runs):
 
 
 def test_picking_a_component_shows_its_samples(explore_runs):
-    at = open_page(PAGE, explore_runs[AE_GMM])
+    at = run_page(PAGE, explore_runs[AE_GMM])
     box = next(s for s in at.selectbox if s.label == "Component")
     heaviest = box.value
     url = image_by_caption(at, f"16 samples from component {heaviest}:")
@@ -53,14 +53,14 @@ def test_picking_a_component_shows_its_samples(explore_runs):
 
 
 def test_a_vae_gets_a_mixture_on_its_test_codes(explore_runs):
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception
     assert any("fitted on 2000 test codes" in c.value for c in at.caption)
     assert len(drawn(at)[2]) == 10
 
 
 def test_a_flow_latent_is_too_large_and_says_so(explore_runs):
-    at = open_page(PAGE, explore_runs[FLOW])
+    at = run_page(PAGE, explore_runs[FLOW])
     assert not at.exception
     info = "\n".join(i.value for i in at.info)
     assert "784 dimensions" in info and "Latent explorer" in info

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from genlab import jobs, runs, status
-from runs_fixture import GOOD, REPO
-from test_app_pages import run_page, texts
+from runs_fixture import GOOD, REPO, run_page, texts
 
 PAGE = "pages/compare.py"
 NOEVAL, FLOW, CORRUPT = "vae-mnist-noeval", "nice-mnist-tiny", "vae-mnist-corrupt"

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from explore_fixture import open_page, texts
 from genlab import runs
 from genlab.data import DATASETS
 from genlab.models import build_model
-from runs_fixture import GOOD, REPO
+from runs_fixture import GOOD, REPO, run_page, texts
 
 
 class RunsCode:
@@ -91,7 +90,7 @@ def _assert_one_error(at, run: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_the_latent_explorer_shows_one_line(faults, name):
-    at = open_page("pages/latent.py", str(faults / name))
+    at = run_page("pages/latent.py", str(faults / name))
     _assert_one_error(at, faults / name, name)
 
 
@@ -100,13 +99,13 @@ def test_the_latent_explorer_shows_one_line(faults, name):
                                         ("pages/interpolate.py", "vae-gan-weights"),
                                         ("pages/interpolate.py", "vae-truncated")])
 def test_clusters_and_interpolation_show_one_line(faults, page, name):
-    at = open_page(page, str(faults / name))
+    at = run_page(page, str(faults / name))
     _assert_one_error(at, faults / name, name)
 
 
 @pytest.mark.parametrize("names", [list(FAULTS)[:3], list(FAULTS)[3:]], ids=["ckpt", "mixed"])
 def test_compare_explains_each_broken_run_and_shows_the_good_one(faults, names):
-    at = open_page("pages/compare.py")
+    at = run_page("pages/compare.py")
     at = at.multiselect(key="compare-runs-mnist").set_value(
         [str(faults / n) for n in (GOOD, *names)]).run()  # at most 4 at once
     for name in names:
@@ -117,18 +116,8 @@ def test_compare_explains_each_broken_run_and_shows_the_good_one(faults, names):
 
 
 # -- invalid hyperparameters on the Train page --------------------------------------------------
-@pytest.fixture
-def train_env(tmp_path, data_root, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv("GENLAB_RUNS", str(root))
-    monkeypatch.setenv("GENLAB_DATA", str(data_root))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)
-    return root
-
-
 def test_train_form_bounds_sizes_and_explains_what_it_cannot_bound(train_env):
-    at = open_page("pages/train.py")
+    at = run_page("pages/train.py")
     at = at.get_by_key("train-model").set_value("ae-gmm").run()
     assert not at.exception, [e.value for e in at.exception]
     bounds = {w.key: (w.proto.min, w.proto.max) for w in at.number_input}
@@ -141,7 +130,7 @@ def test_train_form_bounds_sizes_and_explains_what_it_cannot_bound(train_env):
     for key, value, needle in [("m-ae-gmm-hidden", "64,0", "hidden must be >= 1 and <= 8192 (got 0)"),
                                ("m-ae-gmm-hidden", "64,-8", "hidden must be >= 1 and <= 8192 (got -8)"),
                                ("t-lr", 0.0, "lr must be > 0 and <= 1 (got 0)")]:
-        at = open_page("pages/train.py")
+        at = run_page("pages/train.py")
         at.get_by_key("train-model").set_value("ae-gmm").run()
         at.get_by_key(key).set_value(value)
         at = at.form_submit_button[0].click().run()

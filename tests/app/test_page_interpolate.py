@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 from explore_fixture import (FLOW, GAN, explore_root, explore_runs,  # noqa: F401
-                             image_by_caption, open_page)
-from runs_fixture import GOOD
+                             image_by_caption)
+from runs_fixture import GOOD, run_page
 
 PAGE = "pages/interpolate.py"
 
@@ -17,7 +17,7 @@ def strip_caption(at) -> str:
 
 
 def test_a_strip_between_two_test_images_and_its_gif(explore_runs):
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception, [e.value for e in at.exception]
     assert next(r for r in at.radio if r.label == "Endpoints").value == "two test images"
     assert strip_caption(at).startswith("10 frames, linear")
@@ -34,7 +34,7 @@ def test_a_strip_between_two_test_images_and_its_gif(explore_runs):
 
 
 def test_another_path_rebuilds_the_strip(explore_runs):
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     path = next(r for r in at.radio if r.label == "Path")
     assert path.options == ["linear", "spherical (slerp)", "equidistant in the normal CDF (report 001)"]
     path.set_value("spherical").run()
@@ -42,7 +42,7 @@ def test_another_path_rebuilds_the_strip(explore_runs):
 
 
 def test_a_gan_interpolates_random_latents_through_the_normal_cdf(explore_runs):
-    at = open_page(PAGE, explore_runs[GAN])
+    at = run_page(PAGE, explore_runs[GAN])
     assert not at.exception
     assert next(r for r in at.radio if r.label == "Endpoints").options == ["two random latents"]
     assert "normal CDF" in strip_caption(at)
@@ -52,7 +52,7 @@ def test_a_gan_interpolates_random_latents_through_the_normal_cdf(explore_runs):
 
 
 def test_a_flow_round_trip_is_exact(explore_runs):
-    at = open_page(PAGE, explore_runs[FLOW])
+    at = run_page(PAGE, explore_runs[FLOW])
     assert not at.exception
     line = next(c.value for c in at.caption if c.value.startswith("A flow encodes exactly"))
     assert float(re.search(r"at most ([0-9.e+-]+)\.$", line).group(1)) < 1e-3
@@ -60,7 +60,7 @@ def test_a_flow_round_trip_is_exact(explore_runs):
 
 def test_without_data_random_latents_still_work(explore_runs, tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception
     assert "GENLAB_DATA" in "\n".join(w.value for w in at.warning)
     next(r for r in at.radio if r.label == "Endpoints").set_value("two random latents").run()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from explore_fixture import (CORRUPT, GAN, explore_root, explore_runs, figures,  # noqa: F401
-                             image_by_caption, open_page, texts, values)
-from runs_fixture import GOOD
+                             image_by_caption, values)
+from runs_fixture import GOOD, run_page, texts
 
 PAGE = "pages/latent.py"
 
@@ -17,7 +17,7 @@ def z_slider(at, name: str = "z1"):
 
 
 def test_moving_a_slider_decodes_a_new_image_fast(explore_runs):
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception, [e.value for e in at.exception]
     first = image_by_caption(at, "decode(z)")
     start = z_slider(at).value
@@ -31,7 +31,7 @@ def test_moving_a_slider_decodes_a_new_image_fast(explore_runs):
 
 
 def test_codes_scatter_selection_data_and_manifold(explore_runs):
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     scatter = figures(at)[0]
     points = sum(len(values(t["x"])) for t in scatter["data"])
     ids = sorted(i for t in scatter["data"] for i in values(t["customdata"]))
@@ -49,7 +49,7 @@ def test_codes_scatter_selection_data_and_manifold(explore_runs):
 
 def test_without_the_dataset_sliders_and_grids_still_work(explore_runs, tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
-    at = open_page(PAGE, explore_runs[GOOD])
+    at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception
     warning = "\n".join(w.value for w in at.warning)
     assert "test images" in warning and "GENLAB_DATA" in warning
@@ -58,7 +58,7 @@ def test_without_the_dataset_sliders_and_grids_still_work(explore_runs, tmp_path
 
 
 def test_a_gan_has_sliders_but_no_codes(explore_runs):
-    at = open_page(PAGE, explore_runs[GAN])
+    at = run_page(PAGE, explore_runs[GAN])
     assert not at.exception
     assert "has no encoder" in "\n".join(i.value for i in at.info)
     assert len([s for s in at.slider if s.label.startswith("z")]) == 8
@@ -66,14 +66,14 @@ def test_a_gan_has_sliders_but_no_codes(explore_runs):
 
 
 def test_empty_folder_says_how_to_train(empty_runs):
-    at = open_page(PAGE)
+    at = run_page(PAGE)
     assert not at.exception
     info = "\n".join(i.value for i in at.info)
     assert "No run to show here" in info and "python -m genlab train" in info
 
 
 def test_corrupt_checkpoint_is_one_line(explore_runs):
-    at = open_page(PAGE, explore_runs[CORRUPT])
+    at = run_page(PAGE, explore_runs[CORRUPT])
     assert not at.exception
     errors = "\n".join(e.value for e in at.error)
     assert "cannot be loaded" in errors and "checkpoint.pt" in errors

@@ -4,27 +4,14 @@ started from the page whose metrics then appear, and a failed run's message."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from genlab import jobs, runs, status
-from runs_fixture import FAIL_MSG, FAILED, REPO
-from test_app_pages import run_page, texts
+from runs_fixture import FAIL_MSG, FAILED, run_page, texts
 
 PAGE = "pages/train.py"
 RUN_TIMEOUT_S = 120  # start a process (imports torch), train 3 steps, validate, save
-
-
-@pytest.fixture
-def train_env(tmp_path, data_root, monkeypatch) -> Path:
-    """An empty run folder, the real data root, small child processes."""
-    root = tmp_path / "runs"
-    monkeypatch.setenv("GENLAB_RUNS", str(root))
-    monkeypatch.setenv("GENLAB_DATA", str(data_root))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)
-    return root
 
 
 def widget(at, key):
