@@ -1,9 +1,13 @@
-"""``python -m genlab train | resume | eval``.
+"""``python -m genlab train | resume | eval | ship``.
 
 Model options are built from the config dataclasses in the registry, so ``--help``
 lists every option of every model with its default and allowed values, and an
 option given to a model that does not have it is an error rather than ignored.
-Bad arguments give one line on stderr and exit code 2.
+Bad arguments give one line on stderr and exit code 2; they are parsed by
+:func:`genlab.runs.new_config`, as the Train page's are, so both say the same.
+
+``train --run-dir DIR`` without ``--model`` trains the run whose config.json is in DIR
+and that has not started yet: how the app starts the runs it configured.
 """
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import coerce, defaults, describe, format_value, validate
-from .models import MODELS, model_entry
-from .train import TrainConfig
+from . import runs
+from .config import TrainConfig, defaults, describe, flag, format_value
+from .data import DatasetError
+from .loop import TrainingFailed
+from .metrics import evaluate_run
+from .models import MODELS
+from .train import train_run
 
 EXIT_USAGE = 2
 
@@ -24,10 +32,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _cli_fields(cls):
@@ -50,7 +54,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     for f in _cli_fields(TrainConfig):
         if f.name == "dataset":
             continue
-        g.add_argument(_flag(f.name), dest=f"train.{f.name}", default=None, metavar="V",
+        g.add_argument(flag(f.name), dest=f"train.{f.name}", default=None, metavar="V",
                        help=f"{f.metadata['help']} [default: {format_value(f.default)}; {describe(f)}]")
 
 
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     t = sub.add_parser("train", help="train a model; prints where the run was written")
-    t.add_argument("--model", required=True, help=f"one of {', '.join(MODELS)}")
+    t.add_argument("--model", help=f"one of {', '.join(MODELS)}")
     t.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or svhn [default: mnist]")
     where = t.add_mutually_exclusive_group()
     where.add_argument("--run-dir", help="write the run here (must not hold a run yet)")
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, o in _model_options().items():
         f = o["field"]
         defaults = "; ".join(f"{m}: {format_value(v)}" for m, v in o["models"].items())
-        g.add_argument(_flag(name), dest=f"model.{name}", default=None, metavar="V",
+        g.add_argument(flag(name), dest=f"model.{name}", default=None, metavar="V",
                        help=f"{f.metadata['help']} [{defaults}; {describe(f)}]")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -102,36 +106,10 @@ def _collect(ns: argparse.Namespace, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in vars(ns).items() if k.startswith(prefix) and v is not None}
 
 
-def parse_train(ns: argparse.Namespace):
-    """Turn parsed train arguments into (model name, model config, train config).
-
-    Raises ValueError with a one-line message on anything invalid."""
-    model_cls, cfg_cls = model_entry(ns.model)
-    from .data import dataset_info
-
-    info = dataset_info(ns.dataset)
-    given = _collect(ns, "model.")
-    allowed = {f.name: f for f in _cli_fields(cfg_cls)}
-    wrong = [n for n in given if n not in allowed]
-    if wrong:
-        raise ValueError(f"{_flag(wrong[0])} does not apply to model {ns.model}; its options: "
-                         + ", ".join(_flag(n) for n in allowed))
-    model_cfg = cfg_cls(**_coerce_all(cfg_cls, given), image_shape=info.shape)
-    validate(model_cfg, _flag)
-    train_cfg = TrainConfig(dataset=ns.dataset, **_coerce_all(TrainConfig, _collect(ns, "train.")))
-    validate(train_cfg, _flag)
-    return ns.model, model_cfg, train_cfg
-
-
-def _coerce_all(cls, given: dict) -> dict:
-    known = {f.name: f for f in fields(cls)}
-    out = {}
-    for name, value in given.items():
-        try:
-            out[name] = coerce(cls, known[name], value)
-        except ValueError as e:
-            raise ValueError(_flag(name) + str(e)[len(name):]) from None
-    return out
+def parse_train(ns: argparse.Namespace) -> runs.RunConfig:
+    """The config of the run that parsed train arguments ask for; ValueError with a
+    one-line message on anything invalid."""
+    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
 
 
 def _err(msg: str) -> str:
@@ -140,11 +118,10 @@ def _err(msg: str) -> str:
 
 
 def cmd_train(ns) -> int:
-    from . import runs
-    from .train import train_run
-
+    if ns.model is None:
+        return _train_configured(ns)
     try:
-        name, model_cfg, train_cfg = parse_train(ns)
+        rc = parse_train(ns)
     except (TypeError, ValueError) as e:
         print(f"genlab train: error: {_err(str(e))}", file=sys.stderr)
         return EXIT_USAGE
@@ -152,8 +129,9 @@ def cmd_train(ns) -> int:
         if ns.run_dir:
             run_dir = runs.claim_run_dir(ns.run_dir)
         else:
-            run_dir = runs.new_run_dir(ns.runs_dir, ns.name or runs.default_run_name(name, train_cfg.dataset))
-        runs.write_config(run_dir, name, model_cfg, train_cfg, exclusive=True)
+            name = ns.name or runs.default_run_name(rc.model, rc.train.dataset)
+            run_dir = runs.new_run_dir(ns.runs_dir, name)
+        runs.write_config(run_dir, rc.model, rc.model_config, rc.train, exclusive=True)
     except (runs.RunError, OSError) as e:
         print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
         return 1
@@ -161,9 +139,28 @@ def cmd_train(ns) -> int:
     return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
 
 
-def cmd_resume(ns) -> int:
-    from .train import train_run
+def _train_configured(ns) -> int:
+    """``train --run-dir DIR`` with no --model: the run configured in DIR, not started yet."""
+    given = [flag(k.split(".", 1)[1]) for k, v in vars(ns).items()
+             if k.startswith(("model.", "train.")) and v is not None]
+    run_dir = Path(ns.run_dir) if ns.run_dir else None
+    why = None
+    if run_dir is None or not (run_dir / runs.CONFIG).exists():
+        why = "the following arguments are required: --model (or --run-dir of a configured run)"
+    elif given:
+        why = (f"{given[0]}: a configured run trains as {run_dir / runs.CONFIG} says; "
+               "give --model to configure a new one")
+    elif (run_dir / runs.STATUS).exists() or (run_dir / runs.CHECKPOINT).exists():
+        why = (f"{run_dir} has been started already; resume it with "
+               f"`python -m genlab resume {run_dir}`")
+    if why:
+        print(f"genlab train: error: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"run directory: {run_dir}", flush=True)
+    return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
 
+
+def cmd_resume(ns) -> int:
     if ns.epochs is not None and ns.epochs < 1:
         print("genlab resume: error: --epochs must be >= 1", file=sys.stderr)
         return EXIT_USAGE
@@ -173,13 +170,9 @@ def cmd_resume(ns) -> int:
 
 def _run(fn, run_dir: Path) -> int:
     """Run a training call; faults become one line on stderr (status.json has it too)."""
-    from .data import DatasetError
-    from .runs import RunError
-    from .train import TrainingFailed
-
     try:
         status = fn()
-    except (DatasetError, RunError, TrainingFailed, ValueError, OSError) as e:
+    except (DatasetError, runs.RunError, TrainingFailed, ValueError, OSError) as e:
         print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
         return 1
     state = status.get("state")
@@ -189,10 +182,6 @@ def _run(fn, run_dir: Path) -> int:
 
 
 def cmd_eval(ns) -> int:
-    from .data import DatasetError
-    from .metrics import evaluate_run
-    from .runs import RunError
-
     if not 1 <= ns.k <= 5000:
         print(f"genlab eval: error: --k must be between 1 and 5000 (got {ns.k})", file=sys.stderr)
         return EXIT_USAGE
@@ -200,7 +189,7 @@ def cmd_eval(ns) -> int:
         res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
                            device=ns.device, limit=ns.limit, progress=not ns.quiet,
                            fid_n=max(ns.fid_n, 0))
-    except (DatasetError, RunError, ValueError, OSError) as e:
+    except (DatasetError, runs.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
     for key, v in res.items():
@@ -212,11 +201,9 @@ def cmd_eval(ns) -> int:
 
 
 def cmd_ship(ns) -> int:
-    from .runs import RunError, ship_run
-
     try:
-        dst = ship_run(ns.run_dir, ns.dest)
-    except (RunError, OSError, ValueError) as e:
+        dst = runs.ship_run(ns.run_dir, ns.dest)
+    except (runs.RunError, OSError, ValueError) as e:
         print(f"genlab ship: error: {_err(str(e))}", file=sys.stderr)
         return 1
     size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())

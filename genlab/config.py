@@ -2,15 +2,19 @@
 
 Every hyperparameter is a dataclass field whose metadata gives its help text and
 bounds (``opt(default, "help", lo=..., hi=..., choices=...)``). The CLI builds its
-flags from these fields, the app its bounded widgets, and :func:`validate` rejects a
-value outside them with one line that says what is allowed.
+flags from these fields, the app its bounded widgets, and :func:`from_dict`, the one
+parser of config values (config.json, the command line and the Train form all go
+through it), rejects a value outside them with one line that says what is allowed.
 """
 from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import MISSING, asdict, field, fields
-from typing import Any
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Callable
+
+from .data import DATASETS
+from .device import DEVICES
 
 
 def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -25,6 +29,12 @@ def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = 
     if isinstance(default, (list, dict, tuple)):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field (latent_dim -> --latent-dim): how the CLI and the
+    Train form both name an option in their messages."""
+    return "--" + name.replace("_", "-")
 
 
 def field_type(cls, f: dataclasses.Field) -> Any:
@@ -79,56 +89,56 @@ def validate(cfg, label=lambda name: name) -> None:
         _check_value(label(f.name), f, getattr(cfg, f.name))
 
 
-def coerce(cls, f: dataclasses.Field, value: Any) -> Any:
-    """Bring a JSON or command-line value to the field's type (lists -> tuples)."""
+def coerce(cls, f: dataclasses.Field, value: Any, label: Callable[[str], str] = str) -> Any:
+    """Bring a JSON, command-line or form value to the field's type (lists -> tuples);
+    ValueError naming the field as ``label`` spells it and the kind of value it takes."""
+    t = field_type(cls, f)
     try:
-        return _coerce(cls, f, value)
+        return _coerce(t, value)
     except (TypeError, ValueError):
-        t = field_type(cls, f)
         kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(t, None)
         if typing.get_origin(t) is tuple:
             kind = "comma-separated whole numbers"
-        raise ValueError(f"{f.name} must be {kind or describe(f)} (got {value!r})") from None
+        raise ValueError(f"{label(f.name)} must be {kind or describe(f)} (got {value!r})") from None
 
 
-def _coerce(cls, f: dataclasses.Field, value: Any) -> Any:
-    t = field_type(cls, f)
-    origin = typing.get_origin(t)
-    if origin is tuple:
+def _coerce(t: Any, value: Any) -> Any:
+    if typing.get_origin(t) is tuple:
         if isinstance(value, str):
             value = [v for v in value.replace(" ", "").split(",") if v]
         elem = typing.get_args(t)[0]
         return tuple(elem(v) for v in value)
     if t is bool and isinstance(value, str):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"{f.name} must be true or false (got {value!r})")
+            raise ValueError(value)
         return value.lower() in ("true", "1", "yes")
     if t in (int, float, str) and not isinstance(value, t):
         if t is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{f.name} must be a whole number (got {value})")
+            raise ValueError(value)
         return t(value)
     return value
 
 
-def from_dict(cls, d: dict, *, what: str = "config"):
-    """Build and validate a config from a dict; unknown or bad keys give a clear error."""
+def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str):
+    """The one parser of config values: build a ``cls`` from ``d`` (JSON values, or
+    strings as typed), each brought to its field's type and checked against its bounds.
+
+    Raises ValueError with one line: ``what`` (where the values come from, such as a
+    file), then the field as ``label`` spells it (``flag`` for options a user typed) and
+    what it allows. Unknown keys are refused, not ignored."""
+    prefix = f"{what}: " if what else ""
     if not isinstance(d, dict):
-        raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
+        raise ValueError(f"{what or 'config'} must be a JSON object, got {type(d).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(d) - set(known))
     if unknown:
-        raise ValueError(f"{what} has fields {cls.__name__} does not know: {', '.join(unknown)}")
-    kwargs = {}
-    for name, value in d.items():
-        try:
-            kwargs[name] = coerce(cls, known[name], value)
-        except ValueError as e:
-            raise ValueError(f"{what}: {e}") from None
-    cfg = cls(**kwargs)
+        raise ValueError(f"{what or 'config'} has fields {cls.__name__} does not know: "
+                         f"{', '.join(unknown)}")
     try:
-        validate(cfg)
+        cfg = cls(**{name: coerce(cls, known[name], v, label) for name, v in d.items()})
+        validate(cfg, label)
     except ValueError as e:
-        raise ValueError(f"{what}: {e}") from None
+        raise ValueError(prefix + str(e)) from None
     return cfg
 
 
@@ -144,3 +154,28 @@ def defaults(cls) -> dict:
         elif f.default_factory is not MISSING:
             out[f.name] = f.default_factory()
     return out
+
+
+@dataclass
+class TrainConfig:
+    """How a run trains (config.json's "train"); the model's own options are its config."""
+    dataset: str = opt("mnist", "dataset", choices=tuple(DATASETS))
+    epochs: int = opt(20, "number of epochs", lo=1, hi=100000)
+    batch_size: int = opt(128, "images per step", lo=1, hi=65536)
+    lr: float = opt(1e-3, "Adam learning rate", lo=0.0, lo_open=True, hi=1.0)
+    seed: int = opt(0, "random seed (weights, batches, noise)", lo=0)
+    device: str = opt("auto", "training device: auto picks cuda > mps > cpu", choices=DEVICES)
+    clip_grad: float = opt(0.0, "clip the gradient norm to this value (0 = off)", lo=0.0)
+    limit: int = opt(0, "use only the first N training images (0 = all)", lo=0)
+    log_every: int = opt(50, "steps between training-metric records", lo=1)
+    n_samples: int = opt(64, "images in each epoch's sample grid", lo=1, hi=1024)
+    max_minutes: float = opt(0.0, "time budget in minutes: stop before an epoch that, going by "
+                             "the last epoch's duration, would end past it; the run ends done "
+                             "and resumable (0 = no limit)", lo=0.0)
+    data_root: str = opt("", "dataset folder (default: $GENLAB_DATA, else ./data)")
+    precision: str = opt("fp32", "arithmetic of the training steps: bf16 runs each under "
+                         "torch.autocast (bfloat16 matrix products, for CUDA; CPU works too); "
+                         "weights, optimiser state, validation and eval stay float32",
+                         choices=("fp32", "bf16"))
+    compile: bool = opt(False, "torch.compile each of the model's networks (Module.compile; "
+                        "the first steps wait for the compiler, which needs a C compiler)")

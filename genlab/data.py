@@ -91,12 +91,17 @@ class ImageData:
         return ImageData(self.x.to(device), self.y.to(device), self.dataset, self.split)
 
 
-def _missing_message(info: DatasetInfo, root: Path, why: str) -> str:
-    folder = (root / info.folder).resolve()
-    return (f"dataset {info.name!r} not found in {folder} ({why}); expected files: "
-            f"{', '.join(info.files)}. Go online so torchvision can download it, or point "
-            f"--data-root / GENLAB_DATA at a folder holding "
-            f"{'them' if info.folder == '.' else info.folder + '/'}")
+def missing_message(name: str, root: str | os.PathLike | None = None, why: str = "") -> str:
+    """The one message for a dataset that is not under the data root: where it was looked
+    for, the files expected, why it could not be fetched (``why``, if known), and the
+    ways to get it. The loader, the Train page and the other pages all say this."""
+    info = dataset_info(name)
+    folder = (data_root(root) / info.folder).resolve()
+    held = "them" if info.folder == "." else info.folder + "/"
+    return (f"{name} is not in {folder} (expected {', '.join(info.files)})"
+            f"{f'; {why}' if why else ''}. Put those files there, point --data-root or "
+            f"GENLAB_DATA at a folder holding {held}, or train it once from a terminal while "
+            "online (torchvision downloads it)")
 
 
 class _SVHN(torchvision.datasets.SVHN):
@@ -180,7 +185,7 @@ def _check_idx_files(info: DatasetInfo, root: Path, train: bool) -> None:
 def _read(info: DatasetInfo, root: Path, train: bool, download: bool):
     present = dataset_present(info.name, root)
     if not present and not download:
-        raise DatasetError(_missing_message(info, root, "download disabled"))
+        raise DatasetError(missing_message(info.name, root, "downloading is off here"))
     if present and info.files == _MNIST_FILES:
         _check_idx_files(info, root, train)
     try:
@@ -189,8 +194,8 @@ def _read(info: DatasetInfo, root: Path, train: bool, download: bool):
         raise
     except Exception as e:  # urllib, checksum and parse errors all land here
         if not dataset_present(info.name, root):
-            raise DatasetError(_missing_message(info, root, "download failed: "
-                                                f"{type(e).__name__}")) from None
+            raise DatasetError(missing_message(info.name, root, "the download failed "
+                                               f"({type(e).__name__})")) from None
         raise DatasetError(f"dataset {info.name!r} in {(root / info.folder).resolve()} is "
                            f"damaged ({type(e).__name__}: {e}); delete the files "
                            f"{', '.join(info.files)} there and download again") from None

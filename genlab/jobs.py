@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from . import runs, status
-from .config import describe, field_type, format_value, from_dict, to_dict
-from .data import DATASETS, data_root, dataset_present
+from .config import describe, field_type, format_value
+from .data import data_root, dataset_present, missing_message
+from .device import pick_device
+from .models import model_entry
 
 REPO = Path(__file__).resolve().parents[1]  # where ``python -m genlab`` is importable
 JOB, TRAIN_LOG, EVAL_LOG = status.JOB, status.TRAIN_LOG, status.EVAL_LOG  # the files _launch writes
@@ -84,43 +86,23 @@ def field_step(spec: FieldSpec) -> float:
     return 10.0 ** math.floor(math.log10(d)) / 10 if d else (0.01 if (spec.hi or 2) <= 1 else 0.5)
 
 
-def available_devices() -> tuple[str, ...]:
-    import torch
-
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        found.append("mps")
-    return tuple(found)
-
-
 def check_train(model: str, dataset: str, model_values: dict, train_values: dict, *,
                 root: str | os.PathLike | None = None, build: bool = True):
-    """Validate a training request as the launched process will: returns (model config,
-    train config) or raises ValueError with one line saying what is wrong and how to fix it."""
-    from .models import build_model, model_entry
-    from .train import TrainConfig, pick_device
-
-    _, cfg_cls = model_entry(model)
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    """Validate a training request as ``python -m genlab train`` does (the same parse,
+    so the same one-line errors), then what the launched process would find: the dataset
+    under the data root, the device, a model those options build. Returns (model config,
+    train config); ValueError with one line saying what is wrong and how to fix it."""
+    rc = runs.new_config(model, dataset, model_values, train_values)
     if not dataset_present(dataset, root):
-        info = DATASETS[dataset]
-        raise ValueError(f"{dataset} is not in {(data_root(root) / info.folder).resolve()} "
-                         f"(expected {', '.join(info.files)}); put the files there or train it "
-                         "once from a terminal while online (torchvision downloads it)")
-    model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": DATASETS[dataset].shape},
-                          what="model option")
-    train_cfg = from_dict(TrainConfig, {**train_values, "dataset": dataset}, what="training option")
-    pick_device(train_cfg.device)  # ValueError when the device is absent
+        raise ValueError(missing_message(dataset, root))
+    pick_device(rc.train.device)  # ValueError when the device is absent
     if build:
         try:
-            build_model(model, to_dict(model_cfg))
+            model_entry(model)[0](rc.model_config)
         except Exception as e:  # a shape the architecture cannot take, for instance
             raise ValueError(f"{model} cannot be built with these options: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    return model_cfg, train_cfg
+    return rc.model_config, rc.train
 
 
 def check_name(name: str) -> str:
@@ -131,17 +113,17 @@ def check_name(name: str) -> str:
     return name
 
 
-def train_argv(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg) -> list[str]:
-    """The ``python -m genlab train`` command for these configs, every option spelt out."""
-    argv = [sys.executable, "-m", "genlab", "train", "--run-dir", str(run_dir), "--model", model,
-            "--dataset", train_cfg.dataset]
-    for cfg, skip in ((model_cfg, ()), (train_cfg, ("dataset", "data_root"))):
-        for f in dataclasses.fields(cfg):
-            if f.metadata.get("cli", True) and f.name not in skip:
-                argv += ["--" + f.name.replace("_", "-"), format_value(getattr(cfg, f.name))]
-    if train_cfg.data_root:
-        argv += ["--data-root", train_cfg.data_root]
-    return argv + ["--quiet"]
+def train_argv(run_dir: str | os.PathLike) -> list[str]:
+    """The ``python -m genlab train`` command for the run configured in ``run_dir``."""
+    return [sys.executable, "-m", "genlab", "train", "--run-dir", str(run_dir), "--quiet"]
+
+
+def create_run(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg) -> Path:
+    """A new run directory under ``runs_root`` (``name``, or ``name-1``, ... when taken)
+    holding config.json, written as ``python -m genlab train`` writes it."""
+    run_dir = runs.new_run_dir(Path(runs_root).resolve(), check_name(name))
+    runs.write_config(run_dir, model, model_cfg, train_cfg, exclusive=True)
+    return run_dir
 
 
 # -- processes ----------------------------------------------------------------------
@@ -167,11 +149,10 @@ def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append:
 
 def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg, *,
                 root: str | os.PathLike | None = None, env: dict | None = None) -> Path:
-    """Start ``python -m genlab train`` in a new run directory under ``runs_root``
-    (``name``, or ``name-1``, ... when taken); returns the directory at once."""
-    run_dir = runs.new_run_dir(Path(runs_root).resolve(), check_name(name))
-    _launch(run_dir, "train", train_argv(run_dir, model, model_cfg, train_cfg), TRAIN_LOG,
-            append=False, root=root, env=env)
+    """Write config.json in a new run directory (:func:`create_run`) and start
+    ``python -m genlab train`` on it; returns the directory at once."""
+    run_dir = create_run(runs_root, name, model, model_cfg, train_cfg)
+    _launch(run_dir, "train", train_argv(run_dir), TRAIN_LOG, append=False, root=root, env=env)
     return run_dir
 
 

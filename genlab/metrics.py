@@ -15,9 +15,9 @@ import torch
 
 from . import runs
 from .data import load_split, prepare, preprocess, batches
+from .device import pick_device
 from .fid import FeatureNetError, fid_model
 from .nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
-from .train import evaluate, pick_device
 
 
 def data_kind(preprocess_how: str) -> str:
@@ -90,14 +90,14 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     t0 = time.perf_counter()
     dev = pick_device(device)
     model, ckpt, rc = runs.load_model(run_dir, map_location=dev)
-    data = load_split(rc.train["dataset"], split, data_root or rc.train.get("data_root") or None,
+    data = load_split(rc.train.dataset, split, data_root or rc.train.data_root or None,
                       limit=limit)
     torch.manual_seed(0)
-    result = {"model": rc.model, "dataset": rc.train["dataset"], "split": split,
+    result = {"model": rc.model, "dataset": rc.train.dataset, "split": split,
               "n_images": len(data), "epoch": ckpt.get("epoch"),
               "data": data_kind(model.preprocess), "k": k, "device": str(dev)}
     result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
-    if model.has_likelihood:
+    if model.caps.likelihood:
         result.update(_nll(model, data, k=k, progress=progress))
     if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
         result.update(latent_stats(model, data))
@@ -133,3 +133,18 @@ def _nll(model, data, *, k: int, progress: bool) -> dict:
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
     return out
+
+
+@torch.no_grad()
+def evaluate(model, data, *, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
+    """Mean of ``model.eval_metrics`` (the loss parts) over a split, with seeded
+    preprocessing noise: the validation records of training and eval.json's loss parts."""
+    model.eval()
+    data = prepare(data, model.preprocess)
+    g = torch.Generator(device=data.x.device).manual_seed(seed)
+    sums: dict[str, torch.Tensor] = {}
+    for idx in batches(len(data), batch_size, shuffle=False, device=data.x.device):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        for k, v in model.eval_metrics(x).items():
+            sums[k] = sums.get(k, 0.0) + v.double() * len(idx)
+    return {k: float(v) / len(data) for k, v in sums.items()}

@@ -10,21 +10,24 @@ A run directory holds
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .config import from_dict, to_dict
-from .data import DATASETS
+from .config import TrainConfig, flag, from_dict, to_dict
+from .data import DATASETS, dataset_info
 from .models import GenerativeModel, build_model, model_entry
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
@@ -208,10 +211,33 @@ def read_json(path: str | os.PathLike) -> dict | None:
 @dataclass
 class RunConfig:
     """What config.json holds: enough to rebuild the model and repeat the training."""
-    model: str
-    model_config: dict
-    train: dict
-    extra: dict = field(default_factory=dict)
+    model: str  # the registry name
+    model_config: Any  # the model's config dataclass
+    train: TrainConfig
+
+
+def new_config(model: str, dataset: str, model_values: dict, train_values: dict) -> RunConfig:
+    """The config of a new run from the options a user gave, as typed (command-line
+    strings) or as a form holds them: the one parse of both ``python -m genlab train``
+    and the Train page, so both word each error the same, in command-line flags.
+    The image shape comes from the dataset. Raises ValueError with one line."""
+    _, cfg_cls = model_entry(model)
+    info = dataset_info(dataset)
+    allowed = [f.name for f in dataclasses.fields(cfg_cls) if f.metadata.get("cli", True)]
+    wrong = [n for n in model_values if n not in allowed]
+    if wrong:
+        raise ValueError(f"{flag(wrong[0])} does not apply to model {model}; its options: "
+                         + ", ".join(map(flag, allowed)))
+    wrong = [n for n in train_values if n == "dataset" or n not in _TRAIN_FIELDS]
+    if wrong:
+        raise ValueError(f"{flag(wrong[0])} is not a training option; they are: "
+                         + ", ".join(flag(n) for n in _TRAIN_FIELDS if n != "dataset"))
+    model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": info.shape}, label=flag)
+    return RunConfig(model, model_cfg, from_dict(TrainConfig, {**train_values, "dataset": dataset},
+                                                 label=flag))
+
+
+_TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg, *,
@@ -242,7 +268,10 @@ def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg, *
         tmp.unlink(missing_ok=True)
 
 
-def read_config(run_dir: str | os.PathLike) -> RunConfig:
+def read_config_dict(run_dir: str | os.PathLike) -> dict:
+    """config.json as written, after the checks that need no model: its keys, a known
+    model and dataset. For listings, which show a run whose values no longer fit (and say
+    why when it is opened); to build or train, :func:`read_config`."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise RunError(f"{path}: missing; {run_dir} is not a genlab run directory")
@@ -262,17 +291,37 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
         model_entry(raw["model"])
     except ValueError as e:
         raise RunError(f"{path}: {e}") from None
-    return RunConfig(raw["model"], raw["model_config"], raw["train"])
+    return raw
+
+
+def read_config(run_dir: str | os.PathLike) -> RunConfig:
+    """config.json parsed: the model's config and the training config, each checked
+    against its fields' bounds; a RunError naming the file and the value otherwise."""
+    path = Path(run_dir) / CONFIG
+    raw = read_config_dict(run_dir)
+    try:
+        model_cfg = from_dict(model_entry(raw["model"])[1], raw["model_config"],
+                              what=f"{path} model_config")
+        train = from_dict(TrainConfig, raw["train"], what=f"{path} train")
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    return RunConfig(raw["model"], model_cfg, train)
+
+
+def build_run_model(rc: RunConfig, run_dir: str | os.PathLike) -> GenerativeModel:
+    """A fresh (untrained) model as the run's config describes it; a RunError naming
+    config.json when the architecture cannot take those values."""
+    try:
+        return model_entry(rc.model)[0](rc.model_config)
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{Path(run_dir) / CONFIG}: {e}") from None
 
 
 def load_model(run_dir: str | os.PathLike, map_location="cpu") -> tuple[GenerativeModel, dict, RunConfig]:
     """Rebuild a run's model from config.json and checkpoint.pt (weights_only)."""
     run_dir = Path(run_dir)
     rc = read_config(run_dir)
-    try:
-        model = build_model(rc.model, rc.model_config)
-    except (TypeError, ValueError) as e:
-        raise RunError(f"{run_dir / CONFIG}: {e}") from None
+    model = build_run_model(rc, run_dir)
     ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=map_location)
     if ckpt["kind"] != rc.model:
         raise RunError(f"{run_dir / CHECKPOINT}: holds a {ckpt['kind']!r} model but config.json "
@@ -323,8 +372,6 @@ def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: 
     with large weight tensors stored as float16 (loading casts them back to float32;
     buffers and small tensors stay float32). Evaluate the shipped copy, not the source,
     so its eval.json describes exactly the weights that ship."""
-    import shutil
-
     src, dst = Path(src), Path(dst)
     ckpt = load_checkpoint(src / CHECKPOINT)
     params = {n for n, _ in build_model(ckpt["kind"], ckpt["config"]).named_parameters()}

@@ -1,16 +1,17 @@
 """The Train page's launch form (not a page itself): dataset and model pickers, one
 bounded widget per config field (genlab.jobs.field_specs), and the start button, which
-checks every value first and then starts ``python -m genlab train`` in its own process."""
+checks every value as the CLI does, writes the run's config.json and starts
+``python -m genlab train --run-dir RUN`` on it in its own process."""
 from __future__ import annotations
 
 import streamlit as st
 
 from genlab import jobs, runs
-from genlab.config import format_value
-from genlab.data import DATASETS
+from genlab.config import TrainConfig, format_value
+from genlab.data import DATASETS, missing_message
+from genlab.device import available_devices
 from genlab.models import MODELS
 from genlab.tables import datasets_status
-from genlab.train import TrainConfig
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"
 WATCH = "train-watch"  # the run shown below the runs table (a selectbox key)
@@ -50,10 +51,8 @@ def pick_ui() -> tuple[str | None, str]:
     dataset = c1.selectbox("Dataset", present, key="train-dataset", format_func=lambda d: (
         f"{d} ({'x'.join(map(str, DATASETS[d].shape))})"), placeholder="no dataset found")
     model = c2.selectbox("Model", list(MODELS), key="train-model")
-    if missing:
-        c1.caption("Not found under the data root: " + "; ".join(
-            f"{r['dataset']} (needs {r['where']})" for r in missing) + ". Online, train it once "
-            "from a terminal and torchvision downloads it; offline, copy the files there.")
+    for r in missing:
+        c1.caption(missing_message(r["dataset"]) + ".")
     doc = (MODELS[model][0].__doc__ or "").strip().split("\n\n")[0]
     c2.caption(" ".join(doc.split()))
     return dataset, model
@@ -69,7 +68,7 @@ def form_ui(dataset: str, model: str, roots: list) -> None:
         train_values = grid([s for s in specs if s.name in FIRST_TRAIN], "t")
         with st.expander("More training options"):
             train_values |= grid([s for s in specs if s.name not in FIRST_TRAIN], "t",
-                                 choices={"device": jobs.available_devices()})
+                                 choices={"device": available_devices()})
         c1, c2 = st.columns(2)
         name = c1.text_input("Run name", key="train-name", placeholder="automatic: model-dataset-time",
                              help="letters, digits, '.', '_' and '-'; a name already taken gets -1, -2, ...")

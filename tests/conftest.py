@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _data_root() -> Path | None:
     for cand in (os.environ.get("GENLAB_DATA"), REPO.parent / "shared" / "datasets"):
         if cand and (Path(cand) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
-            return Path(cand)
+            return Path(cand).resolve()  # absolute: tests symlink to it and chdir
     return None
 
 
@@ -37,6 +37,13 @@ def mnist_small(data_root):
 
     return (load_split("mnist", "train", data_root, download=False, limit=2000),
             load_split("mnist", "val", data_root, download=False, limit=500))
+
+
+@pytest.fixture
+def one_thread():
+    """Small models on a shared, busy CPU: one torch thread is about as fast, often faster
+    (a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

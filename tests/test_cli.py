@@ -2,6 +2,7 @@
 a complete --help, and a tiny run end to end (issue 2)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -11,22 +12,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
-import torch
 
-from genlab import runs
+from genlab import jobs, runs
 from genlab.cli import _model_options, main
 from genlab.config import format_value
 from genlab.config import opt
 from genlab.models import MODELS
 from genlab.models.vae import VAE
-from genlab.train import TrainConfig
+from genlab.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -81,6 +79,49 @@ def test_unknown_model_and_foreign_option_exit_2(tmp_path, capsys, monkeypatch):
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"{flag} does not apply to model vae" in err and "--latent-dim" in err
     assert not any(tmp_path.iterdir())
+
+
+SAME_WORDS = [({"latent_dim": "0"}, {}), ({"hidden": "64,abc"}, {}), ({"hidden": "64,-8"}, {}),
+              ({"arch": "transformer"}, {}), ({"beta": "nan"}, {}), ({}, {"lr": "0"}),
+              ({}, {"epochs": "0"}), ({}, {"device": "tpu"}), ({}, {"compile": "maybe"})]
+
+
+@pytest.mark.parametrize("model_values, train_values", SAME_WORDS)
+def test_the_cli_and_the_train_page_word_an_error_the_same(model_values, train_values, data_root,
+                                                           capsys):
+    """One parse for both: a bad value typed as a flag and the same value in the Train
+    form (jobs.check_train, the page's check before it starts anything) give one message."""
+    argv = [a for k, v in {**model_values, **train_values}.items()
+            for a in ("--" + k.replace("_", "-"), v)]
+    code, _, err = run_main(["train", "--model", "vae", "--runs-dir", "unused", *argv], capsys)
+    assert code == 2 and err.startswith("genlab train: error: ")
+    with pytest.raises(ValueError) as ei:
+        jobs.check_train("vae", "mnist", model_values, train_values, root=data_root)
+    assert err.strip() == f"genlab train: error: {ei.value}", (err, str(ei.value))
+    assert not Path("unused").exists()
+
+
+def test_train_a_configured_run_dir(data_root, tmp_path, capsys):
+    """`train --run-dir DIR` with no --model trains the config.json written there (as the
+    app does), once: a started run, options beside it, or no config at all are refused."""
+    model_cfg, train_cfg = jobs.check_train(
+        "vae", "mnist", {"latent_dim": 2, "hidden": "16"},
+        {"epochs": 1, "limit": 200, "batch_size": 100, "n_samples": 4}, root=data_root)
+    run = jobs.create_run(tmp_path, "configured", "vae", model_cfg,
+                          dataclasses.replace(train_cfg, data_root=str(data_root)))
+    config = (run / runs.CONFIG).read_bytes()
+    code, out, err = run_main(["train", "--run-dir", str(run), "--latent-dim", "3"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--latent-dim" in err and not (run / runs.STATUS).exists()
+    code, out, err = run_main(["train", "--run-dir", str(run), "--quiet"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == f"run directory: {run}" and "done: epoch 1" in out
+    assert (run / runs.CONFIG).read_bytes() == config  # trained as configured, not rewritten
+    assert runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"] == 1
+    code, _, err = run_main(["train", "--run-dir", str(run), "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"python -m genlab resume {run}" in err
+    for argv in (["train"], ["train", "--run-dir", str(tmp_path / "empty")]):
+        code, _, err = run_main(argv, capsys)
+        assert code == 2 and err.count("\n") == 1 and "required: --model" in err, err
 
 
 def test_resume_and_eval_argument_errors(tmp_path, capsys):

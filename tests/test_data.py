@@ -117,7 +117,7 @@ def test_missing_dataset_offline_is_one_clear_error(tmp_path, download):
     with pytest.raises(DatasetError) as ei:
         load_split("mnist", "train", tmp_path, download=download)
     assert time.perf_counter() - t0 < 30, "an offline download must fail fast"
-    _assert_one_line_naming(ei.value, "'mnist'", tmp_path / "MNIST" / "raw",
+    _assert_one_line_naming(ei.value, "mnist is not in", tmp_path / "MNIST" / "raw",
                             *DATASETS["mnist"].files)
 
 
@@ -137,7 +137,7 @@ def test_stalled_download_times_out(tmp_path, monkeypatch):
             load_split("mnist", "test", tmp_path, download=True)
         assert time.perf_counter() - t0 < 15
         assert socket.getdefaulttimeout() is None  # the timeout does not leak out
-        _assert_one_line_naming(ei.value, "'mnist'", "download failed")
+        _assert_one_line_naming(ei.value, "mnist is not in", "the download failed")
     finally:
         server.close()
 
@@ -197,7 +197,7 @@ def test_svhn_synthetic_mat_loads(tmp_path, monkeypatch):
 def test_svhn_missing_and_damaged(tmp_path):
     with pytest.raises(DatasetError) as ei:
         load_split("svhn", "test", tmp_path, download=False)
-    _assert_one_line_naming(ei.value, "'svhn'", "train_32x32.mat", "test_32x32.mat")
+    _assert_one_line_naming(ei.value, "svhn is not in", "train_32x32.mat", "test_32x32.mat")
     _write_svhn(tmp_path, 4, seed=0)
     (tmp_path / "test_32x32.mat").write_bytes(b"MATLAB 5.0 but cut short")
     with pytest.raises(DatasetError) as ei:

@@ -29,20 +29,18 @@ import torch
 
 from genlab import runs, status
 from genlab.cli import main
-from genlab.config import from_dict
 from genlab.data import DatasetError, load_split
 from genlab.models import build_model
 from genlab.models.vae import VAE, VAEConfig
-from genlab.train import TrainConfig, fit
+from genlab.config import TrainConfig
+from genlab.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "vae", "--latent-dim", "2", "--hidden", "16", "--limit", "200",
         "--batch-size", "50", "--log-every", "1", "--n-samples", "4", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -210,8 +208,8 @@ def test_a_code_carrying_checkpoint_is_refused_by_the_real_command(run, tmp_path
 # -- signals and torn metrics ----------------------------------------------------------------
 SLOW_LOAD = """
 import pathlib, signal, sys, time
-from genlab import cli, data
-ready, real = pathlib.Path(sys.argv[1]), data.load_split
+from genlab import cli, train
+ready, real = pathlib.Path(sys.argv[1]), train.load_split
 def slow_load(*args, **kwargs):  # a slow disk: the load goes on until SIGTERM has come
     ready.touch()
     stop = signal.getsignal(signal.SIGTERM).__self__  # train_run's StopRequested
@@ -219,7 +217,7 @@ def slow_load(*args, **kwargs):  # a slow disk: the load goes on until SIGTERM h
     while not stop.flag and time.monotonic() - t0 < 60:
         time.sleep(0.01)
     return real(*args, **kwargs)
-data.load_split = slow_load
+train.load_split = slow_load  # as the run loads it
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -295,8 +293,7 @@ def test_non_finite_loss_fails_the_run_naming_step_and_part(value, data_root, tm
     import genlab.models
 
     monkeypatch.setattr(BlowsUp, "VALUE", value)
-    monkeypatch.setattr(genlab.models, "build_model",
-                        lambda name, cfg: BlowsUp(from_dict(VAEConfig, cfg)))
+    monkeypatch.setitem(genlab.models.MODELS, "vae", (BlowsUp, VAEConfig))  # what runs build
     run = tmp_path / "run"
     code, out, err = run_main(["train", "--run-dir", str(run), "--data-root", str(data_root),
                                "--epochs", "3", *TINY], capsys)
@@ -419,7 +416,7 @@ def test_trainings_given_the_same_run_dir_at_once_get_it_once(tmp_path):
         t.join()
     assert len(results) == 1 and len(refused) == n - 1
     assert all("already holds a run" in e and str(target) in e for e in refused), refused[0]
-    assert runs.read_config(target).model_config["latent_dim"] == results[0] + 1  # not overwritten
+    assert runs.read_config(target).model_config.latent_dim == results[0] + 1  # not overwritten
     assert sorted(p.name for p in target.iterdir()) == [runs.CONFIG]  # no temporary files left
     with pytest.raises(runs.RunError, match="already holds a run"):
         runs.claim_run_dir(target)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from genlab import cli, jobs, runs, status
-from genlab.config import to_dict
 from genlab.models import MODELS
 from genlab.models.vae import VAEConfig
 from genlab.train import TrainConfig
@@ -51,26 +50,28 @@ def test_field_specs_mirror_the_config_metadata():
 
 
 @pytest.mark.parametrize("model", list(MODELS))
-def test_launch_command_is_the_validated_config(model, data_root):
-    """What the page validated is what the process trains: the argv parsed by the real CLI
-    gives back equal model and training configs, for every model's defaults."""
+def test_launch_command_is_the_validated_config(model, data_root, tmp_path):
+    """What the page validated is what the process trains: the config.json the app writes
+    reads back as equal model and training configs, for every model's defaults, and is
+    the file the CLI writes for the same options; the command names only the run folder."""
     model_cfg, train_cfg = jobs.check_train(model, "mnist", {}, {"epochs": 3, "lr": 2.5e-4},
                                             root=data_root, build=False)
-    argv = jobs.train_argv("/tmp/somewhere", model, model_cfg, train_cfg)
-    assert argv[1:4] == ["-m", "genlab", "train"] and argv[-1] == "--quiet"
-    ns = cli.build_parser().parse_args(argv[3:])
-    name, m2, t2 = cli.parse_train(ns)
-    assert name == model and to_dict(m2) == to_dict(model_cfg) and to_dict(t2) == to_dict(train_cfg)
-    assert m2.image_shape == (1, 28, 28) and t2.lr == 2.5e-4
+    run = jobs.create_run(tmp_path / "app", "x", model, model_cfg, train_cfg)
+    rc = runs.read_config(run)
+    assert (rc.model, rc.model_config, rc.train) == (model, model_cfg, train_cfg)
+    assert rc.model_config.image_shape == (1, 28, 28) and rc.train.lr == 2.5e-4
+    ns = cli.build_parser().parse_args(["train", "--model", model, "--epochs", "3", "--lr", "2.5e-4"])
+    assert cli.parse_train(ns) == rc
+    assert jobs.train_argv(run)[1:] == ["-m", "genlab", "train", "--run-dir", str(run), "--quiet"]
 
 
 @pytest.mark.parametrize("model_values,train_values,needle", [
     ({"hidden": "64,abc"}, {}, "hidden must be comma-separated whole numbers"),
-    ({"latent_dim": 0}, {}, "latent_dim must be >= 1 and <= 1024 (got 0)"),
+    ({"latent_dim": 0}, {}, "--latent-dim must be >= 1 and <= 1024 (got 0)"),
     ({"arch": "transformer"}, {}, "arch must be one of mlp, conv"),
     ({}, {"lr": 0.0}, "lr must be > 0 and <= 1 (got 0)"),
     ({}, {"epochs": 0}, "epochs must be >= 1"),
-    ({"depth": 3}, {}, "does not know: depth"),
+    ({"depth": 3}, {}, "--depth does not apply to model vae"),
 ])
 def test_bad_values_are_explained_in_one_line(model_values, train_values, needle, data_root):
     with pytest.raises(ValueError) as e:

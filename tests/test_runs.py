@@ -14,22 +14,21 @@ from contract import check_checkpoint_round_trip
 from genlab import runs
 from genlab.models.vae import VAEConfig
 from genlab.runs import RunError
-from genlab.train import TrainConfig, fit, train_run
+from genlab.config import TrainConfig
+from genlab.loop import fit
+from genlab.models import build_model
+from genlab.train import train_run
 
 TINY = {"latent_dim": 4, "hidden": [32]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # tiny models; a shared CPU
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models; a shared CPU
 
 
 @pytest.fixture()
 def run_dir(mnist_small, tmp_path):
     """A finished one-epoch run of a tiny VAE (config.json, checkpoint.pt, metrics)."""
     torch.manual_seed(0)
-    from genlab.models import build_model
-
     model = build_model("vae", TINY)
     tc = TrainConfig(epochs=1, batch_size=100, limit=500)
     runs.write_config(tmp_path, "vae", model.cfg, tc)
@@ -41,7 +40,8 @@ def run_dir(mnist_small, tmp_path):
 def test_checkpoint_round_trip_identical_outputs(mnist_small, tmp_path):
     check_checkpoint_round_trip("vae", TINY, tmp_path, mnist_small[0])
     model, ckpt, rc = runs.load_model(tmp_path)
-    assert rc.model == "vae" and rc.model_config["latent_dim"] == 4
+    assert rc.model == "vae" and rc.model_config == VAEConfig(latent_dim=4, hidden=(32,))
+    assert rc.train == TrainConfig(epochs=1, batch_size=64, limit=len(mnist_small[0]))
     assert not model.training
     z = torch.randn(6, 4)
     again, _, _ = runs.load_model(tmp_path)
@@ -107,8 +107,6 @@ def test_another_models_checkpoint_is_refused(run_dir, mnist_small, tmp_path_fac
     with pytest.raises(RunError, match="holds a 'realnvp' model but config.json says 'vae'"):
         runs.load_model(run_dir)
     other = tmp_path_factory.mktemp("other")  # same kind, other sizes
-    from genlab.models import build_model
-
     model = build_model("vae", {"latent_dim": 7, "hidden": [16]})
     tc = TrainConfig(epochs=1, batch_size=250, limit=250)
     runs.write_config(other, "vae", model.cfg, tc)
@@ -149,8 +147,10 @@ def test_bad_training_config_is_refused_on_resume(run_dir):
     cfg = json.loads(path.read_text())
     cfg["train"]["lr"] = -1
     path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"lr must be > 0"):
+    with pytest.raises(RunError) as ei:
         train_run(run_dir, resume=True, epochs=2)
+    assert str(ei.value) == f"{path} train: lr must be > 0 and <= 1 (got -1)"
+    assert runs.read_json(run_dir / runs.STATUS)["message"] == str(ei.value)  # failed, says why
 
 
 # -- resume ----------------------------------------------------------------------------

@@ -18,17 +18,16 @@ from genlab import runs
 from genlab.cli import main as cli_main
 from genlab.models import build_model
 from genlab.models.vae import VAE, VAEConfig
-from genlab.train import TrainConfig, TrainingFailed, evaluate, fit
+from genlab.config import TrainConfig
+from genlab.loop import TrainingFailed, _step_context, fit
+from genlab.metrics import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_VAE = {"latent_dim": 20, "hidden": [256]}
 RECORD_KEYS = {"event", "epoch", "step", "split", "loss", "recon", "kl", "seconds", "images_per_s"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one thread is about as fast, and far faster on a shared, busy CPU."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- a short fit on real MNIST, observed through callbacks and metrics.jsonl --------
@@ -231,10 +230,10 @@ def test_truncate_metrics_drops_partial_epoch_and_torn_line(tmp_path):
 def test_time_budget_stops_before_an_epoch_that_would_overrun(mnist_small, tmp_path, monkeypatch):
     """Each epoch takes 40 s on a fake clock; with 1.5 min, epoch 2 ends at 80 s and a
     third would end at 120 s > 90 s: two epochs, then done, checkpoint at epoch 2."""
-    import genlab.train as train_mod
+    import genlab.loop
 
     now = [0.0]
-    monkeypatch.setattr(train_mod, "_clock", lambda: now[0])
+    monkeypatch.setattr(genlab.loop, "_clock", lambda: now[0])
 
     def tick(event, s):
         if event == "epoch":
@@ -264,7 +263,7 @@ def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
     assert "done: epoch 1," in out and "stopped by time budget after 1 epoch:" in out, out
     status = runs.read_json(run_dir / runs.STATUS)
     assert status["state"] == "done" and status["epoch"] == 1 and "time budget" in status["message"]
-    assert runs.read_config(run_dir).train["max_minutes"] == 0.0001
+    assert runs.read_config(run_dir).train.max_minutes == 0.0001
     assert cli_main(["resume", str(run_dir), "--quiet"]) == 0  # one more budget: one more epoch
     assert "done: epoch 2," in capsys.readouterr().out
     assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
@@ -301,7 +300,6 @@ def test_bf16_autocast_runs_the_steps_in_bfloat16_and_still_learns(mnist_small):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
     assert math.isfinite(after) and after < 0.75 * before, (before, after)
     with pytest.raises(ValueError, match="precision bf16 needs a cuda or cpu device, not mps"):
-        from genlab.train import _step_context
         _step_context("bf16", torch.device("mps"))
 
 

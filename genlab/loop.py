@@ -1,0 +1,293 @@
+"""One training loop for every model: :func:`fit`.
+
+Data stay resident (on the training device when they fit) as uint8 and batches are
+sliced from them; each step calls ``model.train_step`` (one optimiser by default,
+two for GANs). After every epoch: validation metrics, a checkpoint (atomic), a
+sample grid. Metrics go to metrics.jsonl as they are made. Non-finite losses stop
+the run with the step and the part that went bad; the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torchvision.utils import save_image
+
+from . import runs
+from .config import TrainConfig, to_dict
+from .data import ImageData, batches, prepare, preprocess
+from .metrics import evaluate
+from .models import GenerativeModel
+
+_clock = time.perf_counter  # the loop's one clock: record times and the budget (tests replace it)
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on a fault (non-finite loss); the message says where."""
+
+
+@dataclass
+class TrainState:
+    """What callbacks see."""
+    epoch: int  # the epoch in progress (1-based)
+    step: int  # optimisation steps done so far, over the whole run
+    total_steps: int
+    steps_per_epoch: int
+    record: dict | None = None  # the metrics record just written, if any
+
+
+Callback = Callable[[str, TrainState], None]
+"""(event, state); events: "step" | "log" (a step, with its training record), then after
+each epoch "epoch_train", "epoch_val" (with their records) and "epoch"."""
+
+
+class StopRequested:
+    """Turns SIGTERM (and SIGINT) into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.flag = False
+        self.old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return self
+
+    def _handle(self, *_):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+class _Sums:
+    """Image-weighted sums of step outputs, kept as tensors (no device sync per step)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def add(self, out: dict[str, torch.Tensor], n: int) -> None:
+        for k, v in out.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+        self.n += n
+
+    def merge(self, other: "_Sums") -> None:
+        for k, v in other.sums.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += other.n
+
+    def mean(self) -> dict[str, float]:
+        return {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
+
+
+def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) -> None:
+    """Raise TrainingFailed if a part of ``record`` is not finite. ``window`` holds the
+    step outputs the record averages (ending at ``step``), to name the first bad step."""
+    bad = [k for k, v in record.items() if not math.isfinite(v)]
+    if not bad:
+        return
+    value = record[bad[0]]
+    for i, out in enumerate(window):  # only looked at once something went wrong
+        parts = [k for k, v in out.items() if not torch.isfinite(v).all()]
+        if parts:
+            step, bad, value = step - len(window) + 1 + i, parts, float(out[parts[0]].float().sum())
+            break
+    sums = ("elbo", "loss")  # made of the other parts: name the cause first
+    bad = [k for k in bad if k not in sums] + [k for k in sums if k in bad]
+    also = f" (also {', '.join(bad[1:])})" if bad[1:] else ""
+    raise TrainingFailed(f"non-finite {bad[0]} ({value}) at step {step}{also}: stopped; "
+                         "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
+
+
+def _save_samples(model: GenerativeModel, path: Path, n: int, seed: int) -> None:
+    model.eval()
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        imgs = model.sample(n)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written grid
+        raise
+
+
+def _step_context(precision: str, device: torch.device):
+    """What each training step runs under: nothing for fp32, bfloat16 autocast for bf16."""
+    if precision == "fp32":
+        return nullcontext
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(f"precision {precision} needs a cuda or cpu device, not {device.type}; "
+                         "use --precision fp32")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int) -> dict:
+    return {"kind": model.kind, "config": to_dict(model.cfg), "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers], "epoch": epoch, "step": step}
+
+
+class _Loop:
+    """One fit(): the model, its data and optimisers, the callbacks and the run folder,
+    with a method for each part of an epoch."""
+
+    def __init__(self, model: GenerativeModel, train: ImageData, val: ImageData | None,
+                 cfg: TrainConfig, run_dir: Path | None, callbacks: tuple[Callback, ...],
+                 optimizers: list, state: TrainState):
+        self.model, self.cfg, self.run_dir, self.callbacks = model, cfg, run_dir, callbacks
+        self.optimizers, self.state = optimizers, state
+        device = model.device
+        self.train = prepare(train, model.preprocess).to(device)
+        self.val = prepare(val, model.preprocess).to(device) if val is not None else None
+        self.step_context = _step_context(cfg.precision, device)
+        self.pixel_noise = torch.Generator(device=device)
+        self.batch_order = torch.Generator()
+        self.writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
+        self.t0 = _clock()
+
+    def emit(self, event: str, record: dict | None = None) -> None:
+        self.state.record = record
+        if record is not None and self.writer:
+            self.writer.write(record)
+        for cb in self.callbacks:
+            cb(event, self.state)
+
+    def record(self, parts: dict[str, float], *, event: str, split: str, images: int,
+               since: float) -> dict:
+        """A metrics record: the parts, where in the run they were made, and the images
+        per second since ``since``."""
+        now = _clock()
+        return {**parts, "event": event, "split": split, "epoch": self.state.epoch,
+                "step": self.state.step, "seconds": round(now - self.t0, 3),
+                "images_per_s": round(images / max(now - since, 1e-9), 1)}
+
+    def save(self, epoch: int) -> None:
+        if self.run_dir:
+            runs.save_checkpoint(self.run_dir / runs.CHECKPOINT, checkpoint_payload(
+                self.model, self.optimizers, epoch=epoch, step=self.state.step))
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Per-epoch streams (pixel noise, batch order, model noise): a resumed run
+        repeats the epochs of an uninterrupted one exactly."""
+        base = 3 * (self.cfg.seed * 100_000 + epoch)
+        self.pixel_noise.manual_seed(base)
+        self.batch_order.manual_seed(base + 1)
+        torch.manual_seed(base + 2)
+
+    def train_epoch(self, stop: StopRequested) -> _Sums | None:
+        """The steps of one epoch, a training record every ``log_every`` steps and at the
+        epoch's end; returns the epoch's sums, or None when ``stop`` was set mid-epoch."""
+        cfg, state, model = self.cfg, self.state, self.model
+        self.model.train()
+        epoch_sums, window_sums, window = _Sums(), _Sums(), []
+        t_window = _clock()
+        for idx in batches(len(self.train), cfg.batch_size, shuffle=True,
+                           generator=self.batch_order, device=model.device):
+            x = preprocess(self.train.x[idx], model.preprocess, generator=self.pixel_noise)
+            with self.step_context():
+                out = model.train_step(x, self.optimizers, clip_grad=cfg.clip_grad or None)
+            window.append(out)  # references only: no device sync per step
+            window_sums.add(out, len(idx))
+            state.step += 1
+            if state.step % cfg.log_every == 0 or epoch_sums.n + window_sums.n == len(self.train):
+                parts = window_sums.mean()
+                _check_finite(parts, state.step, window)
+                rec = self.record(parts, event="step", split="train", images=window_sums.n,
+                                  since=t_window)
+                self.emit("log", rec)
+                epoch_sums.merge(window_sums)
+                window_sums, window, t_window = _Sums(), [], _clock()
+            else:
+                self.emit("step")
+            if stop.flag:
+                return None
+        return epoch_sums
+
+    def validate(self) -> None:
+        t_val = _clock()
+        parts = evaluate(self.model, self.val, batch_size=max(self.cfg.batch_size, 500),
+                         seed=self.cfg.seed)
+        _check_finite(parts, self.state.step)
+        self.emit("epoch_val", self.record(parts, event="epoch", split="val",
+                                           images=len(self.val), since=t_val))
+
+    def end_epoch(self, epoch: int, sums: _Sums, t_epoch: float) -> None:
+        """After the steps: the model's own epoch hook, the epoch's training record,
+        validation, the checkpoint and the sample grid."""
+        self.model.on_epoch_end(self.train)  # e.g. ae-gmm fits its mixture on the codes
+        self.emit("epoch_train", self.record(sums.mean(), event="epoch", split="train",
+                                             images=len(self.train), since=t_epoch))
+        if self.val is not None:
+            self.validate()
+        self.save(epoch)
+        if self.run_dir:
+            _save_samples(self.model, self.run_dir / "samples" / f"epoch_{epoch:03d}.png",
+                          self.cfg.n_samples, self.cfg.seed)
+        self.emit("epoch")
+
+    def stopped(self, epoch: int) -> dict:
+        """Stop on request: the checkpoint of ``epoch``, from the weights as they are now."""
+        self.save(epoch)
+        return {"state": "stopped", "epoch": epoch, "step": self.state.step}
+
+    def over_budget(self, epoch: int, t_epoch: float) -> bool:
+        """Would one more epoch, as long as the last one, end past ``max_minutes``?"""
+        now = _clock()
+        return bool(self.cfg.max_minutes) and epoch < self.cfg.epochs and \
+            (now - self.t0) + (now - t_epoch) > self.cfg.max_minutes * 60
+
+
+def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,
+        run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
+        optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0,
+        stop: StopRequested | None = None) -> dict:
+    """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
+
+    Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
+    "budget_stop": minutes trained when ``cfg.max_minutes`` ended the run early (before
+    an epoch that, going by the last one's duration, would have ended past the budget).
+    Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
+    ``stop``: a StopRequested the caller entered already (one set before fit starts
+    stops it at once, with a checkpoint of the weights it was given).
+    """
+    if cfg.compile:
+        for net in model.children():  # in place: the state_dict keys stay the same
+            net.compile()
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    state = TrainState(start_epoch, start_step, steps_per_epoch * cfg.epochs, steps_per_epoch)
+    loop = _Loop(model, train, val, cfg, Path(run_dir) if run_dir else None, callbacks,
+                 optimizers or model.configure_optimizers(cfg.lr), state)
+    try:
+        with nullcontext(stop) if stop is not None else StopRequested() as stop:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                if stop.flag:  # asked to stop between epochs, or before fit() began
+                    return loop.stopped(epoch - 1)
+                state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
+                loop.seed_epoch(epoch)
+                sums = loop.train_epoch(stop)
+                if sums is None:
+                    # resume repeats this partial epoch from the weights now; its step count
+                    # restarts where the epoch began, as its metrics are dropped then
+                    state.step = epoch_step0
+                    return loop.stopped(epoch - 1)
+                loop.end_epoch(epoch, sums, t_epoch)
+                if loop.over_budget(epoch, t_epoch):
+                    return {"state": "done", "epoch": epoch, "step": state.step,
+                            "budget_stop": round((_clock() - loop.t0) / 60, 3)}
+    finally:
+        if loop.writer:
+            loop.writer.close()
+    return {"state": "done", "epoch": cfg.epochs, "step": state.step}
