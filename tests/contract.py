@@ -2,7 +2,6 @@
 tiny config (see tests/test_vae.py for the pattern)."""
 from __future__ import annotations
 
-import copy
 import math
 
 import torch

@@ -1,6 +1,14 @@
 """The model registry: name -> (model class, config class).
 
 The CLI, the checkpoint loader, evaluation and the app all read this one dict.
+
+To add a model: a config dataclass of ``opt()`` fields (an encoder/decoder model extends
+``base.AutoencoderConfig``, or ``base.VariationalConfig`` for an ELBO with a KL weight);
+a class with ``kind`` and its own ``caps = Capabilities(...)`` saying what it offers
+(everything else - eval.json, the pages, the Compare bound - follows from that); the
+hooks those caps promise (a VAE variant overrides a few of ``vae.VAE``'s: ``posterior``,
+``posterior_sample``, ``log_prior``, ``kl_terms`` or ``kl``, ``log_likelihood``); one line
+below; and a test file that runs tests/contract.py's checks on a tiny config.
 """
 from __future__ import annotations
 

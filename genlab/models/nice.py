@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from ..config import opt
 from ..flows import Bijection, Compose, DiagonalScaling, vector_coupling
 from .base import image_shape_field
