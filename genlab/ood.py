@@ -42,7 +42,7 @@ def score_unit(model) -> str:
 def per_image_scores(model, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
     """-log p(x) of each image (N,) float64, in :func:`score_unit` (see the module docstring),
     on the images eval scores (metrics.log_prob_split, seeded)."""
-    if not model.has_likelihood:
+    if model.caps.likelihood is None:
         raise ValueError(f"a {model.kind!r} model has no likelihood; out-of-distribution scores "
                          "need a flow or a latent-variable model with log_prob")
     if tuple(data.x.shape[1:]) != tuple(model.cfg.image_shape):

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import ImageData, prepare, preprocess
+from .data import ImageData
+from .explore import model_inputs
 from .nn import log_normal
 
 IW_KS = (1, 10, 100, 1000, 5000)
@@ -101,7 +102,7 @@ def _iw_estimate(model, x: torch.Tensor, k: int) -> torch.Tensor:
 
 def _elbo_samples(model, x: torch.Tensor, n: int, chunk: int = 2048) -> torch.Tensor:
     """n Monte Carlo terms log p(x, z) - log q(z|x), z ~ q(z|x): (n, B) float64."""
-    parts = [model.log_weights(x, min(chunk, n - i)).double() for i in range(0, n, chunk)]
+    parts = [model.log_weights(x, min(chunk, n - i)).cpu().double() for i in range(0, n, chunk)]
     return torch.cat(parts, 0)
 
 
@@ -145,28 +146,40 @@ def log_cell_area(box: torch.Tensor, n: int) -> torch.Tensor:
 
 def _evaluate(model, x: torch.Tensor, z: torch.Tensor, rows: int):
     """log p(x, z) and log q(z|x) at z (G, B, 2) or (G, 1, 2) (the same points for every
-    image), in passes of about ``rows`` decoder rows: (G, B) float64 each."""
+    image; float64 on the CPU), in passes of about ``rows`` decoder rows: (G, B) float64
+    on the CPU each."""
     dtype = next(model.parameters()).dtype
     step = max(1, rows // len(x))
     lj, lq = [], []
     for i in range(0, len(z), step):
-        zc = z[i:i + step].to(dtype).expand(-1, len(x), -1)  # (g, B, 2)
-        lj.append(log_joint(model, x, zc).double())
-        lq.append(log_q(model, x, zc).double())
+        # cast on the CPU, then move: some devices (MPS) have no float64
+        zc = z[i:i + step].to(dtype).to(x.device).expand(-1, len(x), -1)  # (g, B, 2)
+        lj.append(log_joint(model, x, zc).cpu().double())
+        lq.append(log_q(model, x, zc).cpu().double())
     return torch.cat(lj, 0), torch.cat(lq, 0)
 
 
-def _summarise(lj: torch.Tensor, lq: torch.Tensor, log_area: torch.Tensor, n: int) -> dict:
-    """Quadrature figures per image from the grid's log p(x, z) and log q (G, B)."""
+def _moments(w: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation per axis (B, 2) of cell weights w (G, B) at z (G, B, 2)."""
+    mean = (w[..., None] * z).sum(0)
+    return mean, (w[..., None] * (z - mean) ** 2).sum(0).sqrt()
+
+
+def _summarise(lj: torch.Tensor, lq: torch.Tensor, z: torch.Tensor, log_area: torch.Tensor,
+               n: int) -> dict:
+    """Quadrature figures per image from the grid's log p(x, z) and log q (G, B) at z (G, B, 2)."""
     log_px = torch.logsumexp(lj, 0) + log_area  # (B,)
     w = torch.softmax(lq, 0)  # q's weights on the grid, normalised
     elbo = (w * (lj - lq)).sum(0)
+    post_mean, post_std = _moments(torch.softmax(lj, 0), z)
+    q_mean, q_std = _moments(w, z)
     i, j = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
-    edge = ((i == 0) | (i == n - 1) | (j == 0) | (j == n - 1)).to(lj.device)  # (G,)
+    edge = (i == 0) | (i == n - 1) | (j == 0) | (j == n - 1)  # (G,)
     edge_mass = torch.maximum(torch.exp(torch.logsumexp(lj[edge], 0) - torch.logsumexp(lj, 0)),
                               w[edge].sum(0))
     return {"log_px": log_px, "elbo": elbo, "q_mass": torch.exp(torch.logsumexp(lq, 0) + log_area),
-            "edge_mass": edge_mass}
+            "edge_mass": edge_mass, "post_mean": post_mean, "post_std": post_std, "q_mean": q_mean,
+            "q_std": q_std}
 
 
 def _search(model, x: torch.Tensor, spec: GridSpec):
@@ -182,8 +195,8 @@ def _search(model, x: torch.Tensor, spec: GridSpec):
     for grow in range(spec.max_grow + 1):
         box = torch.tensor([[-r, r, -r, r]], dtype=torch.float64)
         z = cell_centres(box, n)  # (G, 1, 2), shared by the images
-        lj, lq = _evaluate(model, x[todo.to(x.device)], z.to(x.device), spec.rows)
-        keep = ((lj > lj.amax(0) - spec.tau) | (lq > lq.amax(0) - spec.tau)).cpu()  # (G, b)
+        lj, lq = _evaluate(model, x[todo.to(x.device)], z, spec.rows)
+        keep = (lj > lj.amax(0) - spec.tau) | (lq > lq.amax(0) - spec.tau)  # (G, b)
         pts = z[:, 0, :]  # (G, 2)
         lo = torch.where(keep[..., None], pts[:, None], math.inf).amin(0)  # (b, 2)
         hi = torch.where(keep[..., None], pts[:, None], -math.inf).amax(0)
@@ -205,6 +218,10 @@ class Quadrature:
     elbo: torch.Tensor  # E_q[log p(x, z) - log q(z|x)] by quadrature over q
     q_mass: torch.Tensor  # integral of q over the grid (1 when the box holds q)
     edge_mass: torch.Tensor  # largest share of p(z|x) or q in the grid's outer ring of cells
+    post_mean: torch.Tensor  # (B, 2) mean of p(z|x) on the grid
+    post_std: torch.Tensor  # (B, 2) its standard deviation along each axis
+    q_mean: torch.Tensor  # (B, 2) mean of q(z|x) on the grid (a flow posterior's too)
+    q_std: torch.Tensor  # (B, 2)
     n: torch.Tensor  # cells a side of the grid used (int64)
     box: torch.Tensor  # (B, 4) [lo1, hi1, lo2, hi2] of that grid
     search_box: torch.Tensor  # (B, 4) the search box that located the mass
@@ -220,6 +237,11 @@ class Quadrature:
         return self.log_px - self.elbo
 
     @property
+    def separation(self) -> torch.Tensor:
+        """How far the mean of p(z|x) lies from q's mean, in q's standard deviations (B,)."""
+        return ((self.post_mean - self.q_mean) / self.q_std).norm(dim=-1)
+
+    @property
     def step(self) -> torch.Tensor:
         """(B, 2) the grid step along each axis."""
         return torch.stack([self.box[:, 1] - self.box[:, 0], self.box[:, 3] - self.box[:, 2]], -1) \
@@ -230,8 +252,8 @@ class Quadrature:
 
     @staticmethod
     def cat(parts: list["Quadrature"]) -> "Quadrature":
-        names = ("log_px", "elbo", "q_mass", "edge_mass", "n", "box", "search_box", "change",
-                 "elbo_change", "converged")
+        names = ("log_px", "elbo", "q_mass", "edge_mass", "post_mean", "post_std", "q_mean", "q_std",
+                 "n", "box", "search_box", "change", "elbo_change", "converged")
         return Quadrature(**{k: torch.cat([getattr(p, k) for p in parts]) for k in names},
                           spec=parts[0].spec, seconds=sum(p.seconds for p in parts))
 
@@ -245,6 +267,7 @@ class Quadrature:
             "elbo_exact": float(self.elbo.mean()), "kl_q_posterior": float(self.kl.mean()),
             "kl_q_posterior_sem": sem(self.kl), "max_change": float(self.change.max()),
             "max_elbo_change": float(self.elbo_change.max()), "max_edge_mass": float(self.edge_mass.max()),
+            "share_separated_5sd": float((self.separation > 5).double().mean()),
             "converged": int(self.converged.sum()), "tol": self.spec.tol,
             "grid_sides": {int(a): int(c) for a, c in zip(*sides)},
             "step_range": [float(self.step.min()), float(self.step.max())],
@@ -253,27 +276,33 @@ class Quadrature:
         }
 
 
+FIGURES = ("log_px", "elbo", "q_mass", "edge_mass")
+MOMENTS = ("post_mean", "post_std", "q_mean", "q_std")
+
+
 def _refine(model, x: torch.Tensor, boxes: torch.Tensor, spec: GridSpec, *, keep_grid: bool = False):
     """Step halving from n_start until both changes < tol (or n_max): per-image figures,
     and with ``keep_grid`` (one image) the final grid's log p(x, z) and log q (G, 1)."""
     B = len(x)
-    out = {k: torch.zeros(B, dtype=torch.float64) for k in ("log_px", "elbo", "q_mass", "edge_mass")}
+    out = {k: torch.zeros(B, dtype=torch.float64) for k in FIGURES}
+    out.update({k: torch.zeros(B, 2, dtype=torch.float64) for k in MOMENTS})
     out["n"] = torch.full((B,), spec.n_start, dtype=torch.int64)
     change = torch.full((B,), math.inf, dtype=torch.float64)
     elbo_change = torch.full((B,), math.inf, dtype=torch.float64)
     active, n, grid, history = torch.arange(B), spec.n_start, None, []
     while True:
         xb, bb = x[active.to(x.device)], boxes[active]
-        lj, lq = _evaluate(model, xb, cell_centres(bb, n).to(x.device), spec.rows)
-        s = {k: v.cpu() for k, v in _summarise(lj, lq, log_cell_area(bb, n).to(lj.device), n).items()}
+        z = cell_centres(bb, n)  # (G, b, 2)
+        lj, lq = _evaluate(model, xb, z, spec.rows)
+        s = _summarise(lj, lq, z, log_cell_area(bb, n), n)
         if n > spec.n_start:
             change[active] = (s["log_px"] - out["log_px"][active]).abs()
             elbo_change[active] = (s["elbo"] - out["elbo"][active]).abs()
-        for k in ("log_px", "elbo", "q_mass", "edge_mass"):
+        for k in FIGURES + MOMENTS:
             out[k][active] = s[k]
         out["n"][active] = n
         if keep_grid:
-            grid = (lj.cpu(), lq.cpu())
+            grid = (lj, lq)
             history.append({"n": n, "log_px": float(s["log_px"][0]), "elbo": float(s["elbo"][0])})
         active = active[~((change[active] < spec.tol) & (elbo_change[active] < spec.tol))]
         if not len(active) or 2 * n > spec.n_max:
@@ -285,7 +314,7 @@ def _refine(model, x: torch.Tensor, boxes: torch.Tensor, spec: GridSpec, *, keep
 @torch.inference_mode()
 def quadrature(model, x: torch.Tensor, spec: GridSpec | None = None) -> Quadrature:
     """log p(x), the ELBO and KL(q || p(z|x)) by quadrature for a batch of model inputs
-    x (B, C, H, W) (preprocessed as the model expects: see :func:`model_inputs`)."""
+    x (B, C, H, W) (preprocessed as the model expects: explore.model_inputs)."""
     check_model(model)
     spec = spec or GridSpec()
     t0 = time.perf_counter()
@@ -366,26 +395,21 @@ def posterior_view(model, x: torch.Tensor, *, spec: GridSpec | None = None, ks=I
 
 
 # -- a split, and what eval.json gets -------------------------------------------------------
-def model_inputs(model, data: ImageData, *, seed: int = 0) -> torch.Tensor:
-    """A split's images as the model sees them in evaluation (metrics.log_prob_split):
-    static binarisation once, then the model's preprocessing with a generator seeded
-    ``seed`` over the split in order. Bernoulli and uniform draws from a CPU generator do
-    not depend on how the split is cut into batches, so these are the images eval scores."""
-    data = prepare(data, model.preprocess)
-    g = torch.Generator().manual_seed(seed)
-    return preprocess(data.x.cpu(), model.preprocess, generator=g).to(model.device)
-
-
 def exact_log_px(model, data: ImageData, *, seed: int = 0, batch_size: int = 50,
                  limit: int | None = None, spec: GridSpec | None = None, progress=None) -> Quadrature:
     """Per-image quadrature log p(x) (and ELBO, KL(q || p(z|x))) over a split, on the
-    images eval scores (:func:`model_inputs`); ``progress(n)`` is called per batch."""
+    images eval scores: the split binarised in order with a generator seeded ``seed``
+    (explore.model_inputs; Bernoulli and uniform draws from a CPU generator do not depend
+    on how metrics.log_prob_split cuts the split into batches). ``progress(n)`` is
+    called per batch."""
     check_model(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-    x = model_inputs(model, data, seed=seed)
+    x = model_inputs(model, data.x.cpu(), seed=seed).to(model.device)
     if limit is not None:
         x = x[:limit]
+    if not len(x):
+        raise ValueError(f"no images to integrate ({data.dataset} {data.split}, limit={limit})")
     parts = []
     for i in range(0, len(x), batch_size):
         parts.append(quadrature(model, x[i:i + batch_size], spec))

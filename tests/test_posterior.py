@@ -13,6 +13,7 @@ from torch.distributions import MultivariateNormal
 
 from genlab import posterior as P
 from genlab.data import load_split, preprocess
+from genlab.explore import model_inputs
 from genlab.models import build_model
 from genlab.models.vae import VAE, Posterior, VAEConfig
 from genlab.nn import log_normal
@@ -96,6 +97,14 @@ def test_quadrature_equals_the_closed_form_marginal_elbo_and_kl():
     torch.testing.assert_close(q.q_mass, torch.ones(5, dtype=torch.float64), atol=1e-4, rtol=0)
     assert (kl > 0.05).all()  # q is wrong enough for the KL check to mean something
     assert (q.edge_mass < 1e-8).all()
+    mean, cov = model.exact_posterior(x)
+    torch.testing.assert_close(q.post_mean, mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(q.post_std, torch.diagonal(cov).sqrt().expand(5, 2), atol=1e-6, rtol=1e-4)
+    qp = model.posterior(x)
+    torch.testing.assert_close(q.q_mean, qp.mu, atol=1e-6, rtol=0)
+    torch.testing.assert_close(q.q_std, qp.logvar.mul(0.5).exp(), atol=1e-6, rtol=1e-4)
+    sep = ((mean - qp.mu) / qp.logvar.mul(0.5).exp()).norm(dim=-1)
+    torch.testing.assert_close(q.separation, sep, atol=1e-4, rtol=1e-4)
 
 
 def test_posterior_view_is_the_exact_posterior_and_its_numbers_agree():
@@ -168,7 +177,8 @@ def test_posterior_far_from_q_and_beyond_the_search_box():
     assert 0.6 / sd > 20
     xf = sample_x(far, 2, seed=10)
     qf = P.quadrature(far, xf)
-    assert qf.converged.all()
+    assert qf.converged.all() and (qf.separation > 20).all()
+    assert qf.summary()["share_separated_5sd"] == 1.0
     torch.testing.assert_close(qf.log_px, far.exact_log_px(xf), atol=1e-3, rtol=0)
     torch.testing.assert_close(qf.kl, far.exact_kl(xf), atol=1e-3, rtol=1e-4)
 
@@ -225,12 +235,12 @@ def test_rejects_models_it_cannot_integrate():
         P.GridSpec(n_start=64, n_max=32)
 
 
-def test_model_inputs_do_not_depend_on_batching(data_root):
-    """model_inputs binarises a split in one call; eval does it batch by batch with the
-    same seeded generator: the images are the same."""
+def test_split_inputs_are_the_images_eval_scores(data_root):
+    """exact_log_px binarises a split in one call (explore.model_inputs); eval does it batch
+    by batch with the same seeded generator (metrics.log_prob_split): the same images."""
     model = build_model("vae", {"latent_dim": 2, "hidden": (8,)})
     data = load_split("mnist", "test", data_root, download=False, limit=64)
-    whole = P.model_inputs(model, data, seed=0)
+    whole = model_inputs(model, data.x, seed=0)
     g = torch.Generator().manual_seed(0)
     parts = torch.cat([preprocess(data.x[i:i + 10], "dynamic", generator=g) for i in range(0, 64, 10)])
     assert torch.equal(whole, parts)
