@@ -161,7 +161,7 @@ def test_latent_stats_leave_out_the_gaussian_kl_per_dim(name, cfg, mnist_small):
 def test_cli_builds_the_flow_options():
     ns = build_parser().parse_args(["train", "--model", "vae-flow-posterior", "--flow", "realnvp",
                                     "--num-flows", "2", "--flow-hidden", "64,64"])
-    _, cfg, _ = parse_train(ns)
+    cfg = parse_train(ns).model_config
     assert (cfg.flow, cfg.num_flows, cfg.flow_hidden) == ("realnvp", 2, (64, 64))
     assert build_model("vae-flow-posterior", {"flow": "realnvp", "num_flows": 2}).posterior_flow
 
