@@ -1,0 +1,284 @@
+"""genlab.distributed: torchrun detection, sharding, weighted reductions, and 2-process
+gloo jobs (tests/ddp_worker.py) whose synchronised steps must equal one process's.
+
+The equality tests run in float64 with the model noise fixed per image
+(ddp_worker.SameNoisePerImage), so a step of 2 processes x 64 images and a step of one
+process x 128 images differ by rounding only: gradients agree to GRAD_RTOL of their
+largest entry plus GRAD_ATOL, weights to WEIGHT_ATOL (lr = 1e-3). Adam's first step is nearly
+lr * sign(g) and blind to the gradient's scale, so gradients are compared as well.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddp_worker as W
+from genlab import distributed
+from genlab.data import ImageData
+from genlab.distributed import Dist, launch_env
+
+WORKER = Path(W.__file__)
+GRAD_RTOL = 1e-10  # of max |grad| per tensor (observed: ~1e-15 in float64) ...
+GRAD_ATOL = 1e-13  # ... plus this: a tensor whose gradient cancels to ~1e-15 (observed 1e-16)
+WEIGHT_ATOL = W.LR * GRAD_ATOL / 1e-8  # = 1e-8 absolute (observed 1.2e-9): where |g| is below
+# Adam's eps = 1e-8 (ActNorm's log-scale right after its init, whose gradient cancels to
+# rounding) the step lr * g / eps magnifies gradient rounding by lr / eps; a wrong step moves ~lr
+KILL_BOUND_S = 10.0  # a killed rank: the other fails at its next collective (measured ~0 s)
+HANG_TIMEOUT_S = 3.0  # collective timeout of the hang job
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCH_VARS}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+    """One torchrun job of 2 gloo processes running every check of ddp_worker.job_main."""
+    out = tmp_path_factory.mktemp("ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(WORKER), "main", str(out)]
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return [torch.load(out / f"main_rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def _assert_same_step(got: dict, ref: dict, what: str) -> None:
+    assert got["grads"].keys() == ref["grads"].keys() == ref["params"].keys(), what
+    for n, g in ref["grads"].items():
+        tol = GRAD_RTOL * float(g.abs().max()) + GRAD_ATOL
+        err = float((got["grads"][n] - g).abs().max())
+        assert err <= tol, f"{what}: grad of {n} off by {err:.3g} (tolerance {tol:.3g})"
+    for n, p in ref["params"].items():
+        err = float((got["params"][n] - p).abs().max())
+        assert err <= WEIGHT_ATOL, f"{what}: weight {n} off by {err:.3g}"
+    for n, b in ref["buffers"].items():
+        assert torch.allclose(got["buffers"][n].double(), b.double(), rtol=1e-12, atol=1e-12), \
+            f"{what}: buffer {n}: {got['buffers'][n]} vs one process's {b}"
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+# -- launch detection, one-process no-ops (no processes started) ------------------------
+def test_launch_env_reads_torchrun_variables():
+    assert launch_env({}) is None
+    assert launch_env({"RANK": "0", "WORLD_SIZE": "1"}) is None  # one process: no group
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
+    assert launch_env(env) == distributed.Launch(3, 4, 1)
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x'"),
+    ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "0 <= RANK < WORLD_SIZE"),
+    ({"RANK": "0", "WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT not set"),
+    ({"WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "RANK=None"),
+])
+def test_launch_env_bad_values_say_what_is_wrong(env, words):
+    with pytest.raises(ValueError) as e:
+        launch_env(env)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_setup_refuses_mps_and_bad_timeout(monkeypatch):
+    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    with pytest.raises(ValueError, match="cuda \\(NCCL\\) or cpu \\(gloo\\), not mps"):
+        distributed.setup("mps", environ=env)
+    monkeypatch.setenv("GENLAB_DIST_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="GENLAB_DIST_TIMEOUT_S='soon'"):
+        distributed.setup("cpu", environ=env)
+
+
+def test_single_process_is_a_no_op():
+    d = distributed.setup("cpu", environ={})
+    assert (d.rank, d.world, d.is_main, d.active, d.device) == (0, 1, True, False, torch.device("cpu"))
+    x = torch.arange(5)
+    assert d.part(x) is x and d.gather(x) is x and d.seed(7) == 7
+    assert d.mean_record({"a": torch.tensor(6.0)}, 3) == {"a": 2.0}
+    assert d.any(True) and not d.any(False) and d.sum(2.5) == 2.5
+    model = W.tiny_model("vae")
+    assert d.wrap(model).nets == {}  # nothing wrapped: train_step as it is
+
+
+def test_single_process_step_is_the_models_train_step():
+    ref, model = W.tiny_model("vae"), W.tiny_model("vae")
+    x = W.global_batch(model, 32)
+    torch.manual_seed(3)
+    ref.train_step(x, ref.configure_optimizers(W.LR))
+    torch.manual_seed(3)
+    Dist().wrap(model)(x, model.configure_optimizers(W.LR), of=32)
+    for a, b in zip(ref.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+
+# -- sharding (pure: no processes) ----------------------------------------------------------
+@pytest.mark.parametrize("n, batch, world", [(10, 4, 2), (1000, 128, 3), (37, 8, 8), (5, 5, 5)])
+def test_parts_of_an_epoch_are_disjoint_cover_it_and_follow_the_global_order(n, batch, world):
+    g = torch.Generator().manual_seed(11)
+    order = []
+    epoch = Dist(rank=0, world=world).batches(n, batch, generator=g)
+    assert len(epoch) == n // batch + (n % batch >= world)  # a last batch < world is left out
+    for idx in epoch:
+        parts = [Dist(rank=r, world=world).part(idx) for r in range(world)]
+        assert torch.equal(torch.cat(parts), idx)  # rank order is the batch's order
+        sizes = [len(p) for p in parts]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+        order.append(idx)
+    seen = torch.cat(order).tolist()
+    assert len(set(seen)) == len(seen) and n - len(seen) < world  # each image at most once
+    if n % batch == 0 or n % batch >= world:
+        assert sorted(seen) == list(range(n))  # every image once per epoch
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    def order(epoch):
+        g = torch.Generator().manual_seed(3 * epoch + 1)
+        return torch.cat(Dist(rank=1, world=2).batches(50, 8, generator=g))
+    assert torch.equal(order(2), order(2)) and not torch.equal(order(1), order(2))
+
+
+def test_part_refuses_a_batch_smaller_than_the_world():
+    with pytest.raises(ValueError, match="3 images cannot be shared by 4 processes"):
+        Dist(rank=0, world=4).part(torch.arange(3))
+
+
+def test_shards_of_a_split_are_disjoint_and_in_order():
+    data = ImageData(W.images(11), torch.arange(11), "mnist", "test")
+    ys = [Dist(rank=r, world=3).shard(data).y for r in range(3)]
+    assert torch.equal(torch.cat(ys), data.y)
+    assert torch.equal(Dist(rank=1, world=3).shard(data).x, data.x[ys[1]])
+
+
+# -- 2 processes (torchrun, gloo) ---------------------------------------------------------------
+@pytest.mark.parametrize("name", W.EQUAL_MODELS)
+def test_two_ranks_of_64_step_as_one_process_of_128(main_job, name, float64):
+    steps = 2 if name == "binary-vae" else 1  # the second step uses the moving baseline
+    ref = W.equal_steps(name, Dist(), 128, steps=steps)
+    for r, res in enumerate(main_job):
+        for s in range(1, steps + 1):
+            _assert_same_step(res[name][s], ref[s], f"{name}, rank {r}, step {s}")
+    if name == "realnvp":  # ActNorm's data-dependent init happened in that very step
+        locs = [v for k, v in ref[1]["params"].items() if k.endswith(".loc")]
+        assert locs and all(float(v.abs().max()) > 0 for v in locs)
+    if name == "binary-vae":  # the baseline moved, and as one process's did
+        assert float(ref[2]["buffers"]["signal_ema"]) != 0.0
+
+
+def test_uneven_parts_are_weighted_by_images(main_job, float64):
+    """127 images as 64 + 63: DDP's plain average (g0 + g1) / 2 would be off by about
+    |g0 - g1| / 254, many orders above the tolerance; the weighted one is not."""
+    ref = W.equal_steps("vae", Dist(), 127)[1]
+    other = W.equal_steps("vae", Dist(), 128)[1]  # one image more: the scale of a real change
+    for res in main_job:
+        _assert_same_step(res["vae-uneven"][1], ref, "vae 64+63")
+    n, g = next(iter(ref["grads"].items()))
+    assert float((other["grads"][n] - g).abs().max()) > 1e6 * GRAD_RTOL * float(g.abs().max())
+
+
+def test_sharded_log_prob_gathers_to_one_process_values(main_job, float64):
+    """9 test images as 5 + 4, log p(x) gathered: the one-process values of the same flow."""
+    flow = W.tiny_model("realnvp")
+    for res in main_job:
+        flow.load_state_dict(res["flow_state"])
+        with torch.no_grad():
+            ref = flow.log_prob(W.global_batch(flow, 9, seed=7))
+        assert res["log_prob"].shape == (9,)
+        assert torch.allclose(res["log_prob"], ref, rtol=1e-12, atol=0)
+
+
+def test_metric_reduction_is_weighted_by_images_and_rates_add(main_job):
+    for res in main_job:
+        assert res["mean"] == {"a": 2.0, "b": 0.0}  # (3*1 + 1*5) / 4, not (1 + 5) / 2
+        assert res["rate"] == 30.0
+        assert res["any"] == (True, False)
+        assert res["gather"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_ranks_see_disjoint_slices_covering_each_epoch(main_job):
+    for epoch in (1, 2):
+        per_rank = [torch.cat(res["epochs"][epoch]) for res in main_job]
+        everything = torch.cat(per_rank).tolist()
+        assert sorted(everything) == list(range(10))  # disjoint and covering
+    assert not torch.equal(torch.cat(main_job[0]["epochs"][1]), torch.cat(main_job[0]["epochs"][2]))
+    assert torch.cat([main_job[0]["shard"], main_job[1]["shard"]]).tolist() == list(range(7))
+
+
+def test_mixture_is_fitted_once_on_every_image_and_shared(main_job):
+    ref = W.tiny_model("ae-gmm")
+    torch.manual_seed(5)
+    ref.on_epoch_end(ImageData(W.images(40, seed=3), torch.zeros(40, dtype=torch.long), "mnist", "train"))
+    for res in main_job:
+        for n, b in ref.gmm.named_buffers():
+            assert torch.equal(res["gmm"][n], b), n
+
+
+@pytest.mark.parametrize("name", list(W.MODELS))
+def test_replicas_stay_bit_identical(main_job, name):
+    a, b = (res["replicas"][name] for res in main_job)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    start = W.tiny_model(name).state_dict()
+    assert any(not torch.equal(a[k], v) for k, v in start.items() if k in a)  # it trained
+
+
+def test_nan_on_one_rank_stops_both_at_the_same_step(main_job):
+    """Rank 1 alone feeds a NaN image at step 3; both see it in the record of step 4."""
+    first, second = (res["nan"] for res in main_job)
+    assert first == second and first["step"] == 4, (first, second)
+    assert first["message"].startswith("non-finite ")
+
+
+# -- faults: two plain processes, so rank 0 has to notice by itself ----------------------------------
+def _fault_job(tmp_path, how: str, timeout_s: float):
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, str(WORKER), how, str(tmp_path)],
+                              env=_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r),
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                                       DDP_TEST_TIMEOUT_S=str(timeout_s)),
+                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        _, err0 = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+            p.wait()
+    report = json.loads((tmp_path / "rank0.json").read_text())
+    lost = report["time"] - float((tmp_path / "fault_time").read_text())
+    return procs[0].returncode, err0, report, lost
+
+
+def test_killed_rank_makes_the_other_fail_fast_with_a_clear_error(tmp_path):
+    rc, err, report, lost = _fault_job(tmp_path, "kill", timeout_s=60)
+    assert rc == 1, err[-2000:]
+    assert report["message"].startswith("rank 0 of 2: lost contact with the other processes during")
+    assert "resumed" in report["message"] and "\n" not in report["message"]
+    assert lost < KILL_BOUND_S, f"rank 0 took {lost:.1f} s to notice"  # well below the 60 s timeout
+    print(f"killed rank noticed after {lost:.2f} s")
+
+
+def test_hung_rank_makes_the_other_fail_after_the_timeout(tmp_path):
+    rc, err, report, lost = _fault_job(tmp_path, "hang", timeout_s=HANG_TIMEOUT_S)
+    assert rc == 1, err[-2000:]
+    assert "lost contact" in report["message"] and "timed out" in report["message"].lower()
+    assert HANG_TIMEOUT_S * 0.8 <= lost < HANG_TIMEOUT_S + 10, f"{lost:.1f} s"
+    print(f"hung rank noticed after {lost:.2f} s (timeout {HANG_TIMEOUT_S:g} s)")
