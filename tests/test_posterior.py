@@ -195,10 +195,11 @@ def test_flow_posterior_density_on_the_grid(flow):
     """q_K by inverse flow + change of variables: equals the sampler's log q_K at its own
     samples, integrates to 1 over the grid, and gives the Monte Carlo ELBO."""
     model = build_model("vae-flow-posterior", {"hidden": (32,), "latent_dim": 2, "flow": flow,
-                                               "num_flows": 3, "flow_hidden": (16,)}).double()
+                                               "num_flows": 3, "flow_hidden": (16,),
+                                               "image_shape": (1, 6, 6)}).double()
     perturb(model.planar_params if flow == "planar" else model.posterior_flow, 0.3)
     g = torch.Generator().manual_seed(0)
-    x = preprocess(torch.randint(0, 256, (3, 1, 28, 28), generator=g, dtype=torch.uint8),
+    x = preprocess(torch.randint(0, 256, (3, 1, 6, 6), generator=g, dtype=torch.uint8),
                    "dynamic", generator=g).double()
     with torch.no_grad():
         z, log_q_sampler, _ = model.posterior_sample(x, k=5)  # (5, 3, 2), (5, 3)
