@@ -25,7 +25,11 @@ of whichever parameters received some in each backward), the gradient is reduced
 the step the model is the plain model: checkpoints, samples, evaluation and
 ``on_epoch_end`` see unchanged ``state_dict`` keys and never run a collective by accident.
 Wrapping the whole model instead would need a ``forward`` that is the loss, and would not
-fit the GAN's two steps per batch.
+fit the GAN's two steps per batch. DDP's reducer is armed by the network's forward, so a
+model that runs a network's layers without it (vae-flow-posterior takes its encoder's
+last hidden layer) would train that network unsynchronised; those gradients are caught as
+they land in ``.grad`` (a post-accumulate hook, only for networks whose forward did not run
+in the step) and all-reduced there, still before any clipping or optimiser step.
 
 Models that need more than gradients:
 - data-dependent initialisation (ActNorm, NICE's scaling): on the first step of a fresh
