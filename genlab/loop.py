@@ -158,6 +158,33 @@ class _Loop:
         self.writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
         self.t0 = _clock()
 
+    def __enter__(self) -> "_Loop":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer:
+            self.writer.close()
+
+    def run_epoch(self, epoch: int, stop: StopRequested) -> dict | None:
+        """Epoch ``epoch``, start to end; the run's final status when that ends the run
+        (a stop request, the time budget), else None."""
+        if stop.flag:  # asked to stop between epochs, or before fit() began
+            return self.stopped(epoch - 1)
+        state = self.state
+        state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
+        self.seed_epoch(epoch)
+        sums = self.train_epoch(stop)
+        if sums is None:
+            # resume repeats this partial epoch from the weights now; its step count
+            # restarts where the epoch began, as its metrics are dropped then
+            state.step = epoch_step0
+            return self.stopped(epoch - 1)
+        self.end_epoch(epoch, sums, t_epoch)
+        if self.over_budget(epoch, t_epoch):
+            return {"state": "done", "epoch": epoch, "step": state.step,
+                    "budget_stop": round((_clock() - self.t0) / 60, 3)}
+        return None
+
     def emit(self, event: str, record: dict | None = None) -> None:
         self.state.record = record
         if record is not None and self.writer:
@@ -270,24 +297,9 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     state = TrainState(start_epoch, start_step, steps_per_epoch * cfg.epochs, steps_per_epoch)
     loop = _Loop(model, train, val, cfg, Path(run_dir) if run_dir else None, callbacks,
                  optimizers or model.configure_optimizers(cfg.lr), state)
-    try:
-        with nullcontext(stop) if stop is not None else StopRequested() as stop:
-            for epoch in range(start_epoch + 1, cfg.epochs + 1):
-                if stop.flag:  # asked to stop between epochs, or before fit() began
-                    return loop.stopped(epoch - 1)
-                state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
-                loop.seed_epoch(epoch)
-                sums = loop.train_epoch(stop)
-                if sums is None:
-                    # resume repeats this partial epoch from the weights now; its step count
-                    # restarts where the epoch began, as its metrics are dropped then
-                    state.step = epoch_step0
-                    return loop.stopped(epoch - 1)
-                loop.end_epoch(epoch, sums, t_epoch)
-                if loop.over_budget(epoch, t_epoch):
-                    return {"state": "done", "epoch": epoch, "step": state.step,
-                            "budget_stop": round((_clock() - loop.t0) / 60, 3)}
-    finally:
-        if loop.writer:
-            loop.writer.close()
+    with loop, nullcontext(stop) if stop is not None else StopRequested() as stop:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            end = loop.run_epoch(epoch, stop)
+            if end is not None:
+                return end
     return {"state": "done", "epoch": cfg.epochs, "step": state.step}

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .config import TrainConfig, validate
+from .config import TrainConfig, flag, validate
 from .data import load_split
 from .device import device_name, pick_device
 from .loop import Callback, StopRequested, TrainState, fit
@@ -87,7 +87,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     cfg = rc.train
     if epochs:
         cfg = dataclasses.replace(cfg, epochs=epochs)
-        validate(cfg)
+        validate(cfg, flag)  # resume --epochs N
     t0 = time.time()
     runs.write_status(run_dir, state="starting", pid=os.getpid(), message="",
                       total_epochs=cfg.epochs, started=t0)
