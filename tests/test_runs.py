@@ -14,7 +14,7 @@ from contract import check_checkpoint_round_trip
 from genlab import runs
 from genlab.models.vae import VAEConfig
 from genlab.runs import RunError
-from genlab.config import TrainConfig
+from genlab.config import TrainConfig, to_dict
 from genlab.loop import fit
 from genlab.models import build_model
 from genlab.train import train_run
@@ -134,6 +134,24 @@ def test_config_that_does_not_match_gives_clear_error(run_dir, edit, words):
         runs.load_model(run_dir)
     msg = str(ei.value)
     assert str(path) in msg and "\n" not in msg and all(w in msg for w in words), msg
+
+
+SHIPPED = sorted(p.parent for p in (pathlib.Path(__file__).resolve().parents[1] / "checkpoints").glob(
+    "*/config.json"))
+
+
+def test_every_shipped_config_reads_into_its_dataclasses():
+    """config.json files written before TrainConfig grew fields (precision, compile) read
+    as they are, the new fields at their defaults, every written value kept."""
+    assert len(SHIPPED) >= 20
+    for run in SHIPPED:
+        raw = json.loads((run / runs.CONFIG).read_text())
+        rc = runs.read_config(run)
+        assert rc.model == raw["model"] and type(rc.model_config).__name__.endswith("Config")
+        for part, cfg in (("model_config", rc.model_config), ("train", rc.train)):
+            as_json = json.loads(json.dumps(to_dict(cfg)))  # tuples as the lists JSON holds
+            assert {k: as_json[k] for k in raw[part]} == raw[part], (run.name, part)
+        assert (rc.train.precision, rc.train.compile) == ("fp32", False)
 
 
 def test_config_that_is_not_json(run_dir):
