@@ -19,6 +19,7 @@ from pathlib import Path
 from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
+from .device import DEVICES
 from .loop import TrainingFailed
 from .metrics import evaluate_run
 from .models import MODELS
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "[default: 1; 1..5000]")
     e.add_argument("--split", default="test", choices=("val", "test"), help="[default: test]")
     e.add_argument("--data-root", default=None, help="dataset folder [default: as trained]")
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    e.add_argument("--device", default="auto", choices=DEVICES)
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--fid-n", type=int, default=10000, help="model samples scored by FID against "
                    "the split (genlab feature nets, not Inception) [default: 10000; 0 skips]")
@@ -141,8 +142,7 @@ def cmd_train(ns) -> int:
 
 def _train_configured(ns) -> int:
     """``train --run-dir DIR`` with no --model: the run configured in DIR, not started yet."""
-    given = [flag(k.split(".", 1)[1]) for k, v in vars(ns).items()
-             if k.startswith(("model.", "train.")) and v is not None]
+    given = list(map(flag, {**_collect(ns, "model."), **_collect(ns, "train.")}))
     run_dir = Path(ns.run_dir) if ns.run_dir else None
     why = None
     if run_dir is None or not (run_dir / runs.CONFIG).exists():
