@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs, status
-from .config import describe, field_type, format_value
+from .config import defaults, describe, field_type, format_value
 from .data import data_root, dataset_present, missing_message
 from .device import pick_device
 from .models import model_entry
@@ -65,8 +65,7 @@ def _kind(cls, f: dataclasses.Field) -> str:
 def field_specs(cls, *, skip: tuple[str, ...] = ()) -> list[FieldSpec]:
     """The user-settable fields of a config dataclass (``cli=False`` ones left out),
     with their bounds, choices, default and a help line stating them."""
-    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-              for f in dataclasses.fields(cls)}
+    values = defaults(cls)
     out = []
     for f in dataclasses.fields(cls):
         m = f.metadata
