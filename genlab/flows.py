@@ -216,7 +216,7 @@ def _needs_init(module: nn.Module) -> bool:
     """Whether a layer with data-dependent init still waits for its first batch. The
     ``initialized`` buffer travels in checkpoints; reading it costs a device sync on CUDA,
     so once it reads True the answer is remembered on the module and never read again."""
-    if getattr(module, "_init_seen", False):
+    if module._init_seen:
         return False
     if bool(module.initialized):
         module._init_seen = True
@@ -233,6 +233,7 @@ class ActNorm(Bijection):
         self.loc = nn.Parameter(torch.zeros(num_features))
         self.log_scale = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("initialized", torch.tensor(False))
+        self._init_seen = False  # see _needs_init
 
     @torch.no_grad()
     def _init(self, x: torch.Tensor) -> None:
@@ -270,6 +271,7 @@ class DiagonalScaling(Bijection):
         self.init_std = init_std
         if init_std is not None:
             self.register_buffer("initialized", torch.tensor(False))
+            self._init_seen = False  # see _needs_init
 
     @torch.no_grad()
     def _init(self, x: torch.Tensor) -> None:
