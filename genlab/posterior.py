@@ -159,6 +159,12 @@ def _evaluate(model, x: torch.Tensor, z: torch.Tensor, rows: int):
     return torch.cat(lj, 0), torch.cat(lq, 0)
 
 
+def _edge_cells(n: int) -> torch.Tensor:
+    """(n*n,) bool: the outer ring of cells of an n x n grid (row-major)."""
+    i, j = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
+    return (i == 0) | (i == n - 1) | (j == 0) | (j == n - 1)
+
+
 def _moments(w: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation per axis (B, 2) of cell weights w (G, B) at z (G, B, 2)."""
     mean = (w[..., None] * z).sum(0)
@@ -173,8 +179,7 @@ def _summarise(lj: torch.Tensor, lq: torch.Tensor, z: torch.Tensor, log_area: to
     elbo = (w * (lj - lq)).sum(0)
     post_mean, post_std = _moments(torch.softmax(lj, 0), z)
     q_mean, q_std = _moments(w, z)
-    i, j = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
-    edge = (i == 0) | (i == n - 1) | (j == 0) | (j == n - 1)  # (G,)
+    edge = _edge_cells(n)
     edge_mass = torch.maximum(torch.exp(torch.logsumexp(lj[edge], 0) - torch.logsumexp(lj, 0)),
                               w[edge].sum(0))
     return {"log_px": log_px, "elbo": elbo, "q_mass": torch.exp(torch.logsumexp(lq, 0) + log_area),
@@ -189,8 +194,7 @@ def _search(model, x: torch.Tensor, spec: GridSpec):
     box_out = torch.empty(B, 4, dtype=torch.float64)
     search_out = torch.empty(B, 4, dtype=torch.float64)
     at_edge = torch.zeros(B, dtype=torch.bool)
-    i, j = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
-    edge = (i == 0) | (i == n - 1) | (j == 0) | (j == n - 1)  # (G,)
+    edge = _edge_cells(n)
     todo, r = torch.arange(B), spec.radius
     for grow in range(spec.max_grow + 1):
         box = torch.tensor([[-r, r, -r, r]], dtype=torch.float64)
@@ -227,7 +231,8 @@ class Quadrature:
     search_box: torch.Tensor  # (B, 4) the search box that located the mass
     change: torch.Tensor  # |log p(x) at n - at n/2|: the step-halving criterion
     elbo_change: torch.Tensor  # the same for the ELBO
-    converged: torch.Tensor  # bool: both changes < tol and the mass inside the search box
+    converged: torch.Tensor  # bool: both changes < tol, edge_mass < EDGE_MASS_MAX and the
+    #                          mass located inside the search box
     spec: GridSpec = field(default_factory=GridSpec)
     seconds: float = 0.0
 
@@ -311,6 +316,14 @@ def _refine(model, x: torch.Tensor, boxes: torch.Tensor, spec: GridSpec, *, keep
     return out, change, elbo_change, grid, history
 
 
+EDGE_MASS_MAX = 1e-6  # share of p(z|x) or q allowed in the final grid's outer ring
+
+
+def _converged(out: dict, change, elbo_change, at_edge, spec: GridSpec) -> torch.Tensor:
+    return ((change < spec.tol) & (elbo_change < spec.tol) & (out["edge_mass"] < EDGE_MASS_MAX)
+            & ~at_edge)
+
+
 @torch.inference_mode()
 def quadrature(model, x: torch.Tensor, spec: GridSpec | None = None) -> Quadrature:
     """log p(x), the ELBO and KL(q || p(z|x)) by quadrature for a batch of model inputs
@@ -321,7 +334,7 @@ def quadrature(model, x: torch.Tensor, spec: GridSpec | None = None) -> Quadratu
     model.eval()
     boxes, search, at_edge = _search(model, x, spec)
     out, change, elbo_change, _, _ = _refine(model, x, boxes, spec)
-    converged = (change < spec.tol) & (elbo_change < spec.tol) & ~at_edge
+    converged = _converged(out, change, elbo_change, at_edge, spec)
     return Quadrature(box=boxes, search_box=search, change=change, elbo_change=elbo_change,
                       converged=converged, spec=spec, seconds=time.perf_counter() - t0, **out)
 
@@ -374,7 +387,7 @@ def posterior_view(model, x: torch.Tensor, *, spec: GridSpec | None = None, ks=I
     model.eval()
     boxes, search, at_edge = _search(model, x, spec)
     out, change, elbo_change, (lj, lq), history = _refine(model, x, boxes, spec, keep_grid=True)
-    converged = (change < spec.tol) & (elbo_change < spec.tol) & ~at_edge
+    converged = _converged(out, change, elbo_change, at_edge, spec)
     grid = Quadrature(box=boxes, search_box=search, change=change, elbo_change=elbo_change,
                       converged=converged, spec=spec, seconds=time.perf_counter() - t0, **out)
     n = int(out["n"][0])
