@@ -1,69 +1,51 @@
 """Training and evaluation on several processes: torchrun + DistributedDataParallel.
 
-genlab notices a torchrun launch from the environment variables torchrun sets (RANK,
-WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and needs no flag of its own. In one
-process every helper here is a no-op, so the loop is the same code either way.
+A torchrun launch is recognised from the variables torchrun sets (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT); no flag of genlab's own. In one process every
+helper here is a no-op, so the loop is the same code either way.
 
-What the batch size means: ``batch_size`` is GLOBAL, the images of one optimisation step
-summed over all processes. Every process makes the same global batches (the permutation
-comes from (seed, epoch), as in one process) and takes its own contiguous part
-(:meth:`Dist.part`); gradients are averaged weighted by each part's images, so a step of
-W processes is the step one process makes on the whole batch, the number of steps per
-epoch does not change with W, and a learning rate tuned on one GPU stays right. Every
-process holds the uint8 split it reads from disk (47 MB for MNIST, 200 MB for SVHN) and,
-each epoch, sees a disjoint slice of it; a resumed run continues the same order on any
-number of processes.
+Batch size is GLOBAL: the images of one optimisation step, summed over the processes.
+Every process makes the same global batches (permutation from (seed, epoch), as one
+process does) and takes its contiguous part (:meth:`Dist.part`); gradients are averaged
+weighted by each part's images. So a step of W processes is one process's step on the
+whole batch, steps per epoch and the tuned learning rate do not change with W, and a run
+resumes in the same order on any number of processes. Each process holds the uint8 split
+it reads from disk (47 MB MNIST, 200 MB SVHN) and sees a disjoint slice of it each epoch.
 
-How the networks synchronise (:meth:`Dist.wrap` -> :class:`SyncedStep`): each network of
-the model (each direct child holding trainable parameters: encoder, decoder, flow,
-generator, discriminator, baseline net) gets its own ``DistributedDataParallel``, swapped
-in only for the duration of ``model.train_step`` and swapped out after it. So the model's
-own ``train_step`` runs unchanged, with any number of optimisers and forward passes (the
-GAN calls its discriminator three times, the last time frozen; DDP reduces the gradients
-of whichever parameters received some in each backward), the gradient is reduced before
-``train_step`` clips it (clipping sees the global gradient, as in one process), and outside
-the step the model is the plain model: checkpoints, samples, evaluation and
-``on_epoch_end`` see unchanged ``state_dict`` keys and never run a collective by accident.
-Wrapping the whole model instead would need a ``forward`` that is the loss, and would not
-fit the GAN's two steps per batch. DDP's reducer is armed by the network's forward, so a
-model that runs a network's layers without it (vae-flow-posterior takes its encoder's
-last hidden layer) would train that network unsynchronised; those gradients are caught as
-they land in ``.grad`` (a post-accumulate hook, only for networks whose forward did not run
-in the step) and all-reduced there, still before any clipping or optimiser step.
+Synchronisation (:class:`SyncedStep`): each network of the model (each direct child with
+trainable parameters) gets its own DDP, swapped in only while ``model.train_step`` runs.
+The model's own step runs unchanged with any number of optimisers and forward passes (the
+GAN calls its discriminator three times, the last one frozen), DDP reduces gradients in
+the backward, before ``train_step`` clips (clipping sees the global gradient), and outside
+the step the model is plain: checkpoints keep their ``state_dict`` keys, and evaluation,
+samples and ``on_epoch_end`` never run a collective. One DDP around the whole model would
+need a ``forward`` that is the loss and cannot express the GAN's two steps per batch.
+Networks whose layers a model runs without the network's forward (vae-flow-posterior
+reads its encoder's last hidden layer) leave DDP unarmed: their gradients are all-reduced
+by a hook as they land in ``.grad``, still before any clip or step. Beyond gradients:
+data-dependent init (ActNorm) runs once on the gathered global batch, then rank 0's
+weights are broadcast; buffer updates (the binary VAE's moving-average baseline, batch-norm
+statistics) are averaged by images instead of DDP's broadcast of rank 0's buffers, which
+would fit the baseline to rank 0's images only; on CUDA BatchNorm becomes SyncBatchNorm
+(PyTorch has none on CPU); ``on_epoch_end`` (ae-gmm's mixture) runs on rank 0, which holds
+every image, and its buffers are broadcast (:meth:`Dist.epoch_end`).
 
-Models that need more than gradients:
-- data-dependent initialisation (ActNorm, NICE's scaling): on the first step of a fresh
-  run the global batch is gathered and the model's loss is run once on it without gradient,
-  so every such layer initialises from the very images one process would use; rank 0's
-  weights are then broadcast so the replicas are bit-identical.
-- buffers changed by a step (the binary VAE's moving-average baseline, batch-norm running
-  statistics): DDP's default broadcast of rank 0's buffers before every forward would make
-  every rank use a baseline fitted to rank 0's images only. It is switched off; instead
-  each step's buffer updates are averaged weighted by images, which for a moving average
-  of a batch mean is exactly the update one process makes on the global batch.
-- batch norm: on CUDA each BatchNorm becomes a SyncBatchNorm (global batch statistics, as
-  one process); PyTorch has no SyncBatchNorm on CPU, so on gloo it stays per process.
-- ``on_epoch_end`` (ae-gmm's mixture): run once, on rank 0, which holds every training
-  image and so fits the codes of the whole split, then its buffers (shapes included) are
-  broadcast to the other ranks (:meth:`Dist.epoch_end`).
-
-Faults: a non-finite loss on any rank shows in the all-reduced record every rank checks
-(:meth:`Dist.mean_record`), so all stop at the same step. A process that dies closes its
-sockets and the others' next collective fails at once (gloo, measured) or after the
-timeout (a process that hangs; NCCL); the error becomes a one-line
-:class:`DistributedError`. Waits for rank 0's own work (checkpoint, samples, mixture fit)
-go through :meth:`Dist.wait_for_main`, a gloo ``monitored_barrier`` with its own, long
-timeout, so the training timeout can stay short.
+Faults: a non-finite loss on any rank makes the all-reduced record non-finite on all
+(:meth:`Dist.mean_record`), so all stop at the same check. A dead process closes its
+sockets and the others' next collective fails at once (gloo, measured); a hung one fails
+them after the timeout. Either becomes a one-line :class:`DistributedError`. Waits for
+rank 0's own work go through :meth:`Dist.wait_for_main`, with a timeout of their own.
 """
 from __future__ import annotations
 
 import inspect
-import math
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as tdist
@@ -179,6 +161,19 @@ def teardown(dist: "Dist") -> None:
             tdist.destroy_process_group()
         except Exception:  # a peer already gone: nothing left to release cleanly
             pass
+
+
+def exit_after_failure(code: int = 1) -> NoReturn:
+    """End this process at once (os._exit) after a :class:`DistributedError`, once its
+    message and the run's status are written: a lost peer leaves gloo work pending whose
+    worker threads can still throw while the interpreter shuts down (std::terminate, exit
+    by SIGABRT instead of ``code``), and destroying the group can wait on the dead peer."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 @contextmanager
