@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -186,8 +187,14 @@ def session(device: torch.device | str = "cpu", *, timeout_s: float | None = Non
         teardown(dist)
 
 
+_NOISE = re.compile(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\] |Got the following error when "
+                    r"running the callback: \w+: |\. This is typically caused by.*$")
+
+
 def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    """The cause in a few words: gloo's message without its source path and advice."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return _NOISE.sub("", line).strip()[:200] or type(e).__name__
 
 
 _COMM_SIGNS = ("connection closed", "connection reset", "timed out", "gloo", "nccl",

@@ -28,7 +28,7 @@ from genlab.data import ImageData, preprocess  # noqa: E402
 from genlab.models import MODELS, build_model  # noqa: E402
 
 SHAPE = (1, 8, 8)
-EQUAL_MODELS = ("vae", "realnvp", "gan", "binary-vae")
+EQUAL_MODELS = ("vae", "realnvp", "gan", "binary-vae", "vae-flow-posterior")  # the last: a bypassed net
 TINY = {  # small enough that a step takes milliseconds on one thread
     "vae": {"latent_dim": 3, "hidden": (16,)},
     "realnvp": {"scales": 2, "couplings": 1, "width": 8, "res_blocks": 0},
