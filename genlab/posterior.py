@@ -14,14 +14,15 @@ log q_K(z_K) = log q_0(f^{-1}(z_K)) + log|det df^{-1}/dz_K|); the ELBO
 E_q[log p(x, z) - log q(z|x)] as a quadrature over q; and the gap
 KL(q || p(z|x)) = log p(x) - ELBO.
 
-How the grid is chosen, per image (:class:`GridSpec`):
-1. search: an n0 x n0 grid over [-R, R]^2 (R = 6: N(0, I) puts 2e-8 of its mass
-   outside) locates where p(z|x) and q(z|x) have mass: the cells within ``tau`` nats of
-   each one's largest (tau = 15: a Gaussian puts e^-15 = 3e-7 of its mass beyond that). If that region reaches the search box's edge the box grows 1.5x
-   (at most ``max_grow`` times; images still at the edge are flagged).
-2. refine: a box around the region (padded by 2 search cells) with n = n_start,
+How the grid is chosen, per image (:class:`GridSpec`; its defaults in brackets):
+1. search: an n0 x n0 grid [64] over [-R, R]^2 [R = 6: N(0, I) puts 2e-8 of its mass
+   outside] locates where p(z|x) and q(z|x) have mass: the cells within ``tau`` nats of
+   each one's largest [15: a Gaussian puts e^-15 = 3e-7 of its mass beyond that]. If
+   that region reaches the search box's edge the box grows 1.5x (at most ``max_grow``
+   [4] times; images still at the edge are flagged unconverged).
+2. refine: a box around the region, padded by 2 search cells, with n = n_start [32],
    2 n_start, ... cells a side, until halving the step changes both log p(x) and the ELBO
-   by less than ``tol`` nats; the figures of the finer grid are kept.
+   by less than ``tol`` [0.01] nats; the figures of the finer grid are kept.
 
 All sums are in float64; the model is evaluated in its own dtype, in inference mode.
 """
@@ -414,7 +415,8 @@ def exact_log_px(model, data: ImageData, *, seed: int = 0, batch_size: int = 50,
     images eval scores: the split binarised in order with a generator seeded ``seed``
     (explore.model_inputs; Bernoulli and uniform draws from a CPU generator do not depend
     on how metrics.log_prob_split cuts the split into batches). ``progress(n)`` is
-    called per batch."""
+    called per batch. Cost: 9k-70k decoder rows an image (search 64^2, then 32^2, 64^2,
+    ... as needed); shipped vae-2d-mnist, 200 test images: 17 s on one idle CPU core."""
     check_model(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
