@@ -157,6 +157,10 @@ def job_main(dist, out: Path) -> None:
     torch.manual_seed(5)
     dist.epoch_end(gm, ImageData(images(40, seed=3), torch.zeros(40, dtype=torch.long), "mnist", "train"))
     res["gmm"] = {n: b.clone() for n, b in gm.gmm.named_buffers()}
+    if dist.is_main:  # a refit with another K on rank 0 alone: the buffers change shape
+        gm.refit_gmm(torch.randn(30, 2), n_components=2)
+    dist.broadcast_state(gm)
+    res["gmm_k2"] = {n: b.clone() for n, b in gm.gmm.named_buffers()}
 
     # every registry model: replicas stay bit-identical over two real (noisy) steps
     res["replicas"] = {}

@@ -229,6 +229,8 @@ def test_mixture_is_fitted_once_on_every_image_and_shared(main_job):
     for res in main_job:
         for n, b in ref.gmm.named_buffers():
             assert torch.equal(res["gmm"][n], b), n
+    first, second = (res["gmm_k2"] for res in main_job)  # rank 0's refit, K = 2, shared
+    assert first["means"].shape == (2, 2) and all(torch.equal(first[n], second[n]) for n in first)
 
 
 @pytest.mark.parametrize("name", list(W.MODELS))
