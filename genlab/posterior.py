@@ -22,7 +22,8 @@ How the grid is chosen, per image (:class:`GridSpec`; its defaults in brackets):
    [4] times; images still at the edge are flagged unconverged).
 2. refine: a box around the region, padded by 2 search cells, with n = n_start [32],
    2 n_start, ... cells a side, until halving the step changes both log p(x) and the ELBO
-   by less than ``tol`` [0.01] nats; the figures of the finer grid are kept.
+   by less than ``tol`` [0.01] nats and q integrates to 1 within ``q_tol`` [1e-3] on the
+   grid (a flow can make q much narrower than p(z|x)); the figures of the finer grid are kept.
 
 All sums are in float64; the model is evaluated in its own dtype, in inference mode.
 """
@@ -118,11 +119,13 @@ class GridSpec:
     n_start: int = 32  # first refinement grid, cells a side
     n_max: int = 512  # refinement stops here (flagged unconverged)
     tol: float = 0.01  # nats: halving the step must change log p(x) and the ELBO less
+    q_tol: float = 1e-3  # and q must integrate to 1 within this on the grid
     rows: int = 2048  # decoder rows (grid points x images) per model call
 
     def __post_init__(self):
-        if not (self.tol > 0 and self.radius > 0 and self.tau > 0):
-            raise ValueError(f"tol, radius and tau must be > 0 (got {self.tol}, {self.radius}, {self.tau})")
+        if not (self.tol > 0 and self.q_tol > 0 and self.radius > 0 and self.tau > 0):
+            raise ValueError(f"tol, q_tol, radius and tau must be > 0 (got {self.tol}, {self.q_tol}, "
+                             f"{self.radius}, {self.tau})")
         if not 4 <= self.n_start <= self.n_max or self.n_search < 8 or self.rows < 1:
             raise ValueError(f"need 4 <= n_start <= n_max, n_search >= 8 and rows >= 1 (got "
                              f"{self.n_start}, {self.n_max}, {self.n_search}, {self.rows})")
@@ -232,8 +235,8 @@ class Quadrature:
     search_box: torch.Tensor  # (B, 4) the search box that located the mass
     change: torch.Tensor  # |log p(x) at n - at n/2|: the step-halving criterion
     elbo_change: torch.Tensor  # the same for the ELBO
-    converged: torch.Tensor  # bool: both changes < tol, edge_mass < EDGE_MASS_MAX and the
-    #                          mass located inside the search box
+    converged: torch.Tensor  # bool: both changes < tol, |q_mass - 1| < q_tol, edge_mass <
+    #                          EDGE_MASS_MAX and the mass located inside the search box
     spec: GridSpec = field(default_factory=GridSpec)
     seconds: float = 0.0
 
@@ -310,7 +313,9 @@ def _refine(model, x: torch.Tensor, boxes: torch.Tensor, spec: GridSpec, *, keep
         if keep_grid:
             grid = (lj, lq)
             history.append({"n": n, "log_px": float(s["log_px"][0]), "elbo": float(s["elbo"][0])})
-        active = active[~((change[active] < spec.tol) & (elbo_change[active] < spec.tol))]
+        settled = ((change[active] < spec.tol) & (elbo_change[active] < spec.tol)
+                   & ((out["q_mass"][active] - 1).abs() < spec.q_tol))
+        active = active[~settled]
         if not len(active) or 2 * n > spec.n_max:
             break
         n *= 2
@@ -321,8 +326,8 @@ EDGE_MASS_MAX = 1e-6  # share of p(z|x) or q allowed in the final grid's outer r
 
 
 def _converged(out: dict, change, elbo_change, at_edge, spec: GridSpec) -> torch.Tensor:
-    return ((change < spec.tol) & (elbo_change < spec.tol) & (out["edge_mass"] < EDGE_MASS_MAX)
-            & ~at_edge)
+    return ((change < spec.tol) & (elbo_change < spec.tol) & ((out["q_mass"] - 1).abs() < spec.q_tol)
+            & (out["edge_mass"] < EDGE_MASS_MAX) & ~at_edge)
 
 
 @torch.inference_mode()
