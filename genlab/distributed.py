@@ -197,8 +197,8 @@ def _first_line(e: BaseException) -> str:
     return _NOISE.sub("", line).strip()[:200] or type(e).__name__
 
 
-_COMM_SIGNS = ("connection closed", "connection reset", "timed out", "gloo", "nccl",
-               "processgroup", "broken pipe", "socket")
+_COMM_SIGNS = ("connection closed", "connection reset", "timed out", "timeout", "pair closure",
+               "by peer", "gloo", "nccl", "processgroup", "broken pipe", "socket")
 
 
 def _is_comm_failure(e: BaseException) -> bool:
@@ -247,9 +247,12 @@ class Dist:
         process; under W processes a last batch of fewer than W images is left out (those
         images come in the next epoch's order), as every process needs one image at least."""
         out = list(batches(n, batch_size, shuffle=True, generator=generator, device=device))
-        if self.active and out and len(out[-1]) < self.world:
-            out.pop()
-        return out
+        return out[:self.steps_per_epoch(n, batch_size)]
+
+    def steps_per_epoch(self, n: int, batch_size: int) -> int:
+        """How many global batches :meth:`batches` makes of n images."""
+        whole, rest = divmod(n, batch_size)
+        return whole + (rest >= (self.world if self.active else 1))
 
     def part(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous part of a global batch (dim 0): sizes differ by at most
