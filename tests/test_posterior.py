@@ -265,3 +265,25 @@ def test_shipped_vae_2d_grid_meets_the_step_halving_criterion(data_root):
     entries = P.exact_eval_entries(q)
     assert entries["nll_exact_nats"] == pytest.approx(float(-q.log_px.mean()))
     assert entries["nll_exact_converged"] == 4
+
+
+@pytest.mark.skipif(not (SHIPPED / "checkpoint.pt").exists(), reason="shipped vae-2d-mnist absent")
+def test_log_px_does_not_depend_on_q(data_root):
+    """The shipped vae-2d's encoder and decoder under a RealNVP flow posterior: q changes,
+    so the ELBO and KL change, but p(x) = integral of p(x|z) p(z) does not."""
+    import dataclasses
+
+    from genlab.runs import load_model
+
+    vae, _, _ = load_model(SHIPPED)
+    flowed = build_model("vae-flow-posterior", {**dataclasses.asdict(vae.cfg), "flow": "realnvp",
+                                                "num_flows": 2, "flow_hidden": (32,)})
+    flowed.load_state_dict(vae.state_dict(), strict=False)  # the couplings start as the identity
+    perturb(flowed.posterior_flow, 0.02)
+    flowed.eval()
+    data = load_split("mnist", "test", data_root, download=False, limit=3)
+    a, b = P.exact_log_px(vae, data), P.exact_log_px(flowed, data)
+    assert a.converged.all() and b.converged.all()
+    torch.testing.assert_close(b.log_px, a.log_px, atol=0.01, rtol=0)
+    assert ((b.kl - a.kl).abs() > 0.1).all()
+    torch.testing.assert_close(b.q_mass, torch.ones(3, dtype=torch.float64), atol=1e-3, rtol=0)
