@@ -24,7 +24,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from .data import ImageData, dataset_present, load_split
-from .metrics import bits_per_dim, log_prob_split
+from .metrics import bits_per_dim, data_kind, log_prob_split
 
 # the other datasets each one is compared with, in the order a page offers them
 OOD_PARTNERS: dict[str, tuple[str, ...]] = {
@@ -35,8 +35,8 @@ OOD_PARTNERS: dict[str, tuple[str, ...]] = {
 
 
 def score_unit(model) -> str:
-    """"bits/dim" for models of 8-bit (dequantised) pixels, else "nats"."""
-    return "bits/dim" if model.preprocess == "dequantize" else "nats"
+    """"bits/dim" for models of 8-bit (dequantised) pixels, "nats" for binarised ones."""
+    return "bits/dim" if data_kind(model.preprocess) == "8-bit" else "nats"
 
 
 def per_image_scores(model, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
