@@ -62,6 +62,11 @@ def check_model(model) -> None:
                          f"latent_dim={d}")
 
 
+def can_integrate(model) -> bool:
+    """Whether :func:`check_model` accepts the model (eval and the pages ask this first)."""
+    return model.kind in GAUSSIAN_Q + FLOW_Q and model.cfg.latent_dim == 2
+
+
 def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """log p(x|z) + log p(z): x (B, C, H, W), z (G, B, d) -> (G, B)."""
     return model.log_likelihood(x, z) + model.log_prior(z)

@@ -226,6 +226,9 @@ def test_iw_convergence_warns_only_past_the_threshold():
 
 
 def test_rejects_models_it_cannot_integrate():
+    assert P.can_integrate(linear_gaussian())
+    assert not P.can_integrate(build_model("vae", {"hidden": (8,)}))  # 20-d
+    assert not P.can_integrate(build_model("ae-gmm", {"hidden": (8,), "latent_dim": 2}))
     with pytest.raises(ValueError, match="latent_dim=20"):
         P.quadrature(build_model("vae", {"hidden": (8,)}), torch.zeros(1, 1, 28, 28))
     with pytest.raises(ValueError, match="'nice'"):
