@@ -173,6 +173,13 @@ def job_main(dist, out: Path) -> None:
         res["replicas"][name] = step_record(model)["params"] | {
             "buf." + n: b.clone() for n, b in model.named_buffers()}
 
+    # --precision bf16: the synced step under CPU autocast, as fit runs it
+    model = tiny_model("vae")
+    step, opts = dist.wrap(model), model.configure_optimizers(LR)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parts = step(dist.part(global_batch(model, 16, seed=30)), opts, of=16)
+    res["bf16"] = {"dtype": str(parts["loss"].dtype), **step_record(model)["params"]}
+
     res["nan"] = nan_loop(dist)
     torch.save(res, out / f"main_rank{r}.pt")
 

@@ -244,6 +244,12 @@ def test_replicas_stay_bit_identical(main_job, name):
     assert any(not torch.equal(a[k], v) for k, v in start.items() if k in a)  # it trained
 
 
+def test_bf16_autocast_steps_stay_in_sync(main_job):
+    a, b = (res["bf16"] for res in main_job)
+    assert a.pop("dtype") == b.pop("dtype") == "torch.bfloat16"  # autocast was really on
+    assert all(torch.equal(a[k], b[k]) and a[k].dtype == torch.float32 for k in a)
+
+
 def test_nan_on_one_rank_stops_both_at_the_same_step(main_job):
     """Rank 1 alone feeds a NaN image at step 3; both see it in the record of step 4."""
     first, second = (res["nan"] for res in main_job)
