@@ -21,7 +21,7 @@ from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
 from .device import DEVICES
 from .loop import TrainingFailed
-from .metrics import evaluate_run
+from .metrics import eval_lines, evaluate_run
 from .models import MODELS
 from .train import train_run
 
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--fid-n", type=int, default=10000, help="model samples scored by FID against "
                    "the split (genlab feature nets, not Inception) [default: 10000; 0 skips]")
+    e.add_argument("--exact-n", type=int, default=None, help="2-D-latent VAEs: log p(x) by "
+                   "quadrature on the first N images [default: all; 0 skips]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -188,7 +190,7 @@ def cmd_eval(ns) -> int:
     try:
         res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
                            device=ns.device, limit=ns.limit, progress=not ns.quiet,
-                           fid_n=max(ns.fid_n, 0))
+                           fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n)
     except (DatasetError, runs.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
@@ -196,6 +198,8 @@ def cmd_eval(ns) -> int:
         if isinstance(v, list):
             v = f"{len(v)} values (in eval.json)"
         print(f"{key:>14}: {v:.4f}" if isinstance(v, float) else f"{key:>14}: {v}")
+    for line in eval_lines(res):
+        print(line)
     print(f"written to {Path(ns.run_dir) / 'eval.json'}")
     return 0
 

@@ -18,6 +18,7 @@ from .data import load_split, prepare, preprocess, batches
 from .device import pick_device
 from .fid import FeatureNetError, fid_model
 from .nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
+from .posterior import can_integrate, exact_eval_entries, exact_log_px, iw_convergence
 
 
 def data_kind(preprocess_how: str) -> str:
@@ -78,14 +79,22 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
 
 def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
                  device: str = "auto", limit: int | None = None, progress: bool = False,
-                 fid_n: int = 10000) -> dict:
+                 fid_n: int = 10000, exact_n: int | None = None) -> dict:
     """Evaluate a run on a split and write eval.json (atomically); returns its contents.
 
     eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
     (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models) with the
     ``proposal`` of its importance sampling ("exact (change of variables)" for flows), ``bpd``
     for models of 8-bit data, latent statistics (latent-variable models only), ``fid`` of ``fid_n`` samples against the
-    split (genlab feature nets, not Inception; 0 skips it), and the seconds it took."""
+    split (genlab feature nets, not Inception; 0 skips it), and the seconds it took.
+    ``nll_sem`` is the standard error of ``nll_nats`` over the images (their spread / sqrt N),
+    not an error of the estimator. An importance-weighted estimate at k >= 10 also records
+    the estimate at k/10 and a warning when the two still differ by more than 0.2 nats
+    (posterior.iw_convergence). A VAE with a 2-D latent also gets log p(x) by quadrature
+    (posterior.exact_eval_entries) on the first ``exact_n`` images (None: all, 0: skip),
+    with the importance-weighted figure on the same images beside it."""
+    if exact_n is not None and exact_n < 0:
+        raise ValueError(f"exact_n must be >= 0 (0 skips the quadrature; got {exact_n})")
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -98,7 +107,12 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
               "data": data_kind(model.preprocess), "k": k, "device": str(dev)}
     result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
     if model.caps.likelihood:
-        result.update(_nll(model, data, k=k, progress=progress))
+        nll, lp = _nll_per_image(model, data, k=k, progress=progress)
+        result.update(nll)
+        if model.caps.likelihood == "importance" and k >= 10:
+            result.update(_iw_tenth(model, data, lp, k))
+        if can_integrate(model) and exact_n != 0:
+            result.update(_exact(model, data, lp, exact_n, progress=progress))
     if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
         result.update(latent_stats(model, data))
     if fid_n:
@@ -118,7 +132,56 @@ def _fid(model, data, n: int) -> dict:
     return {"fid": score, "fid_n": n, "fid_seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _iw_tenth(model, data, lp: torch.Tensor, k: int) -> dict:
+    """The estimate at k/10 on the same images and noise, beside the one at k."""
+    t0 = time.perf_counter()
+    lp_tenth = log_prob_split(model, data, k=k // 10)
+    return {**iw_convergence(lp, lp_tenth, k), "nll_k_tenth_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _exact(model, data, lp: torch.Tensor, n: int | None, *, progress: bool) -> dict:
+    """log p(x) by quadrature on the first n images (eval's own binarisation), and the
+    importance-weighted figure of the same images."""
+    n = len(data) if n is None else min(n, len(data))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, unit="img", desc="log p(x) by quadrature")
+    q = exact_log_px(model, data, limit=n, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    return {**exact_eval_entries(q), "nll_exact_n_images": n,
+            "nll_nats_same_images": float(-lp[:n].mean())}
+
+
+def eval_lines(res: dict) -> list[str]:
+    """What the CLI prints after eval.json's fields: each log p(x) figure with what its
+    ``±`` is, and the warnings."""
+    lines = []
+    if "nll_nats" in res:
+        k = "exact" if res.get("proposal", "").startswith("exact") else f"IW k={res['k']}"
+        lines.append(f"-log p(x) ({k}): {res['nll_nats']:.2f} ± {res['nll_sem']:.2f} nats "
+                     f"(± = standard error over {res['n_images']} images, their spread, not the "
+                     "estimator's error)")
+    if "nll_nats_k_tenth" in res:
+        lines.append(f"-log p(x) (IW k={res['k_tenth']}): {res['nll_nats_k_tenth']:.2f} nats, "
+                     f"{res['nll_gap_k_tenth']:+.2f} from k={res['k']}")
+    if "nll_exact_nats" in res:
+        lines.append(f"-log p(x) (quadrature, first {res['nll_exact_n_images']} images): "
+                     f"{res['nll_exact_nats']:.2f} ± {res['nll_exact_sem']:.2f} nats, against "
+                     f"{res['nll_nats_same_images']:.2f} by IW k={res['k']} on the same images; "
+                     f"KL(q || p(z|x)) {res['kl_q_posterior']:.2f} nats")
+    if res.get("nll_warning"):
+        lines.append(f"warning: {res['nll_warning']}")
+    return lines
+
+
 def _nll(model, data, *, k: int, progress: bool) -> dict:
+    return _nll_per_image(model, data, k=k, progress=progress)[0]
+
+
+def _nll_per_image(model, data, *, k: int, progress: bool) -> tuple[dict, torch.Tensor]:
+    """eval.json's log p(x) entries and the per-image log p(x) (N,) they come from."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -132,7 +195,7 @@ def _nll(model, data, *, k: int, progress: bool) -> dict:
            "nll_method": model.log_prob_method, "proposal": model.proposal}
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
-    return out
+    return out, lp
 
 
 @torch.no_grad()
