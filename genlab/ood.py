@@ -162,3 +162,25 @@ def ood_for_model(model, dataset: str, root: str | os.PathLike | None = None, *,
             out[name] = ood_compare(model, in_data, other, note=note, k=k, seed=seed,
                                     n_extremes=n_extremes)
     return out
+
+
+# the direction Nalisnick et al. reported: trained on the first, the second got higher likelihood
+NALISNICK_PAIRS = {("fashion-mnist", "mnist")}
+
+
+def verdict(model_name: str, s: dict) -> str:
+    """One sentence on what ``model_name`` does with another dataset, from an
+    :meth:`OODResult.summary`, set against Nalisnick et al. where they tested that pair."""
+    a, share = s["auroc"], s["share_out_more_likely_than_median_in"]
+    if a < 0.5:
+        what = (f"gives {s['out']} *higher* likelihood than its own {s['in']} test images "
+                f"(AUROC {a:.3f}; {share:.0%} of the {s['out']} images are more likely than the "
+                f"median {s['in']} image)")
+    else:
+        what = (f"gives {s['out']} lower likelihood than its own {s['in']} test images "
+                f"(AUROC {a:.3f}; {share:.0%} of the {s['out']} images are more likely than the "
+                f"median {s['in']} image)")
+    if (s["in"], s["out"]) in NALISNICK_PAIRS:
+        agree = "as" if a < 0.5 else "unlike what"
+        what += f", {agree} Nalisnick et al. (ICLR 2019) found for models trained on {s['in']}"
+    return f"{model_name} {what}."

@@ -487,3 +487,21 @@ def iw_convergence_split(model, data: ImageData, k: int, *, seed: int = 0,
     lp = log_prob_split(model, data, k=k, seed=seed)
     lp_t = log_prob_split(model, data, k=k // 10, seed=seed)
     return {"k": k, "nll_nats": float(-lp.mean()), **iw_convergence(lp, lp_t, k, threshold=threshold)}
+
+
+@torch.inference_mode()
+def iw_repeats(model, x: torch.Tensor, ks=IW_KS, *, repeats: int = 5, seed: int = 0) -> dict[int, list[float]]:
+    """The importance-weighted estimate of log p(x) for one model input x (1, C, H, W),
+    ``repeats`` seeded draws at each k: how far one estimate scatters, and where their
+    mean climbs as k grows."""
+    check_model(model)
+    x = x if x.dim() == 4 else x[None]
+    model.eval()
+    out = {}
+    for k in ks:
+        draws = []
+        for r in range(repeats):
+            torch.manual_seed(seed + 7919 * r + int(k))
+            draws.append(float(_iw_estimate(model, x, int(k))[0]))
+        out[int(k)] = draws
+    return out

@@ -21,6 +21,8 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/clusters.py", "Clusters", ":material/bubble_chart:", "clusters", True),
     PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True),
     PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
+    PageSpec("pages/posterior.py", "True posterior", ":material/blur_circular:", "posterior", True),
+    PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True),
 ]
 
 

@@ -118,3 +118,40 @@ def recon_png(path: str, stamp: int | None, dataset: str, n: int, root: str) -> 
 @st.cache_data(show_spinner=False, max_entries=512)
 def bound(path: str, stamp: int | None, k: int, n: int, dataset: str, root: str) -> dict:
     return compare.bound_at_k(_model(path, stamp), test_images(dataset, n, root), k)
+
+
+# -- the true posterior of one test image, likelihoods on two datasets (issue 15) ----------
+POSTERIOR_IMAGES = 500  # test images the Posterior page picks from
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def posterior(path: str, stamp: int | None, dataset: str, root: str, index: int) -> dict:
+    """One test image's true posterior beside q(z|x) on a grid (densities, numpy), the
+    quadrature's log p(x), ELBO and KL, and 5 IW draws at each k (genlab.posterior)."""
+    from genlab import posterior as P
+
+    model = _model(path, stamp)
+    x = explore.model_inputs(model, test_images(dataset, POSTERIOR_IMAGES, root).x[index:index + 1])
+    v = P.posterior_view(model, x.to(model.device), elbo_samples=2000)
+    return {"z1": v.z1.numpy(), "z2": v.z2.numpy(), "post": v.log_post.exp().numpy(),
+            "q": v.log_q.exp().numpy(), "log_px": v.log_px, "elbo": v.elbo, "kl": v.kl,
+            "kl_direct": v.kl_direct, "elbo_mc": v.elbo_mc, "elbo_mc_sem": v.elbo_mc_sem,
+            "code": v.code.numpy(), "n": int(v.grid.n[0]), "converged": bool(v.grid.converged[0]),
+            "change": float(v.grid.change[0]), "separation": float(v.grid.separation[0]),
+            "iw": P.iw_repeats(model, x.to(model.device)), "image": x[0].cpu().numpy()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def ood(path: str, stamp: int | None, dataset: str, other: str, root: str, n: int, k: int) -> dict:
+    """-log p(x) of the first n test images of the run's dataset and of ``other``'s (matched
+    to the model's shape), the AUROC and the extremes (genlab.ood), as numpy and numbers."""
+    from genlab import ood as O
+
+    model = _model(path, stamp)
+    in_data = load_split(dataset, "test", root, download=False, limit=n)
+    out_data, note = O.load_matched(other, model.cfg.image_shape, root, limit=n)
+    r = O.ood_compare(model, in_data, out_data, note=note, k=k)
+    pick = (lambda data, idx: data.x[idx].numpy())
+    return {"summary": r.summary(), "score_in": r.score_in.numpy(), "score_out": r.score_out.numpy(),
+            "most_in": pick(in_data, r.most_likely_in), "least_in": pick(in_data, r.least_likely_in),
+            "most_out": pick(out_data, r.most_likely_out), "least_out": pick(out_data, r.least_likely_out)}

@@ -1,0 +1,102 @@
+"""True posterior: for a test image and a VAE with a 2-D latent, p(z|x) on a grid
+(normalised by quadrature) with q(z|x)'s contours over it, and the numbers that tie them:
+log p(x) by quadrature, the ELBO, KL(q || p(z|x)) and the importance-weighted estimate as k
+grows (genlab.posterior)."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from genlab import posterior as P
+from genlab.data import data_root
+from genlab.figures import latent_scatter_figure
+from genlab.explore import selection_indices
+from genlab.likelihood_figures import iw_figure, posterior_figure
+from pages import cache, explore_ui as ui, likelihood_ui as lui, via_router
+
+via_router()
+
+TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --hidden 256,256 --dataset mnist --epochs 10"
+
+
+def _two_d(cls, cfg: dict) -> bool:
+    return cls.kind in P.GAUSSIAN_Q + P.FLOW_Q and cfg.get("latent_dim") == 2
+
+
+def pick_run() -> ui.Run:
+    paths, labels = lui.candidates(_two_d)
+    if not paths:
+        lui.no_runs("a VAE with a 2-D latent (vae, vae-flow-prior, vae-flow-decoder or "
+                    "vae-flow-posterior, --latent-dim 2)", TRAIN_CMD)
+    if st.session_state.get("run") in paths:
+        st.session_state["posterior_run"] = st.session_state["run"]
+    path = st.selectbox("Run (VAEs with a 2-D latent)", paths, key="posterior_run", format_func=labels.get)
+    st.session_state["run"] = path
+    run = lui.open_run(path)
+    if run is None:
+        st.stop()
+    return run
+
+
+def set_index(key: str, codes_key: str) -> None:
+    picked = selection_indices(st.session_state[codes_key].selection.points)
+    if picked:
+        st.session_state[key] = picked[0]
+
+
+def pick_image(run: ui.Run, data) -> int:
+    key, codes_key = f"post-index-{run.key}", f"post-codes-{run.key}"
+    n = len(data)
+    left, right = st.columns([1, 2])
+    index = left.number_input(f"Test image (0-{n - 1})", 0, n - 1, key=key, step=1)
+    with right:
+        codes = ui.codes(run, n)
+        fig = latent_scatter_figure(codes, data.y.numpy(), run.classes, height=300)
+        fig.add_scatter(x=[codes[index, 0]], y=[codes[index, 1]], mode="markers", name="this image",
+                        marker=dict(symbol="circle-open", size=16, color="#d62728", line=dict(width=3)))
+        st.plotly_chart(fig, on_select=lambda: set_index(key, codes_key), selection_mode="points",
+                        key=codes_key)
+        st.caption("Codes (q's means) of the first 500 test images: click one to look at its posterior.")
+    lui.image_row(data.x[index:index + 1].numpy(), f"test image {index} (class {int(data.y[index])})", 4)
+    return int(index)
+
+
+def numbers(v: dict) -> None:
+    c = st.columns(4)
+    c[0].metric("log p(x), quadrature", f"{v['log_px']:.2f} nats")
+    c[1].metric("ELBO (quadrature over q)", f"{v['elbo']:.2f} nats")
+    c[2].metric("KL(q ‖ p(z|x)) = log p(x) − ELBO", f"{v['kl']:.3f} nats")
+    c[3].metric("IW, k = 5000 (mean of 5 draws)", f"{np.mean(v['iw'][5000]):.2f} nats")
+    st.caption(
+        f"Grid {v['n']}×{v['n']} ({'converged' if v['converged'] else 'NOT converged'}: halving the "
+        f"step moved log p(x) by {v['change']:.1e} nats). The KL integrated directly on the grid, "
+        f"E_q[log q − log p(z|x)], is {v['kl_direct']:.3f}; the model's Monte Carlo ELBO "
+        f"{v['elbo_mc']:.2f} ± {v['elbo_mc_sem']:.2f} (2000 draws). The mean of p(z|x) lies "
+        f"{v['separation']:.1f} of q's standard deviations from q's mean.")
+
+
+st.title("True posterior")
+st.caption("With a 2-D latent, p(x) = ∫ p(x|z) p(z) dz is an integral over the plane: the grid "
+           "computes it, and with it the true posterior p(z|x) that q(z|x) approximates.")
+run = pick_run()
+data = ui.test_images(run, cache.POSTERIOR_IMAGES, "The posterior view")
+if data is None:
+    st.stop()
+index = pick_image(run, data)
+with st.spinner("Integrating over z (once per run and image) ..."):
+    view = cache.posterior(run.path, run.stamp, run.dataset, str(data_root()), index)
+st.session_state["posterior_view"] = {k: view[k] for k in ("log_px", "elbo", "kl", "kl_direct")}
+numbers(view)
+left, right = st.columns(2)
+with left:
+    st.subheader("p(z|x) and q(z|x)", anchor=False)
+    st.plotly_chart(posterior_figure(view["z1"], view["z2"], view["post"], view["q"], code=view["code"]),
+                    key=f"post-fig-{run.key}")
+    st.caption("Heatmap: the true posterior p(z|x) = p(x|z) p(z) / p(x). White lines: q(z|x)'s "
+               "density at the levels of 1, 2 and 3 standard deviations of a Gaussian.")
+with right:
+    st.subheader("The importance-weighted estimate as k grows", anchor=False)
+    st.plotly_chart(iw_figure(view["iw"], view["log_px"], view["elbo"]), key=f"iw-fig-{run.key}")
+    st.caption("log p(x) ≥ E[IW(k)] ≥ ELBO: each dot one seeded estimate from k samples of q. "
+               "Where q misses part of p(z|x), the climb is slow and a single estimate can land "
+               "on either side of the exact value.")
