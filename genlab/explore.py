@@ -310,3 +310,191 @@ def gif_bytes(frames: torch.Tensor, *, duration_ms: int = 120, scale: int = 4,
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=duration_ms, loop=0)
     return buf.getvalue()
+
+
+# -- principal directions (the flows' slider axes) --------------------------------------
+@dataclass(frozen=True)
+class PrincipalAxes:
+    """The leading principal directions of codes: ``mean`` (d,), unit ``directions``
+    (k, d) and the codes' standard deviation along each, ``sd`` (k,). A code z has
+    coordinates c = (z - mean) @ directions.T / sd along them (in standard deviations)."""
+    mean: torch.Tensor
+    directions: torch.Tensor
+    sd: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return self.directions.shape[0]
+
+    def coords(self, z: torch.Tensor) -> torch.Tensor:
+        """(d,) -> (k,): z's coordinates along the directions, in standard deviations."""
+        return (z.float() - self.mean) @ self.directions.T / self.sd
+
+    def place(self, base: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """(d,), (..., k) -> (..., d): ``base`` moved so that its coordinates along the
+        directions become ``coords``; the rest of it (the part orthogonal to them) kept."""
+        delta = (coords.float() - self.coords(base)) * self.sd  # (..., k)
+        return base.float() + delta @ self.directions
+
+
+def principal_axes(codes: np.ndarray | torch.Tensor, k: int = 16) -> PrincipalAxes:
+    """The k leading principal directions of codes (N, d) by SVD of the centred codes."""
+    x = torch.as_tensor(np.asarray(codes), dtype=torch.float64)
+    mean = x.mean(0)
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)  # vh (min(N, d), d)
+    k = min(k, vh.shape[0])
+    sd = (s[:k] / max(len(x) - 1, 1) ** 0.5).clamp_min(1e-8)
+    return PrincipalAxes(mean.float(), vh[:k].float(), sd.float())
+
+
+def axes_manifold(axes: PrincipalAxes, base: torch.Tensor, n: int, dims=(0, 1)) -> torch.Tensor:
+    """(n*n, d): the Kingma & Welling grid over two principal directions (their
+    coordinates through the inverse normal CDF, in standard deviations), row-major from
+    the top row, the rest of ``base`` kept."""
+    c = axes.coords(base).repeat(n * n, 1)  # (n*n, k)
+    g = normal_grid(n)  # (n*n, 2)
+    c[:, dims[0]], c[:, dims[1]] = g[:, 0], g[:, 1]
+    return axes.place(base, c)
+
+
+def axes_traversals(axes: PrincipalAxes, base: torch.Tensor, dims: list[int], steps: int, *,
+                    span: float = 2.5) -> torch.Tensor:
+    """(len(dims) * steps, d): row r moves along direction dims[r] alone, from -span to
+    +span standard deviations."""
+    rows = []
+    for j in dims:
+        c = axes.coords(base).repeat(steps, 1)  # (steps, k)
+        c[:, j] = torch.linspace(-span, span, steps)
+        rows.append(axes.place(base, c))
+    return torch.cat(rows)
+
+
+def has_temperature(model) -> bool:
+    """The prior is a zero-centred N(0, I) or standard logistic: scaling its draws by a
+    temperature keeps them centred."""
+    return model.prior_family in ("normal", "logistic")
+
+
+@torch.no_grad()
+def temperature_latents(model, n: int, temperature: float, *, seed: int = 0) -> torch.Tensor:
+    """n prior draws (n, d) scaled by the temperature T, seeded: N(0, T^2 I) for a normal
+    prior (Kingma & Dhariwal 2018, Glow, section 5: T < 1 trades variety for
+    typical-looking samples), the logistic scaled by T likewise."""
+    if not has_temperature(model):
+        raise ValueError(f"{type(model).__name__} has no zero-centred prior to scale by a temperature")
+    if not 0.0 <= temperature <= 2.0:
+        raise ValueError(f"temperature must be between 0 and 2 (got {temperature})")
+    return prior_latents(model, n, seed=seed) * temperature  # (n, d)
+
+
+# -- projections stored beside a checkpoint ----------------------------------------------
+PROJ_FILE = "projections.npz"
+PROJ_N = 5_000  # test images projected (the first ones; the pages show the first n of them)
+PROJ_AXES = 16  # principal directions kept
+
+
+@dataclass(frozen=True)
+class Projections:
+    """What the Latent explorer draws of a checkpoint's test codes without encoding them:
+    2-D points per method ``xy[method]`` (N, 2) of the first N test images, the codes'
+    variance per dimension (d,) and their leading principal directions."""
+    n: int
+    xy: dict
+    variance: np.ndarray
+    axes: PrincipalAxes
+
+
+def checkpoint_digest(path) -> str:
+    """SHA-1 of a checkpoint file: what a stored projection belongs to (a file's time
+    does not survive a copy or a clone)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def compute_projections(codes: np.ndarray, methods=("pca",), *, k: int = PROJ_AXES) -> Projections:
+    """Projections of codes (N, d) by each of ``methods``, their variance and principal axes."""
+    x = np.asarray(codes, dtype=np.float32)
+    return Projections(len(x), {m: project(x, m) for m in methods}, x.var(0),
+                       principal_axes(x, k))
+
+
+def save_projections(run_dir, proj: Projections, digest: str) -> None:
+    """Write ``projections.npz`` beside the checkpoint (atomic): float16 points and
+    directions, float32 statistics, the checkpoint's digest; no pickled objects."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    arrays = {f"xy_{m}": v.astype(np.float16) for m, v in proj.xy.items()}
+    arrays |= {"variance": proj.variance.astype(np.float32), "mean": proj.axes.mean.numpy(),
+               "directions": proj.axes.directions.numpy().astype(np.float16),
+               "sd": proj.axes.sd.numpy(), "digest": np.array(digest), "n": np.array(proj.n)}
+    path = Path(run_dir) / PROJ_FILE
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{PROJ_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other users
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_projections(run_dir, digest: str | None) -> Projections | None:
+    """The stored projections of this checkpoint (``digest``), or None when there are
+    none, they belong to another checkpoint, or the file cannot be read."""
+    from pathlib import Path
+
+    path = Path(run_dir) / PROJ_FILE
+    if digest is None or not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["digest"]) != digest:
+                return None
+            xy = {k[3:]: f[k].astype(np.float32) for k in f.files if k.startswith("xy_")}
+            d = f["directions"].astype(np.float32)
+            axes = PrincipalAxes(torch.from_numpy(f["mean"].astype(np.float32)), torch.from_numpy(d),
+                                 torch.from_numpy(f["sd"].astype(np.float32)))
+            return Projections(int(f["n"]), xy, f["variance"].astype(np.float32), axes)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
+                    root=None, write: bool = True) -> Projections:
+    """Encode the first n test images of a run with its checkpoint, project the codes by
+    ``methods`` and (``write``) store the result beside the checkpoint."""
+    from pathlib import Path
+
+    from . import runs
+    from .compare import test_images
+
+    model, _, rc = runs.load_model(run_dir, map_location="cpu")
+    if not can_encode(model):
+        raise ValueError(f"{Path(run_dir).name}: a {rc.model} has no encoder, so no codes to project")
+    data = test_images(rc.train.dataset, n, root)
+    codes = encode_images(model, data.x).numpy()
+    proj = compute_projections(codes, methods if codes.shape[1] > 2 else ("pca",))
+    if write:
+        save_projections(run_dir, proj, checkpoint_digest(Path(run_dir) / runs.CHECKPOINT))
+    return proj
+
+
+if __name__ == "__main__":  # python -m genlab.explore RUN_DIR...: store the runs' projections
+    import sys
+    import time
+
+    for arg in sys.argv[1:]:
+        t0 = time.perf_counter()
+        try:
+            p = run_projections(arg)
+        except (ValueError, RuntimeError) as e:
+            print(f"{arg}: skipped ({str(e).splitlines()[0]})", flush=True)
+            continue
+        print(f"{arg}: {', '.join(p.xy)} of {p.n} codes in {time.perf_counter() - t0:.0f} s", flush=True)

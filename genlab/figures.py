@@ -191,10 +191,13 @@ def _class_traces(xy, labels, class_names, *, size: int = 5, opacity: float = 0.
 
 def latent_scatter_figure(xy, labels=None, class_names=None, *, axes=("z1", "z2"),
                           equal: bool = True, height: int = 480) -> go.Figure:
-    """Codes (N, 2) coloured by class, box selection as the default drag; ``equal`` keeps
-    one unit the same length on both axes (a latent space, not a projection)."""
+    """Codes (N, 2) coloured by class; a click selects a point, and box or lasso select are
+    in the toolbar. Not ``dragmode="select"``: Streamlit (1.67) sets ``clickmode="event"``
+    whenever the drag mode is select or lasso, so a click would select nothing and no
+    selection event would come back; with the pan drag it keeps "event+select".
+    ``equal`` keeps one unit the same length on both axes (a latent space, not a projection)."""
     fig = go.Figure(_class_traces(xy, labels, class_names))
-    fig.update_layout(height=height, margin=MARGIN, dragmode="select",
+    fig.update_layout(height=height, margin=MARGIN, dragmode="pan", clickmode="event+select",
                       legend=dict(title="class", itemsizing="constant"),
                       xaxis_title=axes[0], yaxis_title=axes[1])
     if equal:

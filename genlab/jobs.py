@@ -252,7 +252,8 @@ def run_info(path: Path) -> dict:
             runs.read_config_dict(path)
         except runs.RunError as e:
             error = str(e)
-    state, msg = status.run_state(path, st, job, error=error, has_metrics=(path / runs.METRICS).exists())
+    state, msg = status.run_state(path, st, job, error=error or status.checkpoint_damage(path),
+                                  has_metrics=(path / runs.METRICS).exists())
     return {"path": path, "name": path.name, "model": cfg.get("model"),
             "dataset": (cfg.get("train") or {}).get("dataset"), "state": state, "message": msg,
             "status": st, "job": job}

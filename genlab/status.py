@@ -92,8 +92,9 @@ def fmt_seconds(s: float) -> str:
 def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
               error: str | None = None, has_metrics: bool = True) -> tuple[str, str]:
     """(state, one-line message) of a run, in this order:
-    1. a train or resume process the app started is alive while status.json does not yet
-       say it is at work: "starting";
+    1. a train or resume process the app started is alive while status.json is older
+       than it: "starting" (once it has written its last state, stopped or done, that
+       state, "its process is exiting");
     2. that process died before writing status.json: "failed", with its log's last line;
     3. config.json unreadable (``error``): "broken";
     4. status.json's state, where "running"/"starting" whose pid is gone is "interrupted"
@@ -101,8 +102,11 @@ def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
        "unknown". A running run's message is its epoch, progress and time left."""
     pid = status.get("pid")
     at_work = status.get("state") in ACTIVE and (not pid or pid_alive(pid))
+    exiting = False
     if job and job["alive"] and job.get("kind") != "eval" and not at_work:
-        return "starting", f"{job['kind']} process {job['pid']} is starting"
+        if float(status.get("updated") or 0) < float(job.get("started") or 0):
+            return "starting", f"{job['kind']} process {job['pid']} is starting"
+        exiting = True  # it wrote its last status (stopped, done, failed) and is exiting
     if job and not job["alive"] and not status:
         return "failed", log_tail(run_dir, job.get("log") or TRAIN_LOG, lines=1) or \
             "the process exited before training"
@@ -113,6 +117,8 @@ def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
     if state in ACTIVE and not at_work:
         return "interrupted", (f"the training process (pid {pid}) is gone; continue with "
                                f"`python -m genlab resume {run_dir}`")
+    if exiting:
+        msg = f"{msg + '; ' if msg else ''}its process is exiting"
     if state == "running" and status.get("total_steps"):
         eta = status.get("eta_s")
         msg = (f"epoch {status.get('epoch')}/{status.get('total_epochs', '?')}, "
@@ -154,6 +160,15 @@ class RunSummary:
             return None
 
 
+def read_only(run_dir: str | os.PathLike) -> bool:
+    """A run the app and the CLI must not write into: a shipped run (its status.json
+    says where it was shipped from; see runs.ship_run) or a folder this process cannot
+    write. Continuing one trains a copy (runs.copy_for_resume)."""
+    run_dir = Path(run_dir)
+    st = runs.read_json(run_dir / runs.STATUS) or {}
+    return bool(st.get("shipped_from")) or not os.access(run_dir, os.W_OK)
+
+
 def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
     try:
         return (Path(run_dir) / runs.CHECKPOINT).stat().st_mtime_ns
@@ -161,10 +176,48 @@ def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
         return None
 
 
+_DAMAGE: dict[tuple, str | None] = {}  # (path, mtime_ns, size) -> checkpoint_damage's answer
+
+
+def checkpoint_damage(run_dir: str | os.PathLike) -> str | None:
+    """Why a run's checkpoint.pt cannot be loaded, found without loading it (a few reads
+    of its zip directory; remembered per file time and size), or None: no checkpoint, or
+    one that looks whole. torch.save writes a zip archive: a truncated or overwritten file
+    has no complete directory, or entries that reach past its end. The wording is
+    runs.load_checkpoint's, so every page says the same."""
+    path = Path(run_dir) / runs.CHECKPOINT
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DAMAGE:
+        _DAMAGE[key] = _zip_damage(path, st.st_size)
+    return _DAMAGE[key]
+
+
+def _zip_damage(path: Path, size: int) -> str | None:
+    import zipfile
+
+    bad = f"{path}: not a readable checkpoint (not a complete torch.save archive: truncated or corrupt)"
+    if size == 0:
+        return f"{path}: checkpoint file is empty"
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return bad
+    if not infos or any(i.header_offset + i.compress_size > size for i in infos):
+        return bad
+    return None
+
+
 def refresh(s: RunSummary) -> RunSummary:
     """``s`` with its state and checkpoint stamp read afresh (a process may have died
-    without touching its files): for summaries kept in a cache."""
-    state, message = run_state(s.path, s.status, read_job(s.path), error=s.error,
+    without touching its files): for summaries kept in a cache. A damaged checkpoint
+    (:func:`checkpoint_damage`) makes the run "broken", with that reason."""
+    state, message = run_state(s.path, s.status, read_job(s.path),
+                               error=s.error or checkpoint_damage(s.path),
                                has_metrics=bool(s.metrics))
     return replace(s, state=state, message=message, ckpt=checkpoint_stamp(s.path))
 
@@ -211,6 +264,18 @@ def run_stamp(run_dir: str | os.PathLike) -> tuple:
         except OSError:
             stamp.append((f.name, None, None))
     return tuple(stamp)
+
+
+def order_key(model: str | None, dataset: str | None, name: str) -> tuple:
+    """How runs are listed everywhere: by dataset (MNIST, Fashion-MNIST, SVHN), then
+    family (the registry's order: VAEs, autoencoder + GMM, GANs, flow variants, flows),
+    then name; runs whose config cannot be read last."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    ds, fam = list(DATASETS), list(MODELS)
+    return (ds.index(dataset) if dataset in ds else len(ds),
+            fam.index(model) if model in fam else len(fam), name)
 
 
 def runs_roots(text: str | None = None) -> list[Path]:

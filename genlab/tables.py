@@ -115,6 +115,20 @@ def eval_line(ev: dict | None) -> str:
     return f"{split} ({ev.get('n_images', '?')} images{data}): " + " · ".join(parts)
 
 
+def headline(s: RunSummary) -> str:
+    """A run's headline figure from eval.json, with its unit: bits/dim on 8-bit pixels,
+    -log p(x) in nats per image on binarised pixels, FID for models without a likelihood;
+    "" before eval."""
+    ev = s.eval or {}
+    if _number(ev.get("bpd")):
+        return f"{ev['bpd']:.3f} bits/dim"
+    if _number(ev.get("nll_nats")):
+        return f"{ev['nll_nats']:.1f} nats"
+    if _number(ev.get("fid")):
+        return f"FID {ev['fid']:.1f}"
+    return ""
+
+
 def _likelihood(s: RunSummary) -> bool | None:
     cls = s.model_class
     return None if cls is None else cls.has_likelihood

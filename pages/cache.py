@@ -10,6 +10,7 @@ is ``st.cache_data``. One error rule: a run that cannot be loaded is one line, i
 shown by :func:`load_error` and cached like a model (a broken checkpoint is read once)."""
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 
 from genlab import compare, explore, runs, status
 from genlab.data import ImageData, load_split
-from pages.widgets import Card, run_card
+from pages.widgets import Card, read_image, run_card
 
 
 class Loaded(NamedTuple):
@@ -38,6 +39,22 @@ def summary(path) -> status.RunSummary:
     """A run's summary, cached until one of its files changes, with its state read afresh
     (a training process may have died without touching its files)."""
     return status.refresh(_summary(str(path), status.run_stamp(path)))
+
+
+def sample_png(path: str, sample) -> tuple[bytes | None, str | None]:
+    """A run's latest sample grid as checked PNG bytes (or why not), cached per file."""
+    if sample is None:
+        return None, None
+    try:
+        st_ = sample.stat()
+    except OSError:
+        return None, f"{sample.name}: missing"
+    return _sample_png(str(sample), st_.st_mtime_ns, st_.st_size)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _sample_png(sample: str, mtime: int, size: int) -> tuple[bytes | None, str | None]:
+    return read_image(sample)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -67,9 +84,13 @@ def load(path: str, stamp: int | None) -> tuple[Loaded | None, str | None]:
     return (None, got) if isinstance(got, str) else (got, None)
 
 
-def load_error(name: str, why: str) -> None:
-    st.error(f"**{name} cannot be loaded.** {why} Retrain it, or resume it from the Train page "
-             "if it has a checkpoint.", icon=":material/error:")
+def load_error(name: str, why: str, *, damaged: bool = False) -> None:
+    """A run that cannot be loaded, in one line; a damaged checkpoint cannot be resumed
+    either, so only retraining is offered then."""
+    what = ("Its checkpoint cannot be read, so it cannot be resumed: train it again (the Train page "
+            "or `python -m genlab train`)." if damaged else
+            "Retrain it, or resume it from the Train page if it has a checkpoint.")
+    st.error(f"**{name} cannot be loaded.** {why.rstrip('.')}. {what}", icon=":material/error:")
 
 
 # -- test images and what is computed from them -------------------------------------------
@@ -95,6 +116,49 @@ def codes(path: str, stamp: int | None, dataset: str, root: str, n: int) -> np.n
 @st.cache_resource(show_spinner=False, max_entries=16)
 def projection(path: str, stamp: int | None, dataset: str, root: str, n: int, method: str) -> np.ndarray:
     return explore.project(codes(path, stamp, dataset, root, n), method)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def axes(path: str, stamp: int | None, dataset: str, root: str, n: int) -> explore.PrincipalAxes:
+    return explore.principal_axes(codes(path, stamp, dataset, root, n), explore.PROJ_AXES)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def digest(path: str, stamp: int | None) -> str | None:
+    """The checkpoint's SHA-1 (what its stored projections belong to), read once."""
+    return None if stamp is None else explore.checkpoint_digest(f"{path}/{runs.CHECKPOINT}")
+
+
+@st.cache_resource(show_spinner=False)
+def _background() -> tuple[ThreadPoolExecutor, dict]:
+    """One worker thread for the projections the pages ask for, and its jobs by key."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="genlab-projections"), {}
+
+
+def stored_projections(path: str, stamp: int | None) -> explore.Projections | None:
+    """The checkpoint's projections: what a background job computed in this server, else
+    projections.npz beside the checkpoint when it belongs to this checkpoint, else None."""
+    done = [f.result() for (p, s, _), f in _background()[1].items()
+            if p == path and s == stamp and f.done() and f.exception() is None]
+    if done:
+        return max(done, key=lambda pr: len(pr.xy))
+    return _stored(path, stamp, digest(path, stamp))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _stored(path: str, stamp: int | None, dig: str | None) -> explore.Projections | None:
+    return explore.load_projections(path, dig)
+
+
+def projection_job(path: str, stamp: int | None, root: str, methods: tuple[str, ...]) -> Future:
+    """Start (once) the projections of a checkpoint's test codes by ``methods`` in the
+    background; written beside the checkpoint unless the run is read-only (shipped)."""
+    pool, jobs = _background()
+    key = (path, stamp, methods)
+    if key not in jobs:
+        jobs[key] = pool.submit(explore.run_projections, path, methods, root=root,
+                                write=not status.read_only(path))
+    return jobs[key]
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

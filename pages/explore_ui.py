@@ -5,6 +5,7 @@ per run and checkpoint), and image display."""
 from __future__ import annotations
 
 import hashlib
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -16,10 +17,10 @@ import torch
 from genlab import explore, runs
 from genlab.data import DATASETS, DatasetError, ImageData, data_root
 from genlab.models import model_entry
-from genlab.status import checkpoint_stamp, runs_roots
+from genlab.status import checkpoint_damage, checkpoint_stamp, order_key, runs_roots
 from pages import cache
 
-TEST_SIZES = (500, 1000, 2000, 5000, 10000)
+TEST_SIZES = (500, 1000, 2000, 5000, 10000)  # 10,000: encoded on the page (the stored projections hold 5,000)
 TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --dataset mnist --epochs 10"
 
 
@@ -43,30 +44,35 @@ def _sync_run() -> None:
 
 
 def _candidates(need: Callable) -> tuple[list[str], dict[str, str], int]:
-    """Runs with a readable config whose model class passes ``need``, their labels, and
-    how many other runs were left out."""
+    """Runs with a readable config whose model class passes ``need``, ordered as
+    everywhere (dataset, family, name), with their labels, and how many other runs were
+    left out. Runs without a checkpoint, or with a damaged one, come last."""
     roots = st.session_state.get("runs_roots") or runs_roots()
-    paths, labels, other = [], {}, 0
+    found, labels, other = [], {}, 0
     for p in runs.find_runs(*roots):
         try:
             rc = runs.read_config_dict(p)
         except runs.RunError:
             other += 1  # Home shows why
             continue
-        if need(model_entry(rc["model"])[0]):
-            paths.append(str(p))
-            ready = (p / runs.CHECKPOINT).exists()
-            labels[str(p)] = (f"{p.name} · {rc['model']} · {rc['train'].get('dataset', '?')}"
-                              f"{'' if ready else ' · no checkpoint yet'}")
-        else:
+        if not need(model_entry(rc["model"])[0]):
             other += 1
-    paths.sort(key=lambda p: not (Path(p) / runs.CHECKPOINT).exists())  # stable: newest first
-    return paths, labels, other
+            continue
+        ds = rc["train"].get("dataset", "?")
+        ready = (p / runs.CHECKPOINT).exists()
+        damaged = ready and checkpoint_damage(p) is not None
+        labels[str(p)] = (f"{p.name} · {rc['model']} · {ds}"
+                          f"{' · damaged checkpoint' if damaged else '' if ready else ' · no checkpoint yet'}")
+        two_d = rc["model_config"].get("latent_dim") == 2
+        found.append(((not ready or damaged, not two_d, *order_key(rc["model"], ds, p.name)), str(p)))
+    return [p for _, p in sorted(found)], labels, other
 
 
 def pick_run(need: Callable, what: str) -> Run:
     """The run picker (shared with the other pages through st.session_state["run"]);
-    stops the page with a message saying what to do when there is nothing to show."""
+    it opens on a healthy run with a 2-D latent (quick to draw, and the clearest picture)
+    unless another page chose one. Stops the page with a message saying what to do when
+    there is nothing to show, or the run cannot be loaded."""
     paths, labels, other = _candidates(need)
     if not paths:
         st.info(f"**No run to show here.** This page needs a run of {what}"
@@ -79,9 +85,10 @@ def pick_run(need: Callable, what: str) -> Run:
     path = st.selectbox("Run", paths, key="pick_run", format_func=labels.get, on_change=_sync_run)
     st.session_state["run"] = path
     stamp = checkpoint_stamp(path)
-    got, err = cache.load(path, stamp)
+    damage = checkpoint_damage(path)
+    got, err = (None, damage) if damage else cache.load(path, stamp)
     if err:
-        cache.load_error(Path(path).name, err)
+        cache.load_error(Path(path).name, err, damaged=bool(damage))
         st.stop()
     key = hashlib.md5(f"{path}:{stamp}".encode()).hexdigest()[:8]
     return Run(path, stamp, got.model, got.model_name, got.dataset, got.ref, key)
@@ -118,6 +125,66 @@ def projection(run: Run, n: int, method: str) -> np.ndarray:
     """2-D points (n, 2) of the codes by ``method`` (cached per run and checkpoint)."""
     with st.spinner(f"Projecting {n} codes with {method.upper()} (once per checkpoint) ..."):
         return cache.projection(run.path, run.stamp, run.dataset, str(data_root()), n, method)
+
+
+class CodesView(NamedTuple):
+    """What the Latent explorer draws of the first n test codes: 2-D points by method
+    (n, 2), the codes' variance per dimension (d,) and their principal directions, from
+    the checkpoint's stored projections of ``of`` codes when there are some."""
+    xy: dict
+    variance: np.ndarray
+    axes: explore.PrincipalAxes
+    of: int
+    stored: bool
+
+
+def codes_view(run: Run, n: int) -> CodesView:
+    """The stored projections (projections.npz beside the checkpoint, or computed in the
+    background in this server) when they cover n codes: nothing is encoded then. Else the
+    codes of n images are encoded and PCA'd here, and the stored ones are computed in the
+    background for next time (written beside the checkpoint unless the run is shipped)."""
+    proj = cache.stored_projections(run.path, run.stamp)
+    if proj is not None and proj.n >= n:
+        return CodesView({m: v[:n] for m, v in proj.xy.items()}, proj.variance, proj.axes, proj.n, True)
+    root = str(data_root())
+    c = codes(run, n)
+    cache.projection_job(run.path, run.stamp, root, ("pca",))
+    return CodesView({"pca": projection(run, n, "pca")}, c.var(0),
+                     cache.axes(run.path, run.stamp, run.dataset, root, n), n, False)
+
+
+def umap_job(run: Run):
+    """The background job computing the checkpoint's PCA and UMAP (started once)."""
+    return cache.projection_job(run.path, run.stamp, str(data_root()), ("pca", "umap"))
+
+
+@st.fragment(run_every=2.0)
+def wait_for(job) -> None:
+    """Poll a background job every 2 s; rerun the page when it is done."""
+    if job.done():
+        st.rerun()
+
+
+def server_time(where, t0: float) -> None:
+    ms = 1e3 * (time.perf_counter() - t0)
+    st.session_state["latent_decode_ms"] = ms
+    where.caption(f"server time {ms:.1f} ms (sliders to image)")
+
+
+def first_code(run: Run) -> torch.Tensor | None:
+    """The code of the first test image (where the sliders start), or None without data."""
+    try:
+        data = cache.test_images(run.dataset, 1, str(data_root()))
+    except DatasetError:
+        return None
+    with one_thread():
+        return explore.encode_images(run.model, data.x)[0]
+
+
+def encode_few(run: Run, x: torch.Tensor) -> torch.Tensor:
+    """Codes (n, d) of a few uint8 images, on one thread."""
+    with one_thread():
+        return explore.encode_images(run.model, x)
 
 
 def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:

@@ -1,19 +1,22 @@
-"""Home: what genlab is, and a gallery of every run in the run folders."""
+"""Home: what genlab is, every run in the run folders as a table and a compact gallery
+(ordered by dataset and family, each with its headline figure), the problems in one line
+each, and one run's full card (curves, metrics, links into the pages) on demand."""
 from __future__ import annotations
 
 import streamlit as st
 
 from genlab import runs
-from genlab.status import RunSummary, runs_roots
-from genlab.tables import FID_NOTE, overview_rows
+from genlab.status import RunSummary, order_key, runs_roots
+from genlab.tables import FID_NOTE, headline, overview_rows
 from pages import PAGES, cache, via_router
-from pages.widgets import STATE_ICON, Card
+from pages.widgets import STATE_ICON, Card, dash_table
 
 via_router()
 
 TRAIN_CMD = "python -m genlab train --model vae --dataset mnist --epochs 20"
-NUMBER = st.column_config.NumberColumn(format="%.3f")
-
+TILES = 6  # gallery tiles a row
+DETAILS = "home-details"
+PROBLEMS = ("failed", "broken", "interrupted")
 
 
 def intro_ui() -> None:
@@ -33,17 +36,57 @@ def empty_ui(roots: list) -> None:
             icon=":material/info:")
 
 
+def filter_ui(summaries: list[RunSummary]) -> list[RunSummary]:
+    if len(summaries) < 2:
+        return summaries
+    f1, f2, f3 = st.columns(3)
+    facets = [(f1, "model", lambda s: str(s.model)), (f2, "dataset", lambda s: str(s.dataset)),
+              (f3, "status", lambda s: s.state)]
+    picks = [(get, col.multiselect(key, sorted({get(s) for s in summaries}), key=f"home-{key}"))
+             for col, key, get in facets]
+    return [s for s in summaries if all(not v or get(s) in v for get, v in picks)]
+
+
+def table_ui(shown: list[RunSummary]) -> None:
+    rows = overview_rows(shown)
+    st.dataframe(dash_table(rows, {"val loss": 3, "test −log p(x)": 2, "bits/dim": 3, "FID": 1}),
+                 hide_index=True, height="content" if len(rows) <= 25 else "auto")
+    st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
+               "compared with each other). — : not measured. " + FID_NOTE)
+
+
+def gallery_ui(shown: list[RunSummary]) -> None:
+    """One small tile per run: its latest samples, name, state and headline figure."""
+    for start in range(0, len(shown), TILES):
+        for col, s in zip(st.columns(TILES), shown[start:start + TILES]):
+            with col.container(border=True):
+                image, err = cache.sample_png(str(s.path), s.sample)
+                if image:
+                    st.image(image, width="stretch")
+                elif err:
+                    st.caption(err)
+                st.markdown(f"{STATE_ICON.get(s.state, '')} **{s.name}**")
+                st.caption(" · ".join(filter(None, [f"{s.model} · {s.dataset}" if s.model else "",
+                                                   headline(s) or s.state])))
+                st.button("Details", key=f"details-{s.path}", icon=":material/expand_more:",
+                          on_click=st.session_state.__setitem__, args=(DETAILS, str(s.path)))
+
+
+def problems_ui(shown: list[RunSummary]) -> None:
+    for s in (s for s in shown if s.state in PROBLEMS):
+        st.error(f"**{s.name}** {s.state}: {s.message or 'no message recorded'}", icon=":material/error:")
+    for s in (s for s in shown if s.bad_metric_lines):
+        st.warning(f"**{s.name}**: {s.bad_metric_lines} unreadable line(s) in metrics.jsonl were skipped.")
+
+
 def status_ui(s: RunSummary) -> None:
-    state, msg = s.state, s.message
-    if state in ("failed", "broken", "interrupted"):
-        st.error(f"**{state}**: {msg or 'no message recorded'}", icon=":material/error:")
-    elif state in ("running", "starting"):
-        st.progress(min(float(s.status.get("progress") or 0.0), 1.0), text=msg or state)
-    elif state == "stopped":
-        st.warning(msg or f"stopped; continue with `python -m genlab resume {s.path}`",
+    if s.state in ("running", "starting"):
+        st.progress(min(float(s.status.get("progress") or 0.0), 1.0), text=s.message or s.state)
+    elif s.state == "stopped":
+        st.warning(s.message or f"stopped; continue with `python -m genlab resume {s.path}`",
                    icon=":material/pause_circle:")
-    if s.bad_metric_lines:
-        st.warning(f"{s.bad_metric_lines} unreadable line(s) in metrics.jsonl were skipped.")
+    elif s.state in PROBLEMS:
+        st.caption(f"{s.state}: see above")
 
 
 def facts_ui(c: Card) -> None:
@@ -51,8 +94,7 @@ def facts_ui(c: Card) -> None:
     if c.config:
         st.caption(c.config)
     if c.rows:
-        cols = {k: NUMBER for k in c.rows[0] if k != "metric"}
-        st.dataframe(c.rows, hide_index=True, column_config=cols)
+        st.dataframe(dash_table(c.rows, {k: 3 for k in c.rows[0] if k != "metric"}), hide_index=True)
         last = (s.last_train or {}).get("epoch", "?")
         st.caption(f"{c.units}; train and val after epoch {last} of {s.train.get('epochs', '?')}"
                    .lstrip("; "))
@@ -89,7 +131,9 @@ def card_ui(c: Card) -> None:
 
 def links_ui(s: RunSummary) -> None:
     """Buttons into the pages that work on one run (they read st.session_state["run"]),
-    in one row under the card."""
+    in one row under the card; none for a broken run."""
+    if s.state == "broken":
+        return
     row = st.container(horizontal=True, gap="small")
     for p in (p for p in PAGES if p.takes_run and s.model):
         if row.button(p.title, icon=p.icon, key=f"open-{p.url_path}-{s.path}"):
@@ -97,26 +141,36 @@ def links_ui(s: RunSummary) -> None:
             st.switch_page(p.file)
 
 
+def details_ui(shown: list[RunSummary]) -> None:
+    """One run's full card: the one chosen by a tile's Details button (or here)."""
+    st.header("Details", anchor=False)
+    paths = [str(s.path) for s in shown]
+    if st.session_state.get(DETAILS) not in paths:
+        here = st.session_state.get("run")
+        healthy = [str(s.path) for s in shown if s.state not in PROBLEMS]
+        st.session_state[DETAILS] = here if here in paths else (healthy or paths)[0]
+    names = {str(s.path): s.name for s in shown}
+    path = st.selectbox("Run", paths, key=DETAILS, format_func=names.get)
+    card_ui(cache.card(path))
+
+
 intro_ui()
 roots = st.session_state.get("runs_roots") or runs_roots()  # app.py sets it
-cards = [cache.card(p) for p in runs.find_runs(*roots)]
-if not cards:
+summaries = sorted((cache.summary(p) for p in runs.find_runs(*roots)),
+                   key=lambda s: (s.state == "broken" and not s.model, *order_key(s.model, s.dataset, s.name)))
+if not summaries:
     empty_ui(roots)
     st.stop()
-st.header(f"Runs ({len(cards)})", anchor=False)
-if len(cards) > 3:
-    f1, f2, f3 = st.columns(3)
-    facets = [(f1, "model", lambda s: str(s.model)), (f2, "dataset", lambda s: str(s.dataset)),
-              (f3, "status", lambda s: s.state)]
-    picks = [(get, col.multiselect(key, sorted({get(c.summary) for c in cards}))) for col, key, get in facets]
-    cards = [c for c in cards if all(not v or get(c.summary) in v for get, v in picks)]
-st.dataframe(overview_rows([c.summary for c in cards]), hide_index=True,
-             height="content" if len(cards) <= 25 else "auto",  # every run, up to a point
-             column_config={"val loss": NUMBER, "test −log p(x)": NUMBER, "bits/dim": NUMBER,
-                            "FID": st.column_config.NumberColumn(format="%.1f")})
-st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
-           "compared with each other). " + FID_NOTE)
+head = st.empty()
+shown = filter_ui(summaries)
+head.header(f"Runs ({len(shown)} of {len(summaries)})" if len(shown) < len(summaries)
+            else f"Runs ({len(summaries)})", anchor=False)
+if not shown:
+    st.info("No run matches these filters.", icon=":material/filter_alt_off:")
+    st.stop()
+table_ui(shown)
+problems_ui(shown)
+gallery_ui(shown)
 if st.button("Refresh", icon=":material/refresh:"):
     st.rerun()
-for c in cards:
-    card_ui(c)
+details_ui(shown)

@@ -1,38 +1,25 @@
-"""Latent explorer: test-set codes (UMAP / PCA for d > 2) with click and box selection,
-live sliders over the latent, the 2-D manifold and traversals (genlab.explore)."""
+"""Latent explorer: test-set codes (PCA at once, UMAP on request, both stored beside the
+checkpoint) with click and box selection, live sliders over the latent, the 2-D manifold
+and traversals (genlab.explore). Flows get their own sliders and grids (flow_ui.py)."""
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import streamlit as st
 import torch
 
 from genlab import explore
 from genlab.figures import latent_scatter_figure
-from pages import explore_ui as ui, via_router
+from pages import explore_ui as ui, flow_ui, via_router
 
 via_router()
 
 MAX_SLIDERS = 16
+SHOWN = 16  # selected images shown
+NAMES = {"umap": "UMAP", "pca": "PCA"}
 
 
-def base_code(run: ui.Run, codes: np.ndarray | None = None) -> torch.Tensor:
-    """The code the sliders start from: the first test image's, else the prior centre."""
-    if f"base-{run.key}" not in st.session_state:
-        set_base(run, torch.as_tensor(codes[0]) if codes is not None else run.ref.center)
-    return st.session_state[f"base-{run.key}"]
-
-
-def set_base(run: ui.Run, z: torch.Tensor) -> None:
-    """Centre the sliders (and the grids) on z, clamped into the sliders' range."""
-    z = torch.maximum(torch.minimum(torch.as_tensor(z).float(), run.ref.hi), run.ref.lo)
-    st.session_state[f"base-{run.key}"] = z
-    for j, v in enumerate(z.tolist()):
-        st.session_state[f"z-{run.key}-{j}"] = float(v)
-
-
-def codes_ui(run: ui.Run) -> np.ndarray | None:
+def codes_ui(run: ui.Run) -> ui.CodesView | None:
     st.header("Codes of test images", anchor=False)
     if not explore.can_encode(run.model):
         st.info(f"A {run.model_name} has no encoder, so there are no codes of test images; the "
@@ -43,29 +30,67 @@ def codes_ui(run: ui.Run) -> np.ndarray | None:
     data = ui.test_images(run, n, "The codes and reconstructions")
     if data is None:
         return None
-    codes = ui.codes(run, n)
-    d = codes.shape[1]
-    method = c2.radio("Projection", explore.PROJECTIONS, horizontal=True, key=f"proj-{run.key}",
-                      format_func=lambda m: {"umap": "UMAP", "pca": "PCA (fast)"}[m],
-                      disabled=d <= 2, help="Only for latents of more than 2 dimensions.")
-    xy = ui.projection(run, n, method if d > 2 else "pca")
-    axes = ("z1", "z2") if d <= 2 else (f"{method.upper()} 1", f"{method.upper()} 2")
-    event = st.plotly_chart(latent_scatter_figure(xy, data.y.numpy(), run.classes, axes=axes,
+    view = ui.codes_view(run, n)
+    d = len(view.variance)
+    method = "pca"
+    if d > 2:
+        method = c2.radio("Projection", ("pca", "umap"), horizontal=True, key=f"proj-{run.key}",
+                          format_func=lambda m: {"pca": "PCA", "umap": "UMAP (on request)"}[m],
+                          help="PCA is instant; UMAP is computed once per checkpoint in the "
+                               "background and stored beside it (the shipped runs carry theirs).")
+        if method == "umap" and "umap" not in view.xy:
+            umap_wait_ui(run)
+            method = "pca"
+    axes = ("z1", "z2") if d <= 2 else (f"{NAMES[method]} 1", f"{NAMES[method]} 2")
+    event = st.plotly_chart(latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
                                                   equal=d <= 2 or method == "pca"),
                             on_select="rerun", selection_mode=("points", "box", "lasso"),
                             key=f"scatter-{run.key}-{n}-{method}")
-    idx = explore.selection_indices(event.selection.points)[:16]
-    if not idx:
-        st.caption(f"{n} codes of {d} dimensions. Click a point or drag a box or lasso to see "
-                   "those images and their reconstructions.")
-        return codes
+    picked = explore.selection_indices(event.selection.points)
+    where = f" ({NAMES[method]} of the first {view.of:,} test codes)" if d > 2 else ""
+    if not picked:
+        st.caption(f"{n:,} codes of {d} dimensions{where}. Click a point to see its image and "
+                   "reconstruction; for a box or a lasso, pick its tool in the chart's toolbar "
+                   "(top right) and drag. Double-click clears the selection.")
+        return view
+    idx = picked[:SHOWN]
+    z = ui.encode_few(run, data.x[idx])
+    rec = ui.decode_few(run, z)
     x = explore.model_inputs(run.model, data.x[idx])
-    rec = ui.decode_few(run, torch.as_tensor(codes[idx]))
-    ui.show(torch.cat([x, rec]), len(idx), f"{len(idx)} selected: the inputs as the model sees "
-            "them (top) and decode(encode(x)) (bottom)", scale=3)
+    shown = f"; the first {len(idx)} shown" if len(picked) > len(idx) else ""
+    ui.show(torch.cat([x, rec]), len(idx), f"{len(picked)} of {n:,} codes selected{shown}: the "
+            "inputs as the model sees them (top) and decode(encode(x)) (bottom)", scale=3)
     st.button("Put the first selected code in the sliders", icon=":material/tune:",
-              on_click=set_base, args=(run, torch.as_tensor(codes[idx[0]])))
-    return codes
+              on_click=set_base, args=(run, z[0]))
+    return view
+
+
+def umap_wait_ui(run: ui.Run) -> None:
+    job = ui.umap_job(run)
+    if job.done() and job.exception() is not None:
+        st.error(f"UMAP failed: {str(job.exception()).splitlines()[0]}", icon=":material/error:")
+        return
+    st.info(f"UMAP of the first {explore.PROJ_N:,} test codes is being computed in the background, "
+            "once for this checkpoint (about a minute on two busy cores); PCA is shown meanwhile, "
+            "and the chart switches when UMAP is ready.", icon=":material/hourglass_top:")
+    ui.wait_for(job)
+
+
+def base_code(run: ui.Run, start: torch.Tensor | None) -> torch.Tensor:
+    """The code the sliders start from: the first test image's, else the prior centre."""
+    if f"base-{run.key}" not in st.session_state:
+        set_base(run, start if start is not None else run.ref.center)
+    return st.session_state[f"base-{run.key}"]
+
+
+def set_base(run: ui.Run, z: torch.Tensor) -> None:
+    """Centre the sliders (and the grids) on z, clamped into the coordinate sliders' range
+    (a flow's sliders are along principal directions: z is kept whole)."""
+    z = torch.as_tensor(z).float()
+    if not explore.is_flow(run.model):
+        z = torch.maximum(torch.minimum(z, run.ref.hi), run.ref.lo)
+    st.session_state[f"base-{run.key}"] = z
+    st.session_state[f"gen-{run.key}"] = st.session_state.get(f"gen-{run.key}", 0) + 1
 
 
 @st.fragment
@@ -73,21 +98,18 @@ def sliders_ui(run: ui.Run, dims: list[int]) -> None:
     """Only this fragment reruns when a slider moves: the sliders and one decode of one z
     (kept small: every element in it goes to the browser again on each move)."""
     t0 = time.perf_counter()
-    ref = run.ref
-    base = base_code(run)
+    ref, base = run.ref, st.session_state[f"base-{run.key}"]
+    gen = st.session_state.get(f"gen-{run.key}", 0)
     z = base.clone()
     left, right = st.columns([3, 1])
     cols = left.columns(2)
     for i, j in enumerate(dims):
-        key = f"z-{run.key}-{j}"
-        st.session_state.setdefault(key, float(base[j]))
         lo, hi = float(ref.lo[j]), float(ref.hi[j])
-        z[j] = cols[i % 2].slider(f"z{j + 1}", lo, hi, step=(hi - lo) / 200, key=key, format="%.2f")
+        z[j] = cols[i % 2].slider(f"z{j + 1}", lo, hi, float(base[j]), step=(hi - lo) / 200,
+                                  key=f"z-{run.key}-{gen}-{j}", format="%.2f")
     image = explore.grid_image(ui.decode_few(run, z[None]), 1, scale=6)  # one z
     right.image(image, caption="decode(z)")
-    ms = 1e3 * (time.perf_counter() - t0)
-    st.session_state["latent_decode_ms"] = ms
-    right.caption(f"server time {ms:.1f} ms (sliders to image)")
+    ui.server_time(right, t0)
 
 
 def base_ui(run: ui.Run, order: list[int]) -> list[int]:
@@ -108,8 +130,8 @@ def random_base(run: ui.Run) -> None:
     set_base(run, explore.prior_latents(run.model, 1, seed=seed)[0])
 
 
-def grids_ui(run: ui.Run, order: list[int]) -> None:
-    ref, d, base = run.ref, run.ref.dim, base_code(run)
+def grids_ui(run: ui.Run, order: list[int], base: torch.Tensor) -> None:
+    ref, d = run.ref, run.ref.dim
     left, right = st.columns(2)
     with left:
         st.subheader("Manifold", anchor=False)
@@ -141,11 +163,22 @@ def grids_ui(run: ui.Run, order: list[int]) -> None:
 st.title("Latent explorer")
 run = ui.pick_run(lambda c: explore.can_decode(c) and explore.has_prior(c),
                   "a model with a latent space (a VAE, the autoencoder + GMM, a flow or a GAN)")
-codes = codes_ui(run)
-order = explore.variance_order(codes) if codes is not None else \
-    torch.argsort(run.ref.scale, descending=True, stable=True).tolist()
+flow = explore.is_flow(run.model)
+if flow:
+    flow_ui.note_ui(run)
+view = codes_ui(run)
+base = base_code(run, ui.first_code(run) if view is not None else None)
 st.header("Sliders", anchor=False)
-base_code(run, codes)
-sliders_ui(run, base_ui(run, order))
-st.header("Grids", anchor=False)
-grids_ui(run, order)
+if flow and view is not None:
+    flow_ui.sliders_ui(run, view.axes, base)
+    st.button("Back to the first test image", icon=":material/restart_alt:", on_click=set_base,
+              args=(run, ui.first_code(run)))
+    flow_ui.grids_ui(run, view.axes, base)
+    flow_ui.draws_ui(run)
+    flow_ui.interpolation_ui(run)
+else:
+    spread = torch.as_tensor(view.variance) if view is not None else run.ref.scale
+    order = torch.argsort(spread, descending=True, stable=True).tolist()  # highest variance first
+    sliders_ui(run, base_ui(run, order))
+    st.header("Grids", anchor=False)
+    grids_ui(run, order, base)

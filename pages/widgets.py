@@ -37,6 +37,19 @@ def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None
     return data, None
 
 
+def dash_table(rows: list[dict], digits: dict[str, int] | None = None):
+    """Rows as a pandas Styler for st.dataframe: numbers with ``digits[column]`` decimals
+    (others as short as they go: an epoch is "12", not "12.000000"), and every empty cell
+    "—" rather than "None". The numbers stay numbers underneath (sorting works)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    digits = digits or {}
+    fmt = {c: (f"{{:.{digits[c]}f}}" if c in digits else "{:g}") for c in df.columns
+           if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
+    return df.style.format(fmt, na_rep="—")
+
+
 class Card(NamedTuple):
     """Everything Home's card shows about a run."""
     summary: RunSummary

@@ -24,14 +24,34 @@ def test_every_page_runs(app_runs, page):
 def test_home_shows_every_run(app_runs):
     at = run_page(HOME)
     assert not at.exception
-    names = [s.value for s in at.subheader]
+    tiles = "\n".join(m.value for m in at.markdown)
     for name in (GOOD, FAILED, BROKEN):
-        assert any(n.endswith(name) for n in names), (name, names)
+        assert f"**{name}**" in tiles, (name, tiles)
+    assert at.subheader[0].value.endswith(GOOD)  # the details card: the healthy run
     text = texts(at)
     assert "latent_dim=2" in text and "hidden=64" in text  # key config of the real run
     assert "nats" in text and "active latent units" in text  # its eval.json line
-    assert len(at.image) == 1  # the good run's sample grid
+    assert len(at.image) == 2  # the good run's sample grid: its tile and its card
     assert "epoch_001.png: not a readable image" in text  # the failed run's broken one
+
+
+def test_home_is_ordered_labelled_and_counts_what_it_shows(app_runs):
+    """Issue 13, item 5: runs by dataset and family, each tile with its headline figure,
+    a filtered list says how many of how many, and empty cells read "—", not "None"."""
+    import pyarrow as pa
+
+    at = run_page(HOME)
+    names = list(at.dataframe[0].value["run"])
+    assert names == [FAILED, GOOD, BROKEN]  # mnist vae runs by name, the unreadable one last
+    ev = json.loads((app_runs / GOOD / "eval.json").read_text())
+    assert f"{ev['nll_nats']:.1f} nats" in "\n".join(c.value for c in at.caption)
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_all()
+    cells = [str(v) for col in shown.to_pydict().values() for v in col]
+    assert "—" in cells and "None" not in cells and "nan" not in cells
+    assert at.header[0].value == "Runs (3)"
+    at.multiselect(key="home-status").set_value(["done"]).run()
+    assert at.header[0].value == "Runs (1 of 3)"
+    assert list(at.dataframe[0].value["run"]) == [GOOD]
 
 
 def test_home_tables_hold_the_run_files_numbers(app_runs):

@@ -3,11 +3,12 @@ image back, the 2-D manifold is drawn, and a GAN, missing data, a corrupt checkp
 an empty folder each get a message instead of a traceback."""
 from __future__ import annotations
 
-import json
 
-from explore_fixture import (CORRUPT, GAN, explore_root, explore_runs, figures,  # noqa: F401
-                             image_by_caption, values)
-from runs_fixture import GOOD, run_page, texts
+from streamlit.testing.v1 import AppTest
+
+from explore_fixture import (AE_GMM, CORRUPT, FLOW, GAN, explore_root, explore_runs,  # noqa: F401
+                             figures, image_by_caption, values)
+from runs_fixture import GOOD, REPO, run_page, texts
 
 PAGE = "pages/latent.py"
 
@@ -37,7 +38,10 @@ def test_codes_scatter_selection_data_and_manifold(explore_runs):
     ids = sorted(i for t in scatter["data"] for i in values(t["customdata"]))
     assert points == 2000 and ids == list(range(2000))  # every code, its index as customdata
     assert {t["name"] for t in scatter["data"]} <= {str(d) for d in range(10)}
-    assert json.dumps(scatter["layout"]["dragmode"]) == '"select"'
+    # a click selects a point: Streamlit turns clickmode to "event" (no selection) when the
+    # drag is select or lasso, so the figure must keep another drag (issue 13, item 1)
+    assert scatter["layout"]["dragmode"] not in ("select", "lasso")
+    assert "select" in scatter["layout"]["clickmode"]
     image_by_caption(at, "z1 left to right, z2 bottom to top: a uniform grid on the unit "
                          "square through the inverse normal CDF")
     assert image_by_caption(at, "row r varies z1, z2")
@@ -78,3 +82,37 @@ def test_corrupt_checkpoint_is_one_line(explore_runs):
     errors = "\n".join(e.value for e in at.error)
     assert "cannot be loaded" in errors and "checkpoint.pt" in errors
     assert "Traceback" not in texts(at)
+
+
+def test_a_flow_gets_principal_direction_sliders_draws_and_an_interpolation(explore_runs):
+    """Issue 13, item 3: a flow's page says why one pixel-dimension does almost nothing
+    and gives sliders along the test codes' principal directions, temperature draws and
+    an interpolation between two encoded images."""
+    at = run_page(PAGE, explore_runs[FLOW])
+    assert not at.exception, [e.value for e in at.exception]
+    note = "\n".join(i.value for i in at.info)
+    assert "one per pixel" in note and "principal directions" in note
+    pcs = [s for s in at.slider if s.label.startswith("PC ")]
+    assert sorted(s.label for s in pcs) == sorted(f"PC {i}" for i in range(1, 11))
+    assert not [s for s in at.slider if s.label.startswith("z")]  # no per-pixel sliders
+    first = image_by_caption(at, "decode(z)")
+    next(s for s in pcs if s.label == "PC 1").set_value(3.0).run()
+    assert not at.exception and image_by_caption(at, "decode(z)") != first
+    image_by_caption(at, "PC 1 left to right, PC 2 bottom to top")
+    image_by_caption(at, "row r moves along PC r + 1")
+    draws = image_by_caption(at, "16 draws at T = 0.70")
+    next(s for s in at.slider if s.label == "Temperature T").set_value(1.0).run()
+    assert image_by_caption(at, "16 draws at T = 1.00") != draws
+    image_by_caption(at, "10 frames on the straight line between the two codes")
+
+
+def test_the_page_opens_on_a_2d_model_with_pca(explore_runs):
+    """Issue 13, item 2: without a run chosen elsewhere the page opens on a healthy run
+    with a 2-D latent (here the ae-gmm or the VAE, not the flow, the GAN or the corrupt
+    VAE), and a projection is PCA unless UMAP is asked for."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at = at.switch_page(PAGE).run()
+    assert not at.exception
+    picked = at.selectbox(key="pick_run").value
+    assert picked in (explore_runs[GOOD], explore_runs[AE_GMM]), picked
+    assert not at.error
