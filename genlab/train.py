@@ -22,13 +22,15 @@ from .device import device_name, pick_device
 from .loop import Callback, StopRequested, TrainState, fit
 
 
-def _status_callback(run_dir: Path, t0: float, max_minutes: float = 0.0) -> Callback:
+def _status_callback(run_dir: Path, t0: float, max_minutes: float = 0.0,
+                     start_step: int = 0) -> Callback:
     def cb(event: str, s: TrainState) -> None:
         if event not in ("log", "epoch"):
             return
         done = s.step / max(s.total_steps, 1)
         elapsed = time.time() - t0
-        eta = None if s.step == 0 else elapsed / max(done, 1e-9) - elapsed
+        here = (s.step - start_step) / max(s.total_steps - start_step, 1)  # this process's share
+        eta = None if s.step <= start_step else elapsed / max(here, 1e-9) - elapsed
         if eta is not None and max_minutes:  # the budget ends the run first (roughly)
             eta = min(eta, max(max_minutes * 60 - elapsed, 0.0))
         runs.write_status(run_dir, state="running", epoch=s.epoch, step=s.step,
@@ -105,7 +107,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     limit = cfg.limit or None
     train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
     val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
-    callbacks = [_status_callback(run_dir, t0, cfg.max_minutes)]
+    callbacks = [_status_callback(run_dir, t0, cfg.max_minutes, start_step)]
     if progress:
         callbacks.append(_progress_bar(math.ceil(len(train) / cfg.batch_size) * cfg.epochs,
                                        start_step))
