@@ -179,6 +179,13 @@ if flow and view is not None:
 else:
     spread = torch.as_tensor(view.variance) if view is not None else run.ref.scale
     order = torch.argsort(spread, descending=True, stable=True).tolist()  # highest variance first
-    sliders_ui(run, base_ui(run, order))
+    # -- issue 15: an MLP decoder decodes in the browser as the sliders move (pages/live_decoder.py)
+    from pages import live_decoder
+
+    dims = base_ui(run, order)
+    if not live_decoder.live_sliders(run, dims, st.session_state[f"base-{run.key}"],
+                                     st.session_state.get(f"gen-{run.key}", 0)):
+        sliders_ui(run, dims)
+    # -- end of issue 15's edit
     st.header("Grids", anchor=False)
     grids_ui(run, order, base)

@@ -219,6 +219,11 @@ def latent(page) -> None:
     page.wait_for_selector('h1:has-text("Latent explorer")', timeout=PAGE_TIMEOUT_MS)
     _settle(page)
     assert page.get_by_role("combobox", name="Run").input_value().startswith("vae-2d-mnist")
+    # issue 15: an MLP decoder starts in the browser (tests/app/test_live_decoder_browser.py);
+    # the server's sliders are one switch away
+    page.get_by_text("Decode in the browser while dragging").click()
+    page.wait_for_selector('[data-testid="stImage"]:has-text("decode(z)")', timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
     before = _image_src(page, "decode(z)")
     _nudge(page, "z1", 40)
     after = _wait_image_changed(page, "decode(z)", before)
@@ -250,9 +255,24 @@ def compare(page) -> None:
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # curves, bound
 
 
+def posterior(page) -> None:
+    """Issue 15: another test image of the 2-D VAE, another posterior."""
+    _choose(page, "Run (VAEs with a 2-D latent)", "vae-2d-mnist")
+    metric = page.locator('[data-testid="stMetric"]').first
+    before = metric.inner_text()
+    box = page.get_by_label(re.compile(r"^Test image \(0-"))
+    box.fill("3")
+    box.press("Enter")
+    page.wait_for_function("b => document.querySelector('[data-testid=\"stMetric\"]').innerText !== b",
+                           arg=before, timeout=PAGE_TIMEOUT_MS)
+    _settle(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3  # codes, posterior, IW
+
+
 STEPS = {"clusters": clusters, "": home, "latent": latent, "interpolate": interpolate,
-         "compare": compare}
-ORDER = ["clusters", "", "latent", "train", "interpolate", "compare"]  # not Home first
+         "compare": compare, "posterior": posterior}
+ORDER = ["clusters", "", "latent", "train", "interpolate", "compare", "posterior",
+         "likelihood"]  # not Home first
 
 
 def test_every_page_in_a_browser(server):

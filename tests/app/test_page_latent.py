@@ -8,9 +8,18 @@ from streamlit.testing.v1 import AppTest
 
 from explore_fixture import (AE_GMM, CORRUPT, FLOW, GAN, explore_root, explore_runs,  # noqa: F401
                              figures, image_by_caption, values)
-from runs_fixture import GOOD, REPO, run_page, texts
+from runs_fixture import GOOD, REPO, texts
+from runs_fixture import run_page as _run_page
 
 PAGE = "pages/latent.py"
+
+
+def run_page(file: str, run: str | None = None):
+    """The page with the server's sliders (issue 15: an MLP decoder starts in the browser,
+    which tests/app/test_live_decoder*.py cover)."""
+    at = _run_page(file, run)
+    switch = [t for t in at.toggle if t.key == "live_decoder"]
+    return switch[0].set_value(False).run() if switch else at
 
 
 def z_slider(at, name: str = "z1"):
