@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import timedelta
-from typing import NoReturn
+from typing import Callable, NoReturn, TypeVar
 
 import torch
 import torch.distributed as tdist
@@ -63,6 +63,7 @@ MAIN_WORK_TIMEOUT_S = 1800.0
 """Bound (s) on a wait for rank 0's own work (checkpoint, sample grid, mixture fit)."""
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DATA_INIT_BUFFER = "initialized"  # flows.py: a layer initialised from its first batch
+T = TypeVar("T")
 
 
 class DistributedError(RuntimeError):
@@ -105,6 +106,16 @@ def launch_env(environ=None) -> Launch | None:
     return Launch(rank, world, local)
 
 
+def is_main_process(environ=None) -> bool:
+    """Whether this process is rank 0 of its torchrun launch, or runs alone; read from the
+    environment before any setup (a malformed one counts as rank 0: setup names it)."""
+    try:
+        launch = launch_env(environ)
+    except ValueError:
+        return True
+    return launch is None or launch.rank == 0
+
+
 def _timeout_s(timeout_s: float | None) -> float:
     if timeout_s is not None:
         return float(timeout_s)
@@ -125,10 +136,13 @@ def setup(device: torch.device | str = "cpu", *, timeout_s: float | None = None,
     ``device``: the device type fit chose (cpu or cuda). Under torchrun each process takes
     cuda:LOCAL_RANK and NCCL, or the CPU and gloo; ``timeout_s`` bounds each collective
     (default :data:`TIMEOUT_S`). In a single process nothing is started."""
+    global _joined
     device = torch.device(device)
     launch = launch_env(environ)
     if launch is None:
         return Dist(device=device)
+    if _joined is not None and tdist.is_initialized():  # joined already (cli, then train_run)
+        return _joined
     if device.type == "cuda":
         n = torch.cuda.device_count()
         if launch.local_rank >= n:
@@ -152,11 +166,38 @@ def setup(device: torch.device | str = "cpu", *, timeout_s: float | None = None,
                                f"other processes ({_first_line(e)})") from None
     # CPU-side collectives (flags, objects, waits on rank 0) never touch the GPU
     side = tdist.new_group(backend="gloo", timeout=timeout) if backend == "nccl" else None
-    return Dist(launch.rank, launch.world, launch.local_rank, device, side, timeout.total_seconds())
+    _joined = Dist(launch.rank, launch.world, launch.local_rank, device, side, timeout.total_seconds())
+    return _joined
+
+
+_joined: "Dist | None" = None  # this process's launch, once setup has joined it
+
+
+def on_main(fn: Callable[[], T], device: str = "auto") -> T:
+    """``fn()`` on rank 0 alone (e.g. create the run folder), its result shared with every
+    process of the launch; in one process just ``fn()``. When ``fn`` fails on rank 0 it
+    raises there, and the others raise a one-line DistributedError quoting it."""
+    if launch_env() is None:
+        return fn()
+    from .device import pick_device
+    dist = setup(pick_device(device))
+    box: list = [None]
+    if dist.is_main:
+        try:
+            box[0] = ("ok", fn())
+        except Exception as e:
+            dist.share(("error", _first_line(e)))
+            raise
+    kind, value = dist.share(box[0] if dist.is_main else None)
+    if kind == "error":
+        raise DistributedError(f"rank {dist.rank} of {dist.world}: rank 0 failed: {value}")
+    return value
 
 
 def teardown(dist: "Dist") -> None:
     """Leave the process group (safe after a failure, and a no-op in one process)."""
+    global _joined
+    _joined = None
     if dist.active and tdist.is_initialized():
         try:
             tdist.destroy_process_group()
@@ -325,6 +366,15 @@ class Dist:
             out = [torch.empty_like(pad) for _ in range(self.world)]
             tdist.all_gather(out, pad)
         return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(t.device)
+
+    def share(self, obj):
+        """Rank 0's ``obj`` (picklable) on every process."""
+        if not self.active:
+            return obj
+        box = [obj]
+        with self._comm("the broadcast of rank 0's result"):
+            tdist.broadcast_object_list(box, src=0, group=self.side_group)
+        return box[0]
 
     # -- rank 0's work ---------------------------------------------------------------------
     def wait_for_main(self, what: str = "rank 0's checkpoint") -> None:
