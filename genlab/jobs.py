@@ -112,9 +112,22 @@ def check_name(name: str) -> str:
     return name
 
 
-def train_argv(run_dir: str | os.PathLike) -> list[str]:
-    """The ``python -m genlab train`` command for the run configured in ``run_dir``."""
-    return [sys.executable, "-m", "genlab", "train", "--run-dir", str(run_dir), "--quiet"]
+def train_argv(run_dir: str | os.PathLike, processes: int = 1) -> list[str]:
+    """The ``python -m genlab train`` command for the run configured in ``run_dir``; with
+    ``processes`` > 1, through torchrun on this machine (one process per GPU, the batch
+    size shared by them: it is the global batch)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                str(int(processes))] if processes > 1 else []
+    return [sys.executable, *launcher, "-m", "genlab", "train", "--run-dir", str(run_dir), "--quiet"]
+
+
+MAX_PROCESSES = 64  # torchrun processes a run started from the app may have (one node)
+
+
+def max_processes() -> int:
+    """How many training processes this machine can run at once: one per visible GPU."""
+    import torch
+    return max(torch.cuda.device_count(), 1)
 
 
 def create_run(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg) -> Path:
@@ -147,11 +160,21 @@ def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append:
 
 
 def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg, *,
-                root: str | os.PathLike | None = None, env: dict | None = None) -> Path:
+                root: str | os.PathLike | None = None, env: dict | None = None,
+                processes: int = 1) -> Path:
     """Write config.json in a new run directory (:func:`create_run`) and start
-    ``python -m genlab train`` on it; returns the directory at once."""
+    ``python -m genlab train`` on it (``processes`` > 1: under torchrun, :func:`train_argv`);
+    returns the directory at once. Stop sends SIGTERM to torchrun, which passes it on."""
+    if not 1 <= int(processes) <= MAX_PROCESSES:
+        raise JobError(f"processes must be between 1 and {MAX_PROCESSES} (got {processes}); "
+                       "one per GPU")
+    gpus = max_processes()
+    if int(processes) > gpus > 1 and train_cfg.device != "cpu":
+        raise JobError(f"{processes} processes but {gpus} GPUs visible: one process per GPU, "
+                       f"so at most {gpus}")
     run_dir = create_run(runs_root, name, model, model_cfg, train_cfg)
-    _launch(run_dir, "train", train_argv(run_dir), TRAIN_LOG, append=False, root=root, env=env)
+    _launch(run_dir, "train", train_argv(run_dir, int(processes)), TRAIN_LOG, append=False,
+            root=root, env=env)
     return run_dir
 
 
@@ -163,18 +186,28 @@ def _refuse_if_busy(run_dir: Path) -> None:
 
 
 def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
-                 root: str | os.PathLike | None = None, env: dict | None = None) -> dict:
+                 root: str | os.PathLike | None = None, env: dict | None = None,
+                 copy_to: str | os.PathLike | None = None) -> dict:
     """Continue a stopped, interrupted or failed run from its last checkpoint
-    (``python -m genlab resume``), up to ``epochs`` in all when given."""
+    (``python -m genlab resume``), up to ``epochs`` in all when given. A read-only run (a
+    shipped one, :func:`genlab.status.read_only`) is never written: it is copied into
+    ``copy_to`` (default: the first run folder, ``runs``) and the copy trains; the job's
+    ``run_dir`` says where."""
     run_dir = Path(run_dir).resolve()
     _refuse_if_busy(run_dir)
     if not (run_dir / runs.CHECKPOINT).exists():
         raise JobError(f"{run_dir.name} has no checkpoint yet (no epoch finished): start a new run")
+    damage = status.checkpoint_damage(run_dir)
+    if damage:
+        raise JobError(f"cannot resume: {damage}; train it again")
     if epochs is not None and epochs < 1:
         raise JobError("epochs must be >= 1")
+    if status.read_only(run_dir):
+        run_dir = runs.copy_for_resume(run_dir, Path(copy_to or status.runs_roots()[0]).resolve())
     argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
     argv += ["--epochs", str(int(epochs))] if epochs else []
-    return _launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env)
+    return {**_launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env),
+            "run_dir": str(run_dir)}
 
 
 def start_eval(run_dir: str | os.PathLike, *, k: int = 1, limit: int | None = None,
@@ -268,6 +301,42 @@ def default_watch(infos: list[dict], named: str | None = None, here: str | None 
         here if here in paths else None) or next(
         (p for p, i in paths.items() if i["state"] in status.ACTIVE), None) or next(
         (p for p, i in paths.items() if i["model"]), str(infos[0]["path"]))
+
+
+TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "svhn": 73_257}
+"""Images in each dataset's training split before the validation images are held out."""
+
+
+def train_size(dataset: str, limit: int | None = None) -> int:
+    """Training images a run sees per epoch: the split without its validation part, or
+    ``limit``."""
+    from .data import DATASETS
+
+    n = TRAIN_IMAGES[dataset] - DATASETS[dataset].val_size
+    return min(n, int(limit)) if limit else n
+
+
+def measured_throughput(model: str, device: str, roots) -> tuple[float, int] | None:
+    """(median training images/s, runs measured) of the logged steps of earlier runs of
+    ``model`` whose status.json says they ran on ``device`` ("cpu", "cuda", "mps"), or
+    None when there are none."""
+    rates, found = [], 0
+    for p in job_dirs(*roots):
+        cfg = runs.read_json(p / runs.CONFIG) or {}
+        ran_on = str((runs.read_json(p / runs.STATUS) or {}).get("device") or "")
+        same = ran_on == device or (device == "cuda" and ran_on not in ("", "cpu", "mps"))
+        if cfg.get("model") != model or not same:  # a GPU run's status holds the GPU's name
+            continue
+        records, _ = runs.read_metrics(p / runs.METRICS)
+        got = [r["images_per_s"] for r in records
+               if r.get("event") == "step" and isinstance(r.get("images_per_s"), (int, float))]
+        if got:
+            rates += got[len(got) // 4:]  # past the first steps' warm-up
+            found += 1
+    if not rates:
+        return None
+    rates.sort()
+    return rates[len(rates) // 2], found
 
 
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")

@@ -237,3 +237,21 @@ def compare_tables(summaries: list[RunSummary]) -> tuple[list[dict], list[str]]:
         keep = [k for k in rows[0] if any(r[k] is not None for r in rows)]  # no empty columns
         out.append({"group": g, "title": GROUP_TITLES[g], "rows": [{k: r[k] for k in keep} for r in rows]})
     return out, missing
+
+
+def l1_meaning(s: RunSummary) -> str:
+    """What the importance-weighted bound at k = 1 is for this run: the ELBO when the model
+    trains on one (it logs "elbo"), else a one-sample importance estimate of log p(x) (the
+    autoencoder + GMM: a deterministic encoder has no ELBO; its proposal is a mixture)."""
+    if "elbo" in metric_names([r for r in s.metrics if r.get("event") == "epoch"]):
+        return "ELBO"
+    return "1-sample importance estimate (no ELBO: deterministic encoder)"
+
+
+def bound_rows(points: dict[str, dict[str, dict[int, float]]], k: int,
+               meaning: dict[str, str]) -> list[dict]:
+    """Rows from {data group: {run: {k: L_k}}}: L_1 and what it is (``meaning`` by run),
+    L_k and the gain from k = 1 to k."""
+    return [{"run": name, "data": g, "L_1": pts[1], "L_1 is": meaning.get(name, ""),
+             **({f"L_{k}": pts[k], "gain": pts[k] - pts[1]} if k > 1 else {})}
+            for g, group in points.items() for name, pts in group.items()]

@@ -87,8 +87,8 @@ def load(path: str, stamp: int | None) -> tuple[Loaded | None, str | None]:
 def load_error(name: str, why: str, *, damaged: bool = False) -> None:
     """A run that cannot be loaded, in one line; a damaged checkpoint cannot be resumed
     either, so only retraining is offered then."""
-    what = ("Its checkpoint cannot be read, so it cannot be resumed: train it again (the Train page "
-            "or `python -m genlab train`)." if damaged else
+    what = ("Retrain it (the Train page or `python -m genlab train`): its checkpoint cannot be "
+            "read, so it cannot be resumed." if damaged else
             "Retrain it, or resume it from the Train page if it has a checkpoint.")
     st.error(f"**{name} cannot be loaded.** {why.rstrip('.')}. {what}", icon=":material/error:")
 
@@ -179,9 +179,21 @@ def recon_png(path: str, stamp: int | None, dataset: str, n: int, root: str) -> 
     return compare.image_row_png(compare.reconstruct(_model(path, stamp), x))
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def bound(path: str, stamp: int | None, k: int, n: int, dataset: str, root: str) -> dict:
-    return compare.bound_at_k(_model(path, stamp), test_images(dataset, n, root), k)
+@st.cache_resource(show_spinner=False)
+def _bounds() -> dict:
+    return {}
+
+
+def bound(path: str, stamp: int | None, k: int, n: int, dataset: str, root: str, _progress=None) -> dict:
+    """L_k over the first n test images, computed once per run, checkpoint, k and n and
+    kept for every session; ``_progress(images done)`` is called while it is computed (a
+    plain dict, not st.cache_data: that would replay the progress bar's updates)."""
+    key = (path, stamp, k, n, dataset, root)
+    kept = _bounds()
+    if key not in kept:
+        kept[key] = compare.bound_at_k(_model(path, stamp), test_images(dataset, n, root), k,
+                                       progress=_progress)
+    return kept[key]
 
 
 # -- the true posterior of one test image, likelihoods on two datasets (issue 15) ----------

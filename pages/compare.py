@@ -10,7 +10,7 @@ from genlab import compare, runs
 from genlab.data import DatasetError, data_root
 from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
-from genlab.tables import compare_tables, data_group, fid_caption, fid_rows
+from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
 from pages import cache, compare_ui as ui, via_router
 from pages.widgets import read_image
 
@@ -26,8 +26,8 @@ def pick_ui(by_ds: dict[str, list[RunSummary]]) -> list[RunSummary]:
     ds = st.selectbox("Dataset", names, index=names.index(first) if first else 0, key="compare-dataset",
                       format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
     options = {str(s.path): s for s in by_ds[ds]}
-    ready = [p for p, s in options.items() if s.ckpt] + [p for p, s in options.items() if not s.ckpt]
-    default = ([here] if here in options else []) + [p for p in ready if p != here]
+    healthy = [p for p, s in options.items() if s.ckpt and s.state != "broken"]  # never a damaged run
+    default = ([here] if here in healthy else []) + [p for p in healthy if p != here]
     picked = st.multiselect("Runs (2 to 4)", list(options), default=default[:2], max_selections=4,
                             key=f"compare-runs-{ds}", format_func=lambda p: (
                                 f"{options[p].name} · {options[p].model} · {options[p].state}"))
@@ -95,36 +95,44 @@ def recon_ui(sel: list[RunSummary], dataset: str) -> None:
 
 
 def bound_ui(sel: list[RunSummary], dataset: str) -> None:
-    cands = compare.bound_candidates(sel)
+    cands = [s for s in compare.bound_candidates(sel) if s.state != "broken"]
     if not cands:
         st.caption("No run here has an importance-weighted bound (flows are exact, GANs have none).")
         return
     c1, c2 = st.columns(2)
     k = c1.select_slider("importance samples k", compare.K_CHOICES, value=10, key="bound-k",
-                         help="log scale; k = 1 is the ELBO")
+                         help="log scale; k = 1 is the ELBO for a VAE")
     n = c2.select_slider("test images", (100, 200, 500), value=200, key="bound-n")
     root = str(data_root().resolve())
-    seen = st.session_state.setdefault("bound-points", {})
+    todo = [(s, kk) for s in cands if not cache.load(str(s.path), s.ckpt)[1] for kk in sorted({1, k})]
+    bar = st.progress(0.0, text="importance-weighted bounds") if todo else None
+    seen = st.session_state.setdefault("bound-points", {})  # every k drawn so far, per run and n
     by_group: dict[str, dict] = {}
-    for s in cands:
-        if cache.load(str(s.path), s.ckpt)[1]:
-            continue
-        key = (str(s.path), s.ckpt, n)
+    for i, (s, kk) in enumerate(todo):
+        def step(done: int, i=i, s=s, kk=kk, count=[0]) -> None:
+            count[0] += done
+            bar.progress(min((i + count[0] / n) / len(todo), 1.0), text=f"L_{kk} of {s.name}: "
+                         f"{count[0]}/{n} test images (task {i + 1} of {len(todo)})")
         try:
-            with st.spinner(f"L_{k} for {s.name} on {n} test images..."):
-                for kk in sorted({1, k}):
-                    seen.setdefault(key, {})[kk] = cache.bound(*key[:2], kk, n, dataset, root)["mean"]
+            value = cache.bound(str(s.path), s.ckpt, kk, n, dataset, root, _progress=step)["mean"]
         except DatasetError as e:
             st.warning(str(e), icon=":material/folder_off:")
             return
-        by_group.setdefault(data_group(s), {})[s.name] = seen[key]
-    st.dataframe(compare.bound_rows(by_group, k), hide_index=True,
-                 column_config={c: NUMBER for c in ("L_1 = ELBO", f"L_{k}", "gain")})
+        points = seen.setdefault((str(s.path), s.ckpt, n), {})
+        points[kk] = value
+        by_group.setdefault(data_group(s), {})[s.name] = points
+    if bar is not None:
+        bar.empty()
+    meaning = {s.name: l1_meaning(s) for s in cands}
+    st.dataframe(bound_rows(by_group, k, meaning), hide_index=True,
+                 column_config={c: NUMBER for c in ("L_1", f"L_{k}", "gain")})
     for g, group in by_group.items():
         st.plotly_chart(bound_figure(group), key=f"bound-{g}")
     st.caption(f"Mean over the first {n} test images, nats per image (binarised and 8-bit data apart). "
-               "L_k = E log mean_i p(x, z_i)/q(z_i|x) rises from the ELBO (k = 1) toward log p(x) "
-               "(Burda et al. 2016); each point is cached per run, k and checkpoint.")
+               "L_k = E log mean_i p(x, z_i)/q(z_i|x) rises from k = 1 toward log p(x) (Burda et al. "
+               "2016): at k = 1 it is the ELBO for a VAE, and for the autoencoder + GMM (no ELBO) a "
+               "one-sample importance estimate. Each value is computed once per run, checkpoint, k "
+               "and number of images, then kept for every session.")
 
 
 st.title("Compare")

@@ -14,7 +14,13 @@ EVAL_K = (1, 10, 100, 1000)
 
 
 def eval_ui(sel: list[RunSummary], missing: list[str]) -> None:
-    todo = [s for s in sel if s.name in missing]
+    broken = [s.name for s in sel if s.name in missing and s.state == "broken"]
+    if broken:
+        st.warning(f"No eval.json for {', '.join(broken)}: its checkpoint cannot be read (see above), "
+                   "so it cannot be evaluated or resumed; train it again.", icon=":material/report:")
+    todo = [s for s in sel if s.name in missing and s.state != "broken"]
+    if not todo:
+        return
     plan = compare.eval_plan(todo, {s.name: status.read_job(s.path) or {} for s in todo})
     st.warning(f"No eval.json yet for {', '.join(missing)}." + "".join(
         f" {', '.join(names)}: {why}." for names, why in (

@@ -1,6 +1,8 @@
-"""Train: pick a dataset, a model and its options (the form is in train_ui.py); the run
+"""Train: the run being watched at the top (its progress, curves and samples), then the
+form for a new one (dataset, model, options: train_ui.py) and every run in a table. A run
 trains in its own process (genlab.jobs) and this page polls its run directory, so it
-stays usable, several runs go at once, and a browser refresh loses nothing."""
+stays usable, several runs go at once, and a browser refresh loses nothing. Shipped runs
+are read-only: continuing one trains a copy under runs/."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,7 @@ import streamlit as st
 from genlab import jobs, runs
 from genlab.data import data_root
 from genlab.figures import live_figure
-from genlab.status import ACTIVE, log_tail, runs_roots, summarize
+from genlab.status import ACTIVE, log_tail, read_only, runs_roots, summarize
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
 from pages.widgets import STATE_ICON, read_image
@@ -39,20 +41,26 @@ def controls_ui(info: dict) -> None:
                      help="SIGTERM: the trainer finishes its step, saves a checkpoint and stops"):
             st.toast("Stopping..." if jobs.stop(path) else "No process to stop.")
         return
-    if not (path / runs.CHECKPOINT).exists():
+    if state == "broken" or not (path / runs.CHECKPOINT).exists():
         return
     total = int(info["status"].get("total_epochs") or 1)
     done = int(info["status"].get("epoch") or 0)
+    shipped = read_only(path)
     c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
     epochs = c1.number_input("Train until epoch", min_value=max(done + 1, 1), max_value=100000,
                              value=max(total, done + 1), key=f"until-{path}")
-    if c2.button("Resume", icon=":material/play_circle:", key=f"resume-{path}"):
+    label = "Continue training in a copy" if shipped else "Resume"
+    if c2.button(label, icon=":material/play_circle:", key=f"resume-{path}"):
         try:
-            jobs.start_resume(path, epochs=int(epochs))
-        except (jobs.JobError, OSError) as e:
+            job = jobs.start_resume(path, epochs=int(epochs))
+        except (jobs.JobError, runs.RunError, OSError) as e:
             st.error(str(e))
             return
-        st.rerun()
+        ui.watch(job["run_dir"], f"Continuing `{path.name}` in a copy, `{job['run_dir']}` (shipped runs "
+                 "are read-only)." if shipped else f"Resumed `{path.name}`.")
+    if shipped:
+        st.caption(f"{path.name} is a shipped run: read-only. Continuing it copies it into "
+                   f"`{runs_roots()[0]}` first and trains the copy.")
 
 
 def monitor_ui(info: dict) -> None:
@@ -94,12 +102,12 @@ def remember_watch() -> None:
 
 
 def runs_section(roots: list, was_active: bool) -> None:
+    """The watched run at the top, every run in a table under it."""
     infos = [jobs.run_info(p) for p in jobs.job_dirs(*roots)]
     if not infos:
-        st.info("No runs yet in these folders: start one above.", icon=":material/info:")
+        st.info("No runs yet in these folders: start one below.", icon=":material/info:")
         return
     active = any(i["state"] in ACTIVE for i in infos)
-    table_ui(infos)
     by_path = {str(i["path"]): i for i in infos}
     if st.session_state.get(ui.WATCH) not in by_path:  # first visit, refresh, or a run removed
         st.session_state[ui.WATCH] = jobs.default_watch(infos, st.query_params.get("watch"),
@@ -107,6 +115,8 @@ def runs_section(roots: list, was_active: bool) -> None:
     pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p]["name"], key=ui.WATCH,
                         on_change=remember_watch)
     monitor_ui(by_path[pick])
+    with st.expander(f"All runs ({len(infos)})", expanded=False):
+        table_ui(infos)
     if was_active and not active:
         st.rerun()  # the last run finished: stop polling
 
@@ -116,13 +126,15 @@ roots = st.session_state.get("runs_roots") or runs_roots()
 st.caption(f"Training runs in its own process (`python -m genlab train --run-dir RUN --quiet`) on the data "
            f"under `{data_root().resolve()}`; this page reads the run folder every {POLL_S:g} s "
            "while something trains. Leave or refresh the page: the runs go on.")
-dataset, model = ui.pick_ui()
-if dataset is None:
-    st.warning("No dataset under the data root, so nothing can be trained yet (see the sidebar).")
-else:
-    ui.form_ui(dataset, model, roots)
-st.header("Runs", anchor=False)
+if said := st.session_state.pop(ui.STARTED, None):
+    st.success(said, icon=":material/rocket_launch:")
 busy = any(jobs.run_info(p)["state"] in ACTIVE for p in jobs.job_dirs(*roots))
 st.fragment(run_every=POLL_S if busy else None)(runs_section)(roots, busy)
 if not busy:
     st.button("Refresh", icon=":material/refresh:", key="train-refresh")
+with st.expander("Start a new run", expanded=not busy, icon=":material/add_circle:"):
+    dataset, model = ui.pick_ui()
+    if dataset is None:
+        st.warning("No dataset under the data root, so nothing can be trained yet (see the sidebar).")
+    else:
+        ui.form_ui(dataset, model, roots)

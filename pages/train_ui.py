@@ -1,20 +1,25 @@
 """The Train page's launch form (not a page itself): dataset and model pickers, one
-bounded widget per config field (genlab.jobs.field_specs), and the start button, which
-checks every value as the CLI does, writes the run's config.json and starts
-``python -m genlab train --run-dir RUN`` on it in its own process."""
+widget per config field (genlab.jobs.field_specs, its range in the help), the time an
+epoch is expected to take, and the start button, which checks every value as the CLI
+does (an out-of-range number is one line saying what is allowed), writes the run's
+config.json and starts ``python -m genlab train --run-dir RUN`` in its own process."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
 from genlab import jobs, runs
-from genlab.config import TrainConfig, format_value
+from genlab.config import TrainConfig, defaults, format_value
 from genlab.data import DATASETS, missing_message
-from genlab.device import available_devices
+from genlab.device import available_devices, pick_device
 from genlab.models import MODELS
+from genlab.status import fmt_seconds
 from genlab.tables import datasets_status
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"
-WATCH = "train-watch"  # the run shown below the runs table (a selectbox key)
+WATCH = "train-watch"  # the run shown at the top of the page (a selectbox key)
+STARTED = "train-started"  # what the last Start or Resume did, said once after the rerun
 
 
 def widget(spec: jobs.FieldSpec, key: str, choices: tuple | None = None):
@@ -27,10 +32,11 @@ def widget(spec: jobs.FieldSpec, key: str, choices: tuple | None = None):
     if spec.kind == "bool":
         return st.checkbox(spec.name, value=spec.default, **kw)
     if spec.kind in ("int", "float"):
+        # no min_value/max_value: the browser would refuse an out-of-range number with only
+        # a red mark in the field and Start would do nothing; check_train says what is wrong
+        # and what is allowed instead, as the CLI does (the help states the range too)
         cast = int if spec.kind == "int" else float
-        lo = None if spec.lo is None else cast(spec.lo)
-        hi = None if spec.hi is None else cast(spec.hi)
-        return st.number_input(spec.name, min_value=lo, max_value=hi, value=cast(spec.default),
+        return st.number_input(spec.name, value=cast(spec.default),
                                step=1 if cast is int else jobs.field_step(spec),
                                format=None if cast is int else "%g", **kw)
     return st.text_input(spec.name, value=format_value(spec.default), **kw)
@@ -58,8 +64,27 @@ def pick_ui() -> tuple[str | None, str]:
     return dataset, model
 
 
+def eta_ui(dataset: str, model: str, roots: list) -> None:
+    """Seconds per epoch expected for this model on this device, from the throughput of
+    earlier runs of it here (their logged images/s)."""
+    device = pick_device(st.session_state.get("t-device", "auto")).type
+    got = jobs.measured_throughput(model, device, roots)
+    n = jobs.train_size(dataset, st.session_state.get("t-limit") or None)
+    epochs = max(int(st.session_state.get("t-epochs") or defaults(TrainConfig)["epochs"]), 0)
+    if got is None:
+        st.caption(f"No earlier {model} run on {device} here to time it by: the first epoch's "
+                   "progress will tell.")
+        return
+    rate, count = got
+    st.caption(f"**Expected: about {fmt_seconds(n / rate)} per epoch** of {n:,} images, "
+               f"{fmt_seconds(epochs * n / rate)} for {epochs} epochs, on {device} "
+               f"({rate:,.0f} images/s: the median of {count} earlier {model} run(s) here; "
+               "another batch size or width changes it).")
+
+
 def form_ui(dataset: str, model: str, roots: list) -> None:
     cfg_cls = MODELS[model][1]
+    eta_ui(dataset, model, roots)
     with st.form("train-form", border=True):
         st.markdown(f"**{model} options** (hover **?** for what each does and its range)")
         model_values = grid(jobs.field_specs(cfg_cls), f"m-{model}")
@@ -73,20 +98,31 @@ def form_ui(dataset: str, model: str, roots: list) -> None:
         name = c1.text_input("Run name", key="train-name", placeholder="automatic: model-dataset-time",
                              help="letters, digits, '.', '_' and '-'; a name already taken gets -1, -2, ...")
         where = c2.selectbox("Save under", [str(r) for r in roots], key="train-root")
+        gpus = jobs.max_processes()  # one training process per visible GPU, through torchrun
+        procs = st.number_input("Processes (GPUs)", value=1, step=1, key="train-procs", help=(
+            f"{gpus} GPUs here: train on 1 to {gpus} of them through torchrun "
+            "(DistributedDataParallel); the batch size is the global batch, shared by the "
+            "processes")) if gpus > 1 else 1
         go = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
     if go:
-        launch(dataset, model, model_values, train_values, name.strip(), where)
+        launch(dataset, model, model_values, train_values, name.strip(), where, int(procs))
 
 
-def launch(dataset: str, model: str, model_values: dict, train_values: dict, name: str, where: str) -> None:
+def launch(dataset: str, model: str, model_values: dict, train_values: dict, name: str, where: str,
+           processes: int = 1) -> None:
     try:
         model_cfg, train_cfg = jobs.check_train(model, dataset, model_values, train_values)
         run_dir = jobs.start_train(where, name or runs.default_run_name(model, dataset), model,
-                                   model_cfg, train_cfg)
+                                   model_cfg, train_cfg, processes=processes)
     except (ValueError, jobs.JobError, runs.RunError, OSError) as e:
         st.error(f"Not started: {str(e).splitlines()[0]}", icon=":material/error:")
         return
+    watch(run_dir, f"Started `{run_dir}`: it is shown at the top of the page.")
+
+
+def watch(run_dir, message: str) -> None:
+    """Show ``run_dir`` at the top of the page (and in the URL) and say ``message`` once."""
     st.session_state[WATCH] = str(run_dir)
-    st.query_params["watch"] = run_dir.name
-    st.success(f"Started `{run_dir}`; it appears below as soon as the process is up.",
-               icon=":material/rocket_launch:")
+    st.query_params["watch"] = Path(run_dir).name
+    st.session_state[STARTED] = message
+    st.rerun()

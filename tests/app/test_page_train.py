@@ -28,11 +28,29 @@ def submit(at):
     return at.form_submit_button[0].click().run()
 
 
+def page_order(at) -> list[tuple[str, str]]:
+    """(element type, its text or label) of the main area, in the order the page shows them."""
+    out = []
+
+    def walk(node):
+        kind = getattr(node, "type", "")
+        text = getattr(node, "label", None) or getattr(node, "value", None)
+        if kind in ("subheader", "expander", "form"):
+            out.append((kind, str(text).split(" ", 1)[-1] if kind == "subheader" else str(text)))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+    walk(at.main)
+    return out
+
+
 def test_widgets_follow_the_config_metadata(train_env):
     at = run_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     latent = widget(at, "m-vae-latent_dim")
-    assert latent.value == 20 and (latent.proto.min, latent.proto.max) == (1, 1024)
+    assert latent.value == 20
+    # no browser-side bounds (issue 13, item 7): they blocked Start silently; the range is
+    # in the help and a value outside it is explained on Start
+    assert not latent.proto.has_min and not latent.proto.has_max
     assert widget(at, "m-vae-hidden").value == "512,512"
     assert widget(at, "m-vae-arch").options == ["mlp", "conv"]
     assert widget(at, "t-epochs").value == 20 and widget(at, "t-lr").value == pytest.approx(1e-3)
@@ -77,6 +95,9 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     assert "Started" in "\n".join(s.value for s in at.success)
     run = train_env.resolve() / "from-the-page"
     assert (run / status.JOB).exists()
+    # the run being watched is at the top, above the (now folded) form (issue 13, item 8)
+    order = page_order(at)
+    assert order.index(("subheader", "from-the-page")) < order.index(("expander", "Start a new run"))
     deadline = time.time() + RUN_TIMEOUT_S
     while (runs.read_json(run / runs.STATUS) or {}).get("state") not in ("done", "failed"):
         assert time.time() < deadline, status.log_tail(run)
@@ -87,12 +108,12 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     at.run()
     assert not at.exception
     assert runs.read_json(run / runs.STATUS)["state"] == "done", status.log_tail(run)
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
     row = table[table["run"] == "from-the-page"].iloc[0]
     assert (row["model"], row["state"], row["progress"], row["epoch"]) == ("vae", "done", 1.0, "1/1")
     records, _ = runs.read_metrics(run / runs.METRICS)
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
-    metrics = at.dataframe[1].value.set_index("metric")
+    metrics = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
     assert metrics.loc["loss", "val"] == pytest.approx(last_val["loss"])  # shown as written
     assert len(at.image) == 1  # the sample grid of epoch 1
     assert widget(at, f"until-{run}").value == 2  # resume: train further
@@ -123,3 +144,38 @@ def test_a_torn_metrics_line_is_reported_not_fatal(app_runs, tmp_path, monkeypat
     assert not at.exception, [e.value for e in at.exception]
     assert any("1 unreadable line(s) in metrics.jsonl were skipped" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) >= 1 and "Traceback" not in texts(at)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("m-vae-latent_dim", 0, "--latent-dim must be >= 1 and <= 1024 (got 0)"),
+    ("m-vae-latent_dim", 5000, "--latent-dim must be >= 1 and <= 1024 (got 5000)"),
+    ("t-lr", 5.0, "--lr must be > 0 and <= 1 (got 5)"),
+    ("t-epochs", 0, "--epochs must be >= 1"),
+    ("t-batch_size", 0, "--batch-size must be >= 1"),
+    ("m-vae-beta", -1.0, "--beta must be"),
+])
+def test_an_out_of_range_number_says_what_is_allowed(train_env, key, value, needle):
+    """Issue 13, item 7: the browser does not block the value; Start says what is wrong."""
+    at = run_page(PAGE)
+    assert not widget(at, key).proto.has_min and not widget(at, key).proto.has_max
+    at = submit(set_values(at, {key: value}))
+    errors = "\n".join(e.value for e in at.error)
+    assert "Not started" in errors and needle in errors, errors
+    assert not train_env.exists() or not any(train_env.iterdir())
+
+
+def test_the_expected_time_per_epoch_comes_from_earlier_runs(train_env):
+    """Issue 13, item 9: before Start, the seconds an epoch should take here, from the
+    images/s earlier runs of the model logged on this device."""
+    run = train_env / "earlier"
+    run.mkdir(parents=True)
+    (run / runs.CONFIG).write_text('{"model": "vae", "model_config": {}, "train": {"dataset": "mnist"}}')
+    runs.atomic_write_json(run / runs.STATUS, {"state": "done", "device": "cpu"})
+    (run / runs.METRICS).write_text("".join(
+        f'{{"event": "step", "split": "train", "epoch": 1, "step": {i}, "images_per_s": 1100}}\n'
+        for i in range(8)))
+    at = run_page(PAGE)
+    n = jobs.train_size("mnist")
+    said = "\n".join(c.value for c in at.caption)
+    assert f"about {status.fmt_seconds(n / 1100)} per epoch" in said, said
+    assert f"{status.fmt_seconds(20 * n / 1100)} for 20 epochs" in said

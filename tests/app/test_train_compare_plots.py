@@ -14,6 +14,7 @@ from genlab import compare, figures, runs, status, tables
 from genlab.data import preprocess
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
+from runs_fixture import REPO
 from genlab.status import RunSummary
 from genlab.train import TrainConfig
 
@@ -250,3 +251,18 @@ def test_the_train_page_and_home_agree_on_every_state(tmp_path):
         seen[p.name] = s.state
     assert seen == {"broken": "broken", "done": "done", "failed": "failed", "interrupted": "interrupted",
                     "died-early": "failed", "stopped": "stopped"}
+
+
+def test_the_bound_at_k_1_is_named_for_what_it_is():
+    """Issue 13, item 11: L_1 is the ELBO of a VAE; the autoencoder + GMM has no ELBO (a
+    deterministic encoder), so its L_1 is named as the one-sample importance estimate."""
+    from genlab.status import summarize
+    from genlab.tables import bound_rows, l1_meaning
+
+    shipped = REPO / "checkpoints"
+    assert l1_meaning(summarize(shipped / "vae-2d-mnist")) == "ELBO"
+    gmm = l1_meaning(summarize(shipped / "ae-gmm-mnist"))
+    assert "ELBO" not in gmm.split("(")[0] and "importance estimate" in gmm
+    rows = bound_rows({"binarised": {"a": {1: -140.0, 10: -139.0}}}, 10, {"a": gmm})
+    assert rows == [{"run": "a", "data": "binarised", "L_1": -140.0, "L_1 is": gmm, "L_10": -139.0,
+                     "gain": 1.0}]
