@@ -19,10 +19,12 @@ from pathlib import Path
 from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
+from .distributed import DistributedError, exit_after_failure, on_main
 from .device import DEVICES
 from .loop import TrainingFailed
 from .metrics import eval_lines, evaluate_run
 from .models import MODELS
+from .status import read_only, runs_roots
 from .train import train_run
 
 EXIT_USAGE = 2
@@ -128,14 +130,17 @@ def cmd_train(ns) -> int:
     except (TypeError, ValueError) as e:
         print(f"genlab train: error: {_err(str(e))}", file=sys.stderr)
         return EXIT_USAGE
-    try:
+    def create() -> Path:
         if ns.run_dir:
             run_dir = runs.claim_run_dir(ns.run_dir)
         else:
             name = ns.name or runs.default_run_name(rc.model, rc.train.dataset)
             run_dir = runs.new_run_dir(ns.runs_dir, name)
         runs.write_config(run_dir, rc.model, rc.model_config, rc.train, exclusive=True)
-    except (runs.RunError, OSError) as e:
+        return run_dir
+    try:  # under torchrun rank 0 creates the run, the other processes are told where
+        run_dir = on_main(create, rc.train.device)
+    except (runs.RunError, OSError, ValueError, DistributedError) as e:
         print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
         return 1
     print(f"run directory: {run_dir}", flush=True)
@@ -152,7 +157,8 @@ def _train_configured(ns) -> int:
     elif given:
         why = (f"{given[0]}: a configured run trains as {run_dir / runs.CONFIG} says; "
                "give --model to configure a new one")
-    elif (run_dir / runs.STATUS).exists() or (run_dir / runs.CHECKPOINT).exists():
+    elif on_main(lambda: (run_dir / runs.STATUS).exists() or (run_dir / runs.CHECKPOINT).exists(),
+                 (runs.read_json(run_dir / runs.CONFIG) or {}).get("train", {}).get("device", "auto")):
         why = (f"{run_dir} has been started already; resume it with "
                f"`python -m genlab resume {run_dir}`")
     if why:
@@ -166,8 +172,12 @@ def cmd_resume(ns) -> int:
     if ns.epochs is not None and ns.epochs < 1:
         print("genlab resume: error: --epochs must be >= 1", file=sys.stderr)
         return EXIT_USAGE
-    return _run(lambda: train_run(ns.run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
-                Path(ns.run_dir))
+    run_dir = Path(ns.run_dir)
+    if (run_dir / runs.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
+        run_dir = runs.copy_for_resume(run_dir, runs_roots()[0])
+        print(f"{ns.run_dir} is a shipped run (read-only): continuing in a copy, {run_dir}", flush=True)
+    return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
+                run_dir)
 
 
 def _run(fn, run_dir: Path) -> int:
@@ -177,6 +187,9 @@ def _run(fn, run_dir: Path) -> int:
     except (DatasetError, runs.RunError, TrainingFailed, ValueError, OSError) as e:
         print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
         return 1
+    except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
+        print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
+        exit_after_failure(1)
     state = status.get("state")
     print(f"{state}: epoch {status.get('epoch')}, run written to {run_dir}"
           + (f" ({status['message']})" if status.get("message") else ""))
@@ -194,6 +207,11 @@ def cmd_eval(ns) -> int:
     except (DatasetError, runs.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
+    except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
+        print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
+        exit_after_failure(1)
+    if not res:  # another process of a torchrun launch: rank 0 writes and reports
+        return 0
     for key, v in res.items():
         if isinstance(v, list):
             v = f"{len(v)} values (in eval.json)"

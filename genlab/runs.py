@@ -5,7 +5,7 @@ A run directory holds
     status.json     state (running / done / stopped / failed), progress, message, pid
     metrics.jsonl   one JSON object per line, flushed as written
     checkpoint.pt   model + optimisers + epoch, written to a temp file and renamed
-    samples/epoch_NNN.png
+    samples/epoch_NNN.png, and samples/t<T>/epoch_NNN.png at the family's temperature T
     eval.json       written by ``python -m genlab eval``
 """
 from __future__ import annotations
@@ -28,10 +28,15 @@ import torch
 
 from .config import TrainConfig, flag, from_dict, to_dict
 from .data import DATASETS, dataset_info
-from .models import GenerativeModel, build_model, model_entry
+from .models import GenerativeModel, build_model, model_entry, upgrade_config
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
     "config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "eval.json")
+
+
+# checkpoint entries only a resume needs (shipping leaves them out): the optimisers' state,
+# the live weights beside the averaged "model" and the lr schedule / weight average
+RESUME_ONLY = ("optimizers", "live_model", "schedule")
 
 
 class RunError(RuntimeError):
@@ -300,9 +305,13 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
     path = Path(run_dir) / CONFIG
     raw = read_config_dict(run_dir)
     try:
-        model_cfg = from_dict(model_entry(raw["model"])[1], raw["model_config"],
+        model_values, train_values = upgrade_config(raw["model"], raw["model_config"], raw["train"])
+    except ValueError as e:
+        raise RunError(f"{path}: {e}") from None
+    try:
+        model_cfg = from_dict(model_entry(raw["model"])[1], model_values,
                               what=f"{path} model_config")
-        train = from_dict(TrainConfig, raw["train"], what=f"{path} train")
+        train = from_dict(TrainConfig, train_values, what=f"{path} train")
     except ValueError as e:
         raise RunError(str(e)) from None
     return RunConfig(raw["model"], model_cfg, train)
@@ -349,6 +358,14 @@ def find_runs(*roots: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
 
 
+def sample_grid(run_dir: str | os.PathLike, epoch: int, temperature: float = 1.0) -> Path:
+    """Where fit writes an epoch's sample grid: samples/epoch_NNN.png at temperature 1,
+    samples/t<T>/epoch_NNN.png at another (samples/t0.7/epoch_003.png)."""
+    name = f"epoch_{epoch:03d}.png"
+    folder = Path(run_dir) / "samples"
+    return folder / name if temperature == 1.0 else folder / f"t{temperature:g}" / name
+
+
 def latest_sample(run_dir: str | os.PathLike) -> Path | None:
     samples = sorted((Path(run_dir) / "samples").glob("epoch_*.png"))
     return samples[-1] if samples else None
@@ -364,6 +381,26 @@ def truncate_metrics(path: str | os.PathLike, epoch: int) -> int:
     if dropped:
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
     return dropped
+
+
+def copy_for_resume(src: str | os.PathLike, runs_root: str | os.PathLike) -> Path:
+    """Copy a read-only run (a shipped one) into ``runs_root`` to continue training there:
+    a new folder ``<name>-continued`` (``-1``, ``-2``, ... when taken) holding its config,
+    metrics, checkpoint, samples and eval, without the app's job and log files; its
+    status.json says where it came from. ``src`` is only read."""
+    src = Path(src)
+    dst = new_run_dir(runs_root, f"{src.name}-continued")
+    for f in src.iterdir():
+        if f.name in ("job.json", "train.log", "eval.log") or f.name.startswith("."):
+            continue
+        if f.is_dir():
+            shutil.copytree(f, dst / f.name)
+        else:
+            shutil.copy2(f, dst / f.name)
+    status = read_json(dst / STATUS) or {}
+    status.pop("shipped_from", None)
+    atomic_write_json(dst / STATUS, {**status, "continued_from": str(src)})
+    return dst
 
 
 def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: int = 4096) -> Path:
@@ -385,6 +422,6 @@ def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: 
     status = read_json(src / STATUS) or {}
     status.pop("pid", None)
     atomic_write_json(dst / STATUS, {**status, "shipped_from": src.name})
-    save_checkpoint(dst / CHECKPOINT, {k: v for k, v in ckpt.items() if k != "optimizers"}
+    save_checkpoint(dst / CHECKPOINT, {k: v for k, v in ckpt.items() if k not in RESUME_ONLY}
                     | {"model": weights, "optimizers": []})
     return dst
