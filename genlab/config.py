@@ -18,14 +18,17 @@ from .device import DEVICES
 
 
 def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
-        lo_open: bool = False, choices: tuple | None = None, cli: bool = True):
+        lo_open: bool = False, choices: tuple | None = None, cli: bool = True,
+        length: int | None = None):
     """A config field with help text and allowed values.
 
-    lo/hi bound numbers (and every element of an int tuple); ``lo_open`` makes the
+    lo/hi bound numbers (and every element of a tuple); ``lo_open`` makes the
     lower bound strict (for learning rates and the like). ``cli=False`` hides fields
     the program sets itself (such as the image shape, which comes from the dataset).
+    ``length``: a tuple field of exactly that many values (the optimiser's betas).
     """
-    meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "cli": cli}
+    meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "cli": cli,
+            "length": length}
     if isinstance(default, (list, dict, tuple)):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -60,8 +63,24 @@ def describe(f: dataclasses.Field) -> str:
     lo, hi = m.get("lo"), m.get("hi")
     lo_txt = None if lo is None else ("> " if m.get("lo_open") else ">= ") + f"{lo:g}"
     if lo_txt and hi is not None:
-        return f"{lo_txt} and <= {hi:g}"
-    return lo_txt or (f"<= {hi:g}" if hi is not None else "any")
+        bounds = f"{lo_txt} and <= {hi:g}"
+    else:
+        bounds = lo_txt or (f"<= {hi:g}" if hi is not None else "any")
+    if m.get("length"):
+        return f"{_tuple_kind(f)}, each {bounds}"
+    return bounds
+
+
+_COUNTS = {2: "two", 3: "three", 4: "four"}
+
+
+def _tuple_kind(f: dataclasses.Field, cls=None) -> str:
+    """What a tuple field takes, as a phrase: 'two comma-separated numbers'."""
+    n = f.metadata.get("length")
+    elem = typing.get_args(field_type(cls, f))[0] if cls is not None else type(
+        (f.default_factory() if f.default_factory is not MISSING else f.default)[0])
+    what = "whole numbers" if elem is int else "numbers"
+    return f"{_COUNTS.get(n, n)} comma-separated {what}" if n else f"comma-separated {what}"
 
 
 def _check_value(name: str, f: dataclasses.Field, value: Any) -> None:
@@ -69,6 +88,9 @@ def _check_value(name: str, f: dataclasses.Field, value: Any) -> None:
     values = value if isinstance(value, tuple) else (value,)
     if isinstance(value, tuple) and not value:
         raise ValueError(f"{name} must not be empty")
+    if isinstance(value, tuple) and m.get("length") and len(value) != m["length"]:
+        raise ValueError(f"{name} must be {describe(f)} (got {len(value)}: "
+                         f"{format_value(value)})")
     for v in values:
         if m.get("choices") and v not in m["choices"]:
             raise ValueError(f"{name} must be {describe(f)} (got {v!r})")
@@ -98,7 +120,7 @@ def coerce(cls, f: dataclasses.Field, value: Any, label: Callable[[str], str] = 
     except (TypeError, ValueError):
         kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(t, None)
         if typing.get_origin(t) is tuple:
-            kind = "comma-separated whole numbers"
+            kind = _tuple_kind(f, cls)
         raise ValueError(f"{label(f.name)} must be {kind or describe(f)} (got {value!r})") from None
 
 
@@ -135,7 +157,10 @@ def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str
         raise ValueError(f"{what or 'config'} has fields {cls.__name__} does not know: "
                          f"{', '.join(unknown)}")
     try:
-        cfg = cls(**{name: coerce(cls, known[name], v, label) for name, v in d.items()})
+        values = {name: coerce(cls, known[name], v, label) for name, v in d.items()}
+        for name, v in values.items():  # before __post_init__ checks, which know no label
+            _check_value(label(name), known[name], v)
+        cfg = cls(**values)
         validate(cfg, label)
     except ValueError as e:
         raise ValueError(prefix + str(e)) from None
@@ -156,13 +181,69 @@ def defaults(cls) -> dict:
     return out
 
 
+OPTIMIZERS = ("adam", "adamw", "adamax")
+SCHEDULES = ("constant", "cosine", "exponential", "burda")
+
+
 @dataclass
-class TrainConfig:
-    """How a run trains (config.json's "train"); the model's own options are its config."""
+class OptimConfig:
+    """How the weights are updated: optimiser, learning-rate schedule, weight averaging and
+    KL warm-up (genlab.optim builds them). The defaults are the recipe genlab had before
+    these options (Adam, constant lr, no averaging, no warm-up), so a config.json that does
+    not name them trains as it did; new runs of the CLI and the Train page get their
+    model family's defaults (genlab.optim.family_defaults, the papers' settings)."""
+    optimizer: str = opt("adam", "optimiser: adam (L2 weight decay added to the gradient), "
+                         "adamw (decoupled weight decay) or adamax (infinity-norm Adam); the "
+                         "fused step where PyTorch has one for the device, else foreach",
+                         choices=OPTIMIZERS)
+    betas: tuple[float, ...] = opt((0.9, 0.999), "the optimiser's beta1,beta2 (running "
+                                   "averages of the gradient and of its square)", lo=0.0,
+                                   hi=0.9999, length=2)
+    eps: float = opt(1e-8, "the optimiser's epsilon (added to the root mean square)",
+                     lo=0.0, lo_open=True, hi=1.0)
+    weight_decay: float = opt(0.0, "weight decay (L2 for adam/adamax, decoupled for adamw)",
+                              lo=0.0, hi=1.0)
+    lr_schedule: str = opt("constant", "learning rate after the warm-up: constant; cosine "
+                           "(to the floor at the last step of --epochs); exponential "
+                           "(x lr-gamma per epoch, down to the floor); burda (x 10^(-i/7) "
+                           "during epochs 3^i of stage i, i = 0..7, Burda et al. 2016)",
+                           choices=SCHEDULES)
+    warmup_steps: int = opt(0, "linear learning-rate warm-up: step s < N uses lr * (s+1)/N "
+                            "(0 = none)", lo=0, hi=10_000_000)
+    lr_floor: float = opt(0.0, "lowest learning rate of the cosine, exponential and burda "
+                          "schedules, as a fraction of lr (0.1 = lr/10)", lo=0.0, hi=1.0)
+    lr_gamma: float = opt(0.9, "exponential schedule: learning-rate factor per epoch "
+                          "(applied continuously, step by step)", lo=0.0, lo_open=True, hi=1.0)
+    ema_decay: float = opt(0.0, "exponential moving average (Polyak averaging) of the weights "
+                           "with this decay per step; the averaged weights are validated, "
+                           "sampled, evaluated and shipped (0 = off)", lo=0.0, hi=0.99999)
+    ema_warmup: bool = opt(True, "average with decay min(ema-decay, (1+n)/(10+n)) at the n-th "
+                           "update (TensorFlow's ExponentialMovingAverage num_updates rule), so "
+                           "early weights are forgotten quickly in short runs")
+    kl_warmup_epochs: float = opt(0.0, "KL warm-up (Sonderby et al. 2016): the KL weight rises "
+                                  "linearly from 0 to the model's beta over N epochs, step by "
+                                  "step (latent models with a beta; 0 = off)", lo=0.0,
+                                  hi=100_000.0)
+
+    def __post_init__(self):
+        check_optim(self)
+
+
+def check_optim(cfg) -> None:
+    """What a config with the OptimConfig fields must hold beyond the types (the betas are
+    a pair, each in range); ValueError naming the field. Called on construction."""
+    for f in fields(OptimConfig):
+        if f.name == "betas":
+            _check_value(f.name, f, tuple(cfg.betas))
+
+
+@dataclass
+class _RunConfig:
     dataset: str = opt("mnist", "dataset", choices=tuple(DATASETS))
     epochs: int = opt(20, "number of epochs", lo=1, hi=100000)
     batch_size: int = opt(128, "images per step", lo=1, hi=65536)
-    lr: float = opt(1e-3, "Adam learning rate", lo=0.0, lo_open=True, hi=1.0)
+    lr: float = opt(1e-3, "learning rate (the peak, after any warm-up)", lo=0.0, lo_open=True,
+                    hi=1.0)
     seed: int = opt(0, "random seed (weights, batches, noise)", lo=0)
     device: str = opt("auto", "training device: auto picks cuda > mps > cpu", choices=DEVICES)
     clip_grad: float = opt(0.0, "clip the gradient norm to this value (0 = off)", lo=0.0)
@@ -179,3 +260,9 @@ class TrainConfig:
                          choices=("fp32", "bf16"))
     compile: bool = opt(False, "torch.compile each of the model's networks (Module.compile; "
                         "the first steps wait for the compiler, which needs a C compiler)")
+
+
+@dataclass
+class TrainConfig(OptimConfig, _RunConfig):
+    """How a run trains (config.json's "train"): the run's own fields (dataset ... compile),
+    then the OptimConfig fields; the model's own options are its config."""

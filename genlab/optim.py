@@ -7,8 +7,9 @@ lerps with ``torch.optim.swa_utils.get_ema_multi_avg_fn``. :class:`TrainingSched
 bundles the schedule, the average and the KL warm-up with one ``state_dict`` of plain
 tensors and numbers, so that a run stopped and resumed equals one that never stopped.
 
-The options are :class:`OptimConfig` fields (``opt()``, like every other hyperparameter);
-their defaults are today's recipe (Adam, constant lr, no averaging, no warm-up), so a
+The options are :class:`genlab.config.OptimConfig` fields (``opt()``, like every other
+hyperparameter), which :class:`~genlab.config.TrainConfig` has too; their defaults are the
+old recipe (Adam, constant lr, no averaging, no warm-up), so a
 config that does not name them trains as before. :func:`family_defaults` gives each model
 family the settings its papers state, with the source.
 
@@ -19,64 +20,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from .config import opt
+from .config import OPTIMIZERS, SCHEDULES, OptimConfig, check_optim  # noqa: F401
 
-OPTIMIZERS = ("adam", "adamw", "adamax")
-SCHEDULES = ("constant", "cosine", "exponential", "burda")
 BURDA_STAGES = 8  # Burda et al. 2016: lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7
-
-
-@dataclass
-class OptimConfig:
-    """Training options beyond the learning rate itself (``lr`` stays in TrainConfig)."""
-    optimizer: str = opt("adam", "optimiser: adam (L2 weight decay added to the gradient), "
-                         "adamw (decoupled weight decay) or adamax (infinity-norm Adam); the "
-                         "fused step where PyTorch has one for the device, else foreach",
-                         choices=OPTIMIZERS)
-    betas: tuple[float, ...] = opt((0.9, 0.999), "the optimiser's beta1,beta2 (running "
-                                   "averages of the gradient and of its square)", lo=0.0, hi=0.9999)
-    eps: float = opt(1e-8, "the optimiser's epsilon (added to the root mean square)",
-                     lo=0.0, lo_open=True, hi=1.0)
-    weight_decay: float = opt(0.0, "weight decay (L2 for adam/adamax, decoupled for adamw)",
-                              lo=0.0, hi=1.0)
-    lr_schedule: str = opt("constant", "learning rate after the warm-up: constant; cosine "
-                           "(to the floor at the last step of --epochs); exponential "
-                           "(x lr-gamma per epoch, down to the floor); burda (x 10^(-i/7) "
-                           "during epochs 3^i of stage i, i = 0..7, Burda et al. 2016)",
-                           choices=SCHEDULES)
-    warmup_steps: int = opt(0, "linear learning-rate warm-up: step s < N uses lr * (s+1)/N "
-                            "(0 = none)", lo=0, hi=10_000_000)
-    lr_floor: float = opt(0.0, "lowest learning rate of the cosine, exponential and burda "
-                          "schedules, as a fraction of lr (0.1 = lr/10)", lo=0.0, hi=1.0)
-    lr_gamma: float = opt(0.9, "exponential schedule: learning-rate factor per epoch "
-                          "(applied continuously, step by step)", lo=0.0, lo_open=True, hi=1.0)
-    ema_decay: float = opt(0.0, "exponential moving average (Polyak averaging) of the weights "
-                           "with this decay per step; the averaged weights are validated, "
-                           "sampled, evaluated and shipped (0 = off)", lo=0.0, hi=0.99999)
-    ema_warmup: bool = opt(True, "average with decay min(ema-decay, (1+n)/(10+n)) at the n-th "
-                           "update (TensorFlow's ExponentialMovingAverage num_updates rule), so "
-                           "early weights are forgotten quickly in short runs")
-    kl_warmup_epochs: float = opt(0.0, "KL warm-up (Sonderby et al. 2016): the KL weight rises "
-                                  "linearly from 0 to the model's beta over N epochs, step by "
-                                  "step (latent models; 0 = off)", lo=0.0, hi=100_000.0)
-
-    def __post_init__(self):
-        check(self)
-
-
-def check(cfg) -> None:
-    """What field bounds cannot say: betas is a pair. (For a config holding these fields,
-    such as TrainConfig once they are merged in: call it from its ``__post_init__``.)"""
-    if len(cfg.betas) != 2:
-        raise ValueError(f"betas must be two numbers beta1,beta2 (got {len(cfg.betas)}: "
-                         f"{','.join(map(str, cfg.betas))})")
+check = check_optim  # what field bounds cannot say (betas is a pair); TrainConfig calls it
 
 
 # -- per-family defaults from the papers -----------------------------------------------

@@ -232,7 +232,7 @@ def test_options_validate_like_every_other_config():
         with pytest.raises(ValueError) as e:
             from_dict(OptimConfig, bad)
         assert str(e.value).count("\n") == 0 and next(iter(bad)) in str(e.value)
-    with pytest.raises(ValueError, match="two numbers"):
+    with pytest.raises(ValueError, match="two comma-separated numbers"):
         OptimConfig(betas=(0.9,))
     assert set(option_names()) >= {"optimizer", "betas", "eps", "weight_decay", "lr_schedule",
                                    "warmup_steps", "lr_floor", "ema_decay", "kl_warmup_epochs"}

@@ -150,7 +150,10 @@ def test_every_shipped_config_reads_into_its_dataclasses():
         assert rc.model == raw["model"] and type(rc.model_config).__name__.endswith("Config")
         for part, cfg in (("model_config", rc.model_config), ("train", rc.train)):
             as_json = json.loads(json.dumps(to_dict(cfg)))  # tuples as the lists JSON holds
-            assert {k: as_json[k] for k in raw[part]} == raw[part], (run.name, part)
+            written = dict(raw[part])
+            if "adam_beta1" in written:  # a GAN's, now the first of train.betas (issue 12)
+                assert rc.train.betas == (written.pop("adam_beta1"), 0.999), run.name
+            assert {k: as_json[k] for k in written} == written, (run.name, part)
         assert (rc.train.precision, rc.train.compile) == ("fp32", False)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from .ae_gmm import AEGMM, AEGMMConfig
 from .base import GenerativeModel
 from .binary_vae import BinaryVAE, BinaryVAEConfig
-from .gan import DCGAN, GAN, DCGANConfig, GANConfig
+from .gan import DCGAN, GAN, DCGANConfig, GANConfig, fold_adam_beta1
 from .nice import NICE, NICEConfig
 from .realnvp import RealNVP, RealNVPConfig
 from .vae import VAE, VAEConfig
@@ -43,9 +43,20 @@ def model_entry(name: str) -> tuple[type[GenerativeModel], type]:
     return MODELS[name]
 
 
+def upgrade_config(model: str, model_config: dict, train: dict) -> tuple[dict, dict]:
+    """A run's model and training config dicts as an older genlab wrote them, in today's
+    fields (config.json and a checkpoint's config are read through this): a GAN's
+    adam_beta1 becomes train.betas. ValueError in one line when they contradict."""
+    if model in ("gan", "dcgan"):
+        return fold_adam_beta1(model_config, train)
+    return model_config, train
+
+
 def build_model(name: str, config: dict) -> GenerativeModel:
-    """Rebuild a model from its registry name and config dict (as in config.json)."""
+    """Rebuild a model from its registry name and config dict (as in config.json, or a
+    checkpoint's, older fields included: :func:`upgrade_config`)."""
     from ..config import from_dict
 
     cls, cfg_cls = model_entry(name)
+    config = upgrade_config(name, config, {})[0]
     return cls(from_dict(cfg_cls, config, what=f"config of model {name!r}"))

@@ -54,7 +54,7 @@ class AEGMM(LatentVariableModel):
 
     kind = "ae-gmm"
     caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance",
-                        mixture=True)
+                        mixture=True, temperature=1.0)
     log_prob_method = "importance sampling with a defensive mixture proposal (Hesterberg 1995)"
 
     def __init__(self, cfg: AEGMMConfig):
@@ -113,20 +113,22 @@ class AEGMM(LatentVariableModel):
         return torch.sigmoid(self.decoder_logits(z))
 
     @torch.no_grad()
-    def sample_latent(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ancestral sampling: y ~ Cat(pi) (n,), z ~ N(mu_y, Sigma_y) (n, d)."""
+    def sample_latent(self, n: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ancestral sampling: y ~ Cat(pi) (n,), z ~ N(mu_y, T^2 Sigma_y) (n, d): at
+        temperature T each component's spread is scaled by T around its mean."""
+        t = self.check_temperature(temperature)
         y = Categorical(probs=self.gmm.weights).sample((n,))  # (n,)
         eps = torch.randn(n, self.cfg.latent_dim, 1, device=self.gmm.means.device)
-        z = self.gmm.means[y] + (self.gmm.scale_tril[y] @ eps).squeeze(-1)  # (n, d)
+        z = self.gmm.means[y] + t * (self.gmm.scale_tril[y] @ eps).squeeze(-1)  # (n, d)
         return z, y
 
-    def sample_prior(self, n: int) -> torch.Tensor:
-        """z (n, d) from the mixture."""
-        return self.sample_latent(n)[0]
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """z (n, d) from the mixture (components scaled by T)."""
+        return self.sample_latent(n, temperature)[0]
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.sample_prior(n))  # (n, C, H, W)
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        return self.decode(self.sample_prior(n, temperature))  # (n, C, H, W)
 
     @torch.no_grad()
     def sample_component(self, k: int, n: int) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 A model is an ``nn.Module`` built from a dataclass config. ``loss(x)`` returns a dict
 with "loss" and named parts (per-image means, nats); ``sample(n)`` returns images in
-[0, 1]. Models with several optimisers (GANs) override ``configure_optimizers`` and
-``train_step``, so :func:`genlab.train.fit` stays the one loop.
+[0, 1]. Models with several optimisers (GANs) override ``param_groups`` (the parameters
+of each optimiser) and ``train_step``, so :func:`genlab.loop.fit` stays the one loop.
 
 What a model can do beyond that is declared once per model class, in its ``caps``
 (a :class:`Capabilities`): evaluation, exploration, the comparison code and the app read
@@ -20,9 +20,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..config import opt
+from ..config import OptimConfig, opt
 from ..data import PREPROCESS, ImageData
 from ..nn import ARCHS
+from ..optim import build_optimizers
 
 LIKELIHOODS = ("exact", "importance")
 PRIORS = ("normal", "bernoulli", "logistic", "learned")
@@ -47,6 +48,13 @@ class Capabilities:
         closed form). Opt-in: a model whose KL does not split over units leaves it False.
     mixture: the model carries a Gaussian mixture on its codes (``gmm``, and
         ``sample_component``), which the Clusters page draws.
+    temperature: ``sample(n, temperature=T)`` tempers the prior (flows and Gaussian latents:
+        z ~ N(0, T^2 I), Kingma & Dhariwal 2018; other priors scaled the same way, the GAN
+        truncated: see each model's ``sample_prior``), and this is the family's default T
+        for sample grids (1: the model as trained); None: the prior has no scale to temper
+        (Bernoulli(1/2) units), so only T = 1 is accepted.
+    kl_warmup: the loss weights its KL term by the model's ``kl_weight`` (its config's beta
+        unless fit's KL warm-up sets it for the next step); "elbo" stays at weight 1.
     """
     encode: bool = False
     decode: bool = False
@@ -55,6 +63,8 @@ class Capabilities:
     bijective: bool = False
     kl_per_dim: bool = False
     mixture: bool = False
+    temperature: float | None = None
+    kl_warmup: bool = False
 
     def __post_init__(self):
         if self.likelihood not in (None, *LIKELIHOODS):
@@ -68,6 +78,8 @@ class Capabilities:
             raise ValueError("kl_per_dim, bijective and mixture need encode")
         if self.bijective and self.likelihood != "exact":
             raise ValueError("a bijective model has an exact likelihood")
+        if self.temperature is not None and (self.prior is None or not self.temperature > 0):
+            raise ValueError("a default temperature needs a prior and must be > 0")
 
     @property
     def reconstructs(self) -> bool:
@@ -144,8 +156,18 @@ class GenerativeModel(nn.Module):
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
+
+    def check_temperature(self, temperature: float) -> float:
+        """``temperature`` if this model can sample at it, else ValueError in one line."""
+        t = float(temperature)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be a number > 0 (got {temperature})")
+        if self.caps.temperature is None and t != 1.0:
+            raise ValueError(f"{self.kind} has no sampling temperature (its {self.caps.prior} "
+                             f"prior has no scale to temper): only temperature 1 (got {t:g})")
+        return t
 
     @property
     def preprocess(self) -> str:
@@ -162,8 +184,15 @@ class GenerativeModel(nn.Module):
         return next(self.parameters()).device
 
     # -- training -------------------------------------------------------------
-    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=lr)]
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters of each optimiser, in the order ``train_step`` takes the
+        optimisers (one group by default; a GAN: discriminator, generator)."""
+        return [list(self.parameters())]
+
+    def configure_optimizers(self, lr: float, options=None) -> list[torch.optim.Optimizer]:
+        """One optimiser per :meth:`param_groups` group, as ``options`` (a TrainConfig or
+        OptimConfig; default: Adam with PyTorch's betas) says: genlab.optim.build_optimizers."""
+        return build_optimizers(self.param_groups(), options or OptimConfig(), self.device, lr=lr)
 
     def train_step(self, x: torch.Tensor, optimizers: list[torch.optim.Optimizer], *,
                    clip_grad: float | None = None) -> dict[str, torch.Tensor]:

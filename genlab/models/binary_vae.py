@@ -63,7 +63,7 @@ class BinaryVAE(VAE):
 
     kind = "binary-vae"
     caps = Capabilities(encode=True, decode=True, prior="bernoulli", likelihood="importance",
-                        kl_per_dim=True)
+                        kl_per_dim=True, kl_warmup=True)  # Bernoulli(1/2): no temperature
     proposal = "q(z|x), the factorised Bernoulli encoder"
     PARAMS_PER_UNIT = 1  # the encoder gives one logit per latent unit
 
@@ -126,7 +126,7 @@ class BinaryVAE(VAE):
         signal = log_px_z.detach()
         score = (signal - c.detach()) * log_q[0]  # (B,), grad = REINFORCE term
         recon = -log_px_z
-        loss = recon + self.cfg.beta * kl - (score - score.detach())  # value: recon + beta*kl
+        loss = recon + self.kl_weight * kl - (score - score.detach())  # value: recon + beta*kl
         out = {"elbo": -(recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
         if self.baseline_net is not None:
             mse = (signal - c) ** 2  # (B,), grad only reaches b(x)
@@ -153,5 +153,6 @@ class BinaryVAE(VAE):
         """Posterior means q(z_j = 1 | x) (B, d)."""
         return torch.sigmoid(self.posterior(x).logits)
 
-    def sample_prior(self, n: int) -> torch.Tensor:
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        self.check_temperature(temperature)  # only 1: tempering Bernoulli(1/2) leaves it
         return torch.bernoulli(torch.full((n, self.cfg.latent_dim), 0.5, device=self.device))

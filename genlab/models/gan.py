@@ -24,16 +24,59 @@ from torch import nn
 from ..config import opt
 from .base import Capabilities, GenerativeModel, image_shape_field, preprocess_field
 
-# a generator from N(0, I) latents: decode and a prior, no encoder, no log p(x)
-GENERATOR_CAPS = Capabilities(decode=True, prior="normal")
+# a generator from N(0, I) latents: decode and a prior, no encoder, no log p(x); sample
+# grids at T = 1 only (the untruncated noise it was trained on)
+GENERATOR_CAPS = Capabilities(decode=True, prior="normal", temperature=1.0)
+LEGACY_BETA1 = "adam_beta1"  # a model option before genlab had train.betas (both players' beta1)
 
 
 def _latent_field():
     return opt(100, "size of the latent z", lo=1, hi=1024)
 
 
-def _beta1_field():
-    return opt(0.5, "Adam beta1 for both players (0.5 is usual for GANs)", lo=0.0, hi=0.999)
+def fold_adam_beta1(model_config: dict, train: dict) -> tuple[dict, dict]:
+    """A GAN config as genlab wrote it before train.betas existed, in today's fields: its
+    model option adam_beta1 was the beta1 of both players' Adam (beta2 0.999), which is now
+    train.betas. ValueError (one line) when a config has both and they disagree."""
+    if LEGACY_BETA1 not in model_config:
+        return model_config, train
+    model_config = dict(model_config)
+    beta1 = model_config.pop(LEGACY_BETA1)
+    train = dict(train)
+    if "betas" not in train:
+        train["betas"] = [beta1, 0.999]
+    elif not isinstance(train["betas"], (list, tuple)) or not train["betas"] or \
+            train["betas"][0] != beta1:
+        raise ValueError(f"model_config.adam_beta1 ({beta1}) and train.betas ({train['betas']}) "
+                         "disagree: adam_beta1 is now the first of train.betas; remove it")
+    return model_config, train
+
+
+def truncated_noise(n: int, d: int, temperature: float, device) -> torch.Tensor:
+    """(n, d) standard normal draws truncated to [-tau, tau] where the truncated normal's
+    standard deviation is ``temperature`` T <= 1 (T = 1: no truncation). The truncation
+    trick of Brock et al. 2019 (BigGAN), its threshold picked so that T means what it means
+    for flows (the noise's std); drawn by the inverse CDF, so no value lies beyond tau."""
+    if temperature >= 1.0:
+        return torch.randn(n, d, device=device)
+    tau = truncation_threshold(temperature)
+    lo = torch.special.ndtr(torch.tensor(-tau, dtype=torch.float64))
+    u = torch.rand(n, d, dtype=torch.float64, device=device)
+    z = torch.special.ndtri(lo + u * (1 - 2 * lo))  # (n, d) in [-tau, tau]
+    return z.clamp(-tau, tau).float()
+
+
+def truncation_threshold(std: float) -> float:
+    """tau with Var(Z | |Z| <= tau) = std^2 for Z ~ N(0, 1), 0 < std < 1 (bisection on
+    1 - 2 tau phi(tau) / (2 Phi(tau) - 1), which rises from 0 to 1)."""
+    def var(tau: float) -> float:
+        mass = math.erf(tau / math.sqrt(2))  # P(|Z| <= tau)
+        return 1 - 2 * tau * math.exp(-tau * tau / 2) / math.sqrt(2 * math.pi) / mass
+    lo, hi = 1e-9, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if var(mid) < std * std else (lo, mid)
+    return (lo + hi) / 2
 
 
 @dataclass
@@ -44,7 +87,6 @@ class GANConfig:
                                   "comma-separated", lo=1, hi=8192)
     d_hidden: tuple[int, ...] = opt((512, 256), "discriminator MLP hidden widths", lo=1, hi=8192)
     dropout: float = opt(0.3, "dropout after each discriminator hidden layer", lo=0.0, hi=0.9)
-    adam_beta1: float = _beta1_field()
     preprocess: str = preprocess_field("dequantize")
 
 
@@ -54,7 +96,6 @@ class DCGANConfig:
     latent_dim: int = _latent_field()
     width: int = opt(64, "channels at the finest resolution; doubled at each coarser level",
                      lo=1, hi=1024)
-    adam_beta1: float = _beta1_field()
     preprocess: str = preprocess_field("dequantize")
 
 
@@ -65,11 +106,10 @@ class _GAN(GenerativeModel):
     generator: nn.Module
     discriminator: nn.Module
 
-    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        """[discriminator's Adam, generator's Adam], in the order train_step uses them."""
-        betas = (self.cfg.adam_beta1, 0.999)
-        return [torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),
-                torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)]
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """[discriminator's, generator's] parameters: two optimisers, in the order
+        train_step uses them (their betas are train.betas; 0.5, 0.999 per DCGAN)."""
+        return [list(self.discriminator.parameters()), list(self.generator.parameters())]
 
     @staticmethod
     def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -133,8 +173,14 @@ class _GAN(GenerativeModel):
         return self.loss(x)
 
     # -- generator interface ----------------------------------------------------------
-    def sample_prior(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.latent_dim, device=self.device)  # (n, d)
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """z (n, d): N(0, I), truncated below temperature 1 (:func:`truncated_noise`: the
+        GAN was trained on N(0, I) noise, so it is narrowed, never scaled; T <= 1)."""
+        t = self.check_temperature(temperature)
+        if t > 1.0:
+            raise ValueError(f"{self.kind} truncates its noise, which only narrows it: "
+                             f"temperature must be > 0 and <= 1 (got {t:g})")
+        return truncated_noise(n, self.cfg.latent_dim, t, self.device)  # (n, d)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -142,8 +188,8 @@ class _GAN(GenerativeModel):
         return (self.generator(z) + 1) / 2
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.sample_prior(n))
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        return self.decode(self.sample_prior(n, temperature))
 
 
 # -- the MLP GAN ----------------------------------------------------------------------

@@ -48,7 +48,7 @@ class VAE(LatentVariableModel):
 
     kind = "vae"
     caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
-                        kl_per_dim=True)
+                        kl_per_dim=True, temperature=1.0, kl_warmup=True)
     log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
     proposal = "q(z|x), the Gaussian encoder (diagonal covariance)"
     # encoder outputs per latent unit: mean and log-variance (binary-vae: one logit)
@@ -61,6 +61,7 @@ class VAE(LatentVariableModel):
         self.bernoulli = cfg.preprocess != "dequantize"
         out_c = c if self.bernoulli else 2 * c  # Gaussian decoder: mean and log-variance
         d = cfg.latent_dim
+        self.kl_weight = cfg.beta  # the KL's weight in the loss; fit's KL warm-up ramps it
         self.encoder = image_encoder(cfg.arch, cfg.image_shape, cfg.hidden, self.PARAMS_PER_UNIT * d)
         self.decoder = image_decoder(cfg.arch, d, cfg.image_shape, cfg.hidden, out_c)
 
@@ -122,7 +123,7 @@ class VAE(LatentVariableModel):
         if k == 1:
             recon = -log_px_z[0]  # (B,)
             kl = self.kl(z, log_q, post)
-            loss = recon + self.cfg.beta * kl
+            loss = recon + self.kl_weight * kl  # beta, or its warm-up value
             return self._with_bpd({"loss": loss.mean(), "elbo": -(recon + kl).mean(),
                                    "recon": recon.mean(), "kl": kl.mean()}, "elbo")
         log_w = log_px_z + self.log_prior(z) - log_q  # (k, B)
@@ -157,9 +158,11 @@ class VAE(LatentVariableModel):
             return torch.sigmoid(out)
         return out.chunk(2, dim=-3)[0].clamp(0, 1)
 
-    def sample_prior(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.latent_dim, device=self.device)
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """z ~ N(0, T^2 I): (n, d)."""
+        t = self.check_temperature(temperature)
+        return t * torch.randn(n, self.cfg.latent_dim, device=self.device)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.sample_prior(n))
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        return self.decode(self.sample_prior(n, temperature))

@@ -58,7 +58,7 @@ class VAEFlowDecoder(VAE):
 
     kind = "vae-flow-decoder"
     caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
-                        kl_per_dim=True)
+                        kl_per_dim=True, temperature=1.0, kl_warmup=True)
 
     def __init__(self, cfg: VAEFlowDecoderConfig):
         if cfg.preprocess != "dequantize":
@@ -87,7 +87,8 @@ class VAEFlowDecoder(VAE):
         return self._to_data(self._gaussian(z)[0])
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """x = f^{-1}(mu(z) + sigma(z) eps), z ~ N(0, I), clamped to [0, 1]."""
-        mu, logvar = self._gaussian(self.sample_prior(n))
-        return self._to_data(mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """x = f^{-1}(mu(z) + T sigma(z) eps), z ~ N(0, T^2 I), clamped to [0, 1]: the
+        flow-space noise is a flow's base Gaussian, tempered like the prior (as in Glow)."""
+        mu, logvar = self._gaussian(self.sample_prior(n, temperature))
+        return self._to_data(mu + temperature * torch.exp(0.5 * logvar) * torch.randn_like(mu))

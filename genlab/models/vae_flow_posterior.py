@@ -45,7 +45,8 @@ class VAEFlowPosterior(VAE):
     units, so neither does the KL: no kl_per_dim."""
 
     kind = "vae-flow-posterior"
-    caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance")
+    caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
+                        temperature=1.0, kl_warmup=True)
 
     def __init__(self, cfg: VAEFlowPosteriorConfig):
         super().__init__(cfg)

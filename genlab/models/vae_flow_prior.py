@@ -57,7 +57,8 @@ class VAEFlowPrior(VAE):
     The prior does not factorise over latent units, so neither does the KL: no kl_per_dim."""
 
     kind = "vae-flow-prior"
-    caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance")
+    caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance",
+                        temperature=1.0, kl_warmup=True)
 
     def __init__(self, cfg: VAEFlowPriorConfig):
         super().__init__(cfg)
@@ -74,8 +75,9 @@ class VAEFlowPrior(VAE):
         return (log_q - self.log_prior(z)).mean(0)
 
     @torch.no_grad()
-    def sample_prior(self, n: int) -> torch.Tensor:
-        """z = f^{-1}(eps), eps ~ N(0, I): (n, d)."""
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """z = f^{-1}(eps), eps ~ N(0, T^2 I): (n, d) (the flow's base tempered, as in Glow)."""
+        t = self.check_temperature(temperature)
         p = next(self.parameters())
-        eps = torch.randn(n, self.cfg.latent_dim, device=p.device, dtype=p.dtype)  # (n, d)
+        eps = t * torch.randn(n, self.cfg.latent_dim, device=p.device, dtype=p.dtype)  # (n, d)
         return self.prior_flow.inverse(eps)[0]
