@@ -21,11 +21,13 @@ from torchvision.utils import save_image
 
 from . import runs
 from .config import TrainConfig, to_dict
-from .data import ImageData, batches, prepare, preprocess
+from .data import ImageData, prepare, preprocess
+from .distributed import Dist
 from .metrics import evaluate
 from .models import GenerativeModel
 
 _clock = time.perf_counter  # the loop's one clock: record times and the budget (tests replace it)
+STOP_CHECK_EVERY = 10  # steps between the processes' agreement on a stop request (SIGTERM)
 
 
 class TrainingFailed(RuntimeError):
@@ -146,9 +148,10 @@ class _Loop:
 
     def __init__(self, model: GenerativeModel, train: ImageData, val: ImageData | None,
                  cfg: TrainConfig, run_dir: Path | None, callbacks: tuple[Callback, ...],
-                 optimizers: list, state: TrainState):
+                 optimizers: list, state: TrainState, dist: Dist):
         self.model, self.cfg, self.run_dir, self.callbacks = model, cfg, run_dir, callbacks
-        self.optimizers, self.state = optimizers, state
+        self.optimizers, self.state, self.dist = optimizers, state, dist
+        self.step = dist.wrap(model)  # model.train_step, gradients synchronised across processes
         device = model.device
         self.train = prepare(train, model.preprocess).to(device)
         self.val = prepare(val, model.preprocess).to(device) if val is not None else None
@@ -168,7 +171,7 @@ class _Loop:
     def run_epoch(self, epoch: int, stop: StopRequested) -> dict | None:
         """Epoch ``epoch``, start to end; the run's final status when that ends the run
         (a stop request, the time budget), else None."""
-        if stop.flag:  # asked to stop between epochs, or before fit() began
+        if self.stop_requested(stop, True):  # asked to stop between epochs, or before fit() began
             return self.stopped(epoch - 1)
         state = self.state
         state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
@@ -212,41 +215,55 @@ class _Loop:
         base = 3 * (self.cfg.seed * 100_000 + epoch)
         self.pixel_noise.manual_seed(base)
         self.batch_order.manual_seed(base + 1)
-        torch.manual_seed(base + 2)
+        torch.manual_seed(self.dist.seed(base + 2))  # model noise: one stream per process
 
     def train_epoch(self, stop: StopRequested) -> _Sums | None:
         """The steps of one epoch, a training record every ``log_every`` steps and at the
         epoch's end; returns the epoch's sums, or None when ``stop`` was set mid-epoch."""
         cfg, state, model = self.cfg, self.state, self.model
         self.model.train()
-        epoch_sums, window_sums, window = _Sums(), _Sums(), []
+        epoch_sums, window_sums, window, window_images = _Sums(), _Sums(), [], 0
         t_window = _clock()
-        for idx in batches(len(self.train), cfg.batch_size, shuffle=True,
-                           generator=self.batch_order, device=model.device):
-            x = preprocess(self.train.x[idx], model.preprocess, generator=self.pixel_noise)
+        # global batches (the same on every process), each process stepping on its part
+        epoch = self.dist.batches(len(self.train), cfg.batch_size, generator=self.batch_order,
+                                  device=model.device)
+        for i, idx in enumerate(epoch, 1):
+            x = self.dist.part(preprocess(self.train.x[idx], model.preprocess,
+                                          generator=self.pixel_noise))
             with self.step_context():
-                out = model.train_step(x, self.optimizers, clip_grad=cfg.clip_grad or None)
+                out = self.step(x, self.optimizers, clip_grad=cfg.clip_grad or None, of=len(idx))
             window.append(out)  # references only: no device sync per step
-            window_sums.add(out, len(idx))
+            window_sums.add(out, len(x))
+            window_images += len(idx)  # images/s of the whole run, all processes
             state.step += 1
-            if state.step % cfg.log_every == 0 or epoch_sums.n + window_sums.n == len(self.train):
-                parts = window_sums.mean()
+            logged = state.step % cfg.log_every == 0 or i == len(epoch)
+            if logged:
+                parts = self.dist.mean_record(window_sums.sums, window_sums.n)
                 _check_finite(parts, state.step, window)
-                rec = self.record(parts, event="step", split="train", images=window_sums.n,
+                rec = self.record(parts, event="step", split="train", images=window_images,
                                   since=t_window)
                 self.emit("log", rec)
                 epoch_sums.merge(window_sums)
-                window_sums, window, t_window = _Sums(), [], _clock()
+                window_sums, window, window_images, t_window = _Sums(), [], 0, _clock()
             else:
                 self.emit("step")
-            if stop.flag:
+            if self.stop_requested(stop, logged or state.step % STOP_CHECK_EVERY == 0):
                 return None
         return epoch_sums
 
+    def stop_requested(self, stop: StopRequested, check: bool) -> bool:
+        """The stop flag; under several processes it is agreed on (set on one: stop all) at
+        log points and every STOP_CHECK_EVERY steps only, the same steps on every process."""
+        if not self.dist.active:
+            return stop.flag
+        return check and self.dist.any(stop.flag)
+
     def validate(self) -> None:
         t_val = _clock()
-        parts = evaluate(self.model, self.val, batch_size=max(self.cfg.batch_size, 500),
-                         seed=self.cfg.seed)
+        mine = self.dist.shard(self.val)  # each process its share, means weighted by images
+        parts = evaluate(self.model, mine, batch_size=max(self.cfg.batch_size, 500),
+                         seed=self.dist.seed(self.cfg.seed))
+        parts = self.dist.mean_record({k: v * len(mine) for k, v in parts.items()}, len(mine))
         _check_finite(parts, self.state.step)
         self.emit("epoch_val", self.record(parts, event="epoch", split="val",
                                            images=len(self.val), since=t_val))
@@ -254,8 +271,10 @@ class _Loop:
     def end_epoch(self, epoch: int, sums: _Sums, t_epoch: float) -> None:
         """After the steps: the model's own epoch hook, the epoch's training record,
         validation, the checkpoint and the sample grid."""
-        self.model.on_epoch_end(self.train)  # e.g. ae-gmm fits its mixture on the codes
-        self.emit("epoch_train", self.record(sums.mean(), event="epoch", split="train",
+        # e.g. ae-gmm fits its mixture on the codes: once (rank 0, every image), then shared
+        self.dist.epoch_end(self.model, self.train)
+        self.emit("epoch_train", self.record(self.dist.mean_record(sums.sums, sums.n),
+                                             event="epoch", split="train",
                                              images=len(self.train), since=t_epoch))
         if self.val is not None:
             self.validate()
@@ -263,11 +282,13 @@ class _Loop:
         if self.run_dir:
             _save_samples(self.model, self.run_dir / "samples" / f"epoch_{epoch:03d}.png",
                           self.cfg.n_samples, self.cfg.seed)
+        self.dist.wait_for_main()  # the others wait for rank 0's checkpoint and samples
         self.emit("epoch")
 
     def stopped(self, epoch: int) -> dict:
         """Stop on request: the checkpoint of ``epoch``, from the weights as they are now."""
         self.save(epoch)
+        self.dist.wait_for_main()
         return {"state": "stopped", "epoch": epoch, "step": self.state.step}
 
     def over_budget(self, epoch: int, t_epoch: float) -> bool:
@@ -280,7 +301,7 @@ class _Loop:
 def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,
         run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
         optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0,
-        stop: StopRequested | None = None) -> dict:
+        stop: StopRequested | None = None, dist: Dist | None = None) -> dict:
     """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
 
     Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
@@ -289,14 +310,19 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
     ``stop``: a StopRequested the caller entered already (one set before fit starts
     stops it at once, with a checkpoint of the weights it was given).
+    ``dist``: this process's place in a torchrun launch (genlab.distributed.setup; default
+    one process). Every process runs fit() on the whole split with the same seeds; only
+    the one given ``run_dir`` and ``callbacks`` (rank 0) writes. ``cfg.batch_size`` is the
+    global batch, shared by the processes.
     """
+    dist = dist or Dist(device=model.device)
     if cfg.compile:
         for net in model.children():  # in place: the state_dict keys stay the same
             net.compile()
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    steps_per_epoch = dist.steps_per_epoch(len(train), cfg.batch_size)
     state = TrainState(start_epoch, start_step, steps_per_epoch * cfg.epochs, steps_per_epoch)
     loop = _Loop(model, train, val, cfg, Path(run_dir) if run_dir else None, callbacks,
-                 optimizers or model.configure_optimizers(cfg.lr), state)
+                 optimizers or model.configure_optimizers(cfg.lr), state, dist)
     with loop, nullcontext(stop) if stop is not None else StopRequested() as stop:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             end = loop.run_epoch(epoch, stop)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import runs
+from . import distributed, runs
 from .data import load_split, prepare, preprocess, batches
 from .device import pick_device
 from .fid import FeatureNetError, fid_model
@@ -92,25 +92,37 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     the estimate at k/10 and a warning when the two still differ by more than 0.2 nats
     (posterior.iw_convergence). A VAE with a 2-D latent also gets log p(x) by quadrature
     (posterior.exact_eval_entries) on the first ``exact_n`` images (None: all, 0: skip),
-    with the importance-weighted figure on the same images beside it."""
+    with the importance-weighted figure on the same images beside it.
+
+    Under torchrun (``torchrun --nproc-per-node N -m genlab eval RUN``) the log p(x) passes
+    are sharded: each process takes a contiguous share of the images (its own seeded
+    noise), the per-image values are gathered in order and ``images_per_s`` is summed over
+    the processes; rank 0 does the rest and writes eval.json, the others return {}."""
     if exact_n is not None and exact_n < 0:
         raise ValueError(f"exact_n must be >= 0 (0 skips the quadrature; got {exact_n})")
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    dev = pick_device(device)
+    dist = distributed.setup(pick_device(device))  # one process, or this one's torchrun place
+    dev = dist.device
+    progress = progress and dist.is_main
     model, ckpt, rc = runs.load_model(run_dir, map_location=dev)
     data = load_split(rc.train.dataset, split, data_root or rc.train.data_root or None,
                       limit=limit)
     torch.manual_seed(0)
     result = {"model": rc.model, "dataset": rc.train.dataset, "split": split,
               "n_images": len(data), "epoch": ckpt.get("epoch"),
-              "data": data_kind(model.preprocess), "k": k, "device": str(dev)}
+              "data": data_kind(model.preprocess), "k": k, "device": str(dev),
+              "processes": dist.world}
     result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
     if model.caps.likelihood:
-        nll, lp = _nll_per_image(model, data, k=k, progress=progress)
+        nll, lp = _nll_per_image(model, data, k=k, progress=progress, dist=dist)
         result.update(nll)
         if model.caps.likelihood == "importance" and k >= 10:
-            result.update(_iw_tenth(model, data, lp, k))
+            result.update(_iw_tenth(model, data, lp, k, dist))
+    distributed.teardown(dist)  # the other processes are done: rank 0 goes on alone
+    if not dist.is_main:
+        return {}
+    if model.caps.likelihood:
         if can_integrate(model) and exact_n != 0:
             result.update(_exact(model, data, lp, exact_n, progress=progress))
     if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
@@ -132,10 +144,11 @@ def _fid(model, data, n: int) -> dict:
     return {"fid": score, "fid_n": n, "fid_seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _iw_tenth(model, data, lp: torch.Tensor, k: int) -> dict:
+def _iw_tenth(model, data, lp: torch.Tensor, k: int, dist=None) -> dict:
     """The estimate at k/10 on the same images and noise, beside the one at k."""
     t0 = time.perf_counter()
-    lp_tenth = log_prob_split(model, data, k=k // 10)
+    dist = dist or distributed.Dist()
+    lp_tenth = dist.gather(log_prob_split(model, dist.shard(data), k=k // 10))
     return {**iw_convergence(lp, lp_tenth, k), "nll_k_tenth_seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -180,18 +193,25 @@ def _nll(model, data, *, k: int, progress: bool) -> dict:
     return _nll_per_image(model, data, k=k, progress=progress)[0]
 
 
-def _nll_per_image(model, data, *, k: int, progress: bool) -> tuple[dict, torch.Tensor]:
-    """eval.json's log p(x) entries and the per-image log p(x) (N,) they come from."""
+def _nll_per_image(model, data, *, k: int, progress: bool,
+                   dist=None) -> tuple[dict, torch.Tensor]:
+    """eval.json's log p(x) entries and the per-image log p(x) (N,) they come from
+    (each process of ``dist`` its share of the images, gathered in order)."""
+    dist = dist or distributed.Dist()
+    mine = dist.shard(data)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(data), unit="img", desc=f"log p(x), k={k}")
+        bar = tqdm(total=len(mine), unit="img", desc=f"log p(x), k={k}")
     t0 = time.perf_counter()
-    lp = log_prob_split(model, data, k=k, progress=bar.update if bar else None)
+    lp = log_prob_split(model, mine, k=k, progress=bar.update if bar else None)
+    seconds = time.perf_counter() - t0
     if bar:
         bar.close()
+    lp = dist.gather(lp)
+    rate = dist.sum(len(mine) / max(seconds, 1e-9))  # images/s of all processes together
     out = {"nll_nats": float(-lp.mean()), "nll_sem": float(lp.std() / math.sqrt(len(lp))),
-           "nll_seconds": round(time.perf_counter() - t0, 2),
+           "nll_seconds": round(seconds, 2), "images_per_s": round(rate, 1),
            "nll_method": model.log_prob_method, "proposal": model.proposal}
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))

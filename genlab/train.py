@@ -7,7 +7,6 @@ status.json says "starting", then "running" with progress and an ETA, then "done
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import runs
+from . import distributed, runs
 from .config import TrainConfig, flag, validate
 from .data import load_split
 from .device import device_name, pick_device
@@ -64,13 +63,20 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
     SIGTERM is caught from the first line on: one that comes while the data loads stops
     the run ("stopped", with a checkpoint) as soon as fit() begins. A fault is a
     "failed" status with its one-line reason, then raised (RunError, DatasetError,
-    TrainingFailed, ValueError or OSError)."""
+    TrainingFailed, ValueError or OSError; DistributedError when a process of a torchrun
+    launch was lost: the caller ends the process with distributed.exit_after_failure).
+
+    Under torchrun every process trains (genlab.distributed) and only rank 0 writes the
+    run folder; a lost process is recorded as "failed" by whichever process noticed."""
     run_dir = Path(run_dir)
+    main = distributed.is_main_process()
     with StopRequested() as stop:
         try:
-            return _train_run(run_dir, resume=resume, epochs=epochs, progress=progress, stop=stop)
+            return _train_run(run_dir, resume=resume, epochs=epochs, progress=progress, stop=stop,
+                              main=main)
         except Exception as e:
-            if (run_dir / runs.CONFIG).exists():  # a run folder: its status says why
+            if (run_dir / runs.CONFIG).exists() and (  # a run folder: its status says why
+                    main or isinstance(e, distributed.DistributedError)):
                 _record_failure(run_dir, e)
             raise
 
@@ -84,21 +90,24 @@ def _record_failure(run_dir: Path, e: Exception) -> None:
 
 
 def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: bool,
-               stop: StopRequested) -> dict:
+               stop: StopRequested, main: bool = True) -> dict:
+    write_status = runs.write_status if main else _no_status  # rank 0 writes the run folder
     rc = runs.read_config(run_dir)
     cfg = rc.train
     if epochs:
         cfg = dataclasses.replace(cfg, epochs=epochs)
         validate(cfg, flag)  # resume --epochs N
     t0 = time.time()
-    runs.write_status(run_dir, state="starting", pid=os.getpid(), message="",
-                      total_epochs=cfg.epochs, started=t0)
-    device = pick_device(cfg.device)
+    write_status(run_dir, state="starting", pid=os.getpid(), message="",
+                 total_epochs=cfg.epochs, started=t0)
+    dist = distributed.setup(pick_device(cfg.device))  # torchrun: join the others
+    device = dist.device
     torch.manual_seed(cfg.seed)
     if resume:
-        model, optimizers, start_epoch, start_step = _resume_from(run_dir, cfg, device)
+        model, optimizers, start_epoch, start_step = _resume_from(run_dir, cfg, device, main)
         if start_epoch >= cfg.epochs:
-            return runs.write_status(run_dir, state="done", epoch=start_epoch,
+            distributed.teardown(dist)
+            return write_status(run_dir, state="done", epoch=start_epoch,
                                      message=f"already trained {start_epoch} epochs; "
                                              "pass --epochs N with N larger to continue")
     else:
@@ -107,19 +116,26 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     limit = cfg.limit or None
     train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
     val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
-    callbacks = [_status_callback(run_dir, t0, cfg.max_minutes, start_step)]
-    if progress:
-        callbacks.append(_progress_bar(math.ceil(len(train) / cfg.batch_size) * cfg.epochs,
-                                       start_step))
-    runs.write_status(run_dir, state="running", device=device_name(device))
-    result = fit(model, train, val, cfg, run_dir=run_dir, callbacks=tuple(callbacks),
-                 optimizers=optimizers, start_epoch=start_epoch, start_step=start_step, stop=stop)
-    return runs.write_status(run_dir, state=result["state"], epoch=result["epoch"],
-                             step=result["step"], message=_end_message(run_dir, cfg, result),
-                             progress=1.0 if result["state"] == "done" else None)
+    callbacks = [_status_callback(run_dir, t0, cfg.max_minutes, start_step)] if main else []
+    if progress and main:
+        callbacks.append(_progress_bar(dist.steps_per_epoch(len(train), cfg.batch_size)
+                                       * cfg.epochs, start_step))
+    write_status(run_dir, state="running", device=device_name(device), processes=dist.world)
+    result = fit(model, train, val, cfg, run_dir=run_dir if main else None,
+                 callbacks=tuple(callbacks), optimizers=optimizers, start_epoch=start_epoch,
+                 start_step=start_step, stop=stop, dist=dist)
+    distributed.teardown(dist)
+    return write_status(run_dir, state=result["state"], epoch=result["epoch"],
+                        step=result["step"], message=_end_message(run_dir, cfg, result),
+                        progress=1.0 if result["state"] == "done" else None)
 
 
-def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device):
+def _no_status(run_dir: Path, **fields) -> dict:
+    """write_status of a process other than rank 0: the status it would have written."""
+    return fields
+
+
+def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bool = True):
     """The model, optimisers, epoch and step of the run's checkpoint; a checkpoint whose
     optimiser state or counters do not fit is a RunError naming it."""
     model, ckpt, _ = runs.load_model(run_dir, map_location=device)
@@ -133,6 +149,8 @@ def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device):
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise runs.RunError(f"{path}: optimiser state or epoch/step counters do not fit the "
                             f"model ({why})") from None
+    if not main:  # rank 0 alone trims the metrics file
+        return model, optimizers, start_epoch, start_step
     torn = runs.read_metrics(run_dir / runs.METRICS)[1]
     dropped = runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
     if dropped:
