@@ -6,6 +6,8 @@ shares (device, data root, run folders). Pages read the run folders from
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from genlab.data import data_root
@@ -14,7 +16,10 @@ from genlab.tables import datasets_status
 from genlab.train import device_name, pick_device
 from pages import PAGES
 
-st.set_page_config(layout="wide", page_title="genlab", page_icon=":material/blur_on:")
+# a local file: a ":material/..." page icon makes the browser fetch the favicon from a
+# font server, and an emoji one from a CDN, neither of which works offline
+ICON = str(Path(__file__).resolve().parent / "pages" / "icon.png")
+st.set_page_config(layout="wide", page_title="genlab", page_icon=ICON)
 
 
 @st.cache_resource(show_spinner=False)

@@ -3,8 +3,10 @@ exactly) or two random latents (report 001's GAN figure), linearly, along a grea
 or through the normal CDF; a strip of frames and a GIF (genlab.explore)."""
 from __future__ import annotations
 
-import torch
+from pathlib import Path
+
 import streamlit as st
+import torch
 
 from genlab import explore
 from pages import explore_ui as ui, via_router
@@ -15,6 +17,12 @@ IMAGES, RANDOM = "two test images", "two random latents"
 PATHS = {"linear": "linear", "spherical": "spherical (slerp)",
          "normal-cdf": "equidistant in the normal CDF (report 001)"}
 N_CHOICE = 1000  # test images to pick the endpoints from
+PER_ROW = 12  # frames a row of the strip
+
+
+def gif_name(run: ui.Run, method: str, frames: int) -> str:
+    """The download's file name: the run's folder name (two runs of one model differ)."""
+    return f"{Path(run.path).name}-{method}-{frames}.gif"
 
 
 def shuffle(key: str, n: int) -> None:
@@ -29,13 +37,15 @@ def image_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor] | None:
     if data is None:
         return None
     key = f"ends-{run.key}"
+    # the inputs and the button in one row of their own (beside the endpoint images,
+    # bottom-aligned, they sat under a tall empty gap)
     c1, c2, c3, c4 = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     a = c1.number_input("First test image", 0, len(data) - 1, 0, key=f"{key}-a")
     b = c2.number_input("Second test image", 0, len(data) - 1, 1, key=f"{key}-b")
     c3.button("Random pair", icon=":material/shuffle:", on_click=shuffle, args=(key, len(data)))
     x = explore.model_inputs(run.model, data.x[[a, b]])  # (2, C, H, W)
-    with c4:
-        ui.show(x, 2, "the endpoints as the model sees them", scale=2)
+    with c4.popover("Endpoints", icon=":material/image:"):
+        ui.show(x, 2, "the endpoints as the model sees them", scale=3)
     z = explore.encode_images(run.model, data.x[[a, b]])  # (2, d)
     if explore.is_flow(run.model):
         err = (explore.decode_latents(run.model, z) - x).abs().max()
@@ -69,12 +79,15 @@ with ui.one_thread():
         st.stop()
     path = explore.interpolate(*ends, frames, method)  # (frames, d)
     images = explore.decode_latents(run.model, path)  # (frames, C, H, W)
-st.image(explore.grid_image(images, frames, scale=3),
-         caption=f"{frames} frames, {PATHS[method]} from the first latent to the second")
+per_row = min(frames, PER_ROW)  # longer strips wrap instead of shrinking each frame
+rows = -(-frames // per_row)
+st.image(explore.grid_image(images, per_row, scale=3),
+         caption=f"{frames} frames, {PATHS[method]} from the first latent to the second"
+                 + (f" (in {rows} rows of {per_row}, left to right, top to bottom)" if rows > 1 else ""))
 gif = explore.gif_bytes(images, scale=4)
 g1, g2 = st.columns([1, 4])
 g1.image(gif, caption="the strip as a GIF (back and forth)")
-g2.download_button("Download the GIF", gif, file_name=f"{run.model_name}-{method}-{frames}.gif",
+g2.download_button("Download the GIF", gif, file_name=gif_name(run, method, frames),
                    mime="image/gif", icon=":material/download:")
 norms = path.norm(dim=1)
 if run.ref is not None and run.ref.standard:

@@ -65,3 +65,26 @@ def test_without_data_random_latents_still_work(explore_runs, tmp_path, monkeypa
     assert "GENLAB_DATA" in "\n".join(w.value for w in at.warning)
     next(r for r in at.radio if r.label == "Endpoints").set_value("two random latents").run()
     assert not at.exception and strip_caption(at).startswith("10 frames")
+
+
+def test_gif_names_say_the_run_and_long_strips_wrap(explore_runs, monkeypatch):
+    """Issue 13, item 13: two runs' GIFs get different file names (the run's folder), and a
+    24-frame strip wraps into rows of 12 instead of shrinking each frame."""
+    from pathlib import Path
+
+    from streamlit.delta_generator import DeltaGenerator
+
+    names, real = [], DeltaGenerator.download_button
+
+    def spy(self, *args, **kwargs):
+        names.append(kwargs.get("file_name"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    at = run_page(PAGE, explore_runs[GOOD])
+    run_page(PAGE, explore_runs[FLOW])
+    assert names[-2:] == [f"{Path(explore_runs[GOOD]).name}-linear-10.gif",
+                          f"{Path(explore_runs[FLOW]).name}-linear-10.gif"], names
+    at.slider(key=next(s.key for s in at.slider if s.label == "Frames")).set_value(24).run()
+    assert not at.exception
+    assert "24 frames" in strip_caption(at) and "in 2 rows of 12" in strip_caption(at)
