@@ -241,7 +241,8 @@ def check_optim(cfg) -> None:
 class _RunConfig:
     dataset: str = opt("mnist", "dataset", choices=tuple(DATASETS))
     epochs: int = opt(20, "number of epochs", lo=1, hi=100000)
-    batch_size: int = opt(128, "images per step", lo=1, hi=65536)
+    batch_size: int = opt(128, "images per step, summed over the processes under torchrun "
+                          "(the global batch)", lo=1, hi=65536)
     lr: float = opt(1e-3, "learning rate (the peak, after any warm-up)", lo=0.0, lo_open=True,
                     hi=1.0)
     seed: int = opt(0, "random seed (weights, batches, noise)", lo=0)
