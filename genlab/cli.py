@@ -1,4 +1,4 @@
-"""``python -m genlab train | resume | eval | ship``.
+"""``python -m genlab train | resume | eval | ship | sample``.
 
 Model options are built from the config dataclasses in the registry, so ``--help``
 lists every option of every model with its default and allowed values, and an
@@ -6,12 +6,18 @@ option given to a model that does not have it is an error rather than ignored.
 Bad arguments give one line on stderr and exit code 2; they are parsed by
 :func:`genlab.runs.new_config`, as the Train page's are, so both say the same.
 
+A new run's training options that the command line does not set take the model
+family's defaults (genlab.optim.family_defaults: the papers' optimiser, learning rate,
+schedule, batch size...; ``--help`` lists them with their sources), and config.json
+records the values used; the Train page starts from the same values.
+
 ``train --run-dir DIR`` without ``--model`` trains the run whose config.json is in DIR
 and that has not started yet: how the app starts the runs it configured.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -20,10 +26,11 @@ from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
 from .distributed import DistributedError, exit_after_failure, on_main
-from .device import DEVICES
-from .loop import TrainingFailed
+from .device import DEVICES, pick_device
+from .loop import TrainingFailed, save_sample_grid
 from .metrics import eval_lines, evaluate_run
 from .models import MODELS
+from .optim import FAMILY_DEFAULTS, family_defaults, family_sources
 from .status import read_only, runs_roots
 from .train import train_run
 
@@ -52,20 +59,53 @@ def _model_options() -> dict[str, dict]:
     return opts
 
 
+def _family_values(name: str) -> str:
+    """The models whose family default for training option ``name`` differs from
+    TrainConfig's, grouped by value: 'vae, binary-vae: 20; nice: 200'."""
+    by_value: dict[str, list[str]] = {}
+    plain = format_value(defaults(TrainConfig)[name])
+    for model in MODELS:
+        v = family_defaults(model).get(name)
+        if v is not None and format_value(v) != plain:
+            by_value.setdefault(format_value(v), []).append(model)
+    return "".join(f"{', '.join(ms)}: {v}; " for v, ms in by_value.items())
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training")
+    g = p.add_argument_group("training (unset options take the model family's default: "
+                             "the values named per model, from the sources listed at the end)")
+    values = defaults(TrainConfig)
     for f in _cli_fields(TrainConfig):
         if f.name == "dataset":
             continue
         g.add_argument(flag(f.name), dest=f"train.{f.name}", default=None, metavar="V",
-                       help=f"{f.metadata['help']} [default: {format_value(f.default)}; {describe(f)}]")
+                       help=f"{f.metadata['help']} [default: {format_value(values[f.name])}; "
+                            f"{_family_values(f.name)}{describe(f)}]")
+
+
+def _sources_epilog() -> str:
+    """Where each family's training defaults come from, for ``train --help``."""
+    seen, lines = {}, []
+    for model in MODELS:
+        key = id(FAMILY_DEFAULTS[model])
+        seen.setdefault(key, []).append(model)
+    for models in seen.values():
+        lines.append(f"{', '.join(models)}: " + " ".join(family_sources(models[0])))
+    return "training defaults per model family, and their sources: " + " | ".join(lines)
+
+
+def train_values(model: str | None, given: dict) -> dict:
+    """A new run's training options: ``given`` (as typed) over the family's defaults."""
+    base = family_defaults(model) if model in MODELS else {}
+    return {**base, **given}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="genlab", description="Train, resume and evaluate genlab models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    t = sub.add_parser("train", help="train a model; prints where the run was written")
+    t = sub.add_parser("train", help="train a model; prints where the run was written",
+                       epilog=_sources_epilog())
     t.add_argument("--model", help=f"one of {', '.join(MODELS)}")
     t.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist or svhn [default: mnist]")
     where = t.add_mutually_exclusive_group()
@@ -104,7 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--exact-n", type=int, default=None, help="2-D-latent VAEs: log p(x) by "
                    "quadrature on the first N images [default: all; 0 skips]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    m = sub.add_parser("sample", help="draw N images from a run's model at a temperature "
+                       "and write them as one PNG grid")
+    m.add_argument("run_dir")
+    m.add_argument("--n", type=int, default=64, help=f"images [default: 64; 1..{MAX_SAMPLES}]")
+    m.add_argument("--temperature", type=float, default=None, help="prior temperature T: flows "
+                   "and Gaussian latents draw z ~ N(0, T^2 I), other priors are scaled the same "
+                   "way, the GAN truncates its noise to std T (T <= 1) [default: the family's: "
+                   "0.7 for flows, else 1; > 0]")
+    m.add_argument("--out", required=True, help="the PNG to write (not inside a shipped run)")
+    m.add_argument("--seed", type=int, default=0, help="[default: 0]")
+    m.add_argument("--device", default="auto", choices=DEVICES)
     return p
+
+
+MAX_SAMPLES = 1024
 
 
 def _collect(ns: argparse.Namespace, prefix: str) -> dict:
@@ -114,7 +169,8 @@ def _collect(ns: argparse.Namespace, prefix: str) -> dict:
 def parse_train(ns: argparse.Namespace) -> runs.RunConfig:
     """The config of the run that parsed train arguments ask for; ValueError with a
     one-line message on anything invalid."""
-    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
+    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."),
+                           train_values(ns.model, _collect(ns, "train.")))
 
 
 def _err(msg: str) -> str:
@@ -233,7 +289,49 @@ def cmd_ship(ns) -> int:
     return 0
 
 
+def _sample_target(out: Path) -> str | None:
+    """Why ``out`` may not be written, or None: a PNG, outside every shipped run."""
+    if out.suffix.lower() != ".png":
+        return f"--out must name a .png file (got {out})"
+    for folder in out.resolve().parents:
+        if (folder / runs.CONFIG).exists() and read_only(folder):
+            return f"--out {out} is inside the shipped run {folder} (read-only); write it elsewhere"
+    return None
+
+
+def cmd_sample(ns) -> int:
+    def usage(msg: str) -> int:
+        print(f"genlab sample: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= ns.n <= MAX_SAMPLES:
+        return usage(f"--n must be >= 1 and <= {MAX_SAMPLES} (got {ns.n})")
+    t = ns.temperature
+    if t is not None and not (math.isfinite(t) and t > 0):
+        return usage(f"--temperature must be a number > 0 (got {t:g})")
+    out = Path(ns.out)
+    why = _sample_target(out)
+    if why:
+        return usage(why)
+    try:
+        model, _, _ = runs.load_model(ns.run_dir, map_location=pick_device(ns.device))
+    except (runs.RunError, ValueError, OSError) as e:
+        print(f"genlab sample: error: {_err(str(e))}", file=sys.stderr)
+        return 1
+    t = (model.caps.temperature or 1.0) if t is None else t
+    try:
+        model.check_temperature(t)
+        save_sample_grid(model, out, ns.n, ns.seed, temperature=t)
+    except ValueError as e:  # a temperature this model cannot sample at
+        return usage(_err(str(e)))
+    except OSError as e:
+        print(f"genlab sample: error: cannot write {out}: {_err(str(e))}", file=sys.stderr)
+        return 1
+    print(f"{ns.n} samples of {ns.run_dir} at temperature {t:g} written to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "ship": cmd_ship}
+    commands = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "ship": cmd_ship,
+                "sample": cmd_sample}
     return commands[ns.command](ns)

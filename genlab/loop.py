@@ -25,6 +25,7 @@ from .data import ImageData, prepare, preprocess
 from .distributed import Dist
 from .metrics import evaluate
 from .models import GenerativeModel
+from .optim import TrainingSchedule
 
 _clock = time.perf_counter  # the loop's one clock: record times and the budget (tests replace it)
 STOP_CHECK_EVERY = 10  # steps between the processes' agreement on a stop request (SIGTERM)
@@ -112,12 +113,15 @@ def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) 
                          "the last good checkpoint is kept. Try a lower --lr or --clip-grad")
 
 
-def _save_samples(model: GenerativeModel, path: Path, n: int, seed: int) -> None:
+def save_sample_grid(model: GenerativeModel, path: Path, n: int, seed: int,
+                     temperature: float = 1.0) -> None:
+    """n samples at ``temperature`` drawn with ``seed`` (the global RNG left as it was),
+    written as one PNG grid, atomically (a temporary file renamed)."""
     model.eval()
     with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        imgs = model.sample(n)
-    path.parent.mkdir(exist_ok=True)
+        imgs = model.sample(n, temperature=temperature)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
         save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
@@ -137,9 +141,20 @@ def _step_context(precision: str, device: torch.device):
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int) -> dict:
-    return {"kind": model.kind, "config": to_dict(model.cfg), "model": model.state_dict(),
-            "optimizers": [o.state_dict() for o in optimizers], "epoch": epoch, "step": step}
+def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int,
+                       schedule: TrainingSchedule | None = None) -> dict:
+    """What checkpoint.pt holds. "model" is what evaluation, the app and shipping read: the
+    averaged weights when the run averages them (the live buffers beside them), else the
+    live ones; with averaging, "live_model" keeps the live weights and "schedule" the
+    average, the lr schedule and the step count, so that a resume continues exactly."""
+    out = {"kind": model.kind, "config": to_dict(model.cfg), "model": model.state_dict(),
+           "optimizers": [o.state_dict() for o in optimizers], "epoch": epoch, "step": step}
+    if schedule is not None:
+        out["model"] = schedule.model_state_dict(model)
+        out["schedule"] = schedule.state_dict()
+        if schedule.ema is not None:
+            out["live_model"] = model.state_dict()
+    return out
 
 
 class _Loop:
@@ -152,6 +167,10 @@ class _Loop:
         self.model, self.cfg, self.run_dir, self.callbacks = model, cfg, run_dir, callbacks
         self.optimizers, self.state, self.dist = optimizers, state, dist
         self.step = dist.wrap(model)  # model.train_step, gradients synchronised across processes
+        # lr schedule, weight average and KL warm-up (fit places them at a resumed step)
+        self.sched = TrainingSchedule(model, optimizers, cfg, steps_per_epoch=state.steps_per_epoch,
+                                      total_steps=state.total_steps)
+        self.beta = model.cfg.beta if model.caps.kl_warmup else None  # the KL weight warmed up
         device = model.device
         self.train = prepare(train, model.preprocess).to(device)
         self.val = prepare(val, model.preprocess).to(device) if val is not None else None
@@ -207,7 +226,8 @@ class _Loop:
     def save(self, epoch: int) -> None:
         if self.run_dir:
             runs.save_checkpoint(self.run_dir / runs.CHECKPOINT, checkpoint_payload(
-                self.model, self.optimizers, epoch=epoch, step=self.state.step))
+                self.model, self.optimizers, epoch=epoch, step=self.state.step,
+                schedule=self.sched))
 
     def seed_epoch(self, epoch: int) -> None:
         """Per-epoch streams (pixel noise, batch order, model noise): a resumed run
@@ -230,8 +250,11 @@ class _Loop:
         for i, idx in enumerate(epoch, 1):
             x = self.dist.part(preprocess(self.train.x[idx], model.preprocess,
                                           generator=self.pixel_noise))
+            if self.beta is not None:  # KL warm-up: the weight of this step
+                model.kl_weight = self.sched.kl_weight(self.beta)
             with self.step_context():
                 out = self.step(x, self.optimizers, clip_grad=cfg.clip_grad or None, of=len(idx))
+            self.sched.step(model)  # next lr, weight average updated
             window.append(out)  # references only: no device sync per step
             window_sums.add(out, len(x))
             window_images += len(idx)  # images/s of the whole run, all processes
@@ -240,8 +263,8 @@ class _Loop:
             if logged:
                 parts = self.dist.mean_record(window_sums.sums, window_sums.n)
                 _check_finite(parts, state.step, window)
-                rec = self.record(parts, event="step", split="train", images=window_images,
-                                  since=t_window)
+                rec = self.record({**parts, **self.sched.record(self.beta)}, event="step",
+                                  split="train", images=window_images, since=t_window)
                 self.emit("log", rec)
                 epoch_sums.merge(window_sums)
                 window_sums, window, window_images, t_window = _Sums(), [], 0, _clock()
@@ -261,8 +284,9 @@ class _Loop:
     def validate(self) -> None:
         t_val = _clock()
         mine = self.dist.shard(self.val)  # each process its share, means weighted by images
-        parts = evaluate(self.model, mine, batch_size=max(self.cfg.batch_size, 500),
-                         seed=self.dist.seed(self.cfg.seed))
+        with self.sched.averaged(self.model):  # the weights that ship
+            parts = evaluate(self.model, mine, batch_size=max(self.cfg.batch_size, 500),
+                             seed=self.dist.seed(self.cfg.seed))
         parts = self.dist.mean_record({k: v * len(mine) for k, v in parts.items()}, len(mine))
         _check_finite(parts, self.state.step)
         self.emit("epoch_val", self.record(parts, event="epoch", split="val",
@@ -272,7 +296,8 @@ class _Loop:
         """After the steps: the model's own epoch hook, the epoch's training record,
         validation, the checkpoint and the sample grid."""
         # e.g. ae-gmm fits its mixture on the codes: once (rank 0, every image), then shared
-        self.dist.epoch_end(self.model, self.train)
+        with self.sched.averaged(self.model):  # a mixture on the codes of the weights that ship
+            self.dist.epoch_end(self.model, self.train)
         self.emit("epoch_train", self.record(self.dist.mean_record(sums.sums, sums.n),
                                              event="epoch", split="train",
                                              images=len(self.train), since=t_epoch))
@@ -280,10 +305,18 @@ class _Loop:
             self.validate()
         self.save(epoch)
         if self.run_dir:
-            _save_samples(self.model, self.run_dir / "samples" / f"epoch_{epoch:03d}.png",
-                          self.cfg.n_samples, self.cfg.seed)
+            self.save_samples(epoch)
         self.dist.wait_for_main()  # the others wait for rank 0's checkpoint and samples
         self.emit("epoch")
+
+    def save_samples(self, epoch: int) -> None:
+        """The epoch's sample grids from the averaged weights: at T = 1 and, where the
+        family's default temperature differs (flows: 0.7), at that one too."""
+        temperatures = sorted({1.0, self.model.caps.temperature or 1.0}, reverse=True)
+        with self.sched.averaged(self.model):
+            for t in temperatures:
+                save_sample_grid(self.model, runs.sample_grid(self.run_dir, epoch, t),
+                                 self.cfg.n_samples, self.cfg.seed, temperature=t)
 
     def stopped(self, epoch: int) -> dict:
         """Stop on request: the checkpoint of ``epoch``, from the weights as they are now."""
@@ -301,7 +334,8 @@ class _Loop:
 def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,
         run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
         optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0,
-        stop: StopRequested | None = None, dist: Dist | None = None) -> dict:
+        stop: StopRequested | None = None, dist: Dist | None = None,
+        schedule: dict | None = None) -> dict:
     """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
 
     Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
@@ -310,6 +344,9 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     Raises TrainingFailed on a non-finite loss (nothing is saved from that epoch).
     ``stop``: a StopRequested the caller entered already (one set before fit starts
     stops it at once, with a checkpoint of the weights it was given).
+    ``optimizers``, ``schedule``: a resume's optimisers (their state loaded) and the
+    checkpoint's "schedule" (None for a checkpoint written before it existed: the schedule
+    is placed at ``start_step``); the model then holds the live weights ("live_model").
     ``dist``: this process's place in a torchrun launch (genlab.distributed.setup; default
     one process). Every process runs fit() on the whole split with the same seeds; only
     the one given ``run_dir`` and ``callbacks`` (rank 0) writes. ``cfg.batch_size`` is the
@@ -322,7 +359,11 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     steps_per_epoch = dist.steps_per_epoch(len(train), cfg.batch_size)
     state = TrainState(start_epoch, start_step, steps_per_epoch * cfg.epochs, steps_per_epoch)
     loop = _Loop(model, train, val, cfg, Path(run_dir) if run_dir else None, callbacks,
-                 optimizers or model.configure_optimizers(cfg.lr), state, dist)
+                 optimizers or model.configure_optimizers(cfg.lr, cfg), state, dist)
+    if schedule is not None:  # a resume: the schedule's own state, after the optimisers'
+        loop.sched.load_state_dict(schedule)
+    elif start_step:  # a checkpoint from before schedules: its recipe only needs the count
+        loop.sched.start_at(start_step)
     with loop, nullcontext(stop) if stop is not None else StopRequested() as stop:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             end = loop.run_epoch(epoch, stop)

@@ -325,11 +325,14 @@ class TrainingSchedule:
         return float(self.optimizers[0].param_groups[0]["lr"])
 
     def record(self, beta: float | None = None) -> dict[str, float]:
-        """What a metrics record should add: the lr of the next step and, for latent models
-        (``beta`` given), the KL weight of the next step."""
-        out = {"lr": self.lr}
+        """What a metrics record adds: the lr of the last step taken (the first one's
+        before any) and, for latent models (``beta`` given), the KL weight that step used,
+        so a record's numbers sit beside the settings that made them."""
+        last = max(self.steps - 1, 0)
+        s = self.schedulers[0]
+        out = {"lr": float(s.base_lrs[0] * s.lr_lambdas[0](last))}
         if beta is not None:
-            out["kl_weight"] = self.kl_weight(beta)
+            out["kl_weight"] = beta_at(last / self.steps_per_epoch, self.cfg.kl_warmup_epochs, beta)
         return out
 
     def averaged(self, model: nn.Module):

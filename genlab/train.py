@@ -104,7 +104,8 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     device = dist.device
     torch.manual_seed(cfg.seed)
     if resume:
-        model, optimizers, start_epoch, start_step = _resume_from(run_dir, cfg, device, main)
+        model, optimizers, schedule, start_epoch, start_step = _resume_from(run_dir, cfg, device,
+                                                                            main)
         if start_epoch >= cfg.epochs:
             distributed.teardown(dist)
             return write_status(run_dir, state="done", epoch=start_epoch,
@@ -112,7 +113,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
                                              "pass --epochs N with N larger to continue")
     else:
         model = runs.build_run_model(rc, run_dir).to(device)
-        optimizers, start_epoch, start_step = None, 0, 0
+        optimizers, schedule, start_epoch, start_step = None, None, 0, 0
     limit = cfg.limit or None
     train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
     val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
@@ -123,7 +124,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     write_status(run_dir, state="running", device=device_name(device), processes=dist.world)
     result = fit(model, train, val, cfg, run_dir=run_dir if main else None,
                  callbacks=tuple(callbacks), optimizers=optimizers, start_epoch=start_epoch,
-                 start_step=start_step, stop=stop, dist=dist)
+                 start_step=start_step, stop=stop, dist=dist, schedule=schedule)
     distributed.teardown(dist)
     return write_status(run_dir, state=result["state"], epoch=result["epoch"],
                         step=result["step"], message=_end_message(run_dir, cfg, result),
@@ -136,12 +137,16 @@ def _no_status(run_dir: Path, **fields) -> dict:
 
 
 def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bool = True):
-    """The model, optimisers, epoch and step of the run's checkpoint; a checkpoint whose
-    optimiser state or counters do not fit is a RunError naming it."""
+    """The model (its live weights), optimisers, schedule state, epoch and step of the run's
+    checkpoint; a checkpoint whose optimiser state or counters do not fit is a RunError
+    naming it. (load_model gives the averaged weights, which ship; a run that averages
+    keeps the live ones, which it trains on, in "live_model".)"""
     model, ckpt, _ = runs.load_model(run_dir, map_location=device)
     path = run_dir / runs.CHECKPOINT
-    optimizers = model.configure_optimizers(cfg.lr)
+    optimizers = model.configure_optimizers(cfg.lr, cfg)
     try:
+        if "live_model" in ckpt:
+            model.load_state_dict(ckpt["live_model"])
         for o, sd in zip(optimizers, ckpt.get("optimizers", [])):
             o.load_state_dict(sd)
         start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
@@ -150,14 +155,14 @@ def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bo
         raise runs.RunError(f"{path}: optimiser state or epoch/step counters do not fit the "
                             f"model ({why})") from None
     if not main:  # rank 0 alone trims the metrics file
-        return model, optimizers, start_epoch, start_step
+        return model, optimizers, ckpt.get("schedule"), start_epoch, start_step
     torn = runs.read_metrics(run_dir / runs.METRICS)[1]
     dropped = runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
     if dropped:
         print(f"genlab: warning: {run_dir / runs.METRICS}: dropped {torn} unreadable (torn) "
               f"line(s) and {dropped - torn} record(s) of the unfinished epoch {start_epoch + 1}",
               file=sys.stderr, flush=True)
-    return model, optimizers, start_epoch, start_step
+    return model, optimizers, ckpt.get("schedule"), start_epoch, start_step
 
 
 def _end_message(run_dir: Path, cfg: TrainConfig, result: dict) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from genlab import jobs, runs
 from genlab.cli import _model_options, main
-from genlab.config import format_value
+from genlab.config import defaults as config_defaults, format_value
 from genlab.config import opt
 from genlab.models import MODELS
 from genlab.models.vae import VAE
@@ -83,7 +83,10 @@ def test_unknown_model_and_foreign_option_exit_2(tmp_path, capsys, monkeypatch):
 
 SAME_WORDS = [({"latent_dim": "0"}, {}), ({"hidden": "64,abc"}, {}), ({"hidden": "64,-8"}, {}),
               ({"arch": "transformer"}, {}), ({"beta": "nan"}, {}), ({}, {"lr": "0"}),
-              ({}, {"epochs": "0"}), ({}, {"device": "tpu"}), ({}, {"compile": "maybe"})]
+              ({}, {"epochs": "0"}), ({}, {"device": "tpu"}), ({}, {"compile": "maybe"}),
+              ({}, {"betas": "0.9"}), ({}, {"betas": "0.9,1.5"}), ({}, {"betas": "a,b"}),
+              ({}, {"optimizer": "sgd"}), ({}, {"lr_schedule": "step"}), ({}, {"ema_decay": "1"}),
+              ({}, {"kl_warmup_epochs": "-1"}), ({}, {"ema_warmup": "sometimes"})]
 
 
 @pytest.mark.parametrize("model_values, train_values", SAME_WORDS)
@@ -149,6 +152,7 @@ def test_help_lists_every_option_with_its_default(capsys, monkeypatch):
     code, out, _ = run_main(["train", "--help"], capsys)
     assert code == 0
     text = " ".join(out.split())  # argparse wraps lines; compare with whitespace collapsed
+    plain = config_defaults(TrainConfig)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "dataset":
@@ -156,7 +160,7 @@ def test_help_lists_every_option_with_its_default(capsys, monkeypatch):
             assert "[default: mnist]" in text
             continue
         help_text = " ".join(f.metadata["help"].split())
-        assert f"{flag} V {help_text} [default: {format_value(f.default)};" in text, flag
+        assert f"{flag} V {help_text} [default: {format_value(plain[f.name])};" in text, flag
     options = _model_options()
     assert {"latent_dim", "hidden", "beta", "preprocess"} <= set(options)
     for name, o in options.items():
@@ -226,3 +230,82 @@ def test_eval_then_resume(tiny_run, capsys):
     assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
     assert (run_dir / "samples" / "epoch_002.png").exists()
     assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
+
+
+# -- the training options of issue 12: family defaults, --help, one-line errors ----------
+def test_help_lists_the_optimiser_options_with_family_defaults_and_sources(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")
+    code, out, _ = run_main(["train", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    for head in ("--optimizer V optimiser: adam", "--betas V", "--eps V", "--weight-decay V",
+                 "--lr-schedule V", "--warmup-steps V", "--lr-floor V", "--ema-decay V",
+                 "--kl-warmup-epochs V"):
+        assert head in text, head
+    betas = text[text.index("--betas V the optimiser's"):]
+    assert "[default: 0.9,0.999; gan, dcgan: 0.5,0.999; two comma-separated numbers, each >= 0 " \
+           "and <= 0.9999]" in betas[:400]
+    sched = text[text.index("--lr-schedule V learning rate"):][:700]
+    assert "[default: constant;" in sched and "vae, binary-vae" in sched and ": burda;" in sched
+    assert "nice, realnvp: exponential;" in sched and "one of constant, cosine, exponential, burda]" in sched
+    assert "Burda et al. 2016 (IWAE), verified in the authors' code" in text  # the sources
+    assert "Radford et al. 2016 (DCGAN)" in text and "Sonderby et al. 2016" in text
+
+
+def test_unset_training_options_take_the_family_defaults(tmp_path, capsys, monkeypatch):
+    """config.json records the values used: the family's where the command line is silent,
+    the command line's where it speaks."""
+    from genlab import cli
+    from genlab.optim import family_defaults
+
+    monkeypatch.setattr(cli, "train_run", lambda run_dir, **kw: {"state": "done", "epoch": 0})
+    for model, given in (("gan", ["--lr", "1e-4"]), ("realnvp", []), ("vae", ["--betas", "0.8,0.99"])):
+        code, out, err = run_main(["train", "--model", model, "--runs-dir", str(tmp_path),
+                                   "--name", model, *given], capsys)
+        assert code == 0, err
+        train = json.loads((tmp_path / model / runs.CONFIG).read_text())["train"]
+        want = {k: list(v) if isinstance(v, tuple) else v for k, v in family_defaults(model).items()}
+        if model == "gan":
+            want["lr"] = 1e-4
+        if model == "vae":
+            want["betas"] = [0.8, 0.99]
+        assert {k: train[k] for k in want} == want, model
+    assert runs.read_config(tmp_path / "realnvp").train.ema_decay == 0.9988
+
+
+# -- genlab sample ------------------------------------------------------------------------
+def test_sample_writes_a_grid_of_n_images(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    code, text, err = run_main(["sample", str(REPO / "checkpoints/realnvp-mnist"), "--n", "10",
+                                "--temperature", "0.5", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "10 samples" in text and "temperature 0.5" in text
+    with Image.open(out) as im:  # 4 x 3 tiles of 28 + 2 padding: ceil(sqrt(10)) per row
+        assert im.size == (4 * 30 + 2, 3 * 30 + 2)
+    code, text, err = run_main(["sample", str(REPO / "checkpoints/nice-mnist"), "--n", "4", "--out",
+                                str(tmp_path / "nice.png")], capsys)
+    assert code == 0 and "temperature 0.7" in text  # the flows' default temperature
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--n", "0"], "--n must be >= 1 and <= 1024"),
+    (["--temperature", "0"], "--temperature must be a number > 0"),
+    (["--temperature", "nan"], "--temperature must be a number > 0"),
+    (["--temperature", "1.5"], "temperature must be > 0 and <= 1"),  # the GAN truncates
+    (["--out", "grid.jpg"], "--out must name a .png file"),
+    (["--out", "checkpoints/gan-mnist/x.png"], "is inside the shipped run"),
+    (["--temperature", "warm"], "invalid float value"),
+])
+def test_sample_errors_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    full = ["sample", "checkpoints/gan-mnist", "--out", str(tmp_path / "g.png"), *argv]
+    code, out, err = run_main(full, capsys)
+    assert code == 2 and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "g.png").exists() and not (REPO / "checkpoints/gan-mnist/x.png").exists()
+    code, _, err = run_main(["sample", str(tmp_path), "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 1 and err.count("\n") == 1 and "config.json" in err
+    code, _, err = run_main(["sample", "checkpoints/binary-vae-mnist", "--temperature", "0.5",
+                             "--out", str(tmp_path / "b.png")], capsys)
+    assert code == 2 and "has no sampling temperature" in err and err.count("\n") == 1

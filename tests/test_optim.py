@@ -221,6 +221,8 @@ def test_kl_weight_ramps_linearly_to_beta():
         sched.step(model)
     assert seen == pytest.approx([s / 10 for s in range(10)] + [1.0, 1.0])
     assert sched.record(beta=1.0) == {"lr": 1e-3, "kl_weight": 1.0}
+    sched.steps = 3  # the weight the 3rd step used: 2 steps done, 2 / 5 / 2 epochs = 0.2
+    assert sched.record(beta=0.5) == {"lr": 1e-3, "kl_weight": pytest.approx(0.1)}
 
 
 # -- options ------------------------------------------------------------------------------

@@ -326,3 +326,113 @@ def test_precision_flag_is_checked(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fp32" in err[0] and "bf16" in err[0], err
+
+
+# -- lr schedule, weight averaging and KL warm-up in a run (issue 12) ------------------
+SCHEDULED = dict(optimizer="adamw", weight_decay=0.01, lr_schedule="cosine", warmup_steps=3,
+                 lr_floor=0.1, ema_decay=0.9, kl_warmup_epochs=1.5)
+
+
+def _scheduled_run(path: Path, data_root: Path, epochs: int) -> Path:
+    tc = TrainConfig(epochs=epochs, batch_size=100, limit=500, data_root=str(data_root),
+                     n_samples=4, log_every=1, **SCHEDULED)
+    path.mkdir()
+    runs.write_config(path, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
+    return path
+
+
+def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_root, tmp_path,
+                                                                       monkeypatch):
+    """Stopped (SIGTERM after epoch 1) and resumed equals never stopped: weights, averaged
+    weights, optimiser and schedule state, and every metrics record (lr, kl_weight too)."""
+    import genlab.train
+    from genlab.train import train_run
+
+    straight = _scheduled_run(tmp_path / "straight", data_root, epochs=2)
+    assert train_run(straight)["state"] == "done"
+    split = _scheduled_run(tmp_path / "split", data_root, epochs=2)
+    real = genlab.train._status_callback
+
+    def stop_after_epoch_1(*args, **kw):
+        cb = real(*args, **kw)
+
+        def wrapped(event, s):
+            cb(event, s)
+            if event == "epoch" and s.epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # caught by train_run's StopRequested
+        return wrapped
+
+    monkeypatch.setattr(genlab.train, "_status_callback", stop_after_epoch_1)
+    assert train_run(split)["state"] == "stopped"
+    assert runs.load_checkpoint(split / runs.CHECKPOINT)["epoch"] == 1
+    monkeypatch.setattr(genlab.train, "_status_callback", real)
+    assert train_run(split, resume=True)["state"] == "done"
+    a = runs.load_checkpoint(straight / runs.CHECKPOINT)
+    b = runs.load_checkpoint(split / runs.CHECKPOINT)
+    assert a["step"] == b["step"] == 10
+    for key in ("model", "live_model"):  # averaged and live weights, bit for bit
+        assert set(a[key]) == set(b[key])
+        for k, v in a[key].items():
+            assert torch.equal(v, b[key][k]), (key, k)
+    sa, sb = a["schedule"], b["schedule"]
+    assert sa["steps"] == sb["steps"] == 10 and sa["ema"]["num_updates"] == sb["ema"]["num_updates"] == 10
+    assert sa["schedulers"] == sb["schedulers"]
+    assert b["optimizers"][0]["state"][0]["step"] == 10
+    drop = ("seconds", "images_per_s")
+    rec_a, rec_b = (runs.read_metrics(r / runs.METRICS)[0] for r in (straight, split))
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rec_a] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in rec_b]
+    # the schedule really ran: warm-up, then cosine; the KL weight rose to 1 over 1.5 epochs
+    steps = [r for r in rec_a if r["event"] == "step"]
+    lr = [r["lr"] for r in steps]
+    assert lr[:3] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3]) and lr[-1] < lr[3]
+    kl_w = [r["kl_weight"] for r in steps]
+    assert kl_w == pytest.approx([min(1.0, s / 5 / 1.5) for s in range(10)])
+    for r in steps:  # the objective at the step's KL weight, the ELBO at weight 1 beside it
+        assert r["loss"] == pytest.approx(r["recon"] + r["kl_weight"] * r["kl"], rel=1e-5)
+        assert r["elbo"] == pytest.approx(-(r["recon"] + r["kl"]), rel=1e-5)
+
+
+def test_the_averaged_weights_are_validated_sampled_and_saved(data_root, tmp_path, monkeypatch):
+    import genlab.loop
+    from genlab.loop import save_sample_grid
+    from genlab.train import train_run
+
+    validated = []
+    real = genlab.loop.evaluate
+
+    def spy(model, data, **kw):
+        validated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(genlab.loop, "evaluate", spy)
+    run = _scheduled_run(tmp_path / "run", data_root, epochs=2)
+    assert train_run(run)["state"] == "done"
+    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    assert len(validated) == 2 and set(validated[-1]) == set(ckpt["model"]) == set(ckpt["live_model"])
+    differ = [k for k in ckpt["model"] if not torch.equal(ckpt["model"][k], ckpt["live_model"][k])]
+    assert differ, "averaged and live weights should differ after 10 steps at decay 0.9"
+    for k, v in ckpt["model"].items():  # what was validated is what was saved as "model"
+        assert torch.equal(validated[-1][k], v), k
+    model, _, rc = runs.load_model(run)  # what eval and the app read: the averaged weights
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k]), k
+    save_sample_grid(model, tmp_path / "again.png", 4, rc.train.seed)  # the grid was drawn from them
+    assert (tmp_path / "again.png").read_bytes() == (run / "samples" / "epoch_002.png").read_bytes()
+    shipped = runs.ship_run(run, tmp_path / "shipped")  # ships the averaged weights only
+    s = runs.load_checkpoint(shipped / runs.CHECKPOINT)
+    assert not {"live_model", "schedule"} & set(s)
+    assert all(torch.equal(s["model"][k].float(), ckpt["model"][k].float()) for k in differ
+               if s["model"][k].dtype == torch.float32)
+
+
+def test_flows_write_grids_at_temperature_1_and_their_default(mnist_small, tmp_path):
+    train, _ = mnist_small
+    torch.manual_seed(0)
+    model = build_model("nice", {"couplings": 2, "hidden": [16]})
+    assert model.caps.temperature == 0.7
+    fit(model, train, None, TrainConfig(epochs=1, batch_size=250, n_samples=4), run_dir=tmp_path)
+    assert (tmp_path / "samples" / "epoch_001.png").exists()
+    assert (tmp_path / "samples" / "t0.7" / "epoch_001.png").exists()
+    assert runs.sample_grid(tmp_path, 1, 0.7) == tmp_path / "samples" / "t0.7" / "epoch_001.png"
+    assert runs.latest_sample(tmp_path).name == "epoch_001.png"  # the T = 1 grid, as before
