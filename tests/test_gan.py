@@ -135,3 +135,58 @@ def test_short_run_moves_samples_toward_data(name, cfg, n_train, epochs, batch_s
     print(f"{name}: mean-image distance {dist0:.2f} -> {dist1:.2f}, MMD^2 {mmd0:.3f} -> {mmd1:.3f}")
     assert dist1 < 0.5 * dist0, (dist0, dist1)
     assert mmd1 < 0.5 * mmd0, (mmd0, mmd1)
+
+
+# -- temperature: truncated noise (issue 12) ---------------------------------------------
+@pytest.mark.parametrize("t", [0.3, 0.7, 0.95])
+def test_truncated_noise_has_std_t_and_no_value_beyond_the_threshold(t):
+    from genlab.models.gan import truncation_threshold
+
+    tau = truncation_threshold(t)
+    # the threshold's own definition: Var(Z | |Z| <= tau) = t^2, by numerical integration
+    grid = torch.linspace(-tau, tau, 200_001, dtype=torch.float64)
+    dens = torch.exp(-grid ** 2 / 2)
+    var = torch.trapezoid(grid ** 2 * dens, grid) / torch.trapezoid(dens, grid)
+    assert float(var) == pytest.approx(t * t, rel=1e-6)
+    model = tiny("gan")
+    torch.manual_seed(0)
+    z = model.sample_prior(20_000, temperature=t)  # (20000, 8)
+    assert z.shape == (20_000, 8) and float(z.abs().max()) <= tau
+    assert float(z.abs().max()) > 0.98 * tau  # truncated, not shrunk
+    assert float(z.std()) == pytest.approx(t, rel=0.01)  # 160,000 draws: about 0.2% error
+    # same mass in each half and equal spread per unit: a symmetric truncation per component
+    assert abs(float(z.mean())) < 0.01 and float(z.std(0).min()) > 0.97 * t
+
+
+def test_gan_temperature_one_is_the_untruncated_prior_and_above_one_is_refused():
+    model = tiny("gan")
+    torch.manual_seed(3)
+    a = model.sample_prior(100)
+    torch.manual_seed(3)
+    assert torch.equal(model.sample_prior(100, temperature=1.0), a)
+    torch.manual_seed(3)
+    assert torch.equal(a, torch.randn(100, 8))
+    with pytest.raises(ValueError, match="temperature must be > 0 and <= 1"):
+        model.sample(4, temperature=1.5)
+    assert model.sample(4, temperature=0.5).shape == (4, 1, 28, 28)
+
+
+def test_old_gan_configs_fold_adam_beta1_into_the_training_betas(tmp_path):
+    import json
+
+    from genlab import runs
+    from genlab.models import upgrade_config
+
+    m, t = upgrade_config("gan", {"latent_dim": 8, "adam_beta1": 0.5}, {"lr": 2e-4})
+    assert m == {"latent_dim": 8} and t == {"lr": 2e-4, "betas": [0.5, 0.999]}
+    assert upgrade_config("gan", m, t) == (m, t)  # today's configs pass unchanged
+    assert build_model("gan", {**TINY["gan"], "adam_beta1": 0.5}).cfg.latent_dim == 8  # an old checkpoint's
+    cfg = {"model": "gan", "model_config": {**TINY["gan"], "adam_beta1": 0.5},
+           "train": {"dataset": "mnist", "betas": [0.9, 0.999]}}
+    (tmp_path / runs.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(runs.RunError) as e:
+        runs.read_config(tmp_path)
+    assert "\n" not in str(e.value) and "adam_beta1 (0.5) and train.betas" in str(e.value)
+    cfg["train"]["betas"] = [0.5, 0.99]  # agreeing: kept as written
+    (tmp_path / runs.CONFIG).write_text(json.dumps(cfg))
+    assert runs.read_config(tmp_path).train.betas == (0.5, 0.99)
