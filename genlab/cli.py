@@ -25,7 +25,7 @@ from pathlib import Path
 from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
-from .distributed import DistributedError, exit_after_failure, on_main
+from .distributed import DistributedError, exit_after_failure, is_main_process, on_main
 from .device import DEVICES, pick_device
 from .loop import TrainingFailed, save_sample_grid
 from .metrics import eval_lines, evaluate_run
@@ -214,7 +214,7 @@ def _train_configured(ns) -> int:
         why = (f"{given[0]}: a configured run trains as {run_dir / runs.CONFIG} says; "
                "give --model to configure a new one")
     elif on_main(lambda: (run_dir / runs.STATUS).exists() or (run_dir / runs.CHECKPOINT).exists(),
-                 (runs.read_json(run_dir / runs.CONFIG) or {}).get("train", {}).get("device", "auto")):
+                 _device_of(run_dir)):
         why = (f"{run_dir} has been started already; resume it with "
                f"`python -m genlab resume {run_dir}`")
     if why:
@@ -230,10 +230,16 @@ def cmd_resume(ns) -> int:
         return EXIT_USAGE
     run_dir = Path(ns.run_dir)
     if (run_dir / runs.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
-        run_dir = runs.copy_for_resume(run_dir, runs_roots()[0])
+        shipped = run_dir  # under torchrun rank 0 makes the one copy
+        run_dir = on_main(lambda: runs.copy_for_resume(shipped, runs_roots()[0]), _device_of(shipped))
         print(f"{ns.run_dir} is a shipped run (read-only): continuing in a copy, {run_dir}", flush=True)
     return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
                 run_dir)
+
+
+def _device_of(run_dir: Path) -> str:
+    """The device a run's config.json asks for (where a torchrun launch joins before training)."""
+    return (runs.read_json(run_dir / runs.CONFIG) or {}).get("train", {}).get("device", "auto")
 
 
 def _run(fn, run_dir: Path) -> int:
@@ -247,8 +253,9 @@ def _run(fn, run_dir: Path) -> int:
         print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
         exit_after_failure(1)
     state = status.get("state")
-    print(f"{state}: epoch {status.get('epoch')}, run written to {run_dir}"
-          + (f" ({status['message']})" if status.get("message") else ""))
+    if is_main_process():  # under torchrun rank 0 reports for every process
+        print(f"{state}: epoch {status.get('epoch')}, run written to {run_dir}"
+              + (f" ({status['message']})" if status.get("message") else ""))
     return 0 if state in ("done", "stopped") else 1
 
 
