@@ -75,10 +75,28 @@ def numbers(v: dict) -> None:
         f"{v['separation']:.1f} of q's standard deviations from q's mean.")
 
 
+def eval_note(run: ui.Run) -> None:
+    """What eval.json says of the whole split: the IW estimate and, beside it, the quadrature."""
+    ev = cache.summary(run.path).eval or {}
+    if "nll_exact_nats" not in ev:
+        st.caption("eval.json has no log p(x) by quadrature yet: `python -m genlab eval RUN --k 1000` "
+                   "adds it for a 2-D latent.")
+        return
+    tenth = (f"; {ev['nll_nats_k_tenth']:.2f} at k={ev['k_tenth']}" if "k_tenth" in ev else "")
+    st.caption(f"eval.json ({ev['split']} split): −log p(x) {ev['nll_nats']:.2f} ± {ev['nll_sem']:.2f} "
+               f"nats by IW at k={ev['k']} over {ev['n_images']} images (± = standard error over the "
+               f"images){tenth}. By quadrature on the first {ev['nll_exact_n_images']}: "
+               f"**{ev['nll_exact_nats']:.2f}** nats against {ev['nll_nats_same_images']:.2f} by IW "
+               f"on the same images; mean KL(q ‖ p(z|x)) {ev['kl_q_posterior']:.2f} nats.")
+    if ev.get("nll_warning"):
+        st.warning(ev["nll_warning"], icon=":material/warning:")
+
+
 st.title("True posterior")
 st.caption("With a 2-D latent, p(x) = ∫ p(x|z) p(z) dz is an integral over the plane: the grid "
            "computes it, and with it the true posterior p(z|x) that q(z|x) approximates.")
 run = pick_run()
+eval_note(run)
 data = ui.test_images(run, cache.POSTERIOR_IMAGES, "The posterior view")
 if data is None:
     st.stop()
