@@ -2,9 +2,14 @@
 widget per config field (genlab.jobs.field_specs, its range in the help), the time an
 epoch is expected to take, and the start button, which checks every value as the CLI
 does (an out-of-range number is one line saying what is allowed), writes the run's
-config.json and starts ``python -m genlab train --run-dir RUN`` in its own process."""
+config.json and starts ``python -m genlab train --run-dir RUN`` in its own process.
+
+The training fields start at the chosen model family's defaults (genlab.optim.family_defaults,
+the papers' settings, as the CLI fills the options it is not given), reset to the new
+family's when the model changes, with the sources under the form."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import streamlit as st
@@ -14,32 +19,74 @@ from genlab.config import TrainConfig, defaults, format_value
 from genlab.data import DATASETS, missing_message
 from genlab.device import available_devices, pick_device
 from genlab.models import MODELS
+from genlab.optim import FAMILY_DEFAULTS, family_defaults, family_sources
 from genlab.status import fmt_seconds
 from genlab.tables import datasets_status
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"
 WATCH = "train-watch"  # the run shown at the top of the page (a selectbox key)
 STARTED = "train-started"  # what the last Start or Resume did, said once after the rerun
+DEFAULTS_OF = "train-defaults-of"  # the model whose family defaults the training fields hold
+FAMILY_FIELDS = sorted({k for d in FAMILY_DEFAULTS.values() for k in d["values"]})
 
 
 def widget(spec: jobs.FieldSpec, key: str, choices: tuple | None = None):
     """One bounded widget for a config field: what it cannot express (a strict lower
     bound, a list of widths) check_train explains in one line before anything starts."""
     kw = dict(help=spec.help, key=key)
+    preset = key in st.session_state  # set by family_defaults_ui: no second default here
     if spec.kind == "choice":
         opts = choices or spec.choices
-        return st.selectbox(spec.name, opts, index=opts.index(spec.default) if spec.default in opts else 0, **kw)
+        if not preset:
+            kw["index"] = opts.index(spec.default) if spec.default in opts else 0
+        return st.selectbox(spec.name, opts, **kw)
     if spec.kind == "bool":
-        return st.checkbox(spec.name, value=spec.default, **kw)
+        return st.checkbox(spec.name, **kw) if preset else st.checkbox(spec.name, value=spec.default, **kw)
     if spec.kind in ("int", "float"):
         # no min_value/max_value: the browser would refuse an out-of-range number with only
         # a red mark in the field and Start would do nothing; check_train says what is wrong
         # and what is allowed instead, as the CLI does (the help states the range too)
         cast = int if spec.kind == "int" else float
-        return st.number_input(spec.name, value=cast(spec.default),
-                               step=1 if cast is int else jobs.field_step(spec),
+        if not preset:
+            kw["value"] = cast(spec.default)
+        return st.number_input(spec.name, step=1 if cast is int else jobs.field_step(spec),
                                format=None if cast is int else "%g", **kw)
-    return st.text_input(spec.name, value=format_value(spec.default), **kw)
+    if not preset:
+        kw["value"] = format_value(spec.default)
+    return st.text_input(spec.name, **kw)
+
+
+def widget_value(spec: jobs.FieldSpec):
+    """A field's default as its widget holds it."""
+    if spec.kind == "int":
+        return int(spec.default)
+    if spec.kind == "float":
+        return float(spec.default)
+    return format_value(spec.default) if spec.kind in ("ints", "text") else spec.default
+
+
+def train_specs(model: str) -> list[jobs.FieldSpec]:
+    """The training fields with ``model``'s family defaults (and that said in their help)."""
+    fam = family_defaults(model)
+    out = []
+    for s in jobs.field_specs(TrainConfig, skip=("dataset", "data_root")):
+        if s.name in fam:
+            s = dataclasses.replace(s, default=fam[s.name], help=(
+                f"{s.help} {model} starts at {format_value(fam[s.name])}, its family's "
+                "default (sources under the form)."))
+        out.append(s)
+    return out
+
+
+def family_defaults_ui(model: str, specs: list[jobs.FieldSpec]) -> None:
+    """On the first run and when the model changes: every field a family sets back to this
+    model's value (what ``python -m genlab train --model MODEL`` would use)."""
+    if st.session_state.get(DEFAULTS_OF) == model:
+        return
+    for s in specs:
+        if s.name in FAMILY_FIELDS:
+            st.session_state[f"t-{s.name}"] = widget_value(s)
+    st.session_state[DEFAULTS_OF] = model
 
 
 def grid(specs: list[jobs.FieldSpec], prefix: str, ncols: int = 4, choices: dict | None = None) -> dict:
@@ -89,11 +136,14 @@ def form_ui(dataset: str, model: str, roots: list) -> None:
         st.markdown(f"**{model} options** (hover **?** for what each does and its range)")
         model_values = grid(jobs.field_specs(cfg_cls), f"m-{model}")
         st.markdown("**Training**")
-        specs = jobs.field_specs(TrainConfig, skip=("dataset", "data_root"))
+        specs = train_specs(model)
+        family_defaults_ui(model, specs)
         train_values = grid([s for s in specs if s.name in FIRST_TRAIN], "t")
         with st.expander("More training options"):
             train_values |= grid([s for s in specs if s.name not in FIRST_TRAIN], "t",
                                  choices={"device": available_devices()})
+            st.caption(f"**{model}'s training defaults come from:** "
+                       + " ".join(family_sources(model)))
         c1, c2 = st.columns(2)
         name = c1.text_input("Run name", key="train-name", placeholder="automatic: model-dataset-time",
                              help="letters, digits, '.', '_' and '-'; a name already taken gets -1, -2, ...")
