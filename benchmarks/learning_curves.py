@@ -5,8 +5,10 @@
 
 For each family of FAMILIES (a line-up entry of benchmarks/lineup.py, its CPU budget, its
 test metric and the goal the issue names) two runs train side by side, each a process on
-one thread (OMP_NUM_THREADS=1): "old", the line-up's options as today (constant Adam lr of
-TrainConfig), and "new", the same options plus the family's RECIPES["new"] options
+one thread (OMP_NUM_THREADS=1): "old", the line-up's options with every option the family
+defaults set given its value from before issue 12 (genlab.optim.legacy_values: constant Adam
+lr, no averaging, no warm-up; the CLI would otherwise fill them with the family defaults),
+and "new", the same options plus the family's RECIPES["new"] options
 (genlab.optim.family_defaults, the papers' settings). The budget is cut into --snapshots
 chunks: chunk 1 is `python -m genlab train ... --epochs 10000 --max-minutes CHUNK`, each
 later one `python -m genlab resume RUN` (another CHUNK), and after each chunk both runs are
@@ -24,8 +26,8 @@ Output: benchmarks/results/learning_curves-<device>.json and .md, and the plot a
 learning_curves-<device>.png when plotly can write images (kaleido), else .html (the note
 in the .md says which). Runs go to --runs-dir (reused unless --fresh).
 
-RECIPES can name options the CLI does not take yet: --dry-run lists them; a real run
-refuses to start until the CLI knows every option it would pass.
+A real run refuses to start if RECIPES name an option the CLI does not take (--dry-run
+lists any); today the CLI takes all of them.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ sys.path[:0] = [str(REPO), str(BENCH)]
 
 import lineup  # noqa: E402
 from genlab.config import format_value  # noqa: E402
-from genlab.optim import family_defaults, family_sources  # noqa: E402
+from genlab.optim import family_defaults, family_sources, legacy_values  # noqa: E402
 
 RESULTS = BENCH / "results"
 
@@ -81,8 +83,15 @@ def _flags(options: dict) -> list[str]:
 # the family's papers' settings (genlab.optim.family_defaults); complete or override per
 # line-up name in NEW_OVERRIDES (e.g. once the CLI grows an option, or to try a variant).
 NEW_OVERRIDES: dict[str, dict] = {}
+def _old(entry: lineup.Entry) -> list[str]:
+    """Before issue 12's options: their old values, where the line-up entry sets none."""
+    given = set(entry.options[::2])
+    return _flags({k: v for k, v in legacy_values(entry.model).items()
+                   if "--" + k.replace("_", "-") not in given})
+
+
 RECIPES = {
-    "old": lambda entry: [],
+    "old": _old,
     "new": lambda entry: _flags({**family_defaults(entry.model), **NEW_OVERRIDES.get(entry.name, {})}),
 }
 

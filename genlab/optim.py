@@ -27,7 +27,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from .config import OPTIMIZERS, SCHEDULES, OptimConfig, check_optim  # noqa: F401
+from .config import OPTIMIZERS, SCHEDULES, OptimConfig, TrainConfig, check_optim, defaults  # noqa: F401
 
 BURDA_STAGES = 8  # Burda et al. 2016: lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7
 check = check_optim  # what field bounds cannot say (betas is a pair); TrainConfig calls it
@@ -108,6 +108,19 @@ def family_defaults(kind: str) -> dict:
         raise ValueError(f"no training defaults for model {kind!r}; known: "
                          f"{', '.join(FAMILY_DEFAULTS)}")
     return dict(FAMILY_DEFAULTS[kind]["values"])
+
+
+# before these options: every model trained with the TrainConfig defaults, except the GANs,
+# whose Adam beta1 was their model option adam_beta1 = 0.5
+_LEGACY = {"gan": {"betas": (0.5, 0.999)}, "dcgan": {"betas": (0.5, 0.999)}}
+
+
+def legacy_values(kind: str) -> dict:
+    """The values genlab trained ``kind`` with before these options existed, for each
+    option :func:`family_defaults` sets: passing them reproduces an old run's recipe (the
+    CLI fills unset options from the family defaults)."""
+    plain = defaults(TrainConfig)
+    return {k: _LEGACY.get(kind, {}).get(k, plain[k]) for k in family_defaults(kind)}
 
 
 def family_sources(kind: str) -> tuple[str, ...]:

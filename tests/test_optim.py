@@ -411,3 +411,19 @@ def test_start_at_places_a_fresh_schedule_like_one_that_ran():
 
 def factor_at(cfg: OptimConfig, step: int) -> float:
     return lr_factor(step, cfg, steps_per_epoch=4, total_steps=24)
+
+
+def test_legacy_values_are_the_recipe_before_these_options():
+    from genlab.config import TrainConfig, defaults
+    from genlab.models import MODELS
+    from genlab.optim import legacy_values
+
+    plain = defaults(TrainConfig)
+    for kind in MODELS:
+        old = legacy_values(kind)
+        assert set(old) == set(family_defaults(kind))
+        want = {k: plain[k] for k in old} | ({"betas": (0.5, 0.999)} if kind in ("gan", "dcgan") else {})
+        assert old == want, kind
+    # what an old GAN's config.json (model option adam_beta1 = 0.5) now reads as
+    from genlab.models import upgrade_config
+    assert tuple(upgrade_config("gan", {"adam_beta1": 0.5}, {})[1]["betas"]) == legacy_values("gan")["betas"]
