@@ -339,8 +339,12 @@ def _records(run: Path) -> dict:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, data_root):
     """The same 1-epoch VAE run on one process and on two."""
+    from genlab import cli
+
     root = tmp_path_factory.mktemp("fit")
-    _genlab(["train", *RUN_ARGS, "--epochs", "1", "--run-dir", str(root / "one")], data_root)
+    torch.set_num_threads(1)  # the one-process run in this process, as a worker would run it
+    assert cli.main(["train", *RUN_ARGS, "--epochs", "1", "--run-dir", str(root / "one"),
+                     "--data-root", str(data_root)]) == 0
     p = _genlab(["train", *RUN_ARGS, "--epochs", "1", "--run-dir", str(root / "two")], data_root,
                 procs=2)
     return root / "one", root / "two", p
