@@ -11,9 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 from genlab.data import data_root
+from genlab.device import device_name, pick_device
 from genlab.status import runs_roots
 from genlab.tables import datasets_status
-from genlab.train import device_name, pick_device
 from pages import PAGES
 
 # a local file: a ":material/..." page icon makes the browser fetch the favicon from a

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genlab import runs  # noqa: E402
 from genlab.metrics import evaluate_run  # noqa: E402
-from genlab.train import device_name, pick_device  # noqa: E402
+from genlab.device import device_name, pick_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from .data import DATASETS, DatasetError, ImageData, data_root, load_split
+from .data import DATASETS, ImageData, load_split
 from .explore import grid_image, model_inputs
 from .metrics import log_prob_split
 from .status import ACTIVE, RunSummary
@@ -33,21 +33,10 @@ def comparable(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
     return out
 
 
-def missing_data_message(dataset: str, root: str | os.PathLike | None = None) -> str:
-    """What to do when a dataset is not under the data root (offline)."""
-    info = DATASETS[dataset]
-    folder = (data_root(root) / info.folder).resolve()
-    return (f"{dataset} is not in {folder} (expected {', '.join(info.files)}). Put those files "
-            "there, point GENLAB_DATA at a folder that has them, or train once from a terminal "
-            "while online (torchvision downloads it).")
-
-
 def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> ImageData:
-    """The first ``n`` test images (uint8); DatasetError with what to do when missing."""
-    try:
-        return load_split(dataset, "test", root, download=False, limit=n)
-    except DatasetError:
-        raise DatasetError(missing_data_message(dataset, root)) from None
+    """The first ``n`` test images (uint8); a DatasetError saying what to do when they are
+    missing (genlab.data.missing_message) or damaged."""
+    return load_split(dataset, "test", root, download=False, limit=n)
 
 
 @torch.no_grad()

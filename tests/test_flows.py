@@ -12,11 +12,7 @@ from genlab.flows import (ActNorm, AffineCoupling, Bijection, Compose, DiagonalS
 from genlab.models.realnvp import ConvConditioner
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on this shared 2-core CPU, OpenMP threads spin-wait for each
-    other and small ops run many times slower with two."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small ops, a shared CPU
 
 
 def randomize(module: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Module:
