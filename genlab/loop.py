@@ -202,7 +202,7 @@ class _Loop:
             state.step = epoch_step0
             return self.stopped(epoch - 1)
         self.end_epoch(epoch, sums, t_epoch)
-        if self.over_budget(epoch, t_epoch):
+        if self.dist.any(self.over_budget(epoch, t_epoch)):  # any process's clock stops all
             return {"state": "done", "epoch": epoch, "step": state.step,
                     "budget_stop": round((_clock() - self.t0) / 60, 3)}
         return None
