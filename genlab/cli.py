@@ -7,9 +7,9 @@ Bad arguments give one line on stderr and exit code 2; they are parsed by
 :func:`genlab.runs.new_config`, as the Train page's are, so both say the same.
 
 A new run's training options that the command line does not set take the model
-family's defaults (genlab.optim.family_defaults: the papers' optimiser, learning rate,
-schedule, batch size...; ``--help`` lists them with their sources), and config.json
-records the values used; the Train page starts from the same values.
+family's defaults (genlab.optim.family_defaults, filled in by runs.new_config: the papers'
+optimiser, learning rate, schedule, batch size...; ``--help`` lists them with their
+sources), and config.json records the values used; the Train page starts from the same.
 
 ``train --run-dir DIR`` without ``--model`` trains the run whose config.json is in DIR
 and that has not started yet: how the app starts the runs it configured.
@@ -94,10 +94,6 @@ def _sources_epilog() -> str:
     return "training defaults per model family, and their sources: " + " | ".join(lines)
 
 
-def train_values(model: str | None, given: dict) -> dict:
-    """A new run's training options: ``given`` (as typed) over the family's defaults."""
-    base = family_defaults(model) if model in MODELS else {}
-    return {**base, **given}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,8 +165,7 @@ def _collect(ns: argparse.Namespace, prefix: str) -> dict:
 def parse_train(ns: argparse.Namespace) -> runs.RunConfig:
     """The config of the run that parsed train arguments ask for; ValueError with a
     one-line message on anything invalid."""
-    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."),
-                           train_values(ns.model, _collect(ns, "train.")))
+    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
 
 
 def _err(msg: str) -> str:

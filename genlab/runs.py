@@ -29,6 +29,7 @@ import torch
 from .config import TrainConfig, flag, from_dict, to_dict
 from .data import DATASETS, dataset_info
 from .models import GenerativeModel, build_model, model_entry, upgrade_config
+from .optim import family_defaults
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
     "config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "eval.json")
@@ -225,7 +226,8 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
     """The config of a new run from the options a user gave, as typed (command-line
     strings) or as a form holds them: the one parse of both ``python -m genlab train``
     and the Train page, so both word each error the same, in command-line flags.
-    The image shape comes from the dataset. Raises ValueError with one line."""
+    The image shape comes from the dataset; a training option not given takes the model
+    family's default (genlab.optim.family_defaults). Raises ValueError with one line."""
     _, cfg_cls = model_entry(model)
     info = dataset_info(dataset)
     allowed = [f.name for f in dataclasses.fields(cfg_cls) if f.metadata.get("cli", True)]
@@ -238,6 +240,7 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
         raise ValueError(f"{flag(wrong[0])} is not a training option; they are: "
                          + ", ".join(flag(n) for n in _TRAIN_FIELDS if n != "dataset"))
     model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": info.shape}, label=flag)
+    train_values = {**family_defaults(model), **train_values}  # unset: the family's (issue 12)
     return RunConfig(model, model_cfg, from_dict(TrainConfig, {**train_values, "dataset": dataset},
                                                  label=flag))
 
