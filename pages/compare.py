@@ -12,7 +12,7 @@ from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
 from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
 from pages import cache, compare_ui as ui, via_router
-from pages.widgets import read_image
+from pages.widgets import EMPTY, read_image
 
 via_router()
 
@@ -48,7 +48,7 @@ def metrics_ui(sel: list[RunSummary]) -> None:
     groups, missing = compare_tables(sel)
     for g in groups:
         st.markdown(f"**{g['title']}**")
-        st.dataframe(g["rows"], hide_index=True, column_config={
+        st.dataframe(g["rows"], hide_index=True, placeholder=EMPTY, column_config={
             k: NUMBER for k in g["rows"][0] if k not in ("run", "model", "data", "split", "epoch", "k",
                                                          "active units")})
     if groups:
@@ -57,7 +57,7 @@ def metrics_ui(sel: list[RunSummary]) -> None:
     fids = fid_rows(sel)
     if fids:
         st.markdown("**Sample quality: FID (every family, lower is better)**")
-        st.dataframe(fids, hide_index=True, column_config={"FID": NUMBER})
+        st.dataframe(fids, hide_index=True, placeholder=EMPTY, column_config={"FID": NUMBER})
         st.caption(fid_caption(sel[0].dataset or ""))
     if missing:
         ui.eval_ui(sel, missing)
@@ -124,7 +124,7 @@ def bound_ui(sel: list[RunSummary], dataset: str) -> None:
     if bar is not None:
         bar.empty()
     meaning = {s.name: l1_meaning(s) for s in cands}
-    st.dataframe(bound_rows(by_group, k, meaning), hide_index=True,
+    st.dataframe(bound_rows(by_group, k, meaning), hide_index=True, placeholder=EMPTY,
                  column_config={c: NUMBER for c in ("L_1", f"L_{k}", "gain")})
     for g, group in by_group.items():
         st.plotly_chart(bound_figure(group), key=f"bound-{g}")

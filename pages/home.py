@@ -9,7 +9,7 @@ from genlab import runs
 from genlab.status import RunSummary, order_key, runs_roots
 from genlab.tables import FID_NOTE, headline, overview_rows
 from pages import PAGES, cache, via_router
-from pages.widgets import STATE_ICON, Card, dash_table
+from pages.widgets import EMPTY, STATE_ICON, Card, number_columns
 
 via_router()
 
@@ -49,8 +49,9 @@ def filter_ui(summaries: list[RunSummary]) -> list[RunSummary]:
 
 def table_ui(shown: list[RunSummary]) -> None:
     rows = overview_rows(shown)
-    st.dataframe(dash_table(rows, {"val loss": 3, "test −log p(x)": 2, "bits/dim": 3, "FID": 1}),
-                 hide_index=True, height="content" if len(rows) <= 25 else "auto")
+    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", placeholder=EMPTY,
+                 column_config=number_columns(rows, {"val loss": 3, "test −log p(x)": 2, "bits/dim": 3,
+                                                     "FID": 1}))
     st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
                "compared with each other). — : not measured. " + FID_NOTE)
 
@@ -94,7 +95,8 @@ def facts_ui(c: Card) -> None:
     if c.config:
         st.caption(c.config)
     if c.rows:
-        st.dataframe(dash_table(c.rows, {k: 3 for k in c.rows[0] if k != "metric"}), hide_index=True)
+        st.dataframe(c.rows, hide_index=True, placeholder=EMPTY,
+                     column_config=number_columns(c.rows, {k: 3 for k in c.rows[0] if k != "metric"}))
         last = (s.last_train or {}).get("epoch", "?")
         st.caption(f"{c.units}; train and val after epoch {last} of {s.train.get('epochs', '?')}"
                    .lstrip("; "))

@@ -15,7 +15,7 @@ from genlab.figures import live_figure
 from genlab.status import ACTIVE, log_tail, read_only, runs_roots, summarize
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
-from pages.widgets import STATE_ICON, read_image
+from pages.widgets import EMPTY, STATE_ICON, read_image
 
 via_router()
 
@@ -30,7 +30,7 @@ def table_ui(infos: list[dict]) -> None:
              "note": i["message"]} for i in infos]
     if not any(r["note"] for r in rows):
         rows = [{k: v for k, v in r.items() if k != "note"} for r in rows]
-    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", column_config={
+    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", placeholder=EMPTY, column_config={
         "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
 
 
@@ -92,7 +92,8 @@ def monitor_ui(info: dict) -> None:
         side.caption(err or "The first sample grid comes after epoch 1.")
     rows = metrics_rows(summary)
     if rows:
-        side.dataframe(rows, hide_index=True, column_config={k: NUMBER for k in rows[0] if k != "metric"})
+        side.dataframe(rows, hide_index=True, placeholder=EMPTY,
+                       column_config={k: NUMBER for k in rows[0] if k != "metric"})
         side.caption(units_note(summary))
 
 

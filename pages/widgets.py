@@ -37,17 +37,16 @@ def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None
     return data, None
 
 
-def dash_table(rows: list[dict], digits: dict[str, int] | None = None):
-    """Rows as a pandas Styler for st.dataframe: numbers with ``digits[column]`` decimals
-    (others as short as they go: an epoch is "12", not "12.000000"), and every empty cell
-    "—" rather than "None". The numbers stay numbers underneath (sorting works)."""
-    import pandas as pd
+EMPTY = "—"
+"""What an empty table cell shows (st.dataframe's ``placeholder``; its default is "None")."""
 
-    df = pd.DataFrame(rows)
-    digits = digits or {}
-    fmt = {c: (f"{{:.{digits[c]}f}}" if c in digits else "{:g}") for c in df.columns
-           if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
-    return df.style.format(fmt, na_rep="—")
+
+def number_columns(rows: list[dict], digits: dict[str, int]) -> dict:
+    """st.dataframe column configs: ``digits[column]`` decimals for those columns."""
+    import streamlit as st
+
+    present = set(rows[0]) if rows else set()
+    return {c: st.column_config.NumberColumn(format=f"%.{d}f") for c, d in digits.items() if c in present}
 
 
 class Card(NamedTuple):

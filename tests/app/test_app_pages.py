@@ -38,16 +38,14 @@ def test_home_shows_every_run(app_runs):
 def test_home_is_ordered_labelled_and_counts_what_it_shows(app_runs):
     """Issue 13, item 5: runs by dataset and family, each tile with its headline figure,
     a filtered list says how many of how many, and empty cells read "—", not "None"."""
-    import pyarrow as pa
-
     at = run_page(HOME)
     names = list(at.dataframe[0].value["run"])
     assert names == [FAILED, GOOD, BROKEN]  # mnist vae runs by name, the unreadable one last
     ev = json.loads((app_runs / GOOD / "eval.json").read_text())
     assert f"{ev['nll_nats']:.1f} nats" in "\n".join(c.value for c in at.caption)
-    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_all()
-    cells = [str(v) for col in shown.to_pydict().values() for v in col]
-    assert "—" in cells and "None" not in cells and "nan" not in cells
+    overview = at.dataframe[0].value
+    assert overview.isna().any().any()  # some cells are empty (a failed run has no eval) ...
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)  # ... and read "—", not "None"
     assert at.header[0].value == "Runs (3)"
     at.multiselect(key="home-status").set_value(["done"]).run()
     assert at.header[0].value == "Runs (1 of 3)"
