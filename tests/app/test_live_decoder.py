@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from explore_fixture import FLOW, GAN, explore_root, explore_runs, image_by_caption  # noqa: F401
 from runs_fixture import GOOD, REPO, run_page
@@ -16,8 +15,7 @@ COMPONENT = REPO / "pages" / "components" / "latent_decoder"
 
 
 def _component_args(at) -> list[dict]:
-    els = [e for e in at.get("component_instance")] if hasattr(at, "get") else []
-    return [json.loads(e.proto.json_args) for e in els]
+    return [json.loads(e.proto.json_args) for e in at.get("component_instance")]
 
 
 def test_an_mlp_decoder_gets_the_browser_sliders_and_its_weights_once(explore_runs):

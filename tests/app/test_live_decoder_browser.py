@@ -18,7 +18,7 @@ import torch
 from genlab import explore, runs
 from test_app_browser import (CHROMIUM, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _choose,  # noqa: F401
                               _image_src, _nudge, _open, _require_browser, _screenshot, _settle,
-                              _wait_image_changed, server)
+                              server)
 
 LATENCY_GOAL_MS = 20.0
 LOCAL = {"localhost", "127.0.0.1", "::1", ""}
