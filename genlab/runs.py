@@ -28,7 +28,7 @@ import torch
 
 from .config import TrainConfig, flag, from_dict, to_dict
 from .data import DATASETS, dataset_info
-from .models import GenerativeModel, build_model, model_entry, upgrade_config
+from .models import MODELS, GenerativeModel, build_model, model_entry, upgrade_config
 from .optim import family_defaults
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
@@ -241,8 +241,13 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
                          + ", ".join(flag(n) for n in _TRAIN_FIELDS if n != "dataset"))
     model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": info.shape}, label=flag)
     train_values = {**family_defaults(model), **train_values}  # unset: the family's (issue 12)
-    return RunConfig(model, model_cfg, from_dict(TrainConfig, {**train_values, "dataset": dataset},
-                                                 label=flag))
+    train = from_dict(TrainConfig, {**train_values, "dataset": dataset}, label=flag)
+    cls = model_entry(model)[0]
+    if train.kl_warmup_epochs and not cls.caps.kl_warmup:
+        have = [m for m, (c, _) in MODELS.items() if c.caps.kl_warmup]
+        raise ValueError(f"{flag('kl_warmup_epochs')} applies to models with a weighted KL term "
+                         f"({', '.join(have)}); {model} has none: leave it 0")
+    return RunConfig(model, model_cfg, train)
 
 
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

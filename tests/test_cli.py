@@ -309,3 +309,14 @@ def test_sample_errors_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
     code, _, err = run_main(["sample", "checkpoints/binary-vae-mnist", "--temperature", "0.5",
                              "--out", str(tmp_path / "b.png")], capsys)
     assert code == 2 and "has no sampling temperature" in err and err.count("\n") == 1
+
+
+def test_kl_warmup_is_refused_for_models_without_a_kl_term(tmp_path, capsys, data_root):
+    code, _, err = run_main(["train", "--model", "nice", "--kl-warmup-epochs", "2",
+                             "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "--kl-warmup-epochs applies to models with a weighted KL term (vae, binary-vae" in err
+    with pytest.raises(ValueError) as ei:  # the Train page's check, the same words
+        jobs.check_train("gan", "mnist", {}, {"kl_warmup_epochs": 1.0}, root=data_root)
+    assert "gan has none" in str(ei.value) and "\n" not in str(ei.value)
+    assert not any(tmp_path.iterdir())
