@@ -436,3 +436,32 @@ def test_flows_write_grids_at_temperature_1_and_their_default(mnist_small, tmp_p
     assert (tmp_path / "samples" / "t0.7" / "epoch_001.png").exists()
     assert runs.sample_grid(tmp_path, 1, 0.7) == tmp_path / "samples" / "t0.7" / "epoch_001.png"
     assert runs.latest_sample(tmp_path).name == "epoch_001.png"  # the T = 1 grid, as before
+
+
+def test_a_checkpoint_from_before_the_schedule_resumes(data_root, tmp_path):
+    """A checkpoint written before issue 12 (no "schedule", Adam's for-loop step in its
+    optimiser state) and a config.json without the new fields resume as they trained."""
+    import json as _json
+
+    from genlab.train import train_run
+
+    run = tmp_path / "old"
+    run.mkdir()
+    tc = TrainConfig(epochs=1, batch_size=100, limit=500, data_root=str(data_root), n_samples=4)
+    runs.write_config(run, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
+    assert train_run(run)["state"] == "done"
+    cfg = _json.loads((run / runs.CONFIG).read_text())  # as an old genlab wrote it
+    for name in ("optimizer", "betas", "eps", "weight_decay", "lr_schedule", "warmup_steps",
+                 "lr_floor", "lr_gamma", "ema_decay", "ema_warmup", "kl_warmup_epochs"):
+        del cfg["train"][name]
+    (run / runs.CONFIG).write_text(_json.dumps(cfg))
+    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    del ckpt["schedule"]
+    for group in ckpt["optimizers"][0]["param_groups"]:
+        group.update(fused=None, foreach=None)
+    runs.save_checkpoint(run / runs.CHECKPOINT, ckpt)
+    assert train_run(run, resume=True, epochs=2)["state"] == "done"
+    records = runs.read_metrics(run / runs.METRICS)[0]
+    assert {r["lr"] for r in records if r["event"] == "step"} == {1e-3}  # constant, as before
+    after = runs.load_checkpoint(run / runs.CHECKPOINT)
+    assert after["step"] == 10 and after["schedule"]["steps"] == 10 and "live_model" not in after
