@@ -116,6 +116,36 @@ def step_kind_of(train: ImageData, batch_size: int, device: torch.device) -> str
     return step_kind(new_model(device).configure_optimizers(1e-3, TrainConfig())[0])
 
 
+def step_costs(train: ImageData, batch_size: int, device: torch.device, n: int = 100) -> dict:
+    """Milliseconds per call of what a training step is made of, timed alone: the loss
+    forward + backward at ``batch_size``, the for-loop Adam step and fit()'s step (fused or
+    foreach) on this VAE's parameters. The optimiser step's share of a step bounds what any
+    faster step can gain: at most 1 / (1 - share)."""
+    model = new_model(device)
+    x = torch.bernoulli(train.x[:batch_size].float() / 255.0)
+    def timed(fn) -> float:
+        fn()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync(device)
+        return 1000 * (time.perf_counter() - t0) / n
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        model.loss(x)["loss"].backward()
+    out = {"forward_backward_ms": timed(fwd_bwd)}
+    for name, opt in (("forloop_step_ms", torch.optim.Adam(model.parameters(), lr=1e-6, foreach=False)),
+                      ("fit_step_ms", model.configure_optimizers(1e-6, TrainConfig())[0])):
+        out[name] = timed(opt.step)
+    out["forloop_share"] = out["forloop_step_ms"] / (out["forward_backward_ms"] + out["forloop_step_ms"])
+    out["bound_if_step_free"] = 1 / (1 - out["forloop_share"])
+    out["expected_ratio"] = ((out["forward_backward_ms"] + out["forloop_step_ms"])
+                             / (out["forward_backward_ms"] + out["fit_step_ms"]))
+    return out
+
+
 def spread(values: list[float]) -> str:
     med = statistics.median(values)
     return f"median {med:8.0f} img/s  (min {min(values):.0f}, max {max(values):.0f}, " \
@@ -168,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
         "step_median_pair_ratio": statistics.median(step_ratios),
         "step_cpu_ratio_of_medians": statistics.median(fit_cpu) / statistics.median(loop_cpu),
         "load_average_at_start": load0, "load_average_at_end": os.getloadavg()[0],
+        "step_costs": step_costs(train, args.batch_size, device),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     print(f"bare loop: {spread(bare)}")
@@ -181,6 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"medians), {result['step_median_pair_ratio']:.3f} (median of paired ratios), per "
           f"CPU-second {result['step_cpu_ratio_of_medians']:.3f}  [goal >= 1.15]; load average "
           f"{load0:.2f} at the start, {result['load_average_at_end']:.2f} at the end")
+    c = result["step_costs"]
+    print(f"alone, per step: forward+backward {c['forward_backward_ms']:.2f} ms, for-loop Adam "
+          f"{c['forloop_step_ms']:.2f} ms ({100 * c['forloop_share']:.0f}% of a step: a free step "
+          f"would give at most {c['bound_if_step_free']:.3f}x), {result['optimizer_step']} Adam "
+          f"{c['fit_step_ms']:.2f} ms (expected {c['expected_ratio']:.3f}x)")
     out = Path(args.out) if args.out else RESULTS / f"train_speed-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
