@@ -191,7 +191,7 @@ def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
     """Continue a stopped, interrupted or failed run from its last checkpoint
     (``python -m genlab resume``), up to ``epochs`` in all when given. A read-only run (a
     shipped one, :func:`genlab.status.read_only`) is never written: it is copied into
-    ``copy_to`` (default: the first run folder, ``runs``) and the copy trains; the job's
+    ``copy_to`` (default: :func:`genlab.status.continue_root`) and the copy trains; the job's
     ``run_dir`` says where."""
     run_dir = Path(run_dir).resolve()
     _refuse_if_busy(run_dir)
@@ -203,7 +203,7 @@ def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
     if epochs is not None and epochs < 1:
         raise JobError("epochs must be >= 1")
     if status.read_only(run_dir):
-        run_dir = runs.copy_for_resume(run_dir, Path(copy_to or status.runs_roots()[0]).resolve())
+        run_dir = runs.copy_for_resume(run_dir, Path(copy_to or status.continue_root(run_dir)).resolve())
     argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
     argv += ["--epochs", str(int(epochs))] if epochs else []
     return {**_launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env),

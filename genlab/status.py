@@ -169,6 +169,13 @@ def read_only(run_dir: str | os.PathLike) -> bool:
     return bool(st.get("shipped_from")) or not os.access(run_dir, os.W_OK)
 
 
+def continue_root(run_dir: str | os.PathLike) -> Path:
+    """Where a read-only run is copied to continue it: the first run folder that does not
+    hold it (GENLAB_RUNS, else runs), else ``runs``."""
+    here = Path(run_dir).resolve().parent
+    return next((r for r in runs_roots() if r.resolve() != here), Path("runs"))
+
+
 def checkpoint_stamp(run_dir: str | os.PathLike) -> int | None:
     try:
         return (Path(run_dir) / runs.CHECKPOINT).stat().st_mtime_ns

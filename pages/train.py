@@ -12,7 +12,7 @@ import streamlit as st
 from genlab import jobs, runs
 from genlab.data import data_root
 from genlab.figures import live_figure
-from genlab.status import ACTIVE, log_tail, read_only, runs_roots, summarize
+from genlab.status import ACTIVE, continue_root, log_tail, read_only, runs_roots, summarize
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
 from pages.widgets import EMPTY, STATE_ICON, read_image
@@ -60,7 +60,7 @@ def controls_ui(info: dict) -> None:
                  "are read-only)." if shipped else f"Resumed `{path.name}`.")
     if shipped:
         st.caption(f"{path.name} is a shipped run: read-only. Continuing it copies it into "
-                   f"`{runs_roots()[0]}` first and trains the copy.")
+                   f"`{continue_root(path)}` first and trains the copy.")
 
 
 def monitor_ui(info: dict) -> None:

@@ -53,6 +53,8 @@ def _files(run: Path) -> dict:
 def test_continuing_a_shipped_run_trains_a_copy(tmp_path, runs_root, data_root, monkeypatch):
     src = _shipped(tmp_path, runs_root)
     assert status.read_only(src) and not status.read_only(runs_root / GOOD)
+    monkeypatch.setenv("GENLAB_RUNS", str(src.parent))  # the shipped folder is never the copy's
+    assert status.continue_root(src) == Path("runs")
     before = _files(src)
     monkeypatch.setenv("GENLAB_DATA", str(data_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
