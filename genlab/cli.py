@@ -31,7 +31,7 @@ from .loop import TrainingFailed, save_sample_grid
 from .metrics import eval_lines, evaluate_run
 from .models import MODELS
 from .optim import FAMILY_DEFAULTS, family_defaults, family_sources
-from .status import read_only, runs_roots
+from .status import continue_root, read_only
 from .train import train_run
 
 EXIT_USAGE = 2
@@ -226,7 +226,7 @@ def cmd_resume(ns) -> int:
     run_dir = Path(ns.run_dir)
     if (run_dir / runs.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
         shipped = run_dir  # under torchrun rank 0 makes the one copy
-        run_dir = on_main(lambda: runs.copy_for_resume(shipped, runs_roots()[0]), _device_of(shipped))
+        run_dir = on_main(lambda: runs.copy_for_resume(shipped, continue_root(shipped)), _device_of(shipped))
         print(f"{ns.run_dir} is a shipped run (read-only): continuing in a copy, {run_dir}", flush=True)
     return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
                 run_dir)
