@@ -166,7 +166,8 @@ def test_gan_temperature_one_is_the_untruncated_prior_and_above_one_is_refused()
     assert torch.equal(model.sample_prior(100, temperature=1.0), a)
     torch.manual_seed(3)
     assert torch.equal(a, torch.randn(100, 8))
-    with pytest.raises(ValueError, match="temperature must be > 0 and <= 1"):
+    assert model.caps.max_temperature == 1.0  # declared, for the app's sliders
+    with pytest.raises(ValueError, match="gan's temperature must be > 0 and <= 1 "):
         model.sample(4, temperature=1.5)
     assert model.sample(4, temperature=0.5).shape == (4, 1, 28, 28)
 

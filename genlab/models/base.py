@@ -53,6 +53,8 @@ class Capabilities:
         truncated: see each model's ``sample_prior``), and this is the family's default T
         for sample grids (1: the model as trained); None: the prior has no scale to temper
         (Bernoulli(1/2) units), so only T = 1 is accepted.
+    max_temperature: the highest T ``sample`` takes (None: no bound; the GAN's truncation
+        only narrows its noise: 1).
     kl_warmup: the loss weights its KL term by the model's ``kl_weight`` (its config's beta
         unless fit's KL warm-up sets it for the next step); "elbo" stays at weight 1.
     """
@@ -64,6 +66,7 @@ class Capabilities:
     kl_per_dim: bool = False
     mixture: bool = False
     temperature: float | None = None
+    max_temperature: float | None = None
     kl_warmup: bool = False
 
     def __post_init__(self):
@@ -167,6 +170,9 @@ class GenerativeModel(nn.Module):
         if self.caps.temperature is None and t != 1.0:
             raise ValueError(f"{self.kind} has no sampling temperature (its {self.caps.prior} "
                              f"prior has no scale to temper): only temperature 1 (got {t:g})")
+        top = self.caps.max_temperature
+        if top is not None and t > top:
+            raise ValueError(f"{self.kind}'s temperature must be > 0 and <= {top:g} (got {t:g})")
         return t
 
     @property

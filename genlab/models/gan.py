@@ -26,7 +26,7 @@ from .base import Capabilities, GenerativeModel, image_shape_field, preprocess_f
 
 # a generator from N(0, I) latents: decode and a prior, no encoder, no log p(x); sample
 # grids at T = 1 only (the untruncated noise it was trained on)
-GENERATOR_CAPS = Capabilities(decode=True, prior="normal", temperature=1.0)
+GENERATOR_CAPS = Capabilities(decode=True, prior="normal", temperature=1.0, max_temperature=1.0)
 LEGACY_BETA1 = "adam_beta1"  # a model option before genlab had train.betas (both players' beta1)
 
 
@@ -176,10 +176,7 @@ class _GAN(GenerativeModel):
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """z (n, d): N(0, I), truncated below temperature 1 (:func:`truncated_noise`: the
         GAN was trained on N(0, I) noise, so it is narrowed, never scaled; T <= 1)."""
-        t = self.check_temperature(temperature)
-        if t > 1.0:
-            raise ValueError(f"{self.kind} truncates its noise, which only narrows it: "
-                             f"temperature must be > 0 and <= 1 (got {t:g})")
+        t = self.check_temperature(temperature)  # <= caps.max_temperature = 1
         return truncated_noise(n, self.cfg.latent_dim, t, self.device)  # (n, d)
 
     @torch.no_grad()
