@@ -13,15 +13,17 @@ import torch
 
 from genlab import explore, runs
 from genlab.models import model_entry
-from genlab.status import checkpoint_stamp, runs_roots
+from genlab.status import checkpoint_damage, checkpoint_stamp, order_key, runs_roots
 from pages import cache
 from pages.explore_ui import Run
 
 
 def candidates(need: Callable[[type, dict], bool]) -> tuple[list[str], dict[str, str]]:
-    """Runs with a checkpoint whose (model class, model_config) pass ``need``, their labels."""
+    """Runs with a checkpoint whose (model class, model_config) pass ``need``, their labels,
+    in the order every page lists runs (dataset, family, name: status.order_key), damaged
+    checkpoints last."""
     roots = st.session_state.get("runs_roots") or runs_roots()
-    paths, labels = [], {}
+    found, labels = [], {}
     for p in runs.find_runs(*roots):
         try:
             rc = runs.read_config_dict(p)
@@ -29,9 +31,10 @@ def candidates(need: Callable[[type, dict], bool]) -> tuple[list[str], dict[str,
         except (runs.RunError, KeyError, ValueError):
             continue  # Home says why
         if (p / runs.CHECKPOINT).exists() and need(cls, rc.get("model_config", {})):
-            paths.append(str(p))
-            labels[str(p)] = f"{p.name} · {rc['model']} · {rc['train'].get('dataset', '?')}"
-    return paths, labels
+            ds = rc["train"].get("dataset", "?")
+            found.append(((checkpoint_damage(p) is not None, *order_key(rc["model"], ds, p.name)), str(p)))
+            labels[str(p)] = f"{p.name} · {rc['model']} · {ds}"
+    return [p for _, p in sorted(found)], labels
 
 
 def no_runs(what: str, train_cmd: str) -> None:

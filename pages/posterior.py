@@ -30,7 +30,8 @@ def pick_run() -> ui.Run:
                     "vae-flow-posterior, --latent-dim 2)", TRAIN_CMD)
     if st.session_state.get("run") in paths:
         st.session_state["posterior_run"] = st.session_state["run"]
-    path = st.selectbox("Run (VAEs with a 2-D latent)", paths, key="posterior_run", format_func=labels.get)
+    path = st.selectbox("Run (VAEs with a 2-D latent)", paths, key="posterior_run", format_func=labels.get,
+                        on_change=lambda: st.session_state.update(run=st.session_state["posterior_run"]))
     st.session_state["run"] = path
     run = lui.open_run(path)
     if run is None:

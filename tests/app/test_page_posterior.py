@@ -37,8 +37,6 @@ def test_only_2d_vaes_are_offered(explore_runs):
     box = next(s for s in at.selectbox if s.label.startswith("Run"))
     names = sorted(o.split(" · ")[0] for o in box.options)
     assert names == ["vae-corrupt", GOOD]  # the 2-D VAEs (a corrupt one says so when opened)
-    assert box.value in (explore_runs[GOOD], explore_runs[CORRUPT])
-    if box.value == explore_runs[CORRUPT]:
-        box.set_value(explore_runs[GOOD]).run()
-    assert not at.exception and "cannot be loaded" not in "".join(e.value for e in at.error)
-    assert at.session_state["posterior_view"]["kl"] >= 0
+    assert box.value == explore_runs[GOOD]  # the damaged checkpoint is listed last
+    box.set_value(explore_runs[CORRUPT]).run()
+    assert not at.exception and "cannot be loaded" in "".join(e.value for e in at.error)
