@@ -1,10 +1,15 @@
 """Time to first render of every page as a person sees it: `streamlit run app.py` on the
-shipped runs, headless Chromium (Playwright), each page opened by its URL twice (a new
-session each time): the first visit of the page in this server process (cold) and the
-second (cached). Then slider moves on the Latent explorer for a few runs: the page's own
-"server time" and the browser's round trip (key press to new image on screen).
+shipped runs, headless Chromium (Playwright).
 
-    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/app_browser.py [runs...]
+1. first visits: for each page, a fresh server and that page opened by its URL (the first
+   visit after a server start: imports, model, data), ``--rounds`` times, median;
+2. in one server: each page opened twice (a new session each time; cold then cached),
+   fresh Home sessions (median of 5), and run switches on the Latent explorer (the first
+   switch to each run in that server: loading it, its stored projections);
+3. with ``--sliders RUN...``: slider moves on the Latent explorer: the page's own
+   "server time" and the browser's round trip (key press to new image on screen).
+
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/app_browser.py [--rounds 3]
 
 A page counts as rendered when the script run has finished, every plotly chart has
 drawn and every image has loaded (as tests/app/test_app_browser.py waits). The server
@@ -66,15 +71,90 @@ def first_render(page, url: str) -> float:
     return round(time.perf_counter() - t, 2)
 
 
+SWITCH_RUNS = ("vae-20d-mnist", "realnvp-mnist", "vae-realnvp-post-mnist", "nice-fashion-mnist",
+               "vae-2d-mnist")
+
+
+def run_switches(page, base: str, names=SWITCH_RUNS) -> dict:
+    """Seconds from picking a run in the Latent explorer's picker to the page drawn."""
+    page.goto(f"{base}/latent", timeout=TIMEOUT_MS)
+    settle(page)
+    out = {}
+    for run in names:
+        t = time.perf_counter()
+        page.get_by_role("combobox", name="Run", exact=True).click()
+        page.get_by_role("option", name=re.compile("^" + re.escape(run))).first.click()
+        page.wait_for_function(f"() => document.querySelector(`input[aria-label='Run']`)"
+                               f".value.startsWith('{run}')", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(150)  # the rerun starts
+        settle(page)
+        out[run] = round(time.perf_counter() - t, 2)
+        print("switch", run, out[run], flush=True)
+    return out
+
+
+def first_visits(browser, pages, rounds: int) -> dict:
+    """Each page's first visit after a server start (a fresh server per visit): median and
+    every value, with the load average at the time."""
+    out = {}
+    for spec in pages:
+        times, loads = [], []
+        for _ in range(rounds):
+            port = free_port()
+            proc = serve(port)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                loads.append(round(os.getloadavg()[0], 2))
+                times.append(first_render(page, f"http://localhost:{port}/{spec.url_path}"))
+                page.close()
+            finally:
+                stop(proc)
+        out[spec.title] = {"median_s": statistics.median(times), "all_s": times, "load_avg": loads,
+                           "imports_s": import_seconds()}
+        print("first visit", spec.title, out[spec.title], flush=True)
+    return out
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def import_seconds() -> float:
+    """Wall seconds a fresh Python takes to import what the app's first run imports (torch,
+    torchvision, plotly, scikit-learn's mixture, the genlab modules): the part of a first
+    visit after a server start that no page can avoid, and a gauge of the machine's load."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, torchvision, plotly.graph_objects, "
+                    "sklearn.mixture, genlab.explore, genlab.compare, genlab.train"], cwd=REPO, check=True)
+    return round(time.perf_counter() - t, 2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
 def slider_moves(page, base: str, run: str, n: int = 8) -> dict:
     page.goto(f"{base}/latent", timeout=TIMEOUT_MS)
     settle(page)
     page.get_by_role("combobox", name="Run", exact=True).click()
     page.get_by_role("option", name=re.compile("^" + re.escape(run))).first.click()
-    page.wait_for_function(f"() => {SERVER_TIME} && document.querySelector(`input[aria-label='Run']`)"
+    page.wait_for_function(f"() => document.querySelector(`input[aria-label='Run']`)"
                            f".value.startsWith('{run}')", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(150)
     settle(page)
-    thumb = page.locator('input[type="range"][aria-label^="z"]').first
+    live = page.get_by_text("Decode in the browser while dragging")  # issue 15: the server path
+    if live.count() and page.locator('[data-testid="stImage"]:has-text("decode(z)")').count() == 0:
+        live.click()
+        page.wait_for_function(f"() => {SERVER_TIME}", timeout=TIMEOUT_MS)
+        settle(page)
+    thumb = page.locator('input[type="range"][aria-label^="z"], input[type="range"][aria-label^="PC "]').first
     server, trip = [], []
     for i in range(n):
         before = page.evaluate(f"() => {SERVER_TIME}.innerText")
@@ -89,36 +169,44 @@ def slider_moves(page, base: str, run: str, n: int = 8) -> dict:
             "browser_round_trip_ms": {"median": round(statistics.median(trip)), "max": round(max(trip))}}
 
 
-def main(slider_runs: list[str]) -> dict:
+def main(slider_runs: list[str], rounds: int = 3) -> dict:
     from playwright.sync_api import sync_playwright
 
     from pages import PAGES
 
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://localhost:{port}"
     out = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "2"),
-           "load_avg": os.getloadavg()[0], "pages": {}, "sliders": {}}
-    proc = serve(port)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+           "load_avg": os.getloadavg()[0], "first_visits": {}, "pages": {}, "sliders": {}}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        out["first_visits"] = first_visits(browser, PAGES, rounds) if rounds else {}
+        proc = serve(port)
+        try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             for spec in sorted(PAGES, key=lambda s: s.url_path == ""):  # Home last: cold too
                 url = f"{base}/{spec.url_path}"
                 out["pages"][spec.title] = {"cold_s": first_render(page, url),
                                             "cached_s": first_render(page, url)}
                 print(spec.title, out["pages"][spec.title], flush=True)
+            homes = []
+            for _ in range(5):  # a fresh session each: a new tab on Home
+                tab = browser.new_page(viewport={"width": 1400, "height": 900})
+                homes.append(first_render(tab, base))
+                tab.close()
+            out["fresh_home_s"] = {"median": statistics.median(homes), "all": homes,
+                                   "load_avg": os.getloadavg()[0]}
+            print("fresh Home", out["fresh_home_s"], flush=True)
+            out["run_switch_s"] = run_switches(page, base)
+            out["run_switch_s"]["load_avg"] = os.getloadavg()[0]
             for run in slider_runs:
                 out["sliders"][run] = slider_moves(page, base, run)
                 print(run, out["sliders"][run], flush=True)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        finally:
+            stop(proc)
+        browser.close()
     out["load_avg_end"] = os.getloadavg()[0]
     path = REPO / "benchmarks" / "results" / "app_browser.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
@@ -126,4 +214,11 @@ def main(slider_runs: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["vae-2d-mnist", "vae-20d-mnist", "realnvp-mnist", "gan-mnist"])
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="fresh servers per page for the first visits")
+    ap.add_argument("--sliders", nargs="*", default=[], metavar="RUN",
+                    help="runs whose Latent explorer slider to time (e.g. vae-2d-mnist realnvp-mnist)")
+    a = ap.parse_args()
+    main(a.sliders, a.rounds)
