@@ -229,7 +229,7 @@ def latent(page) -> None:
     shows that image (issue 13, items 1 and 2). Then the 2-D VAE from its Home details card;
     a slider decodes a new image."""
     assert page.get_by_role("combobox", name="Run").input_value().split(" ")[0] in (
-        "vae-2d-mnist", "ae-gmm-mnist")  # not the 20-D posterior-flow VAE and its UMAP
+        "vae-2d-iwae5-mnist", "vae-2d-mnist", "ae-gmm-mnist")  # a 2-D run, not a 20-D one and its UMAP
     _click_point(page)
     page.wait_for_selector("text=/1 of 2,000 codes selected/", timeout=30_000)
     _settle(page)
