@@ -104,7 +104,8 @@ def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
     at_work = status.get("state") in ACTIVE and (not pid or pid_alive(pid))
     exiting = False
     if job and job["alive"] and job.get("kind") != "eval" and not at_work:
-        if float(status.get("updated") or 0) < float(job.get("started") or 0):
+        updated, started = float(status.get("updated") or 0), float(job.get("started") or 0)
+        if not (updated and started) or updated < started:  # status.json is older than the job
             return "starting", f"{job['kind']} process {job['pid']} is starting"
         exiting = True  # it wrote its last status (stopped, done, failed) and is exiting
     if job and not job["alive"] and not status:
