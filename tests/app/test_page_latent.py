@@ -125,3 +125,48 @@ def test_the_page_opens_on_a_2d_model_with_pca(explore_runs):
     picked = at.selectbox(key="pick_run").value
     assert picked in (explore_runs[GOOD], explore_runs[AE_GMM]), picked
     assert not at.error
+
+
+def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch, data_root):
+    """Issue 13, item 2: the shipped 20-D posterior-flow VAE (the run the page used to open
+    on, with UMAP of 10,000 codes on its critical path) draws PCA and UMAP from its stored
+    projections.npz: no test image beyond the first is encoded, and UMAP is not run."""
+    from genlab import explore
+
+    monkeypatch.setenv("GENLAB_RUNS", str(REPO / "checkpoints"))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.chdir(REPO)
+    encoded, real = [], explore.encode_images
+    monkeypatch.setattr(explore, "encode_images", lambda m, x, **kw: encoded.append(len(x)) or real(m, x, **kw))
+    monkeypatch.setattr(explore, "project", lambda *a, **k: (_ for _ in ()).throw(AssertionError("projected")))
+    at = run_page(PAGE, str(REPO / "checkpoints" / "vae-realnvp-post-mnist"))
+    assert not at.exception, [e.value for e in at.exception]
+    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"
+    at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
+    assert not at.exception and figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
+    assert max(encoded, default=0) <= 1, encoded  # the sliders' first test image only
+
+
+def test_umap_is_computed_in_the_background_on_request(explore_runs):
+    """A run without stored projections (the untrained flow): PCA at once; UMAP, asked
+    for, is computed in a background thread while the page shows PCA and says so, then
+    drawn (and written beside the checkpoint: not a shipped run)."""
+    import time
+
+    from genlab import explore
+
+    at = run_page(PAGE, explore_runs[FLOW])
+    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"
+    at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
+    assert not at.exception
+    assert "computed in the background" in "\n".join(i.value for i in at.info)
+    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"  # meanwhile
+    deadline = time.time() + 300
+    while figures(at)[0]["layout"]["xaxis"]["title"]["text"] != "UMAP 1":
+        assert time.time() < deadline, "UMAP never arrived"
+        time.sleep(2)
+        at.run()  # what the page's 2-s polling fragment does
+        assert not at.exception, [e.value for e in at.exception]
+    stored = explore.load_projections(explore_runs[FLOW], explore.checkpoint_digest(
+        f"{explore_runs[FLOW]}/checkpoint.pt"))
+    assert stored is not None and "umap" in stored.xy
