@@ -377,14 +377,17 @@ def has_temperature(model) -> bool:
 
 @torch.no_grad()
 def temperature_latents(model, n: int, temperature: float, *, seed: int = 0) -> torch.Tensor:
-    """n prior draws (n, d) scaled by the temperature T, seeded: N(0, T^2 I) for a normal
-    prior (Kingma & Dhariwal 2018, Glow, section 5: T < 1 trades variety for
-    typical-looking samples), the logistic scaled by T likewise."""
+    """n latents (n, d) on the CPU from the model's own ``sample_prior(n, temperature=T)``,
+    seeded: N(0, T^2 I) for a flow's normal prior (Kingma & Dhariwal 2018, Glow, section 5:
+    T < 1 trades variety for typical-looking samples), the logistic scaled by T; the
+    model's one-line ValueError for a temperature it does not take."""
     if not has_temperature(model):
         raise ValueError(f"{type(model).__name__} has no zero-centred prior to scale by a temperature")
-    if not 0.0 <= temperature <= 2.0:
-        raise ValueError(f"temperature must be between 0 and 2 (got {temperature})")
-    return prior_latents(model, n, seed=seed) * temperature  # (n, d)
+    t = model.check_temperature(temperature)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        z = model.sample_prior(n, temperature=t)
+    return z.detach().float().cpu()  # (n, d)
 
 
 # -- projections stored beside a checkpoint ----------------------------------------------
