@@ -96,3 +96,20 @@ def test_an_iwae_trained_vae_reports_the_kl_its_units_split():
     assert float(out["kl"]) == pytest.approx(float(kl), rel=1e-6)
     assert float(out["elbo"]) == pytest.approx(-float(out["recon"] + out["kl"]), rel=1e-6)
     assert float(out["iwae"]) >= float(out["elbo"]) - 1.0  # the bound is still the k=5 one
+
+
+def test_every_shipped_2d_vae_has_the_quadrature_beside_its_estimate():
+    from genlab.models import MODELS
+    from genlab.posterior import FLOW_Q, GAUSSIAN_Q
+
+    found = []
+    for run in sorted(SHIPPED.glob("*/eval.json")):
+        cfg = json.loads((run.parent / "config.json").read_text())
+        if cfg["model"] in GAUSSIAN_Q + FLOW_Q and cfg["model_config"]["latent_dim"] == 2:
+            ev = json.loads(run.read_text())
+            found.append(run.parent.name)
+            assert MODELS[cfg["model"]][0].caps.likelihood == "importance"
+            assert ev["nll_exact_nats"] < ev["nll_nats_same_images"], run.parent.name  # IW is low
+            assert ev["nll_exact_converged"] >= 0.95 * ev["nll_exact_n_images"]
+            assert ev["k"] >= 10 and "nll_nats_k_tenth" in ev and ev["kl_q_posterior"] > 0
+    assert {"vae-2d-mnist", "vae-2d-planar-mnist", "vae-2d-realnvp-post-mnist", "vae-2d-iwae5-mnist"} <= set(found)
