@@ -47,8 +47,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import lineup  # noqa: E402
-from genlab.config import format_value  # noqa: E402
-from genlab.optim import family_defaults, family_sources, legacy_values  # noqa: E402
+from genlab.optim import family_defaults, family_sources  # noqa: E402
 
 RESULTS = BENCH / "results"
 
@@ -72,27 +71,13 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
-def _flags(options: dict) -> list[str]:
-    out = []
-    for key, value in options.items():
-        out += ["--" + key.replace("_", "-"), format_value(value)]
-    return out
-
-
 # The two recipes, as extra `genlab train` options on top of the line-up entry's. "new" is
 # the family's papers' settings (genlab.optim.family_defaults); complete or override per
 # line-up name in NEW_OVERRIDES (e.g. once the CLI grows an option, or to try a variant).
 NEW_OVERRIDES: dict[str, dict] = {}
-def _old(entry: lineup.Entry) -> list[str]:
-    """Before issue 12's options: their old values, where the line-up entry sets none."""
-    given = set(entry.options[::2])
-    return _flags({k: v for k, v in legacy_values(entry.model).items()
-                   if "--" + k.replace("_", "-") not in given})
-
-
 RECIPES = {
-    "old": _old,
-    "new": lambda entry: _flags({**family_defaults(entry.model), **NEW_OVERRIDES.get(entry.name, {})}),
+    "old": lambda entry: entry.legacy_options(),
+    "new": lambda entry: lineup.flags({**family_defaults(entry.model), **NEW_OVERRIDES.get(entry.name, {})}),
 }
 
 

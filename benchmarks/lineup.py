@@ -12,7 +12,18 @@ the benchmark a large count and --max-minutes.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from genlab.config import format_value  # noqa: E402
+from genlab.optim import legacy_values  # noqa: E402
+
+
+def flags(options: dict) -> list[str]:
+    """{"lr_schedule": "constant"} -> ["--lr-schedule", "constant"], values as typed."""
+    return [a for k, v in options.items() for a in ("--" + k.replace("_", "-"), format_value(v))]
 
 
 @dataclass(frozen=True)
@@ -27,8 +38,15 @@ class Entry:
     def model(self) -> str:
         return self.options[self.options.index("--model") + 1]
 
+    def legacy_options(self) -> list[str]:
+        """The training options before issue 12 where the entry sets none: the CLI fills
+        unset options from the family's defaults, and the shipped runs predate those."""
+        given = set(self.options[::2])
+        return flags({k: v for k, v in legacy_values(self.model).items()
+                      if "--" + k.replace("_", "-") not in given})
+
     def recipe_options(self) -> list[str]:
-        return [*self.options, "--epochs", str(self.recipe_epochs)]
+        return [*self.options, *self.legacy_options(), "--epochs", str(self.recipe_epochs)]
 
 
 def _e(name: str, options: str, recipe_epochs: int | None, note: str = "", gpu: bool = False) -> Entry:

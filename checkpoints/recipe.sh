@@ -23,6 +23,7 @@ ship() {  # ship NAME DATASET -- train options...
   $PY -m genlab train --dataset "$ds" --run-dir "$SCRATCH/$name-$ds" --quiet "$@"
   $PY -m genlab ship "$SCRATCH/$name-$ds" "checkpoints/$name-$ds"
   $PY -m genlab eval "checkpoints/$name-$ds" --k "$K" --exact-n "$EXACT_N" --quiet > /dev/null
+  $PY -m genlab.explore "checkpoints/$name-$ds" > /dev/null  # projections.npz (Latent explorer)
   echo "$name-$ds: $((SECONDS - t0)) s" | tee -a "$SCRATCH/times.txt"
 }
 
@@ -40,6 +41,7 @@ ship2d() {  # ship2d NAME EXACT_N -- train options...
   $PY -m genlab ship "$SCRATCH/$name-mnist" "checkpoints/$name-mnist"
   find "checkpoints/$name-mnist/samples" -name 'epoch_*.png' ! -name 'epoch_040.png' -delete
   $PY -m genlab eval "checkpoints/$name-mnist" --k 1000 --exact-n "$n" --quiet > /dev/null
+  $PY -m genlab.explore "checkpoints/$name-mnist" > /dev/null  # projections.npz
 }
 
 # the line-up (names, model options, epochs) lives in benchmarks/lineup.py, shared with

@@ -23,6 +23,11 @@ def _two_d(cls, cfg: dict) -> bool:
     return cls.kind in P.GAUSSIAN_Q + P.FLOW_Q and cfg.get("latent_dim") == 2
 
 
+def _plain_vae(path: str) -> bool:
+    s = cache.summary(path)
+    return s.model == "vae" and s.config.get("iwae_k", 1) == 1
+
+
 def pick_run() -> ui.Run:
     paths, labels = lui.candidates(_two_d)
     if not paths:
@@ -30,6 +35,9 @@ def pick_run() -> ui.Run:
                     "vae-flow-posterior, --latent-dim 2)", TRAIN_CMD)
     if st.session_state.get("run") in paths:
         st.session_state["posterior_run"] = st.session_state["run"]
+    elif st.session_state.get("posterior_run") not in paths:  # first visit: the plain VAE's
+        # grid is the cheapest (a Gaussian q, a compact posterior), so the page opens fast
+        st.session_state["posterior_run"] = next((p for p in paths if _plain_vae(p)), paths[0])
     path = st.selectbox("Run (VAEs with a 2-D latent)", paths, key="posterior_run", format_func=labels.get,
                         on_change=lambda: st.session_state.update(run=st.session_state["posterior_run"]))
     st.session_state["run"] = path
