@@ -48,7 +48,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         5000, "FashionMNIST/raw", _MNIST_FILES),
-    # report 002: 65k train / 8,257 validation / 26,032 test
+    # SVHN (Netzer et al. 2011): 73,257 train images (8,257 held out here), 26,032 test
     "svhn": DatasetInfo("svhn", (3, 32, 32), _DIGITS, 8257, ".",
                         ("train_32x32.mat", "test_32x32.mat")),
 }

@@ -1,5 +1,5 @@
 """Interpolation: between the codes of two test images (a flow encodes and inverts them
-exactly) or two random latents (report 001's GAN figure), linearly, along a great circle
+exactly) or two random latents (as in Goodfellow et al. 2014, Fig. 3), linearly, along a great circle
 or through the normal CDF; a strip of frames and a GIF (genlab.explore)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ via_router()
 
 IMAGES, RANDOM = "two test images", "two random latents"
 PATHS = {"linear": "linear", "spherical": "spherical (slerp)",
-         "normal-cdf": "equidistant in the normal CDF (report 001)"}
+         "normal-cdf": "equidistant in the normal CDF (equal steps of probability mass between the two codes)"}
 N_CHOICE = 1000  # test images to pick the endpoints from
 PER_ROW = 12  # frames a row of the strip
 
