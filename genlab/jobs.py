@@ -25,7 +25,7 @@ from typing import Any
 
 from . import runs, status
 from .config import defaults, describe, field_type, format_value
-from .data import data_root, dataset_present, missing_message
+from .data import DATASETS, data_root, dataset_present, missing_message
 from .device import pick_device
 from .models import model_entry
 
@@ -310,8 +310,6 @@ TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "svhn": 73_257}
 def train_size(dataset: str, limit: int | None = None) -> int:
     """Training images a run sees per epoch: the split without its validation part, or
     ``limit``."""
-    from .data import DATASETS
-
     n = TRAIN_IMAGES[dataset] - DATASETS[dataset].val_size
     return min(n, int(limit)) if limit else n
 

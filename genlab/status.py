@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import runs
-from .models import model_entry
+from .data import DATASETS
+from .models import MODELS, model_entry
 
 JOB, TRAIN_LOG, EVAL_LOG = "job.json", "train.log", "eval.log"
 ACTIVE = ("starting", "running")
@@ -278,8 +279,6 @@ def order_key(model: str | None, dataset: str | None, name: str) -> tuple:
     """How runs are listed everywhere: by dataset (MNIST, Fashion-MNIST, SVHN), then
     family (the registry's order: VAEs, autoencoder + GMM, GANs, flow variants, flows),
     then name; runs whose config cannot be read last."""
-    from .data import DATASETS
-    from .models import MODELS
 
     ds, fam = list(DATASETS), list(MODELS)
     return (ds.index(dataset) if dataset in ds else len(ds),
