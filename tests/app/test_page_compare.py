@@ -107,6 +107,8 @@ def test_evaluate_button_fills_the_table(env):
     assert list(binarised["run"]) == [GOOD, NOEVAL]  # both runs in the one table
     ev = json.loads((env / NOEVAL / runs.EVAL).read_text())
     assert (ev["k"], ev["n_images"]) == (1, 1000)
+    if "nll_exact_n_images" in ev:  # a 2-D latent: the app integrates the first few exactly
+        assert ev["nll_exact_n_images"] == jobs.APP_EXACT_N
     assert binarised.iloc[1]["−log p(x) (nats)"] == pytest.approx(ev["nll_nats"])
     assert "No eval.json yet" not in texts(at)
 

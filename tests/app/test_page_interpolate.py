@@ -36,7 +36,7 @@ def test_a_strip_between_two_test_images_and_its_gif(explore_runs):
 def test_another_path_rebuilds_the_strip(explore_runs):
     at = run_page(PAGE, explore_runs[GOOD])
     path = next(r for r in at.radio if r.label == "Path")
-    assert path.options == ["linear", "spherical (slerp)", "equidistant in the normal CDF (report 001)"]
+    assert path.options == ["linear", "spherical (slerp)", "equidistant in the normal CDF (equal steps of probability mass between the two codes)"]
     path.set_value("spherical").run()
     assert not at.exception and "spherical (slerp)" in strip_caption(at)
 
