@@ -1,6 +1,6 @@
 """Evaluation speed: log p(x) with k importance samples on the full MNIST test split (issue 4).
 
-    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/eval_speed.py
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/eval_speed.py
 
 What ``python -m genlab eval checkpoints/vae-20d-mnist --k 1000`` does, timed: the shipped
 784-512-512-20 MLP VAE on dynamically binarised MNIST, all 10,000 test images, k=1000

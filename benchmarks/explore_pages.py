@@ -1,6 +1,6 @@
 """Server time of every page of the app (AppTest, no browser) on shipped runs.
 
-    GENLAB_DATA=/work/shared/datasets OMP_NUM_THREADS=2 .venv/bin/python benchmarks/explore_pages.py \
+    GENLAB_DATA=../shared/datasets OMP_NUM_THREADS=2 .venv/bin/python benchmarks/explore_pages.py \
         checkpoints/vae-2d-mnist checkpoints/vae-20d-mnist checkpoints/ae-gmm-mnist \
         checkpoints/realnvp-mnist checkpoints/gan-mnist
 

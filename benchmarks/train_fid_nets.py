@@ -1,6 +1,6 @@
 """Train genlab's FID feature networks, one small CNN classifier per dataset.
 
-    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/train_fid_nets.py
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/train_fid_nets.py
 
 Trains :class:`genlab.fid.FeatureNet` on the training split (the validation images are
 held out as usual), measures its test accuracy and writes ``checkpoints/fid/<dataset>.pt``

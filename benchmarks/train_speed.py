@@ -1,7 +1,7 @@
 """Training speed of genlab's fit() against a bare hand-written loop (issue 2), and of its
 fused optimiser step against the plain per-parameter Adam step it replaced (issue 12).
 
-    GENLAB_DATA=/work/shared/datasets .venv/bin/python benchmarks/train_speed.py
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/train_speed.py
 
 A VAE 784-512-512-20 (MLP, Bernoulli decoder) on dynamically binarised MNIST, all
 55,000 training images, batch 128, Adam. Both contestants use the same model class,
