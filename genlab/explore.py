@@ -15,8 +15,14 @@ References for the figures:
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -410,8 +416,6 @@ class Projections:
 def checkpoint_digest(path) -> str:
     """SHA-1 of a checkpoint file: what a stored projection belongs to (a file's time
     does not survive a copy or a clone)."""
-    import hashlib
-
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -429,10 +433,6 @@ def compute_projections(codes: np.ndarray, methods=("pca",), *, k: int = PROJ_AX
 def save_projections(run_dir, proj: Projections, digest: str) -> None:
     """Write ``projections.npz`` beside the checkpoint (atomic): float16 points and
     directions, float32 statistics, the checkpoint's digest; no pickled objects."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     arrays = {f"xy_{m}": v.astype(np.float16) for m, v in proj.xy.items()}
     arrays |= {"variance": proj.variance.astype(np.float32), "mean": proj.axes.mean.numpy(),
                "directions": proj.axes.directions.numpy().astype(np.float16),
@@ -451,8 +451,6 @@ def save_projections(run_dir, proj: Projections, digest: str) -> None:
 def load_projections(run_dir, digest: str | None) -> Projections | None:
     """The stored projections of this checkpoint (``digest``), or None when there are
     none, they belong to another checkpoint, or the file cannot be read."""
-    from pathlib import Path
-
     path = Path(run_dir) / PROJ_FILE
     if digest is None or not path.exists():
         return None
@@ -473,9 +471,7 @@ def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
                     root=None, write: bool = True) -> Projections:
     """Encode the first n test images of a run with its checkpoint, project the codes by
     ``methods`` and (``write``) store the result beside the checkpoint."""
-    from pathlib import Path
-
-    from . import runs
+    from . import runs  # here, not at the top: compare imports this module (a cycle)
     from .compare import test_images
 
     model, _, rc = runs.load_model(run_dir, map_location="cpu")
@@ -490,9 +486,6 @@ def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
 
 
 if __name__ == "__main__":  # python -m genlab.explore RUN_DIR...: store the runs' projections
-    import sys
-    import time
-
     for arg in sys.argv[1:]:
         t0 = time.perf_counter()
         try:
