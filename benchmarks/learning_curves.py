@@ -295,6 +295,24 @@ def print_plan(pairs, ns: argparse.Namespace, known: set[str] | None) -> list[st
     return missing
 
 
+def write_outputs(results: list[dict], ns: argparse.Namespace, stem: Path, argv, t0: float,
+                  torch_version: str) -> None:
+    meta = {"dataset": ns.dataset, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"torch {torch_version}", "snapshots": ns.snapshots, "eval_k": ns.eval_k,
+            "eval_limit": ns.eval_limit, "fid_n": ns.fid_n, "wall_min": round((time.time() - t0) / 60, 1),
+            "command": "python benchmarks/learning_curves.py " + " ".join(argv or sys.argv[1:])}
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    figure = plot(results, stem)
+    md = [f"# Learning curves per CPU-minute: today's recipe against the papers' ({ns.dataset})", "",
+          f"- {meta['machine']}; each run one thread, old and new side by side; x = CPU minutes "
+          "of the training processes (start-up included, evaluation not)",
+          f"- test metric at each snapshot: {ns.eval_limit} test images, NLL with k = {ns.eval_k}, "
+          f"FID of {ns.fid_n} samples (genlab feature nets, not Inception)",
+          f"- plot: {figure}", f"- command: `{meta['command']}`", "", *table_md(results), ""]
+    stem.with_suffix(".md").write_text("\n".join(md))
+    print("\n".join(md), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
     pairs = selected(ns.families)
@@ -314,21 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = Path(ns.out) if ns.out else RESULTS / f"learning_curves-{device}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    results = [run_family(fam, entry, ns, Path(ns.runs_dir)) for fam, entry in pairs]
-    meta = {"dataset": ns.dataset, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"torch {torch.__version__}", "snapshots": ns.snapshots, "eval_k": ns.eval_k,
-            "eval_limit": ns.eval_limit, "fid_n": ns.fid_n, "wall_min": round((time.time() - t0) / 60, 1),
-            "command": "python benchmarks/learning_curves.py " + " ".join(argv or sys.argv[1:])}
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    figure = plot(results, stem)
-    md = [f"# Learning curves per CPU-minute: today's recipe against the papers' ({ns.dataset})", "",
-          f"- {meta['machine']}; each run one thread, old and new side by side; x = CPU minutes "
-          "of the training processes (start-up included, evaluation not)",
-          f"- test metric at each snapshot: {ns.eval_limit} test images, NLL with k = {ns.eval_k}, "
-          f"FID of {ns.fid_n} samples (genlab feature nets, not Inception)",
-          f"- plot: {figure}", f"- command: `{meta['command']}`", "", *table_md(results), ""]
-    stem.with_suffix(".md").write_text("\n".join(md))
-    print("\n".join(md))
+    results: list[dict] = []
+    for fam, entry in pairs:  # the outputs are rewritten after each family: a stop loses one
+        results.append(run_family(fam, entry, ns, Path(ns.runs_dir)))
+        write_outputs(results, ns, stem, argv, t0, torch.__version__)
     return 0
 
 
