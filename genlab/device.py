@@ -1,6 +1,8 @@
 """Which torch device to train or evaluate on: ``auto`` picks cuda > mps > cpu."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -35,3 +37,17 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return device.type
+
+
+@contextmanager
+def one_thread():
+    """Torch on one CPU thread for a few images (a slider's decode, a strip of samples):
+    such work is a string of tiny ops, and on a busy machine (a training run beside the app)
+    each op of a multi-threaded pool waits until all its threads get a core: 10 to 40 times
+    slower (realnvp-mnist's slider went from 30 ms to 400 ms on two loaded cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -118,9 +118,7 @@ def save_sample_grid(model: GenerativeModel, path: Path, n: int, seed: int,
     """n samples at ``temperature`` drawn with ``seed`` (the global RNG left as it was),
     written as one PNG grid, atomically (a temporary file renamed)."""
     model.eval()
-    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        imgs = model.sample(n, temperature=temperature)
+    imgs = model.seeded_sample(n, temperature, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:

@@ -1,6 +1,6 @@
 """Everything the pages cache, in one place (not a page itself): run summaries and Home's
 cards, models with their latent scale, test images, codes, projections, mixtures, decoded
-grids, reconstructions and bound points.
+grids, grids of samples drawn at a temperature, reconstructions and bound points.
 
 Anything computed from a run's weights is keyed by the run's path and its checkpoint
 stamp (checkpoint.pt's modification time in ns, None without one), so a new checkpoint is
@@ -19,6 +19,7 @@ import torch
 
 from genlab import compare, explore, runs, status
 from genlab.data import ImageData, load_split
+from genlab.device import one_thread
 from pages.widgets import Card, read_image, run_card
 
 
@@ -171,6 +172,16 @@ def decoded_grid(path: str, stamp: int | None, z: np.ndarray, nrow: int, scale: 
     """An image grid (H, W, 3) uint8 of the decoded latents z (n, d)."""
     images = explore.decode_latents(_model(path, stamp), torch.as_tensor(z))
     return explore.grid_image(images, nrow, scale=scale)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sample_grid(path: str, stamp: int | None, n: int, temperature: float, seed: int, nrow: int,
+                scale: int = 2) -> np.ndarray:
+    """An image grid (H, W, 3) uint8 of n samples drawn now at ``temperature`` with ``seed``
+    (the model's ``seeded_sample``), on one thread like every decode on a page."""
+    with one_thread():
+        images = _model(path, stamp).seeded_sample(n, temperature, seed=seed)
+    return explore.grid_image(images.float().clamp(0, 1).cpu(), nrow, scale=scale)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -12,7 +12,7 @@ from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
 from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
 from pages import cache, compare_ui as ui, via_router
-from pages.widgets import EMPTY, read_image
+from pages.widgets import EMPTY, TEMPERATURE_HELP, read_image, temperature_note
 
 via_router()
 
@@ -35,13 +35,33 @@ def pick_ui(by_ds: dict[str, list[RunSummary]]) -> list[RunSummary]:
 
 
 def samples_ui(sel: list[RunSummary]) -> None:
+    """Each run's last stored grid, or samples drawn now at one temperature for all."""
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    mode = c1.segmented_control("Samples", ["stored", "drawn at T"], default="stored",
+                                key="compare-samples", help="stored: the last grid written during "
+                                "training (T = 1); drawn at T: 64 samples from each checkpoint now") or "stored"
+    asked = c2.slider("Temperature T", 0.05, 1.5, 1.0, step=0.05, key="compare-temp",
+                      help=TEMPERATURE_HELP, disabled=mode != "drawn at T")
     for col, s in zip(st.columns(len(sel)), sel):
         col.markdown(f"**{s.name}**  \n{s.model} · {s.state}")
+        if mode == "drawn at T":
+            drawn_ui(col, s, asked)
+            continue
         image, err = read_image(s.sample)
         if image:
             col.image(image, caption=s.sample.stem.replace("_", " "), width="stretch")
         else:
             col.caption(err or "No sample grid yet (written after each epoch).")
+
+
+def drawn_ui(col, s: RunSummary, asked: float) -> None:
+    loaded, err = cache.load(str(s.path), s.ckpt)
+    if err:
+        col.caption(f"cannot be loaded: {err}")
+        return
+    t, note = temperature_note(loaded.model, asked)
+    col.image(cache.sample_grid(str(s.path), s.ckpt, 64, t, 0, 8), width="stretch",
+              caption=f"64 samples at T = {t:.2f}{note}")
 
 
 def metrics_ui(sel: list[RunSummary]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -16,6 +15,7 @@ import torch
 
 from genlab import explore, runs
 from genlab.data import DATASETS, DatasetError, ImageData, data_root
+from genlab.device import one_thread
 from genlab.models import model_entry
 from genlab.status import checkpoint_damage, checkpoint_stamp, order_key, runs_roots
 from pages import cache
@@ -194,20 +194,6 @@ def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:
 
 
 # -- images ---------------------------------------------------------------------------------
-@contextmanager
-def one_thread():
-    """Torch on one CPU thread for a few images (a slider's decode, a strip): such a decode
-    is a string of tiny ops, and on a busy machine (a training run beside the app) each op of
-    a multi-threaded pool waits until all its threads get a core: 10 to 40 times slower
-    (realnvp-mnist's slider went from 30 ms to 400 ms on two loaded cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def decode_few(run: Run, z: torch.Tensor) -> torch.Tensor:
     """Images (n, C, H, W) of a few latents z (n, d), decoded on one thread (one_thread)."""
     with one_thread():

@@ -14,7 +14,6 @@ from genlab import explore
 from pages import explore_ui as ui
 
 SLIDERS = 10
-N_DRAWS = 16
 
 
 def note_ui(run: ui.Run) -> None:
@@ -64,23 +63,6 @@ def grids_ui(run: ui.Run, axes: explore.PrincipalAxes, base: torch.Tensor) -> No
         st.image(ui.decoded_grid(run, z, steps, 1),
                  caption=f"row r moves along PC r + 1 (r = 0..{len(dims) - 1}), -2.5 to +2.5 "
                          "standard deviations, around the slider code")
-
-
-def draws_ui(run: ui.Run) -> None:
-    if not explore.has_temperature(run.model):
-        return
-    st.subheader("Random draws at a temperature", anchor=False)
-    c1, c2, _ = st.columns([2, 1, 1], vertical_alignment="bottom")
-    t = c1.slider("Temperature T", 0.05, 1.2, 0.7, step=0.05, key=f"temp-{run.key}",
-                  help="z ~ T x (a prior draw): T = 1 is the model's own prior; lower T gives "
-                       "more typical, less varied images (Glow, Kingma & Dhariwal 2018)")
-    if c2.button("New draws", icon=":material/casino:", key=f"redraw-{run.key}"):
-        st.session_state[f"draws-{run.key}"] = st.session_state.get(f"draws-{run.key}", 0) + 1
-    seed = st.session_state.get(f"draws-{run.key}", 0)
-    z = explore.temperature_latents(run.model, N_DRAWS, t, seed=seed)
-    st.image(ui.decoded_grid(run, z, 8, 2),
-             caption=f"{N_DRAWS} draws at T = {t:.2f} (seed {seed}): x = decode(z), z from the prior at "
-                     "temperature T (the model's sample_prior)")
 
 
 def interpolation_ui(run: ui.Run) -> None:

@@ -1,6 +1,7 @@
 """Latent explorer: test-set codes (PCA at once, UMAP on request, both stored beside the
 checkpoint) with click and box selection, live sliders over the latent, the 2-D manifold
-and traversals (genlab.explore). Flows get their own sliders and grids (flow_ui.py)."""
+and traversals (genlab.explore), and random draws at a temperature. Flows get their own
+sliders and grids (flow_ui.py)."""
 from __future__ import annotations
 
 import time
@@ -10,13 +11,15 @@ import torch
 
 from genlab import explore
 from genlab.figures import latent_scatter_figure
-from pages import explore_ui as ui, flow_ui, via_router
+from pages import cache, explore_ui as ui, flow_ui, live_decoder, via_router
+from pages.widgets import TEMPERATURE_HELP
 
 via_router()
 
 MAX_SLIDERS = 16
 SHOWN = 16  # selected images shown
 NAMES = {"umap": "UMAP", "pca": "PCA"}
+N_DRAWS = 32
 
 
 def codes_ui(run: ui.Run) -> ui.CodesView | None:
@@ -160,6 +163,29 @@ def grids_ui(run: ui.Run, order: list[int], base: torch.Tensor) -> None:
                          f"{' ...' if len(dims) > 6 else ''} in turn ({span}) around the slider code")
 
 
+def draws_ui(run: ui.Run) -> None:
+    """Samples drawn now at the temperature of a slider whose range the model's caps set
+    (flows default to 0.7, the GAN stops at 1), with a button for new draws."""
+    st.subheader("Random draws at a temperature", anchor=False)
+    rng = run.model.temperature_range()
+    c1, c2, _ = st.columns([2, 1, 1], vertical_alignment="bottom")
+    if rng is None:
+        t = 1.0
+        c1.caption(f"{run.model_name} samples at T = 1 only: its {run.model.caps.prior} prior has "
+                   "no scale to temper.")
+    else:
+        lo, hi, default = rng
+        t = c1.slider("Temperature T", lo, hi, default, step=0.05, key=f"temp-{run.key}",
+                      help=TEMPERATURE_HELP)
+    if c2.button("New draws", icon=":material/casino:", key=f"redraw-{run.key}"):
+        st.session_state[f"draws-{run.key}"] = st.session_state.get(f"draws-{run.key}", 0) + 1
+    seed = st.session_state.get(f"draws-{run.key}", 0)
+    stored = " and 0.7" if run.model.caps.temperature not in (None, 1.0) else ""
+    st.image(cache.sample_grid(run.path, run.stamp, N_DRAWS, t, seed, 8),
+             caption=f"{N_DRAWS} samples drawn now at T = {t:.2f} (seed {seed}); the grids written "
+                     f"during training are at T = 1{stored}")
+
+
 st.title("Latent explorer")
 run = ui.pick_run(lambda c: explore.can_decode(c) and explore.has_prior(c),
                   "a model with a latent space (a VAE, the autoencoder + GMM, a flow or a GAN)")
@@ -174,18 +200,15 @@ if flow and view is not None:
     st.button("Back to the first test image", icon=":material/restart_alt:", on_click=set_base,
               args=(run, ui.first_code(run)))
     flow_ui.grids_ui(run, view.axes, base)
-    flow_ui.draws_ui(run)
+    draws_ui(run)
     flow_ui.interpolation_ui(run)
 else:
     spread = torch.as_tensor(view.variance) if view is not None else run.ref.scale
     order = torch.argsort(spread, descending=True, stable=True).tolist()  # highest variance first
-    # -- issue 15: an MLP decoder decodes in the browser as the sliders move (pages/live_decoder.py)
-    from pages import live_decoder
-
-    dims = base_ui(run, order)
+    dims = base_ui(run, order)  # an MLP decoder decodes in the browser as its sliders move
     if not live_decoder.live_sliders(run, dims, st.session_state[f"base-{run.key}"],
                                      st.session_state.get(f"gen-{run.key}", 0)):
         sliders_ui(run, dims)
-    # -- end of issue 15's edit
     st.header("Grids", anchor=False)
     grids_ui(run, order, base)
+    draws_ui(run)

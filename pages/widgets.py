@@ -49,6 +49,25 @@ def number_columns(rows: list[dict], digits: dict[str, int]) -> dict:
     return {c: st.column_config.NumberColumn(format=f"%.{d}f") for c, d in digits.items() if c in present}
 
 
+TEMPERATURE_HELP = ("Samples drawn now from the checkpoint at temperature T: the prior's draws "
+                    "scaled by T (flows, Gaussian latents and the flow prior's base: N(0, T^2 I), "
+                    "Kingma & Dhariwal 2018), the mixture's components scaled (autoencoder + GMM), "
+                    "the GAN's noise truncated (T <= 1; it was trained on N(0, I)). T = 1 is the "
+                    "model as trained; lower T gives more typical, less varied images.")
+
+
+def temperature_note(model, asked: float) -> tuple[float, str]:
+    """The temperature ``model`` samples at for a slider set to ``asked`` and what to say
+    when that differs: its highest (the GAN's truncation stops at 1), or 1 for a prior with
+    no scale (Bernoulli units)."""
+    rng = model.temperature_range()
+    if rng is None:
+        return 1.0, f"; {model.kind} samples at T = 1 only (its {model.caps.prior} prior has no scale)"
+    if asked > rng[1]:
+        return rng[1], f"; {model.kind} goes up to T = {rng[1]:g}"
+    return asked, ""
+
+
 class Card(NamedTuple):
     """Everything Home's card shows about a run."""
     summary: RunSummary

@@ -204,3 +204,31 @@ def test_latent_models_scale_their_prior_and_refuse_bad_temperatures():
         binary.sample(2, temperature=0.7)
     for name, (cls, _) in MODELS.items():  # a temperature exactly where there is a prior
         assert (cls.caps.temperature is None) == (cls.caps.prior in (None, "bernoulli")), name
+
+
+def test_seeded_samples_repeat_leave_the_global_rng_and_the_slider_range_follows_caps():
+    """What the app's temperature sliders draw with (issue 15, section 5): the same seed and
+    T give the same images, the global RNG is untouched, the range comes from caps."""
+    from pages.widgets import temperature_note
+
+    expect = {"vae": (0.05, 1.5, 1.0), "nice": (0.05, 1.5, 0.7), "gan": (0.05, 1.0, 1.0),
+              "binary-vae": None}
+    models = {name: build_model(name, {"latent_dim": 4, "hidden": [8]} if name != "nice" else
+                                {"couplings": 2, "hidden": [8]}).eval() for name in expect}
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    for name, rng in expect.items():
+        model = models[name]
+        assert model.temperature_range() == rng, name
+        a = model.seeded_sample(6, 1.0, seed=3)
+        assert torch.equal(a, model.seeded_sample(6, 1.0, seed=3)) and a.shape == (6, 1, 28, 28)
+        assert not torch.equal(a, model.seeded_sample(6, 1.0, seed=4))
+        if rng is not None:
+            assert not torch.equal(a, model.seeded_sample(6, 0.5, seed=3))
+    assert torch.equal(torch.get_rng_state(), state)
+    gan = build_model("gan", {"latent_dim": 4, "hidden": [8]})
+    assert temperature_note(gan, 1.4) == (1.0, "; gan goes up to T = 1")
+    assert temperature_note(gan, 0.5) == (0.5, "")
+    binary = build_model("binary-vae", {"latent_dim": 4, "hidden": [8]})
+    t, note = temperature_note(binary, 0.5)
+    assert t == 1.0 and "T = 1 only" in note and "bernoulli" in note

@@ -162,6 +162,23 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def seeded_sample(self, n: int, temperature: float = 1.0, *, seed: int = 0) -> torch.Tensor:
+        """``sample(n, temperature)`` drawn with ``seed``, the global RNG left as it was (the
+        epoch grids, ``genlab sample`` and the app's draws); images (n, C, H, W) in [0, 1] on
+        the model's device. A temperature the model cannot take is a one-line ValueError."""
+        t = self.check_temperature(temperature)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return self.sample(n, temperature=t)
+
+    def temperature_range(self) -> tuple[float, float, float] | None:
+        """(lowest, highest, default) temperature a slider offers for this model's samples
+        (highest: ``caps.max_temperature``, else 1.5); None when it samples at T = 1 only."""
+        if self.caps.temperature is None:
+            return None
+        return 0.05, self.caps.max_temperature or 1.5, self.caps.temperature
+
     def check_temperature(self, temperature: float) -> float:
         """``temperature`` if this model can sample at it, else ValueError in one line."""
         t = float(temperature)

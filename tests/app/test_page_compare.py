@@ -150,3 +150,21 @@ def test_one_run_asks_for_another(env):
     at = pick(run_page(PAGE), env, GOOD)
     assert not at.exception
     assert "Pick at least two runs" in "\n".join(i.value for i in at.info)
+
+
+def test_samples_drawn_now_at_one_temperature_for_every_run(env):
+    """Issue 15, section 5: the stored grids, or 64 samples drawn now from each checkpoint at
+    the slider's temperature; a damaged run says why it draws nothing."""
+    at = pick(run_page(PAGE), env, GOOD, FLOW, CORRUPT)
+    temp = at.slider(key="compare-temp")
+    assert temp.disabled  # the stored grids need no temperature
+    at = at.segmented_control(key="compare-samples").set_value("drawn at T").run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for im in at.image for c in im.captions if c.startswith("64 samples")]
+    assert captions == ["64 samples at T = 1.00", "64 samples at T = 1.00"]  # the VAE, the flow
+    assert any(c.value.startswith("cannot be loaded") for c in at.caption)
+    first = [im.value for im in at.image if im.captions[0].startswith("64 samples")]
+    at = at.slider(key="compare-temp").set_value(0.6).run()
+    assert not at.exception
+    cooler = [im.value for im in at.image if im.captions[0].startswith("64 samples at T = 0.60")]
+    assert len(cooler) == 2 and all(a != b for a, b in zip(first, cooler))

@@ -109,10 +109,28 @@ def test_a_flow_gets_principal_direction_sliders_draws_and_an_interpolation(expl
     assert not at.exception and image_by_caption(at, "decode(z)") != first
     image_by_caption(at, "PC 1 left to right, PC 2 bottom to top")
     image_by_caption(at, "row r moves along PC r + 1")
-    draws = image_by_caption(at, "16 draws at T = 0.70")
+    draws = image_by_caption(at, "32 samples drawn now at T = 0.70")
     next(s for s in at.slider if s.label == "Temperature T").set_value(1.0).run()
-    assert image_by_caption(at, "16 draws at T = 1.00") != draws
+    assert image_by_caption(at, "32 samples drawn now at T = 1.00") != draws
     image_by_caption(at, "10 frames on the straight line between the two codes")
+
+
+def test_a_vae_and_a_gan_draw_samples_at_the_temperature_of_their_slider(explore_runs):
+    """Issue 15, section 5: beside the grids, samples drawn now at a temperature, the
+    slider's range from the model's caps (the GAN's truncation stops at 1), new draws on
+    request; the same T and seed give the same grid back."""
+    for name, top in ((GOOD, 1.5), (GAN, 1.0)):
+        at = run_page(PAGE, explore_runs[name])
+        assert not at.exception, [e.value for e in at.exception]
+        temp = next(s for s in at.slider if s.label == "Temperature T")
+        assert (temp.min, temp.max, temp.value) == (0.05, top, 1.0), name
+        at1 = image_by_caption(at, "32 samples drawn now at T = 1.00 (seed 0)")
+        temp.set_value(0.5).run()
+        assert not at.exception
+        cool = image_by_caption(at, "32 samples drawn now at T = 0.50 (seed 0)")
+        assert cool != at1
+        next(b for b in at.button if b.label == "New draws").click().run()
+        assert image_by_caption(at, "32 samples drawn now at T = 0.50 (seed 1)") != cool
 
 
 def test_the_page_opens_on_a_2d_model_with_pca(explore_runs):
