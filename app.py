@@ -6,6 +6,7 @@ shares (device, data root, run folders). Pages read the run folders from
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -62,3 +63,19 @@ with st.sidebar:
     st.divider()
     _runs_sidebar()
 nav.run()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_imports() -> threading.Thread:
+    """Once per server, after the first page is drawn: import torchvision (and with it
+    torch._dynamo, about a second) in the background, so the first visit of a page that
+    draws image grids or reads a dataset does not wait for it."""
+    def work() -> None:
+        import torchvision  # noqa: F401
+
+    t = threading.Thread(target=work, name="genlab-warm-imports", daemon=True)
+    t.start()
+    return t
+
+
+_warm_imports()

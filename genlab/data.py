@@ -7,6 +7,7 @@ in the training loop.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 PREPROCESS = ("dynamic", "static", "dequantize")
 """How uint8 pixels become model inputs in [0, 1]:
@@ -104,13 +104,18 @@ def missing_message(name: str, root: str | os.PathLike | None = None, why: str =
             "online (torchvision downloads it)")
 
 
-class _SVHN(torchvision.datasets.SVHN):
+@functools.cache
+def _svhn_reader() -> type:
     """torchvision's SVHN reader; the md5 is checked where it downloads (download_url
     verifies every fresh file) but not on each load, so a local or re-packed .mat in
     torchvision's format loads too (a damaged one still fails in loadmat)."""
+    import torchvision
 
-    def _check_integrity(self) -> bool:
-        return os.path.isfile(os.path.join(self.root, self.filename))
+    class SVHN(torchvision.datasets.SVHN):
+        def _check_integrity(self) -> bool:
+            return os.path.isfile(os.path.join(self.root, self.filename))
+
+    return SVHN
 
 
 DOWNLOAD_TIMEOUT_S = 20.0  # per socket operation: an offline machine fails fast, not after minutes
@@ -129,8 +134,10 @@ def _socket_timeout(seconds: float | None):
 def _torchvision_split(info: DatasetInfo, root: Path, train: bool, download: bool):
     """Raw (x, y) numpy/tensor pair for torchvision's train or test split."""
     with _socket_timeout(DOWNLOAD_TIMEOUT_S if download else socket.getdefaulttimeout()):
+        import torchvision  # here, not at the top: it imports torch._dynamo, a second the app's
+        # first page (which reads no images) should not wait for
         if info.name == "svhn":
-            ds = _SVHN(str(root / info.folder), split="train" if train else "test", download=download)
+            ds = _svhn_reader()(str(root / info.folder), split="train" if train else "test", download=download)
             return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels)
         cls = torchvision.datasets.MNIST if info.name == "mnist" else torchvision.datasets.FashionMNIST
         ds = cls(str(root), train=train, download=download)
