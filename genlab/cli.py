@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -261,7 +262,8 @@ def cmd_eval(ns) -> int:
     try:
         res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
                            device=ns.device, limit=ns.limit, progress=not ns.quiet,
-                           fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n)
+                           fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n,
+                           command=shlex.join(["python", "-m", "genlab", *ns.argv]))
     except (DatasetError, runs.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
@@ -333,7 +335,9 @@ def cmd_sample(ns) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     ns = build_parser().parse_args(argv)
+    ns.argv = argv  # what eval.json records as its command
     commands = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "ship": cmd_ship,
                 "sample": cmd_sample}
     return commands[ns.command](ns)

@@ -8,6 +8,7 @@ a model follows its declared ``caps`` (see :class:`genlab.models.base.Capabiliti
 from __future__ import annotations
 
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
 
 def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
                  device: str = "auto", limit: int | None = None, progress: bool = False,
-                 fid_n: int = 10000, exact_n: int | None = None) -> dict:
+                 fid_n: int = 10000, exact_n: int | None = None, command: str | None = None) -> dict:
     """Evaluate a run on a split and write eval.json (atomically); returns its contents.
 
     eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
@@ -97,7 +98,11 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     Under torchrun (``torchrun --nproc-per-node N -m genlab eval RUN``) the log p(x) passes
     are sharded: each process takes a contiguous share of the images (its own seeded
     noise), the per-image values are gathered in order and ``images_per_s`` is summed over
-    the processes; rank 0 does the rest and writes eval.json, the others return {}."""
+    the processes; rank 0 does the rest and writes eval.json, the others return {}.
+
+    Provenance: ``genlab_commit`` (the git commit of the code that evaluated, "+dirty" when
+    genlab/ had uncommitted changes; None outside a git checkout) and ``command`` (the
+    command line, when the caller gives it)."""
     if exact_n is not None and exact_n < 0:
         raise ValueError(f"exact_n must be >= 0 (0 skips the quadrature; got {exact_n})")
     run_dir = Path(run_dir)
@@ -130,8 +135,27 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     if fid_n:
         result.update(_fid(model, data, fid_n))
     result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["genlab_commit"] = code_version()
+    if command:
+        result["command"] = command
     runs.atomic_write_json(run_dir / runs.EVAL, result)
     return result
+
+
+def code_version() -> str | None:
+    """The git commit of this genlab checkout, "+dirty" if genlab/ has uncommitted changes;
+    None when it is not a git checkout (an installed copy) or git is missing."""
+    src = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def _fid(model, data, n: int) -> dict:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,6 +206,10 @@ def test_eval_writes_a_complete_eval_json(name, tiny_runs, capsys):
     assert ev["split"] == "test" and ev["n_images"] == 100 and ev["k"] == 5
     assert ev["data"] == kind and ev["dataset"] == "mnist" and ev["epoch"] == 1
     assert ev["seconds"] > 0 and math.isfinite(ev["fid"]) and ev["fid"] > 0 and ev["fid_n"] == 100
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                          text=True).stdout.strip()  # provenance: the code and the command
+    assert ev["genlab_commit"] in (head, head + "+dirty") and head
+    assert ev["command"] == f"python -m genlab eval {run} --k 5 --limit 100 --fid-n 100 --quiet --device cpu"
     if proposal is None:  # a GAN: no likelihood, so no log p(x), no bits/dim, no proposal
         assert not {"nll_nats", "bpd", "proposal", "elbo"} & set(ev)
         return
