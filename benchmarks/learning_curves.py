@@ -14,7 +14,9 @@ chunks: chunk 1 is `python -m genlab train ... --epochs 10000 --max-minutes CHUN
 later one `python -m genlab resume RUN` (another CHUNK), and after each chunk both runs are
 evaluated on the test split (`python -m genlab eval RUN --k K --limit N`), eval.json copied
 to RUN/snapshots/. The budget is checked between epochs, so a chunk is at least one epoch
-(realnvp: an epoch is several minutes on one thread, so it gets fewer snapshots).
+(realnvp: an epoch is several minutes on one thread, so it gets fewer snapshots). A chunk
+is wall minutes and the budget CPU minutes: on a busy machine a run gets more chunks (at
+most twice --snapshots) until its CPU minutes reach the budget.
 
 The x axis is the CPU time of the training processes (os.wait4's rusage: user + system,
 start-up and data loading included; evaluation not counted); the y axis the test metric
@@ -195,8 +197,10 @@ def run_family(fam: Family, entry: lineup.Entry, ns: argparse.Namespace, root: P
             shutil.rmtree(d, ignore_errors=True)
     res = {r: {"options": RECIPES[r](entry), "snapshots": [], "cpu_min": 0.0} for r in RECIPES}
     logs = {r: dirs[r].parent / f"{dirs[r].name}.log" for r in RECIPES}
-    for i in range(1, ns.snapshots + 1):
-        todo = {r: d for r, d in dirs.items() if res[r]["cpu_min"] < budget}
+    failed: set[str] = set()
+    for i in range(1, 2 * ns.snapshots + 1):  # more chunks than planned when the machine is
+        # busy (a chunk is wall minutes, the budget CPU minutes): every run gets its budget
+        todo = {r: d for r, d in dirs.items() if res[r]["cpu_min"] < budget and r not in failed}
         if not todo:
             break
         cmds = {r: (train_argv(entry, r, d, ns.dataset, chunk) if i == 1 else
@@ -215,6 +219,8 @@ def run_family(fam: Family, entry: lineup.Entry, ns: argparse.Namespace, root: P
                 ev = json.loads(ev_path.read_text())
                 snap.update(metric=ev.get(fam.metric), epochs=_epochs(d))
             res[r]["snapshots"].append(snap)
+            if done[r]["rc"] != 0:
+                failed.add(r)  # its log says why; the other recipe goes on
             print(f"{entry.name} {r} snapshot {i}: {snap}", flush=True)
     for r in RECIPES:
         pts = [(s["cpu_min"], s["metric"]) for s in res[r]["snapshots"] if s.get("metric") is not None]

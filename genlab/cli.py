@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("resume", help="continue a run from its last completed epoch")
     r.add_argument("run_dir")
     r.add_argument("--epochs", type=int, help="train until this many epochs in all [default: as configured]")
+    r.add_argument("--max-minutes", type=float, help="train at most this many more minutes, "
+                   "stopping between epochs [default: as configured; 0: no limit]")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("ship", help="copy a finished run to DEST compactly (no optimiser state, "
@@ -224,13 +226,17 @@ def cmd_resume(ns) -> int:
     if ns.epochs is not None and ns.epochs < 1:
         print("genlab resume: error: --epochs must be >= 1", file=sys.stderr)
         return EXIT_USAGE
+    if ns.max_minutes is not None and not (math.isfinite(ns.max_minutes) and ns.max_minutes >= 0):
+        print(f"genlab resume: error: --max-minutes must be a number >= 0 (0: no limit; got "
+              f"{ns.max_minutes:g})", file=sys.stderr)
+        return EXIT_USAGE
     run_dir = Path(ns.run_dir)
     if (run_dir / runs.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
         shipped = run_dir  # under torchrun rank 0 makes the one copy
         run_dir = on_main(lambda: runs.copy_for_resume(shipped, continue_root(shipped)), _device_of(shipped))
         print(f"{ns.run_dir} is a shipped run (read-only): continuing in a copy, {run_dir}", flush=True)
-    return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, progress=not ns.quiet),
-                run_dir)
+    return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, max_minutes=ns.max_minutes,
+                                  progress=not ns.quiet), run_dir)
 
 
 def _device_of(run_dir: Path) -> str:

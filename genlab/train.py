@@ -56,9 +56,10 @@ def _progress_bar(total: int, initial: int) -> Callback:
 
 
 def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None = None,
-              progress: bool = False) -> dict:
+              max_minutes: float | None = None, progress: bool = False) -> dict:
     """Train (or resume) the run in ``run_dir`` as its config.json says; ``epochs``
-    (resume) trains on until that many in all. Returns the final status.
+    (resume) trains on until that many in all, ``max_minutes`` (resume) for at most that
+    many minutes from now. Returns the final status.
 
     SIGTERM is caught from the first line on: one that comes while the data loads stops
     the run ("stopped", with a checkpoint) as soon as fit() begins. A fault is a
@@ -72,8 +73,8 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
     main = distributed.is_main_process()
     with StopRequested() as stop:
         try:
-            return _train_run(run_dir, resume=resume, epochs=epochs, progress=progress, stop=stop,
-                              main=main)
+            return _train_run(run_dir, resume=resume, epochs=epochs, max_minutes=max_minutes,
+                              progress=progress, stop=stop, main=main)
         except Exception as e:
             if (run_dir / runs.CONFIG).exists() and (  # a run folder: its status says why
                     main or isinstance(e, distributed.DistributedError)):
@@ -90,13 +91,14 @@ def _record_failure(run_dir: Path, e: Exception) -> None:
 
 
 def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: bool,
-               stop: StopRequested, main: bool = True) -> dict:
+               stop: StopRequested, main: bool = True, max_minutes: float | None = None) -> dict:
     write_status = runs.write_status if main else _no_status  # rank 0 writes the run folder
     rc = runs.read_config(run_dir)
     cfg = rc.train
-    if epochs:
-        cfg = dataclasses.replace(cfg, epochs=epochs)
-        validate(cfg, flag)  # resume --epochs N
+    if epochs or max_minutes is not None:  # resume --epochs N / --max-minutes M
+        cfg = dataclasses.replace(cfg, epochs=epochs or cfg.epochs,
+                                  max_minutes=cfg.max_minutes if max_minutes is None else max_minutes)
+        validate(cfg, flag)
     t0 = time.time()
     write_status(run_dir, state="starting", pid=os.getpid(), message="",
                  total_epochs=cfg.epochs, started=t0)

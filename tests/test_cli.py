@@ -130,6 +130,8 @@ def test_train_a_configured_run_dir(data_root, tmp_path, capsys):
 def test_resume_and_eval_argument_errors(tmp_path, capsys):
     code, _, err = run_main(["resume", str(tmp_path), "--epochs", "0"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--epochs must be >= 1" in err
+    code, _, err = run_main(["resume", str(tmp_path), "--max-minutes", "-1"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--max-minutes must be a number >= 0" in err
     code, _, err = run_main(["eval", str(tmp_path), "--k", "0"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--k" in err
     # not a run directory: a fault, not a usage error (exit 1), still one line

@@ -268,6 +268,10 @@ def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
     assert "done: epoch 2," in capsys.readouterr().out
     assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
     _assert_clean_metrics(run_dir, 2, 5)
+    # resume --max-minutes overrides the budget for this resume only (0: none): to epoch 4
+    assert cli_main(["resume", str(run_dir), "--epochs", "4", "--max-minutes", "0", "--quiet"]) == 0
+    assert "done: epoch 4," in capsys.readouterr().out
+    assert runs.read_config(run_dir).train.max_minutes == 0.0001  # config.json unchanged
 
 
 # -- bf16 autocast and torch.compile (flags meant for CUDA; both run on CPU too) ------
