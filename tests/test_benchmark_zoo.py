@@ -42,34 +42,50 @@ def test_every_lineup_entry_is_a_valid_train_command():
         lineup.by_name("vae-20d,nope")
 
 
+def _assert_config_from(options: list[str], run: Path, dataset: str, what: str) -> None:
+    stored = json.loads((run / runs.CONFIG).read_text())
+    # as genlab reads it today (a GAN's old adam_beta1 is train.betas)
+    stored["model_config"], stored["train"] = upgrade_config(
+        stored["model"], stored["model_config"], json.loads(json.dumps(stored["train"])))
+    model, model_cfg, train_cfg = _parse(options, dataset)
+    assert model == stored["model"], what
+    assert json.loads(json.dumps(to_dict(model_cfg))) == stored["model_config"], what
+    train = json.loads(json.dumps(to_dict(train_cfg)))  # tuples as config.json holds them
+    assert {k: train[k] for k in stored["train"]} == stored["train"], what
+
+
 @pytest.mark.parametrize("dataset", lineup.DATASETS)
-def test_recipe_entries_reproduce_the_shipped_runs(dataset):
-    """checkpoints/recipe.sh trains each entry with a fixed epoch count: the options must
-    give exactly the model config and training config stored in checkpoints/."""
-    shipped = [e for e in lineup.LINEUP if e.recipe_epochs is not None]
-    assert len(shipped) == 11
-    for e in shipped:
-        run = REPO / "checkpoints" / f"{e.name}-{dataset}"
+def test_every_shipped_run_has_the_config_its_recipe_gives(dataset):
+    """A run the budgeted recipe shipped has recipe.json: its recorded options (the line-up
+    entry's, plus --epochs and --max-minutes) give exactly the stored configs, and they are
+    the entry's current options or the recipe would retrain it. A run without recipe.json
+    was shipped by the fixed-epoch recipe before it, with the training options of before
+    issue 12."""
+    jobs = {j.run: j for j in lineup.recipe_jobs([dataset])}
+    assert len(jobs) == (14 if dataset == "mnist" else 11)
+    for run_name, job in jobs.items():
+        run = REPO / "checkpoints" / run_name
         if not (run / runs.CONFIG).exists():
-            pytest.skip(f"{run} not present")
-        stored = json.loads((run / runs.CONFIG).read_text())
-        # as genlab reads it today (a GAN's old adam_beta1 is train.betas)
-        stored["model_config"], stored["train"] = upgrade_config(
-            stored["model"], stored["model_config"], json.loads(json.dumps(stored["train"])))
-        model, model_cfg, train_cfg = _parse(e.recipe_options(), dataset)
-        assert model == stored["model"], e.name
-        assert json.loads(json.dumps(to_dict(model_cfg))) == stored["model_config"], e.name
-        train = json.loads(json.dumps(to_dict(train_cfg)))  # tuples as config.json holds them
-        assert {k: train[k] for k in stored["train"]} == stored["train"], e.name
+            continue
+        rec_path = run / "recipe.json"
+        if rec_path.exists():
+            rec = json.loads(rec_path.read_text())
+            assert rec["options"] == job.options and rec["budget_min"] == job.budget_min, run_name
+            _assert_config_from([*rec["options"], "--epochs", "100000", "--max-minutes",
+                                 f"{rec['budget_min']:g}"], run, dataset, run_name)
+            continue
+        entry = next(e for e in lineup.LINEUP if run_name == f"{e.name}-{dataset}")
+        if entry.legacy_epochs is not None:  # (the old 2-D runs came from a shell function)
+            _assert_config_from(entry.legacy_recipe_options(), run, dataset, run_name)
 
 
 def test_recipe_script_reads_the_lineup(capsys):
     lineup.main([])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("vae-20d\t--model vae --latent-dim 20 --optimizer adam --lr 0.001 ")
-    assert lines[0].endswith(" --lr-schedule constant --lr-floor 0.0 --batch-size 128 --epochs 10")
-    assert len(lines) == 11 and all(len(line.split("\t")) == 2 for line in lines)
-    assert "benchmarks/lineup.py" in (REPO / "checkpoints" / "recipe.sh").read_text()
+    assert lines[0] == "vae-20d-mnist\t10\t--model vae --latent-dim 20 --dataset mnist"
+    assert len(lines) == 25 and all(len(line.split("\t")) == 3 for line in lines)
+    assert sum(float(line.split("\t")[1]) for line in lines) <= 200  # of the 240 CPU minutes
+    assert "benchmarks/recipe.py" in (REPO / "checkpoints" / "recipe.sh").read_text()
 
 
 # -- the table builder on hand-written runs ---------------------------------------------

@@ -1,0 +1,196 @@
+"""Rebuild the shipped runs in checkpoints/ from the line-up (benchmarks/lineup.py), each on
+a CPU budget: what checkpoints/recipe.sh runs.
+
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/recipe.py [--datasets mnist]
+    ... --commit            # commit each run as it ships (checkpoints/<run> only)
+    ... --dry-run           # what would train, resume, ship or be skipped
+
+Each run trains on one thread with `--max-minutes BUDGET` (the loop stops before an epoch
+that would end past it) and --jobs runs (2) train side by side, one per core. A run trains
+in runs/recipe/<run>, is shipped compactly (no optimiser state, float16 weights, the last
+sample grid of each temperature and a few evenly spaced before it) to
+checkpoints/<run>, and the shipped copy is evaluated on the full test split (importance-
+weighted with --k 1000 for latent models, exact for flows, FID on 10,000 samples; eval.json
+records the genlab commit and the command) and its test projections stored (Latent
+explorer). checkpoints/<run>/recipe.json records the options, the budget, and the CPU and
+wall seconds of training and of shipping + evaluation.
+
+Idempotent and resumable: a run whose recipe.json holds the line-up's current options is
+skipped; one whose scratch folder is unfinished (a stop, a killed process) resumes from its
+last epoch for what is left of its budget; a run trained but not shipped is shipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path[:0] = [str(REPO), str(BENCH)]
+
+import lineup  # noqa: E402
+
+RECIPE = "recipe.json"
+GIT_LOCK = threading.Lock()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default=",".join(lineup.DATASETS),
+                   help=f"comma-separated [default: {','.join(lineup.DATASETS)}]")
+    p.add_argument("--only", help="comma-separated run names (e.g. nice-mnist) [default: all]")
+    p.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each [default: 2]")
+    p.add_argument("--k", type=int, default=1000, help="importance samples of eval [default: 1000]")
+    p.add_argument("--keep-grids", type=int, default=6,
+                   help="sample grids kept per temperature, the last included [default: 6]")
+    p.add_argument("--scratch", default="runs/recipe", help="where runs train [default: runs/recipe]")
+    p.add_argument("--dest", default="checkpoints", help="where runs ship [default: checkpoints]")
+    p.add_argument("--commit", action="store_true", help="git-commit each run as it ships")
+    p.add_argument("--dry-run", action="store_true")
+    ns = p.parse_args(argv)
+    if ns.jobs < 1:
+        p.error("--jobs must be >= 1")
+    return ns
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(dst: Path, job: lineup.Job) -> bool:
+    rec = read_json(dst / RECIPE) or {}
+    return rec.get("options") == job.options and rec.get("budget_min") == job.budget_min and \
+        (dst / "eval.json").exists()
+
+
+def is_done(run: Path) -> bool:
+    return (read_json(run / "status.json") or {}).get("state") == "done"
+
+
+def trained_minutes(run: Path) -> float:
+    """Minutes the run has trained, from its last completed epoch's record ("seconds" counts
+    from the start of the last training process: after two interruptions, an undercount)."""
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in reversed(lines):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if r.get("event") == "epoch" and "seconds" in r:
+            return float(r["seconds"]) / 60
+    return 0.0
+
+
+def timed(argv: list[str], log) -> tuple[int, float]:
+    """Run a command on one thread; (exit code, CPU seconds of it and its children)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, usage.ru_utime + usage.ru_stime
+
+
+def prune_grids(run: Path, keep: int) -> int:
+    """Keep ``keep`` sample grids per temperature folder, evenly spaced, the last included;
+    returns how many were removed (the shipped folder stays small)."""
+    removed = 0
+    for folder in [run / "samples", *sorted((run / "samples").glob("t*"))]:
+        grids = sorted(folder.glob("epoch_*.png"))
+        if len(grids) <= keep:
+            continue
+        n = len(grids)
+        kept = {grids[round(i * (n - 1) / (keep - 1))] for i in range(keep)} if keep > 1 else {grids[-1]}
+        for g in grids:
+            if g not in kept:
+                g.unlink()
+                removed += 1
+    return removed
+
+
+def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
+    py = sys.executable
+    scratch, dst = REPO / ns.scratch / job.run, REPO / ns.dest / job.run
+    if is_current(dst, job):
+        return f"{job.run}: shipped with these options already, skipped"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    with open(scratch.parent / f"{job.run}.log", "a") as log:
+        t0, cpu = time.time(), 0.0
+        if not (scratch / "config.json").exists():
+            train = [py, "-m", "genlab", "train", *job.options, "--run-dir", str(scratch), "--quiet",
+                     "--epochs", "100000", "--max-minutes", f"{job.budget_min:g}"]
+            rc, cpu = timed(train, log)
+        elif not is_done(scratch):
+            left = max(job.budget_min - trained_minutes(scratch), 0.5)
+            rc, cpu = timed([py, "-m", "genlab", "resume", str(scratch), "--quiet",
+                             "--max-minutes", f"{left:.2f}"], log)
+        else:
+            rc = 0
+        if rc or not is_done(scratch):
+            return f"{job.run}: FAILED training (exit {rc}; see {scratch.parent / (job.run + '.log')})"
+        t1 = time.time()
+        shutil.rmtree(dst, ignore_errors=True)
+        steps = [[py, "-m", "genlab", "ship", str(scratch), str(dst)],
+                 [py, "-m", "genlab", "eval", str(dst), "--k", str(ns.k), "--exact-n", str(job.exact_n),
+                  "--quiet"],
+                 [py, "-m", "genlab.explore", str(dst)]]
+        eval_cpu = 0.0
+        for i, argv in enumerate(steps):
+            rc, c = timed(argv, log)
+            eval_cpu += c
+            if rc:
+                return f"{job.run}: FAILED at `{' '.join(argv[1:4])}` (exit {rc})"
+            if i == 0:
+                prune_grids(dst, ns.keep_grids)
+    status = read_json(scratch / "status.json") or {}
+    rec = {"options": job.options, "budget_min": job.budget_min, "exact_n": job.exact_n,
+           "epochs": status.get("epoch"), "train_cpu_s": round(cpu, 1), "train_wall_s": round(t1 - t0, 1),
+           "eval_cpu_s": round(eval_cpu, 1), "eval_wall_s": round(time.time() - t1, 1),
+           "note": "train_cpu_s counts this invocation only (a resumed run: the part after the resume)"}
+    (dst / RECIPE).write_text(json.dumps(rec, indent=1) + "\n")
+    if ns.commit:
+        with GIT_LOCK:
+            subprocess.run(["git", "add", str(dst)], cwd=REPO, check=True)
+            subprocess.run(["git", "commit", "-q", "-m", f"checkpoints/{job.run}: retrained by "
+                            f"checkpoints/recipe.sh ({job.budget_min:g} CPU min, {rec['epochs']} epochs)",
+                            "--", str(dst)], cwd=REPO, check=True)
+    return (f"{job.run}: {rec['epochs']} epochs, train {cpu / 60:.1f} CPU min, ship + eval "
+            f"{eval_cpu / 60:.1f} CPU min")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    jobs = lineup.recipe_jobs(ns.datasets.split(","))
+    if ns.only:
+        wanted = set(ns.only.split(","))
+        jobs = [j for j in jobs if j.run in wanted]
+    if ns.dry_run:
+        for j in jobs:
+            dst, scratch = REPO / ns.dest / j.run, REPO / ns.scratch / j.run
+            what = ("skip" if is_current(dst, j) else "ship" if is_done(scratch) else
+                    "resume" if (scratch / "config.json").exists() else "train")
+            print(f"{what:>6} {j.run}: {j.budget_min:g} CPU min, genlab train {' '.join(j.options)}")
+        return 0
+    t0 = time.time()
+    with ThreadPoolExecutor(ns.jobs) as pool:  # threads only wait on subprocesses
+        for line in pool.map(lambda j: ship_job(j, ns), jobs):
+            print(line, flush=True)
+    print(f"recipe: {len(jobs)} runs in {(time.time() - t0) / 60:.1f} min of wall time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

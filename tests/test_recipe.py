@@ -1,0 +1,57 @@
+"""benchmarks/recipe.py, the budgeted recipe of the shipped runs: what it decides for each
+run (train, resume, ship, skip) from the folders it finds, and the sample grids it keeps."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "benchmarks")]
+
+import lineup  # noqa: E402
+import recipe  # noqa: E402
+
+
+def _grids(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for e in range(1, n + 1):
+        (folder / f"epoch_{e:03d}.png").write_bytes(b"png")
+
+
+def test_prune_keeps_evenly_spaced_grids_with_the_last_per_temperature(tmp_path):
+    _grids(tmp_path / "samples", 41)
+    _grids(tmp_path / "samples" / "t0.7", 3)
+    assert recipe.prune_grids(tmp_path, 6) == 35
+    kept = sorted(p.name for p in (tmp_path / "samples").glob("epoch_*.png"))
+    assert kept == [f"epoch_{e:03d}.png" for e in (1, 9, 17, 25, 33, 41)]
+    assert len(list((tmp_path / "samples" / "t0.7").glob("*.png"))) == 3  # fewer than 6: all kept
+    assert recipe.prune_grids(tmp_path, 1) == 5 + 2
+    assert [p.name for p in (tmp_path / "samples").glob("epoch_*.png")] == ["epoch_041.png"]
+
+
+def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
+    """No folder: train. An unfinished scratch run: resume. A finished one: ship. A
+    shipped run whose recipe.json holds the current options and budget: skip; other
+    options (the line-up changed): train again."""
+    jobs = lineup.recipe_jobs(["mnist"])[:4]
+    scratch, dest = tmp_path / "scratch", tmp_path / "dest"
+    status = {jobs[1].run: "stopped", jobs[2].run: "done"}
+    for run, state in status.items():
+        (scratch / run).mkdir(parents=True)
+        (scratch / run / "config.json").write_text("{}")
+        (scratch / run / "status.json").write_text(json.dumps({"state": state}))
+    shipped = dest / jobs[3].run
+    shipped.mkdir(parents=True)
+    (shipped / "eval.json").write_text("{}")
+    (shipped / "recipe.json").write_text(json.dumps({"options": jobs[3].options,
+                                                     "budget_min": jobs[3].budget_min}))
+    argv = ["--datasets", "mnist", "--only", ",".join(j.run for j in jobs), "--scratch", str(scratch),
+            "--dest", str(dest), "--dry-run"]
+    assert recipe.main(argv) == 0
+    said = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert said == ["train", "resume", "ship", "skip"]
+    (shipped / "recipe.json").write_text(json.dumps({"options": jobs[3].options[:-2],
+                                                     "budget_min": jobs[3].budget_min}))
+    recipe.main(argv)
+    assert capsys.readouterr().out.splitlines()[3].split()[0] == "train"
