@@ -40,15 +40,15 @@ check = check_optim  # what field bounds cannot say (betas is a pair); TrainConf
 # a value without it says why it was chosen.
 _VAE = {
     "values": {"optimizer": "adam", "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-4,
-               "lr_schedule": "exponential", "lr_gamma": 0.97, "lr_floor": 0.05,
-               "batch_size": 100, "ema_decay": 0.9982},
+               "lr_schedule": "constant", "batch_size": 100, "ema_decay": 0.9982},
     "sources": (
         "Burda et al. 2016 (IWAE), verified in the authors' code (yburda/iwae experiments.py, "
-        "optimizers.py): Adam with eps 1e-4, lr 1e-3 decayed to a tenth. beta1 0.9, beta2 0.999 "
-        "as reproductions quote the paper (martinigoyanes/iwae); the authors' code defaults to "
-        "beta1 0.99. Their decay (lr 1e-3 * 10^(-i/7) for 3^i epochs, 3280 epochs in all: "
-        "--lr-schedule burda) is made for 3280 epochs; for CPU budgets x 0.97 per epoch "
-        "instead, down to 0.05 after about 100 epochs (about 10 CPU-minutes on one thread).",
+        "optimizers.py): Adam with lr 1e-3 and eps 1e-4. beta1 0.9, beta2 0.999 as reproductions "
+        "quote the paper (martinigoyanes/iwae); the authors' code defaults to beta1 0.99. Their "
+        "decay (lr 1e-3 * 10^(-i/7) for 3^i epochs, 3280 epochs in all) is --lr-schedule burda; "
+        "it is not the default because it is made for 3280 epochs: at CPU budgets of minutes a "
+        "constant rate did better (benchmarks/results/learning_curves-cpu.md: Burda's decay and "
+        "x 0.97 per epoch both stayed behind it at equal CPU time).",
         "Minibatch 100 as in Kingma & Welling 2014 (M = 100), not Burda's 20: on one CPU thread "
         "20 trains half the images per second and stayed 3.8-4.4 nats behind today's batch 128 "
         "at equal CPU time (benchmarks/results/learning_curves-paper-vae.md).",

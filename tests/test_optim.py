@@ -252,7 +252,7 @@ def test_family_defaults_are_valid_options_with_sources():
         assert 0 < d.get("lr", 1e-3) <= 1 and d.get("batch_size", 128) >= 1
         assert family_sources(kind) and all(len(s) > 20 for s in family_sources(kind))
     assert family_defaults("gan")["lr"] == 2e-4 and family_defaults("gan")["betas"] == (0.5, 0.999)
-    assert family_defaults("vae")["eps"] == 1e-4 and family_defaults("vae")["lr_schedule"] == "exponential"
+    assert family_defaults("vae")["eps"] == 1e-4 and family_defaults("vae")["lr_schedule"] == "constant"
     assert family_defaults("realnvp")["weight_decay"] == 5e-5
     with pytest.raises(ValueError, match="no training defaults"):
         family_defaults("pixelcnn")
