@@ -101,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="retrain runs that exist")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the options the "
                    "CLI does not take yet; train nothing")
+    p.add_argument("--combine", nargs="+", metavar="JSON", help="train nothing: write one table "
+                   "and plot (--out) from the results of earlier runs (a family in a later file "
+                   "replaces the same family in an earlier one)")
     ns = p.parse_args(argv)
     if ns.snapshots < 1 or ns.budget_scale <= 0:
         p.error("--snapshots must be >= 1 and --budget-scale > 0")
@@ -319,8 +322,29 @@ def write_outputs(results: list[dict], ns: argparse.Namespace, stem: Path, argv,
     print("\n".join(md), flush=True)
 
 
+def combine(ns: argparse.Namespace, argv) -> int:
+    by_family: dict[str, dict] = {}
+    metas = []
+    for path in ns.combine:
+        got = json.loads(Path(path).read_text())
+        metas.append(got["meta"])
+        for r in got["results"]:
+            by_family[r["entry"]] = r
+    order = [f.entry for f in FAMILIES]
+    results = sorted(by_family.values(), key=lambda r: order.index(r["entry"]) if r["entry"] in order else 99)
+    stem = Path(ns.out) if ns.out else RESULTS / "learning_curves-cpu"
+    write_outputs(results, ns, stem, argv, time.time() - 60 * sum(m.get("wall_min", 0) for m in metas),
+                  metas[0]["machine"].split("torch ")[-1])
+    md = stem.with_suffix(".md")
+    md.write_text(md.read_text() + "Combined from:\n" + "".join(
+        f"- `{m['command']}` ({m['wall_min']} min of wall time)\n" for m in metas))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    if ns.combine:
+        return combine(ns, argv)
     pairs = selected(ns.families)
     known = cli_train_flags()
     missing = print_plan(pairs, ns, known)

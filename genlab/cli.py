@@ -197,7 +197,8 @@ def cmd_train(ns) -> int:
     except (runs.RunError, OSError, ValueError, DistributedError) as e:
         print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
         return 1
-    print(f"run directory: {run_dir}", flush=True)
+    if is_main_process():  # under torchrun: said once, not by every process
+        print(f"run directory: {run_dir}", flush=True)
     return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
 
 
@@ -218,7 +219,8 @@ def _train_configured(ns) -> int:
     if why:
         print(f"genlab train: error: {why}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"run directory: {run_dir}", flush=True)
+    if is_main_process():  # under torchrun: said once, not by every process
+        print(f"run directory: {run_dir}", flush=True)
     return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
 
 

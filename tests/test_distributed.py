@@ -355,6 +355,7 @@ def test_two_process_run_writes_the_run_folder_of_one_process(two_runs):
 
     one, two, p = two_runs
     assert p.stdout.count("done: epoch 1") == 1  # rank 0 reports for both
+    assert p.stdout.count("run directory:") == 1
     files = lambda run: sorted(str(f.relative_to(run)) for f in run.rglob("*") if f.is_file())
     assert files(two) == files(one)  # no per-rank files, no missing ones
     st = json.loads((two / "status.json").read_text())
