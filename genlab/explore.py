@@ -375,27 +375,6 @@ def axes_traversals(axes: PrincipalAxes, base: torch.Tensor, dims: list[int], st
     return torch.cat(rows)
 
 
-def has_temperature(model) -> bool:
-    """The prior is a zero-centred N(0, I) or standard logistic: scaling its draws by a
-    temperature keeps them centred."""
-    return model.prior_family in ("normal", "logistic")
-
-
-@torch.no_grad()
-def temperature_latents(model, n: int, temperature: float, *, seed: int = 0) -> torch.Tensor:
-    """n latents (n, d) on the CPU from the model's own ``sample_prior(n, temperature=T)``,
-    seeded: N(0, T^2 I) for a flow's normal prior (Kingma & Dhariwal 2018, Glow, section 5:
-    T < 1 trades variety for typical-looking samples), the logistic scaled by T; the
-    model's one-line ValueError for a temperature it does not take."""
-    if not has_temperature(model):
-        raise ValueError(f"{type(model).__name__} has no zero-centred prior to scale by a temperature")
-    t = model.check_temperature(temperature)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        z = model.sample_prior(n, temperature=t)
-    return z.detach().float().cpu()  # (n, d)
-
-
 # -- projections stored beside a checkpoint ----------------------------------------------
 PROJ_FILE = "projections.npz"
 PROJ_N = 5_000  # test images projected (the first ones; the pages show the first n of them)

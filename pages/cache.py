@@ -181,7 +181,7 @@ def sample_grid(path: str, stamp: int | None, n: int, temperature: float, seed: 
     (the model's ``seeded_sample``), on one thread like every decode on a page."""
     with one_thread():
         images = _model(path, stamp).seeded_sample(n, temperature, seed=seed)
-    return explore.grid_image(images.float().clamp(0, 1).cpu(), nrow, scale=scale)
+    return explore.grid_image(images, nrow, scale=scale)  # clamps, on the CPU
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -180,7 +180,8 @@ def draws_ui(run: ui.Run) -> None:
     if c2.button("New draws", icon=":material/casino:", key=f"redraw-{run.key}"):
         st.session_state[f"draws-{run.key}"] = st.session_state.get(f"draws-{run.key}", 0) + 1
     seed = st.session_state.get(f"draws-{run.key}", 0)
-    stored = " and 0.7" if run.model.caps.temperature not in (None, 1.0) else ""
+    own = run.model.caps.temperature  # the family's grid temperature beside T = 1 (flows: 0.7)
+    stored = f" and {own:g}" if own not in (None, 1.0) else ""
     st.image(cache.sample_grid(run.path, run.stamp, N_DRAWS, t, seed, 8),
              caption=f"{N_DRAWS} samples drawn now at T = {t:.2f} (seed {seed}); the grids written "
                      f"during training are at T = 1{stored}")
