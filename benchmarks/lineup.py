@@ -75,30 +75,30 @@ def _e(name: str, options: str, budget_min: float | None, note: str = "", gpu: b
 
 _POSTERIOR_2D = "--latent-dim 2 --hidden 128,128 --n-samples 16"  # the True posterior page's runs
 LINEUP: tuple[Entry, ...] = (
-    _e("vae-20d", "--model vae --latent-dim 20", 10, "784-512-512-20, 1 stochastic layer",
+    _e("vae-20d", "--model vae --latent-dim 20", 8, "784-512-512-20, 1 stochastic layer",
        legacy_epochs=10),
-    _e("vae-2d", "--model vae --latent-dim 2 --hidden 256,256", 4, legacy_epochs=10),
+    _e("vae-2d", "--model vae --latent-dim 2 --hidden 256,256", 3, legacy_epochs=10),
     _e("iwae-k5", "--model vae --latent-dim 20 --iwae-k 5", None, "vae-20d trained on the IWAE bound, k=5"),
-    _e("binary-vae", "--model binary-vae --hidden 256,256", 8, legacy_epochs=5),
-    _e("ae-gmm", "--model ae-gmm --hidden 256,256", 3, legacy_epochs=5),
+    _e("binary-vae", "--model binary-vae --hidden 256,256", 6, legacy_epochs=5),
+    _e("ae-gmm", "--model ae-gmm --hidden 256,256", 2, legacy_epochs=5),
     _e("nice", "--model nice --hidden 256,256,256", 8, legacy_epochs=3),
-    _e("realnvp", "--model realnvp", 22, legacy_epochs=2),
-    _e("vae-flow-decoder", "--model vae-flow-decoder --hidden 256,256", 8, legacy_epochs=3),
-    _e("vae-flow-prior", "--model vae-flow-prior --hidden 256,256", 8, legacy_epochs=5),
-    _e("vae-planar", "--model vae-flow-posterior --flow planar --num-flows 10 --hidden 256,256", 6,
+    _e("realnvp", "--model realnvp", 20, legacy_epochs=2),
+    _e("vae-flow-decoder", "--model vae-flow-decoder --hidden 256,256", 6, legacy_epochs=3),
+    _e("vae-flow-prior", "--model vae-flow-prior --hidden 256,256", 6, legacy_epochs=5),
+    _e("vae-planar", "--model vae-flow-posterior --flow planar --num-flows 10 --hidden 256,256", 4,
        legacy_epochs=5),
-    _e("vae-realnvp-post", "--model vae-flow-posterior --flow realnvp --num-flows 4 --hidden 256,256", 6,
+    _e("vae-realnvp-post", "--model vae-flow-posterior --flow realnvp --num-flows 4 --hidden 256,256", 4,
        legacy_epochs=5),
-    _e("gan", "--model gan --lr 2e-4", 8, legacy_epochs=10),
+    _e("gan", "--model gan --lr 2e-4", 5, legacy_epochs=10),
     _e("dcgan", "--model dcgan --lr 2e-4", None, "convolutional GAN; ~18 min an MNIST epoch on "
        "2 CPU cores (50 img/s)", gpu=True),
     # 2-D latents for the True posterior page (MNIST): log p(x) by quadrature on the first
     # exact_n test images (a planar posterior's grid costs ~2 s an image: a bisection per point)
-    _e("vae-2d-planar", f"--model vae-flow-posterior --flow planar --num-flows 10 {_POSTERIOR_2D}", 4,
+    _e("vae-2d-planar", f"--model vae-flow-posterior --flow planar --num-flows 10 {_POSTERIOR_2D}", 2.5,
        datasets=("mnist",), exact_n=200),
     _e("vae-2d-realnvp-post", f"--model vae-flow-posterior --flow realnvp --num-flows 4 "
-       f"--flow-hidden 32,32 {_POSTERIOR_2D}", 4, datasets=("mnist",), exact_n=500),
-    _e("vae-2d-iwae5", f"--model vae --iwae-k 5 {_POSTERIOR_2D}", 4, datasets=("mnist",), exact_n=500),
+       f"--flow-hidden 32,32 {_POSTERIOR_2D}", 2.5, datasets=("mnist",), exact_n=500),
+    _e("vae-2d-iwae5", f"--model vae --iwae-k 5 {_POSTERIOR_2D}", 2.5, datasets=("mnist",), exact_n=500),
 )
 DATASETS = ("mnist", "fashion-mnist")
 
