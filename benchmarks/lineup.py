@@ -58,6 +58,12 @@ class Entry:
         return [*self.options, *self.legacy_options(), "--epochs", str(self.legacy_epochs)]
 
 
+def budget_flags(budget_min: float) -> list[str]:
+    """The options the recipe adds to a job's: train until ``budget_min`` minutes of the
+    process's CPU time (not wall time: a busy machine then slows a run, not shortens it)."""
+    return ["--epochs", "100000", "--max-minutes", f"{budget_min:g}", "--budget-clock", "cpu"]
+
+
 @dataclass(frozen=True)
 class Job:
     """One shipped run of the recipe: checkpoints/<run>."""

@@ -5,8 +5,9 @@ a CPU budget: what checkpoints/recipe.sh runs.
     ... --commit            # commit each run as it ships (checkpoints/<run> only)
     ... --dry-run           # what would train, resume, ship or be skipped
 
-Each run trains on one thread with `--max-minutes BUDGET` (the loop stops before an epoch
-that would end past it) and --jobs runs (2) train side by side, one per core. A run trains
+Each run trains on one thread with `--max-minutes BUDGET --budget-clock cpu` (the loop
+stops before an epoch that would end past BUDGET minutes of the process's CPU time, so a
+busy machine slows a run but does not shorten it) and --jobs runs (2) train side by side, one per core. A run trains
 in runs/recipe/<run>, is shipped compactly (no optimiser state, float16 weights, the last
 sample grid of each temperature and a few evenly spaced before it) to
 checkpoints/<run>, and the shipped copy is evaluated on the full test split (importance-
@@ -131,7 +132,7 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
         t0, cpu = time.time(), 0.0
         if not (scratch / "config.json").exists():
             train = [py, "-m", "genlab", "train", *job.options, "--run-dir", str(scratch), "--quiet",
-                     "--epochs", "100000", "--max-minutes", f"{job.budget_min:g}"]
+                     *lineup.budget_flags(job.budget_min)]
             rc, cpu = timed(train, log)
         elif not is_done(scratch):
             left = max(job.budget_min - trained_minutes(scratch), 0.5)

@@ -254,6 +254,9 @@ class _RunConfig:
     max_minutes: float = opt(0.0, "time budget in minutes: stop before an epoch that, going by "
                              "the last epoch's duration, would end past it; the run ends done "
                              "and resumable (0 = no limit)", lo=0.0)
+    budget_clock: str = opt("wall", "what max_minutes counts: wall (elapsed time) or cpu (the "
+                            "training process's CPU time, steady on a shared machine)",
+                            choices=("wall", "cpu"))
     data_root: str = opt("", "dataset folder (default: $GENLAB_DATA, else ./data)")
     precision: str = opt("fp32", "arithmetic of the training steps: bf16 runs each under "
                          "torch.autocast (bfloat16 matrix products, for CUDA; CPU works too); "

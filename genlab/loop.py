@@ -27,7 +27,8 @@ from .metrics import evaluate
 from .models import GenerativeModel
 from .optim import TrainingSchedule
 
-_clock = time.perf_counter  # the loop's one clock: record times and the budget (tests replace it)
+_clock = time.perf_counter  # the loop's clock of record times and the wall budget (tests replace it)
+_cpu_clock = time.process_time  # the budget's clock under budget_clock="cpu"
 STOP_CHECK_EVERY = 10  # steps between the processes' agreement on a stop request (SIGTERM)
 
 
@@ -177,6 +178,11 @@ class _Loop:
         self.batch_order = torch.Generator()
         self.writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
         self.t0 = _clock()
+        self.budget_t0 = self.budget_now()
+
+    def budget_now(self) -> float:
+        """Seconds on the clock ``max_minutes`` counts (cfg.budget_clock: wall or CPU time)."""
+        return _cpu_clock() if self.cfg.budget_clock == "cpu" else _clock()
 
     def __enter__(self) -> "_Loop":
         return self
@@ -192,6 +198,7 @@ class _Loop:
             return self.stopped(epoch - 1)
         state = self.state
         state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
+        b_epoch = self.budget_now()
         self.seed_epoch(epoch)
         sums = self.train_epoch(stop)
         if sums is None:
@@ -200,9 +207,9 @@ class _Loop:
             state.step = epoch_step0
             return self.stopped(epoch - 1)
         self.end_epoch(epoch, sums, t_epoch)
-        if self.dist.any(self.over_budget(epoch, t_epoch)):  # any process's clock stops all
+        if self.dist.any(self.over_budget(epoch, b_epoch)):  # any process's clock stops all
             return {"state": "done", "epoch": epoch, "step": state.step,
-                    "budget_stop": round((_clock() - self.t0) / 60, 3)}
+                    "budget_stop": round((self.budget_now() - self.budget_t0) / 60, 3)}
         return None
 
     def emit(self, event: str, record: dict | None = None) -> None:
@@ -322,11 +329,12 @@ class _Loop:
         self.dist.wait_for_main()
         return {"state": "stopped", "epoch": epoch, "step": self.state.step}
 
-    def over_budget(self, epoch: int, t_epoch: float) -> bool:
-        """Would one more epoch, as long as the last one, end past ``max_minutes``?"""
-        now = _clock()
+    def over_budget(self, epoch: int, b_epoch: float) -> bool:
+        """Would one more epoch, as long as the last one, end past ``max_minutes``? (On the
+        budget's clock; ``b_epoch``: the epoch's start on it.)"""
+        now = self.budget_now()
         return bool(self.cfg.max_minutes) and epoch < self.cfg.epochs and \
-            (now - self.t0) + (now - t_epoch) > self.cfg.max_minutes * 60
+            (now - self.budget_t0) + (now - b_epoch) > self.cfg.max_minutes * 60
 
 
 def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: TrainConfig, *,

@@ -171,7 +171,8 @@ def _end_message(run_dir: Path, cfg: TrainConfig, result: dict) -> str:
     if "budget_stop" in result:
         n = result["epoch"]
         return (f"stopped by time budget after {n} epoch{'s' * (n != 1)}: "
-                f"{result['budget_stop']:.2f} of {cfg.max_minutes:g} min used, the next epoch "
+                f"{result['budget_stop']:.2f} of {cfg.max_minutes:g} "
+                f"{'CPU ' if cfg.budget_clock == 'cpu' else ''}min used, the next epoch "
                 f"would overrun; `python -m genlab resume {run_dir}` trains on for another budget")
     if result["state"] == "stopped":
         return f"stopped on request; resume with `python -m genlab resume {run_dir}`"

@@ -18,7 +18,7 @@ from genlab import runs
 from genlab.cli import main as cli_main
 from genlab.models import build_model
 from genlab.models.vae import VAE, VAEConfig
-from genlab.config import TrainConfig
+from genlab.config import TrainConfig, validate
 from genlab.loop import TrainingFailed, _step_context, fit
 from genlab.metrics import evaluate
 
@@ -251,6 +251,34 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(mnist_small, tmp_p
     now[0] = 0.0  # the budget never cuts the last planned epoch short of cfg.epochs ...
     cfg = TrainConfig(epochs=2, batch_size=500, max_minutes=0.5, n_samples=4)
     assert "budget_stop" not in fit(model, train, None, cfg)  # ... nor stops after it
+
+
+def test_a_cpu_budget_counts_cpu_time_not_wall_time(mnist_small, tmp_path, monkeypatch):
+    """budget_clock="cpu": epochs take 40 s of CPU time but 400 s of wall time (a busy
+    machine); a 1.5-minute budget still gives two epochs, as the wall budget does with 40 s
+    epochs, and the wall clock with the same epochs stops after one."""
+    import genlab.loop
+
+    wall, cpu = [0.0], [0.0]
+    monkeypatch.setattr(genlab.loop, "_clock", lambda: wall[0])
+    monkeypatch.setattr(genlab.loop, "_cpu_clock", lambda: cpu[0])
+
+    def tick(event, s):
+        if event == "epoch":
+            wall[0] += 400.0
+            cpu[0] += 40.0
+
+    train, val = mnist_small
+    model = build_model("vae", {"latent_dim": 4, "hidden": [32]})
+    cfg = TrainConfig(epochs=5, batch_size=500, max_minutes=1.5, budget_clock="cpu", n_samples=4)
+    result = fit(model, train, val, cfg, run_dir=tmp_path, callbacks=(tick,))
+    assert result["state"] == "done" and result["epoch"] == 2
+    assert result["budget_stop"] == pytest.approx(80 / 60, abs=1e-3)
+    wall[0] = cpu[0] = 0.0
+    cfg = TrainConfig(epochs=5, batch_size=500, max_minutes=1.5, n_samples=4)  # wall
+    assert fit(model, train, None, cfg, callbacks=(tick,))["epoch"] == 1
+    with pytest.raises(ValueError, match="budget_clock must be one of wall, cpu"):
+        validate(TrainConfig(budget_clock="gpu"))
 
 
 def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
