@@ -123,7 +123,8 @@ def run_row(run_dir: str | Path) -> dict:
         "model": info.model, "dataset": info.dataset, "data": ev.get("data"),
         "params": count_params(info.model, info.config) if info.model else None,
         "epochs": epochs, "train_min": minutes, "img_s": img_s,
-        "budget_min": info.train.get("max_minutes") or None, "device": st.get("device"),
+        "budget_min": info.train.get("max_minutes") or None,
+        "budget_clock": info.train.get("budget_clock", "wall"), "device": st.get("device"),
         "state": st.get("state"), "message": st.get("message") or info.error or "",
         "evaluated": bool(ev),
     }
@@ -221,7 +222,9 @@ def meta_md(meta: dict, rows: list[dict]) -> list[str]:
     lines = [f"- runs: `{meta['source']}`, {len(rows)} run directories, trained on "
              f"{', '.join(sorted({str(r['device']) for r in rows}))}; {meta['machine']}",
              "- training: " + (f"time budget {', '.join(f'{b:g}' for b in budgets)} min per run "
-                               "(`--max-minutes`: no epoch starts that would end past it)"
+                               "(`--max-minutes`: no epoch starts that would end past it"
+                               + ("; CPU minutes of the training process, `--budget-clock cpu`"
+                                  if any(r["budget_clock"] == "cpu" for r in rows) else "") + ")"
                                if budgets else "fixed epochs per run (no time budget)")
              + "; train min = wall-clock minutes of the training loop, validation included",
              f"- evaluation: {', '.join(map(str, n_img)) or '?'} test images; latent models' NLL "
@@ -298,10 +301,69 @@ def targets_md(rows: list[dict]) -> list[str]:
             "[published.md](published.md).", ""]
 
 
+# The shipped line-up's targets (issue 16): (label, how a dataset's figure is found, the
+# MNIST bound or None where the target compares two runs). Fashion-MNIST: the same figures.
+_BEST_VAE = ("vae-flow-prior", "vae-planar", "vae-realnvp-post")
+
+
+def _shipped_figures(rows: list[dict], ds: str) -> list[tuple[str, str, bool | None]]:
+    """(target, our figure, met) for one dataset; met None where the target is MNIST's only
+    or a figure is missing."""
+    mnist = ds == "mnist"
+
+    def fig(r, key, unit, fmt=".2f"):
+        if r is None or r.get(key) is None:
+            return "not shipped"
+        k = f", k = {r['k']}" if key == "nll_nats" and r.get("k") else ""
+        return f"{r[key]:{fmt}} {unit} (`{r['name']}`, {r['epochs']} epochs{k})"
+
+    def below(r, key, bound):
+        return (r[key] <= bound) if mnist and r is not None and r.get(key) is not None else None
+
+    vae, nice, rnvp = _get(rows, "vae-20d", ds), _get(rows, "nice", ds), _get(rows, "realnvp", ds)
+    best = min((r for r in rows if r["dataset"] == ds and r["name"] in _BEST_VAE
+                and r["nll_nats"] is not None), key=lambda r: r["nll_nats"], default=None)
+    dec, gan = _get(rows, "vae-flow-decoder", ds), _get(rows, "gan", ds)
+    both = dec is not None and nice is not None and dec.get("bpd") is not None and nice.get("bpd") is not None
+    gv = gan is not None and vae is not None and gan.get("fid") is not None and vae.get("fid") is not None
+    return [
+        ("`vae-20d` NLL <= 91 nats", fig(vae, "nll_nats", "nats"), below(vae, "nll_nats", 91)),
+        ("best flow-augmented VAE NLL <= 89 nats", fig(best, "nll_nats", "nats"),
+         below(best, "nll_nats", 89)),
+        ("`nice` <= 4.7 bits/dim", fig(nice, "bpd", "bits/dim", ".3f"), below(nice, "bpd", 4.7)),
+        ("`realnvp` <= 1.40 bits/dim", fig(rnvp, "bpd", "bits/dim", ".3f"), below(rnvp, "bpd", 1.40)),
+        ("`vae-flow-decoder` below `nice` (bits/dim)",
+         f"{dec['bpd']:.3f} against {nice['bpd']:.3f}" if both else "not shipped",
+         dec["bpd"] < nice["bpd"] if both else None),
+        ("`gan` FID below `vae-20d`'s (genlab FID)",
+         f"{gan['fid']:.1f} against {vae['fid']:.1f}" if gv else "not shipped",
+         gan["fid"] < vae["fid"] if gv else None),
+    ]
+
+
+def shipped_targets_md(rows: list[dict]) -> list[str]:
+    """Issue 16's targets for the shipped runs, MNIST and Fashion-MNIST side by side (the
+    thresholds are MNIST's; Fashion-MNIST's figures are reported the same way)."""
+    mark = {True: "yes", False: "no", None: "—"}
+    per = {ds: _shipped_figures(rows, ds) for ds in lineup.DATASETS}
+    lines = ["### The shipped runs against the line-up's targets (MNIST test split)", "",
+             "| target | mnist | met | fashion-mnist | met |", "|---|---|---|---|---|"]
+    for (label, m, mm), (_, f, fm) in zip(per["mnist"], per["fashion-mnist"]):
+        if label.startswith("`vae-flow-decoder`") or label.startswith("`gan`"):
+            lines.append(f"| {label} | {m} | {mark[mm]} | {f} | {mark[fm]} |")
+        else:  # a bound on MNIST's figure; Fashion-MNIST's is reported, not judged
+            lines.append(f"| {label} | {m} | {mark[mm]} | {f} | — |")
+    return lines + ["", "The flow-augmented VAEs are `vae-flow-prior`, `vae-planar` and "
+                    "`vae-realnvp-post` (the IWAE-trained shipped runs have 2-D latents and "
+                    "are not comparable).", ""]
+
+
 def zoo_md(rows: list[dict], meta: dict) -> str:
     title = meta.get("title", "genlab model zoo")
+    shipped = Path(meta.get("source") or "").name == "checkpoints"
     lines = [f"# {title}", "", *meta_md(meta, rows), "",
-             f"Command: `{meta['command']}`", "", *tables_md(rows), *targets_md(rows)]
+             f"Command: `{meta['command']}`", "", *tables_md(rows),
+             *(shipped_targets_md(rows) if shipped else targets_md(rows))]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -188,3 +188,25 @@ def test_table_only_on_the_shipped_runs(tmp_path):
     shipped = [p for p in (REPO / "checkpoints").glob("*/" + runs.EVAL)]
     assert len(data["rows"]) == len(shipped) >= 22 and all(r["evaluated"] for r in data["rows"])
     assert all((r["bpd"] is None) == (r["data"] != "8-bit" or r["model"] == "gan") for r in data["rows"])
+
+
+def test_shipped_targets_judge_mnist_bounds_and_both_datasets_comparisons():
+    def row(name, ds, **kw):
+        return {"name": name, "dataset": ds, "epochs": 3, "k": 1000, "nll_nats": None, "bpd": None,
+                "fid": None, **kw}
+    rows = [row("vae-20d", "mnist", nll_nats=90.5, fid=100.0),
+            row("vae-flow-prior", "mnist", nll_nats=89.4), row("vae-planar", "mnist", nll_nats=88.9),
+            row("nice", "mnist", bpd=4.71), row("vae-flow-decoder", "mnist", bpd=4.5),
+            row("gan", "mnist", fid=90.0),
+            row("vae-20d", "fashion-mnist", nll_nats=230.0, fid=70.0), row("gan", "fashion-mnist", fid=80.0)]
+    lines = zoo.shipped_targets_md(rows)
+    table = {ln.split(" | ")[0].lstrip("| "): ln.split(" | ")[1:] for ln in lines if ln.startswith("| `")
+             or ln.startswith("| best")}
+    assert table["`vae-20d` NLL <= 91 nats"][:2] == ["90.50 nats (`vae-20d`, 3 epochs, k = 1000)", "yes"]
+    assert table["best flow-augmented VAE NLL <= 89 nats"][0].startswith("88.90 nats (`vae-planar`")
+    assert table["`nice` <= 4.7 bits/dim"][1] == "no"  # 4.71 > 4.7
+    assert table["`realnvp` <= 1.40 bits/dim"][:2] == ["not shipped", "—"]
+    assert table["`vae-flow-decoder` below `nice` (bits/dim)"][:2] == ["4.500 against 4.710", "yes"]
+    gan = table["`gan` FID below `vae-20d`'s (genlab FID)"]
+    assert gan[:2] == ["90.0 against 100.0", "yes"] and gan[2:] == ["80.0 against 70.0", "no |"]
+    assert table["`vae-20d` NLL <= 91 nats"][3] == "— |"  # Fashion-MNIST: reported, not judged
