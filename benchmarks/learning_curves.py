@@ -15,8 +15,10 @@ later one `python -m genlab resume RUN` (another CHUNK), and after each chunk bo
 evaluated on the test split (`python -m genlab eval RUN --k K --limit N`), eval.json copied
 to RUN/snapshots/. The budget is checked between epochs, so a chunk is at least one epoch
 (realnvp: an epoch is several minutes on one thread, so it gets fewer snapshots). A chunk
-is wall minutes and the budget CPU minutes: on a busy machine a run gets more chunks (at
-most twice --snapshots) until its CPU minutes reach the budget.
+counts the training process's CPU minutes (`--budget-clock cpu`), so a busy machine slows
+the runs but does not change their snapshots; should the chunks still fall short (each
+stops before an epoch that would overrun it) a run gets more of them, at most twice
+--snapshots, until its CPU minutes reach the budget.
 
 The x axis is the CPU time of the training processes (os.wait4's rusage: user + system,
 start-up and data loading included; evaluation not counted); the y axis the test metric
@@ -150,7 +152,7 @@ def merge_options(base: tuple[str, ...] | list[str], extra: list[str]) -> list[s
 def train_argv(entry: lineup.Entry, recipe: str, run_dir: Path, dataset: str, chunk_min: float):
     return [sys.executable, "-m", "genlab", "train", *merge_options(entry.options, RECIPES[recipe](entry)),
             "--dataset", dataset, "--run-dir", str(run_dir), "--epochs", "10000",
-            "--max-minutes", f"{chunk_min:g}", "--quiet"]
+            "--max-minutes", f"{chunk_min:g}", "--budget-clock", "cpu", "--quiet"]
 
 
 def eval_argv(run_dir: Path, ns: argparse.Namespace, fam: Family) -> list[str]:
@@ -201,8 +203,8 @@ def run_family(fam: Family, entry: lineup.Entry, ns: argparse.Namespace, root: P
     res = {r: {"options": RECIPES[r](entry), "snapshots": [], "cpu_min": 0.0} for r in RECIPES}
     logs = {r: dirs[r].parent / f"{dirs[r].name}.log" for r in RECIPES}
     failed: set[str] = set()
-    for i in range(1, 2 * ns.snapshots + 1):  # more chunks than planned when the machine is
-        # busy (a chunk is wall minutes, the budget CPU minutes): every run gets its budget
+    for i in range(1, 2 * ns.snapshots + 1):  # more chunks than planned when chunks stop
+        # short of their CPU minutes (before an epoch that would overrun): every run gets its budget
         todo = {r: d for r, d in dirs.items() if res[r]["cpu_min"] < budget and r not in failed}
         if not todo:
             break
