@@ -122,21 +122,29 @@ def prune_grids(run: Path, keep: int) -> int:
     return removed
 
 
+def _arg(path: Path) -> str:
+    """A path as the commands get it: relative to the repository (their working directory)
+    where it lies inside it, so what they record (eval.json's command, status messages)
+    names no folder of this machine."""
+    return os.path.relpath(path, REPO) if path.resolve().is_relative_to(REPO) else str(path)
+
+
 def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
     py = sys.executable
     scratch, dst = REPO / ns.scratch / job.run, REPO / ns.dest / job.run
+    s_arg, d_arg = _arg(scratch), _arg(dst)
     if is_current(dst, job):
         return f"{job.run}: shipped with these options already, skipped"
     scratch.parent.mkdir(parents=True, exist_ok=True)
     with open(scratch.parent / f"{job.run}.log", "a") as log:
         t0, cpu = time.time(), 0.0
         if not (scratch / "config.json").exists():
-            train = [py, "-m", "genlab", "train", *job.options, "--run-dir", str(scratch), "--quiet",
+            train = [py, "-m", "genlab", "train", *job.options, "--run-dir", s_arg, "--quiet",
                      *lineup.budget_flags(job.budget_min)]
             rc, cpu = timed(train, log)
         elif not is_done(scratch):
             left = max(job.budget_min - trained_minutes(scratch), 0.5)
-            rc, cpu = timed([py, "-m", "genlab", "resume", str(scratch), "--quiet",
+            rc, cpu = timed([py, "-m", "genlab", "resume", s_arg, "--quiet",
                              "--max-minutes", f"{left:.2f}"], log)
         else:
             rc = 0
@@ -144,10 +152,10 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
             return f"{job.run}: FAILED training (exit {rc}; see {scratch.parent / (job.run + '.log')})"
         t1 = time.time()
         shutil.rmtree(dst, ignore_errors=True)
-        steps = [[py, "-m", "genlab", "ship", str(scratch), str(dst)],
-                 [py, "-m", "genlab", "eval", str(dst), "--k", str(ns.k), "--exact-n", str(job.exact_n),
+        steps = [[py, "-m", "genlab", "ship", s_arg, d_arg],
+                 [py, "-m", "genlab", "eval", d_arg, "--k", str(ns.k), "--exact-n", str(job.exact_n),
                   "--quiet"],
-                 [py, "-m", "genlab.explore", str(dst)]]
+                 [py, "-m", "genlab.explore", d_arg]]
         eval_cpu = 0.0
         for i, argv in enumerate(steps):
             rc, c = timed(argv, log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -210,3 +211,12 @@ def test_shipped_targets_judge_mnist_bounds_and_both_datasets_comparisons():
     gan = table["`gan` FID below `vae-20d`'s (genlab FID)"]
     assert gan[:2] == ["90.0 against 100.0", "yes"] and gan[2:] == ["80.0 against 70.0", "no |"]
     assert table["`vae-20d` NLL <= 91 nats"][3] == "— |"  # Fashion-MNIST: reported, not judged
+
+
+def test_shipped_runs_name_no_folder_of_the_machine_that_made_them():
+    """eval.json's command, status messages, configs: paths are relative to the repository
+    (the recipe runs its commands there with relative paths)."""
+    pattern = re.compile(r'(?<![\w.])/(?:work|home|root|tmp|Users|mnt|var|opt|srv)/')
+    found = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in (REPO / "checkpoints").glob("*/*.json")
+             for m in [pattern.search(p.read_text())] if m]
+    assert not found, found
