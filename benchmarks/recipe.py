@@ -80,8 +80,10 @@ def is_done(run: Path) -> bool:
 
 
 def trained_minutes(run: Path) -> float:
-    """Minutes the run has trained, from its last completed epoch's record ("seconds" counts
-    from the start of the last training process: after two interruptions, an undercount)."""
+    """Budget minutes the run has trained, from its last completed epoch's record: its CPU
+    seconds (the recipe's budgets count CPU time; "seconds", wall time, in a record from
+    before the loop wrote them). Both count from the start of the last training process, so
+    after two interruptions this is an undercount."""
     try:
         lines = (run / "metrics.jsonl").read_text().splitlines()
     except OSError:
@@ -92,7 +94,7 @@ def trained_minutes(run: Path) -> float:
         except ValueError:
             continue
         if r.get("event") == "epoch" and "seconds" in r:
-            return float(r["seconds"]) / 60
+            return float(r.get("cpu_seconds", r["seconds"])) / 60
     return 0.0
 
 

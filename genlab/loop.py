@@ -28,7 +28,7 @@ from .models import GenerativeModel
 from .optim import TrainingSchedule
 
 _clock = time.perf_counter  # the loop's clock of record times and the wall budget (tests replace it)
-_cpu_clock = time.process_time  # the budget's clock under budget_clock="cpu"
+_cpu_clock = time.process_time  # records' cpu_seconds, and the budget's clock under budget_clock="cpu"
 STOP_CHECK_EVERY = 10  # steps between the processes' agreement on a stop request (SIGTERM)
 
 
@@ -177,7 +177,7 @@ class _Loop:
         self.pixel_noise = torch.Generator(device=device)
         self.batch_order = torch.Generator()
         self.writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
-        self.t0 = _clock()
+        self.t0, self.cpu_t0 = _clock(), _cpu_clock()
         self.budget_t0 = self.budget_now()
 
     def budget_now(self) -> float:
@@ -226,6 +226,7 @@ class _Loop:
         now = _clock()
         return {**parts, "event": event, "split": split, "epoch": self.state.epoch,
                 "step": self.state.step, "seconds": round(now - self.t0, 3),
+                "cpu_seconds": round(_cpu_clock() - self.cpu_t0, 3),
                 "images_per_s": round(images / max(now - since, 1e-9), 1)}
 
     def save(self, epoch: int) -> None:

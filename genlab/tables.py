@@ -14,7 +14,7 @@ from .fid import FeatureNetError, net_info
 from .metrics import data_kind
 from .status import RunSummary
 
-BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "images_per_s"})
+BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "cpu_seconds", "images_per_s"})
 """Keys of a metrics record that are not model metrics."""
 EVAL_META = frozenset({"n_images", "epoch", "k", "seconds", "nll_seconds", "latent_dim"})
 

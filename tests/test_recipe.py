@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
@@ -55,3 +57,15 @@ def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
                                                      "budget_min": jobs[3].budget_min}))
     recipe.main(argv)
     assert capsys.readouterr().out.splitlines()[3].split()[0] == "train"
+
+
+def test_a_resumed_run_gets_what_is_left_of_its_cpu_budget(tmp_path):
+    """The budget is CPU time: an interrupted run's minutes so far are its last epoch's
+    cpu_seconds (wall seconds only in records from before the loop wrote them)."""
+    lines = [{"event": "epoch", "split": "train", "epoch": 1, "seconds": 300.0, "cpu_seconds": 120.0},
+             {"event": "step", "split": "train", "epoch": 2, "seconds": 400.0, "cpu_seconds": 150.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + "{torn")
+    assert recipe.trained_minutes(tmp_path) == pytest.approx(2.0)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "seconds": 90.0}) + "\n")
+    assert recipe.trained_minutes(tmp_path) == pytest.approx(1.5)
+    assert recipe.trained_minutes(tmp_path / "missing") == 0.0
