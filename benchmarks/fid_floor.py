@@ -1,0 +1,68 @@
+"""The floor of genlab's FID: real test images against real test images.
+
+    GENLAB_DATA=../shared/datasets python benchmarks/fid_floor.py [--splits 20]
+
+For each dataset with a shipped feature network, the test split's features once, then the
+FID between its two halves: --splits random halves (seeded permutations) and the first
+5,000 images against the last 5,000 (MNIST's test split puts different writers in its two
+halves, so that pair is not a random split). A model's FID of 10,000 samples against the
+test split can be read against this range: no model scores below what the data scores
+against itself. Output: benchmarks/results/fid_floor.json and a line per dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from genlab.data import load_split  # noqa: E402
+from genlab.fid import FeatureNetError, features, fid_from_features  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def floor(dataset: str, splits: int, root: str | None) -> dict:
+    f = features(load_split(dataset, "test", root, download=False), dataset)
+    n = len(f) // 2
+    g = torch.Generator().manual_seed(0)
+    random = []
+    for _ in range(splits):
+        perm = torch.randperm(len(f), generator=g)
+        random.append(fid_from_features(f[perm[:n]], f[perm[n:2 * n]]))
+    return {"dataset": dataset, "n_images": len(f), "half": n, "random_halves": random,
+            "random_min": min(random), "random_median": statistics.median(random),
+            "random_max": max(random), "first_vs_second_half": fid_from_features(f[:n], f[n:2 * n])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default="mnist,fashion-mnist")
+    p.add_argument("--splits", type=int, default=20, help="random halves per dataset [default: 20]")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default=str(RESULTS / "fid_floor.json"))
+    ns = p.parse_args(argv)
+    rows = []
+    for ds in ns.datasets.split(","):
+        try:
+            r = floor(ds, ns.splits, ns.data_root)
+        except (FeatureNetError, OSError, RuntimeError) as e:
+            print(f"{ds}: skipped ({e})", file=sys.stderr)
+            continue
+        rows.append(r)
+        print(f"{ds}: random halves {r['random_min']:.2f}-{r['random_max']:.2f} (median "
+              f"{r['random_median']:.2f}, {ns.splits} splits of {r['half']} against {r['half']}); "
+              f"first half against second {r['first_vs_second_half']:.2f}")
+    out = {"command": "python benchmarks/fid_floor.py " + " ".join(argv or sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    Path(ns.out).write_text(json.dumps(out, indent=1) + "\n")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
