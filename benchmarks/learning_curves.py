@@ -79,9 +79,11 @@ FAMILIES: tuple[Family, ...] = (
 # the family's papers' settings (genlab.optim.family_defaults); complete or override per
 # line-up name in NEW_OVERRIDES (e.g. once the CLI grows an option, or to try a variant).
 NEW_OVERRIDES: dict[str, dict] = {}
+NEW_EXTRA: list[str] = []  # --new-options: flags on top of "new" for every family (a variant)
 RECIPES = {
     "old": lambda entry: entry.legacy_options(),
-    "new": lambda entry: lineup.flags({**family_defaults(entry.model), **NEW_OVERRIDES.get(entry.name, {})}),
+    "new": lambda entry: merge_options(lineup.flags({**family_defaults(entry.model),
+                                                     **NEW_OVERRIDES.get(entry.name, {})}), NEW_EXTRA),
 }
 
 
@@ -97,6 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="importance samples of the latent models' NLL [default: 100]")
     p.add_argument("--eval-limit", type=int, default=2000, help="test images per snapshot [default: 2000]")
     p.add_argument("--fid-n", type=int, default=2000, help="samples for the GAN's FID [default: 2000]")
+    p.add_argument("--new-options", default="", metavar="FLAGS",
+                   help="train flags added to the new recipe of every family, to try a variant "
+                        "against the old one (e.g. \"--kl-warmup-epochs 10\") [default: none]")
     p.add_argument("--runs-dir", default="runs/learning_curves")
     p.add_argument("--out", default=None, help="output stem [default: benchmarks/results/"
                    "learning_curves-<device>]")
@@ -347,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
     if ns.combine:
         return combine(ns, argv)
+    NEW_EXTRA[:] = ns.new_options.split()
     pairs = selected(ns.families)
     known = cli_train_flags()
     missing = print_plan(pairs, ns, known)
