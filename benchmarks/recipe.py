@@ -69,10 +69,32 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def trained_as_now(run: Path, options: list[str]) -> bool:
+    """Does the run's config.json hold what `genlab train OPTIONS` gives today? Options the
+    command leaves unset come from the family defaults (genlab.optim), so a changed default
+    makes a run shipped before it stale."""
+    from genlab.cli import build_parser, parse_train
+    from genlab.config import to_dict
+    from genlab.models import upgrade_config
+
+    stored = read_json(run / "config.json")
+    if not stored:
+        return False
+    model_cfg, train = upgrade_config(stored["model"], stored["model_config"],
+                                      json.loads(json.dumps(stored["train"])))
+    now = parse_train(build_parser().parse_args(["train", *options]))
+    as_json = lambda c: json.loads(json.dumps(to_dict(c)))  # noqa: E731 (tuples as lists)
+    new_train = as_json(now.train)
+    return now.model == stored["model"] and as_json(now.model_config) == model_cfg and \
+        {k: new_train.get(k) for k in train} == train
+
+
 def is_current(dst: Path, job: lineup.Job) -> bool:
+    """Shipped with the line-up's options, budget and today's defaults, and evaluated."""
     rec = read_json(dst / RECIPE) or {}
     return rec.get("options") == job.options and rec.get("budget_min") == job.budget_min and \
-        (dst / "eval.json").exists()
+        (dst / "eval.json").exists() and \
+        trained_as_now(dst, [*job.options, *lineup.budget_flags(job.budget_min)])
 
 
 def is_done(run: Path) -> bool:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from genlab import runs
+from genlab.cli import build_parser, parse_train
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
@@ -34,8 +37,8 @@ def test_prune_keeps_evenly_spaced_grids_with_the_last_per_temperature(tmp_path)
 
 def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
     """No folder: train. An unfinished scratch run: resume. A finished one: ship. A
-    shipped run whose recipe.json holds the current options and budget: skip; other
-    options (the line-up changed): train again."""
+    shipped run whose recipe.json holds the current options and budget and whose config is
+    what they give today: skip; other options (the line-up changed): train again."""
     jobs = lineup.recipe_jobs(["mnist"])[:4]
     scratch, dest = tmp_path / "scratch", tmp_path / "dest"
     status = {jobs[1].run: "stopped", jobs[2].run: "done"}
@@ -46,6 +49,9 @@ def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
     shipped = dest / jobs[3].run
     shipped.mkdir(parents=True)
     (shipped / "eval.json").write_text("{}")
+    rc = parse_train(build_parser().parse_args(["train", *jobs[3].options,
+                                                *lineup.budget_flags(jobs[3].budget_min)]))
+    runs.write_config(shipped, rc.model, rc.model_config, rc.train)  # as trained today
     (shipped / "recipe.json").write_text(json.dumps({"options": jobs[3].options,
                                                      "budget_min": jobs[3].budget_min}))
     argv = ["--datasets", "mnist", "--only", ",".join(j.run for j in jobs), "--scratch", str(scratch),
@@ -69,3 +75,22 @@ def test_a_resumed_run_gets_what_is_left_of_its_cpu_budget(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "seconds": 90.0}) + "\n")
     assert recipe.trained_minutes(tmp_path) == pytest.approx(1.5)
     assert recipe.trained_minutes(tmp_path / "missing") == 0.0
+
+
+def test_a_run_trained_before_a_default_changed_is_stale(tmp_path):
+    """is_current asks the CLI what the job's options give today: a shipped config that
+    differs from it in one default (the EMA decay here) is retrained."""
+    job = next(j for j in lineup.recipe_jobs(["mnist"]) if j.run == "vae-2d-mnist")
+    src = REPO / "checkpoints" / job.run
+    if not (src / "recipe.json").exists():
+        pytest.skip("vae-2d-mnist predates the budgeted recipe")
+    options = [*job.options, *lineup.budget_flags(job.budget_min)]
+    run = tmp_path / job.run
+    run.mkdir()
+    cfg = json.loads((src / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert recipe.trained_as_now(run, options)
+    cfg["train"]["ema_decay"] = 0.5
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert not recipe.trained_as_now(run, options)
+    assert not recipe.trained_as_now(tmp_path / "missing", options)
