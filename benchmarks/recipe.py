@@ -97,6 +97,11 @@ def is_current(dst: Path, job: lineup.Job) -> bool:
         trained_as_now(dst, [*job.options, *lineup.budget_flags(job.budget_min)])
 
 
+def scratch_current(scratch: Path, job: lineup.Job) -> bool:
+    """Is the scratch run, finished or not, one of today's job (else it trains again)?"""
+    return trained_as_now(scratch, [*job.options, *lineup.budget_flags(job.budget_min)])
+
+
 def is_done(run: Path) -> bool:
     return (read_json(run / "status.json") or {}).get("state") == "done"
 
@@ -160,11 +165,13 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
     if is_current(dst, job):
         return f"{job.run}: shipped with these options already, skipped"
     scratch.parent.mkdir(parents=True, exist_ok=True)
+    train_options = [*job.options, *lineup.budget_flags(job.budget_min)]
+    if (scratch / "config.json").exists() and not scratch_current(scratch, job):
+        shutil.rmtree(scratch)  # trained with other options or defaults: start again
     with open(scratch.parent / f"{job.run}.log", "a") as log:
         t0, cpu = time.time(), 0.0
         if not (scratch / "config.json").exists():
-            train = [py, "-m", "genlab", "train", *job.options, "--run-dir", s_arg, "--quiet",
-                     *lineup.budget_flags(job.budget_min)]
+            train = [py, "-m", "genlab", "train", *train_options, "--run-dir", s_arg, "--quiet"]
             rc, cpu = timed(train, log)
         elif not is_done(scratch):
             left = max(job.budget_min - trained_minutes(scratch), 0.5)
@@ -213,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     if ns.dry_run:
         for j in jobs:
             dst, scratch = REPO / ns.dest / j.run, REPO / ns.scratch / j.run
-            what = ("skip" if is_current(dst, j) else "ship" if is_done(scratch) else
-                    "resume" if (scratch / "config.json").exists() else "train")
+            fresh = scratch_current(scratch, j)
+            what = ("skip" if is_current(dst, j) else "ship" if fresh and is_done(scratch) else
+                    "resume" if fresh else "train")
             print(f"{what:>6} {j.run}: {j.budget_min:g} CPU min, genlab train {' '.join(j.options)}")
         return 0
     t0 = time.time()

@@ -38,20 +38,24 @@ def test_prune_keeps_evenly_spaced_grids_with_the_last_per_temperature(tmp_path)
 def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
     """No folder: train. An unfinished scratch run: resume. A finished one: ship. A
     shipped run whose recipe.json holds the current options and budget and whose config is
-    what they give today: skip; other options (the line-up changed): train again."""
+    what they give today: skip; other options (the line-up changed): train again; a scratch
+    run whose config is not today's (a default changed): train again."""
     jobs = lineup.recipe_jobs(["mnist"])[:4]
     scratch, dest = tmp_path / "scratch", tmp_path / "dest"
     status = {jobs[1].run: "stopped", jobs[2].run: "done"}
-    for run, state in status.items():
-        (scratch / run).mkdir(parents=True)
-        (scratch / run / "config.json").write_text("{}")
-        (scratch / run / "status.json").write_text(json.dumps({"state": state}))
+    def as_today(run, job):  # the config.json `genlab train` writes for the job today
+        rc = parse_train(build_parser().parse_args(["train", *job.options,
+                                                    *lineup.budget_flags(job.budget_min)]))
+        runs.write_config(run, rc.model, rc.model_config, rc.train)
+
+    for job in jobs[1:3]:
+        (scratch / job.run).mkdir(parents=True)
+        as_today(scratch / job.run, job)
+        (scratch / job.run / "status.json").write_text(json.dumps({"state": status[job.run]}))
     shipped = dest / jobs[3].run
     shipped.mkdir(parents=True)
     (shipped / "eval.json").write_text("{}")
-    rc = parse_train(build_parser().parse_args(["train", *jobs[3].options,
-                                                *lineup.budget_flags(jobs[3].budget_min)]))
-    runs.write_config(shipped, rc.model, rc.model_config, rc.train)  # as trained today
+    as_today(shipped, jobs[3])
     (shipped / "recipe.json").write_text(json.dumps({"options": jobs[3].options,
                                                      "budget_min": jobs[3].budget_min}))
     argv = ["--datasets", "mnist", "--only", ",".join(j.run for j in jobs), "--scratch", str(scratch),
@@ -63,6 +67,9 @@ def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
                                                      "budget_min": jobs[3].budget_min}))
     recipe.main(argv)
     assert capsys.readouterr().out.splitlines()[3].split()[0] == "train"
+    (scratch / jobs[2].run / "config.json").write_text("{}")  # trained with other defaults
+    recipe.main(argv)
+    assert capsys.readouterr().out.splitlines()[2].split()[0] == "train"
 
 
 def test_a_resumed_run_gets_what_is_left_of_its_cpu_budget(tmp_path):
@@ -78,19 +85,15 @@ def test_a_resumed_run_gets_what_is_left_of_its_cpu_budget(tmp_path):
 
 
 def test_a_run_trained_before_a_default_changed_is_stale(tmp_path):
-    """is_current asks the CLI what the job's options give today: a shipped config that
-    differs from it in one default (the EMA decay here) is retrained."""
+    """is_current asks the CLI what the job's options give today: a config that differs from
+    it in one default (the EMA decay here) is retrained."""
     job = next(j for j in lineup.recipe_jobs(["mnist"]) if j.run == "vae-2d-mnist")
-    src = REPO / "checkpoints" / job.run
-    if not (src / "recipe.json").exists():
-        pytest.skip("vae-2d-mnist predates the budgeted recipe")
     options = [*job.options, *lineup.budget_flags(job.budget_min)]
-    run = tmp_path / job.run
-    run.mkdir()
-    cfg = json.loads((src / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps(cfg))
-    assert recipe.trained_as_now(run, options)
+    rc = parse_train(build_parser().parse_args(["train", *options]))
+    runs.write_config(tmp_path, rc.model, rc.model_config, rc.train)
+    assert recipe.trained_as_now(tmp_path, options)
+    cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["train"]["ema_decay"] = 0.5
-    (run / "config.json").write_text(json.dumps(cfg))
-    assert not recipe.trained_as_now(run, options)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert not recipe.trained_as_now(tmp_path, options)
     assert not recipe.trained_as_now(tmp_path / "missing", options)
