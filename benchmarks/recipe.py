@@ -180,7 +180,7 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
         else:
             rc = 0
         if rc or not is_done(scratch):
-            return f"{job.run}: FAILED training (exit {rc}; see {scratch.parent / (job.run + '.log')})"
+            return f"{job.run}: FAILED training (exit {rc}; see {_arg(scratch.parent / (job.run + '.log'))})"
         t1 = time.time()
         shutil.rmtree(dst, ignore_errors=True)
         steps = [[py, "-m", "genlab", "ship", s_arg, d_arg],
