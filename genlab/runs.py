@@ -411,9 +411,28 @@ def copy_for_resume(src: str | os.PathLike, runs_root: str | os.PathLike) -> Pat
     return dst
 
 
+SHIPPED_STEP_RECORDS = 400  # step records a shipped metrics.jsonl keeps (curves stay smooth)
+
+
+def compact_metrics(src: str | os.PathLike, dst: str | os.PathLike,
+                    max_steps: int = SHIPPED_STEP_RECORDS) -> int:
+    """Write ``src``'s records to ``dst`` with every record that is not a training step
+    (epoch, validation, run events) and at most ``max_steps`` step records, evenly spaced,
+    the first and last included; ``dst`` may be ``src``. Returns the step records dropped."""
+    records, _ = read_metrics(src)
+    steps = [i for i, r in enumerate(records) if r.get("event") == "step"]
+    keep = set(steps)
+    if len(steps) > max_steps >= 2:
+        keep = {steps[round(j * (len(steps) - 1) / (max_steps - 1))] for j in range(max_steps)}
+    out = [r for i, r in enumerate(records) if r.get("event") != "step" or i in keep]
+    atomic_write_bytes(dst, "".join(json.dumps(r) + "\n" for r in out).encode())
+    return len(steps) - len(keep)
+
+
 def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: int = 4096) -> Path:
-    """Copy a finished run to ``dst`` as a compact, read-mostly run: config, metrics,
-    status, eval and sample grids as they are; the checkpoint without optimiser state,
+    """Copy a finished run to ``dst`` as a compact, read-mostly run: config, status, eval
+    and sample grids as they are, the metrics with at most SHIPPED_STEP_RECORDS step
+    records (:func:`compact_metrics`); the checkpoint without optimiser state,
     with large weight tensors stored as float16 (loading casts them back to float32;
     buffers and small tensors stay float32). Evaluate the shipped copy, not the source,
     so its eval.json describes exactly the weights that ship."""
@@ -423,8 +442,8 @@ def ship_run(src: str | os.PathLike, dst: str | os.PathLike, *, half_min_numel: 
     weights = {k: (v.half() if k in params and v.is_floating_point() and v.numel() >= half_min_numel
                    else v) for k, v in ckpt["model"].items()}
     dst.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG, METRICS):
-        shutil.copy2(src / name, dst / name)
+    shutil.copy2(src / CONFIG, dst / CONFIG)
+    compact_metrics(src / METRICS, dst / METRICS)
     if (src / "samples").is_dir():
         shutil.copytree(src / "samples", dst / "samples", dirs_exist_ok=True)
     status = read_json(src / STATUS) or {}

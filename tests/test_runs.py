@@ -255,3 +255,21 @@ def test_atomic_writes_leave_no_temp_files(tmp_path, monkeypatch):
         runs.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text())["state"] == "running"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "status.json"]
+
+
+def test_a_shipped_metrics_file_keeps_every_epoch_and_evenly_spaced_steps(tmp_path):
+    recs = []
+    for ep in (1, 2, 3):
+        recs += [{"event": "step", "split": "train", "epoch": ep, "step": s}
+                 for s in range((ep - 1) * 300, ep * 300)]
+        recs += [{"event": "epoch", "split": "train", "epoch": ep}, {"event": "epoch", "split": "val", "epoch": ep}]
+    src = tmp_path / "metrics.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"torn')
+    assert runs.compact_metrics(src, tmp_path / "out.jsonl", max_steps=10) == 890
+    out, bad = runs.read_metrics(tmp_path / "out.jsonl")
+    steps = [r["step"] for r in out if r["event"] == "step"]
+    assert bad == 0 and len(steps) == 10 and steps[0] == 0 and steps[-1] == 899
+    assert steps == sorted(steps) and max(b - a for a, b in zip(steps, steps[1:])) <= 101
+    assert [r for r in out if r["event"] != "step"] == [r for r in recs if r["event"] != "step"]
+    assert runs.compact_metrics(src, src, max_steps=5000) == 0  # fewer than the cap: all kept
+    assert len(runs.read_metrics(src)[0]) == len(recs)
