@@ -72,6 +72,11 @@ class Job:
     budget_min: float
     exact_n: int
 
+    @property
+    def train_options(self) -> list[str]:
+        """The whole `genlab train` option list: the job's options and its CPU budget."""
+        return [*self.options, *budget_flags(self.budget_min)]
+
 
 def _e(name: str, options: str, budget_min: float | None, note: str = "", gpu: bool = False, *,
        legacy_epochs: int | None = None, datasets: tuple[str, ...] = ("mnist", "fashion-mnist"),

@@ -7,8 +7,8 @@ a CPU budget: what checkpoints/recipe.sh runs.
 
 Each run trains on one thread with `--max-minutes BUDGET --budget-clock cpu` (the loop
 stops before an epoch that would end past BUDGET minutes of the process's CPU time, so a
-busy machine slows a run but does not shorten it) and --jobs runs (2) train side by side, one per core. A run trains
-in runs/recipe/<run>, is shipped compactly (no optimiser state, float16 weights, the last
+busy machine slows a run but does not shorten it) and --jobs runs (2) train side by side,
+one per core. A run trains in runs/recipe/<run>, is shipped compactly (no optimiser state, float16 weights, the last
 sample grid of each temperature and a few evenly spaced before it) to
 checkpoints/<run>, and the shipped copy is evaluated on the full test split (importance-
 weighted with --k 1000 for latent models, exact for flows, FID on 10,000 samples; eval.json
@@ -94,12 +94,12 @@ def is_current(dst: Path, job: lineup.Job) -> bool:
     rec = read_json(dst / RECIPE) or {}
     return rec.get("options") == job.options and rec.get("budget_min") == job.budget_min and \
         (dst / "eval.json").exists() and \
-        trained_as_now(dst, [*job.options, *lineup.budget_flags(job.budget_min)])
+        trained_as_now(dst, job.train_options)
 
 
 def scratch_current(scratch: Path, job: lineup.Job) -> bool:
     """Is the scratch run, finished or not, one of today's job (else it trains again)?"""
-    return trained_as_now(scratch, [*job.options, *lineup.budget_flags(job.budget_min)])
+    return trained_as_now(scratch, job.train_options)
 
 
 def is_done(run: Path) -> bool:
@@ -165,13 +165,12 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
     if is_current(dst, job):
         return f"{job.run}: shipped with these options already, skipped"
     scratch.parent.mkdir(parents=True, exist_ok=True)
-    train_options = [*job.options, *lineup.budget_flags(job.budget_min)]
     if (scratch / "config.json").exists() and not scratch_current(scratch, job):
         shutil.rmtree(scratch)  # trained with other options or defaults: start again
     with open(scratch.parent / f"{job.run}.log", "a") as log:
         t0, cpu = time.time(), 0.0
         if not (scratch / "config.json").exists():
-            train = [py, "-m", "genlab", "train", *train_options, "--run-dir", s_arg, "--quiet"]
+            train = [py, "-m", "genlab", "train", *job.train_options, "--run-dir", s_arg, "--quiet"]
             rc, cpu = timed(train, log)
         elif not is_done(scratch):
             left = max(job.budget_min - trained_minutes(scratch), 0.5)

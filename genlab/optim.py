@@ -38,36 +38,36 @@ check = check_optim  # what field bounds cannot say (betas is a pair); TrainConf
 # batch_size, clip_grad) and the sources, one line per claim. "verified" names what the
 # value was read from (the authors' code, a reimplementation, the paper's text as quoted);
 # a value without it says why it was chosen.
+_VAE_SOURCES = (
+    "Burda et al. 2016 (IWAE), verified in the authors' code (yburda/iwae experiments.py, "
+    "optimizers.py): Adam with lr 1e-3 and eps 1e-4. beta1 0.9, beta2 0.999 as reproductions "
+    "quote the paper (martinigoyanes/iwae); the authors' code defaults to beta1 0.99. Their "
+    "decay (lr 1e-3 * 10^(-i/7) for 3^i epochs, 3280 epochs in all) is --lr-schedule burda; "
+    "it is not the default because it is made for 3280 epochs: at CPU budgets of minutes a "
+    "constant rate did better (benchmarks/results/learning_curves-cpu.md: Burda's decay and "
+    "x 0.97 per epoch both stayed behind it at equal CPU time).",
+    "Minibatch 100 as in Kingma & Welling 2014 (M = 100), not Burda's 20: on one CPU thread "
+    "20 trains half the images per second and stayed 3.8-4.4 nats behind today's batch 128 "
+    "at equal CPU time (benchmarks/results/learning_curves-paper-vae.md).",
+    "Polyak averaging as in Glow's code (openai/glow optim.py, verified): decay 1 - 1/(steps "
+    "per epoch) = 1 - 1/550 at minibatch 100 on 55,000 images.",
+)
+_KL_WARMUP = "KL warm-up: Sonderby et al. 2016 (deterministic warm-up, linear from 0)"
 _VAE = {
     "values": {"optimizer": "adam", "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-4,
                "lr_schedule": "constant", "batch_size": 100, "ema_decay": 0.9982,
                "kl_warmup_epochs": 10.0},
-    "sources": (
-        "Burda et al. 2016 (IWAE), verified in the authors' code (yburda/iwae experiments.py, "
-        "optimizers.py): Adam with lr 1e-3 and eps 1e-4. beta1 0.9, beta2 0.999 as reproductions "
-        "quote the paper (martinigoyanes/iwae); the authors' code defaults to beta1 0.99. Their "
-        "decay (lr 1e-3 * 10^(-i/7) for 3^i epochs, 3280 epochs in all) is --lr-schedule burda; "
-        "it is not the default because it is made for 3280 epochs: at CPU budgets of minutes a "
-        "constant rate did better (benchmarks/results/learning_curves-cpu.md: Burda's decay and "
-        "x 0.97 per epoch both stayed behind it at equal CPU time).",
-        "Minibatch 100 as in Kingma & Welling 2014 (M = 100), not Burda's 20: on one CPU thread "
-        "20 trains half the images per second and stayed 3.8-4.4 nats behind today's batch 128 "
-        "at equal CPU time (benchmarks/results/learning_curves-paper-vae.md).",
-        "Polyak averaging as in Glow's code (openai/glow optim.py, verified): decay 1 - 1/(steps "
-        "per epoch) = 1 - 1/550 at minibatch 100 on 55,000 images.",),
+    "sources": (*_VAE_SOURCES,
+                _KL_WARMUP + ", over 10 epochs, a length chosen for CPU budgets: on MNIST, paired "
+                "at one thread each, the 784-512-512-20 VAE reached 87.74 nats against the old "
+                "recipe's 89.60 after 10 CPU-minutes (averaging alone: 89.21 against 89.33; "
+                "benchmarks/results/learning_curves-vae-warmup.md)."),
 }
 _VAE_WARMUP = {  # the flow-augmented and binary VAEs: a short warm-up (not measured longer)
     "values": {**_VAE["values"], "kl_warmup_epochs": 2.0},
-    "sources": (*_VAE["sources"],
-                "KL warm-up: Sonderby et al. 2016 (deterministic warm-up, linear from 0); the "
-                "length, 2 epochs, is chosen for CPU budgets, not taken from a paper."),
+    "sources": (*_VAE_SOURCES, _KL_WARMUP + "; the length, 2 epochs, is chosen for CPU budgets, "
+                "not taken from a paper."),
 }
-_VAE = {**_VAE, "sources": (*_VAE["sources"],
-                            "KL warm-up: Sonderby et al. 2016 (deterministic warm-up, linear from "
-                            "0), over 10 epochs, a length chosen for CPU budgets: on MNIST, paired "
-                            "at one thread each, the 784-512-512-20 VAE reached 87.74 nats against "
-                            "the old recipe's 89.60 after 10 CPU-minutes (averaging alone: 89.21 "
-                            "against 89.33; benchmarks/results/learning_curves-vae-warmup.md).")}
 _NICE = {
     "values": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "lr_schedule": "constant",
                "ema_decay": 0.9977},
