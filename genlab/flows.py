@@ -342,6 +342,9 @@ class FactorOut(Bijection):
 
 
 # -- planar flow ---------------------------------------------------------------------
+_LOG1P_MIN = -1 + 1e-6  # Planar's log-det argument floor (float32 resolves it)
+
+
 class Planar(Bijection):
     """f(z) = z + u_hat tanh(w^T z + b) (Rezende & Mohamed 2015), with u constrained to
     u_hat = u + (m(w^T u) - w^T u) w / ||w||^2, m(a) = -1 + softplus(a), so w^T u_hat > -1
@@ -362,15 +365,17 @@ class Planar(Bijection):
         """(u_hat (B|1, d), w (B|1, d), b (B|1, 1), w^T u_hat (B|1, 1))."""
         u, w, b = params if params is not None else (self.u[None], self.w[None], self.b[None])
         wu = (w * u).sum(-1, keepdim=True)  # (B, 1)
-        u_hat = u + (F.softplus(wu) - 1 - wu) * w / (w * w).sum(-1, keepdim=True)
-        return u_hat, w, b, (w * u_hat).sum(-1, keepdim=True)
+        wu_hat = F.softplus(wu) - 1  # = w^T u_hat exactly; summing w * u_hat instead can round
+        u_hat = u + (wu_hat - wu) * w / (w * w).sum(-1, keepdim=True)  # below -1 (a NaN log-det)
+        return u_hat, w, b, wu_hat
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None, *,
                 params: Sequence[torch.Tensor] | None = None) -> Pair:
         u_hat, w, b, wu_hat = self._constrained(params)
         h = torch.tanh((w * z).sum(-1, keepdim=True) + b)  # (B, 1)
         y = z + u_hat * h  # (B, d)
-        log_det = torch.log1p((1 - h ** 2) * wu_hat).squeeze(-1)  # (B,), argument > 0
+        # argument >= -1, and -1 only where h = 0 and softplus underflows: clamped, not -inf
+        log_det = torch.log1p(((1 - h ** 2) * wu_hat).clamp_min(_LOG1P_MIN)).squeeze(-1)  # (B,)
         return y, log_det
 
     @torch.no_grad()

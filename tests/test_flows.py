@@ -209,6 +209,26 @@ def test_planar_constraint_keeps_it_invertible(seed):
     assert_bijection(p, z, n_jac=3)
 
 
+def test_planar_log_det_stays_finite_at_the_constraint_edge():
+    """float32, w^T u far below -1: w^T u_hat = -1 + softplus(w^T u) is a hair above -1, and
+    summing w * u_hat rounds it below -1 for some w (a NaN log-det at h = 0, seen in a
+    2-D planar VAE after 25,000 steps). On the hyperplane w^T z + b = 0, h = 0 exactly."""
+    g = torch.Generator().manual_seed(0)
+    p = Planar(2)
+    bad = 0
+    with torch.no_grad():
+        for _ in range(200):
+            p.w.copy_(torch.randn(2, generator=g) * 3)
+            p.u.copy_(-40 * p.w / p.w.dot(p.w) + torch.randn(2, generator=g) * 0.1)
+            p.b.zero_()
+            z = torch.stack([p.w[1], -p.w[0]])[None] * torch.randn(8, 1, generator=g)  # w^T z = 0
+            y, log_det = p(z)
+            bad += int((~torch.isfinite(log_det)).any())
+    assert bad == 0
+    u_hat, w, _, wu_hat = p._constrained()
+    assert wu_hat.item() >= -1 and torch.isclose((w * u_hat).sum(), wu_hat[0, 0], atol=1e-5)
+
+
 def test_planar_amortised_params_equal_own_params():
     p = randomize(Planar(4), 1.0).double()
     z = torch.randn(6, 4, dtype=torch.double)
