@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-options", default="", metavar="FLAGS",
                    help="train flags added to the new recipe of every family, to try a variant "
                         "against the old one (e.g. \"--kl-warmup-epochs 10\") [default: none]")
+    p.add_argument("--recipes", default="old,new", help="which recipes train, comma-separated: "
+                   "\"new\" alone tries a variant against an old curve measured before (merge "
+                   "the two with --combine) [default: old,new]")
     p.add_argument("--runs-dir", default="runs/learning_curves")
     p.add_argument("--out", default=None, help="output stem [default: benchmarks/results/"
                    "learning_curves-<device>]")
@@ -109,11 +112,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the options the "
                    "CLI does not take yet; train nothing")
     p.add_argument("--combine", nargs="+", metavar="JSON", help="train nothing: write one table "
-                   "and plot (--out) from the results of earlier runs (a family in a later file "
-                   "replaces the same family in an earlier one)")
+                   "and plot (--out) from the results of earlier runs (a family's recipe in a later "
+                   "file replaces the same recipe of that family in an earlier one)")
     ns = p.parse_args(argv)
     if ns.snapshots < 1 or ns.budget_scale <= 0:
         p.error("--snapshots must be >= 1 and --budget-scale > 0")
+    ns.recipes = [r.strip() for r in ns.recipes.split(",") if r.strip()]
+    if not ns.recipes or any(r not in RECIPES for r in ns.recipes):
+        p.error(f"--recipes must name one or both of {', '.join(RECIPES)} (got {','.join(ns.recipes)!r})")
     return ns
 
 
@@ -201,12 +207,12 @@ def minutes_to(points: list[tuple[float, float]], goal: float | None) -> float |
 def run_family(fam: Family, entry: lineup.Entry, ns: argparse.Namespace, root: Path) -> dict:
     budget = fam.budget_min * ns.budget_scale
     chunk = budget / ns.snapshots
-    dirs = {r: root / f"{entry.name}-{ns.dataset}-{r}" for r in RECIPES}
+    dirs = {r: root / f"{entry.name}-{ns.dataset}-{r}" for r in ns.recipes}
     if ns.fresh:
         for d in dirs.values():
             shutil.rmtree(d, ignore_errors=True)
-    res = {r: {"options": RECIPES[r](entry), "snapshots": [], "cpu_min": 0.0} for r in RECIPES}
-    logs = {r: dirs[r].parent / f"{dirs[r].name}.log" for r in RECIPES}
+    res = {r: {"options": RECIPES[r](entry), "snapshots": [], "cpu_min": 0.0} for r in ns.recipes}
+    logs = {r: dirs[r].parent / f"{dirs[r].name}.log" for r in ns.recipes}
     failed: set[str] = set()
     for i in range(1, 2 * ns.snapshots + 1):  # more chunks than planned when chunks stop
         # short of their CPU minutes (before an epoch that would overrun): every run gets its budget
@@ -232,7 +238,7 @@ def run_family(fam: Family, entry: lineup.Entry, ns: argparse.Namespace, root: P
             if done[r]["rc"] != 0:
                 failed.add(r)  # its log says why; the other recipe goes on
             print(f"{entry.name} {r} snapshot {i}: {snap}", flush=True)
-    for r in RECIPES:
+    for r in ns.recipes:
         pts = [(s["cpu_min"], s["metric"]) for s in res[r]["snapshots"] if s.get("metric") is not None]
         res[r]["minutes_to_goal"] = minutes_to(pts, fam.goal)
         res[r]["final"] = pts[-1][1] if pts else None
@@ -254,8 +260,9 @@ def table_md(results: list[dict]) -> list[str]:
         return "—" if v is None else format(v, fmt)
     lines = ["| family | metric | budget (CPU min) | old: final | new: final | old: min to goal "
              "| new: min to goal | snapshots (old / new) |", "|---|---|---|---|---|---|---|---|"]
+    none = {"final": None, "minutes_to_goal": None, "snapshots": []}
     for r in results:
-        old, new = r["recipes"]["old"], r["recipes"]["new"]
+        old, new = r["recipes"].get("old", none), r["recipes"].get("new", none)
         goal = f" (goal {r['goal']:g})" if r["goal"] is not None else ""
         lines.append(f"| `{r['entry']}` | {r['unit']}{goal} | {r['budget_min']:g} | {f(old['final'])} "
                      f"| {f(new['final'])} | {f(old['minutes_to_goal'], '.1f')} "
@@ -273,7 +280,8 @@ def plot(results: list[dict], stem: Path) -> str:
     fig = make_subplots(rows=1, cols=len(results), subplot_titles=[r["entry"] for r in results])
     for col, r in enumerate(results, start=1):
         for name, color in (("old", "#888888"), ("new", "#d62728")):
-            pts = [s for s in r["recipes"][name]["snapshots"] if s.get("metric") is not None]
+            pts = [s for s in r["recipes"].get(name, {}).get("snapshots", [])
+                   if s.get("metric") is not None]
             fig.add_scatter(x=[s["cpu_min"] for s in pts], y=[s["metric"] for s in pts],
                             mode="lines+markers", name=name, legendgroup=name,
                             showlegend=col == 1, line={"color": color}, row=1, col=col)
@@ -297,7 +305,7 @@ def print_plan(pairs, ns: argparse.Namespace, known: set[str] | None) -> list[st
         print(f"{entry.name} ({entry.model}): {budget:g} CPU min per run, {ns.snapshots} "
               f"snapshots of ~{budget / ns.snapshots:.2f} min, metric {fam.metric} ({fam.unit})"
               + (f", goal {fam.goal:g}" if fam.goal is not None else ""))
-        for r in RECIPES:
+        for r in ns.recipes:
             argv = train_argv(entry, r, root / f"{entry.name}-{ns.dataset}-{r}", ns.dataset,
                               budget / ns.snapshots)
             miss = unknown_flags(argv, known)
@@ -336,6 +344,10 @@ def combine(ns: argparse.Namespace, argv) -> int:
         got = json.loads(Path(path).read_text())
         metas.append(got["meta"])
         for r in got["results"]:
+            if r["entry"] in by_family:  # recipe by recipe: a "new"-only file keeps the old curve
+                merged = by_family[r["entry"]]
+                r = {**merged, **{k: v for k, v in r.items() if k != "recipes"},
+                     "recipes": {**merged["recipes"], **r["recipes"]}}
             by_family[r["entry"]] = r
     order = [f.entry for f in FAMILIES]
     results = sorted(by_family.values(), key=lambda r: order.index(r["entry"]) if r["entry"] in order else 99)

@@ -29,3 +29,29 @@ def test_a_variant_adds_its_flags_to_the_new_recipe_only(capsys):
     assert "--batch-size 100" not in plan["new"]  # replaced, not repeated
     assert "--kl-warmup-epochs 10" not in plan["old"] and "--batch-size 128" in plan["old"]
     lc.NEW_EXTRA.clear()
+
+
+def test_a_variant_can_train_the_new_recipe_alone(capsys):
+    assert set(_plan(capsys, "--recipes", "new")) == {"new"}
+    lc.NEW_EXTRA.clear()
+
+
+def test_combine_merges_a_new_only_file_recipe_by_recipe(tmp_path, capsys):
+    import json
+
+    def res(recipes: dict) -> dict:
+        return {"entry": "realnvp", "model": "realnvp", "budget_min": 30, "metric": "bits_per_dim",
+                "unit": "bits/dim", "goal": 2.0, "sources": [], "recipes": recipes}
+
+    def rec(final: float) -> dict:
+        return {"options": [], "snapshots": [{"cpu_min": 30.0, "metric": final}], "cpu_min": 30.0,
+                "final": final, "minutes_to_goal": 5.0}
+
+    meta = {"machine": "x, 2 CPU cores, torch 2", "wall_min": 1.0, "command": "c"}
+    both, variant = tmp_path / "both.json", tmp_path / "variant.json"
+    both.write_text(json.dumps({"meta": meta, "results": [res({"old": rec(1.47), "new": rec(1.46)})]}))
+    variant.write_text(json.dumps({"meta": meta, "results": [res({"new": rec(1.43)})]}))
+    assert lc.main(["--combine", str(both), str(variant), "--out", str(tmp_path / "c")]) == 0
+    got = json.loads((tmp_path / "c.json").read_text())["results"][0]["recipes"]
+    assert (got["old"]["final"], got["new"]["final"]) == (1.47, 1.43)
+    assert "| 1.47 | 1.43 |" in (tmp_path / "c.md").read_text()
