@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py
+	$(PY) app.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q

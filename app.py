@@ -1,4 +1,5 @@
-"""genlab explorer: `streamlit run app.py`.
+"""genlab explorer: `python app.py` (or `streamlit run app.py`; the first warms the heavy
+imports before the server starts: pages/launch.py).
 
 The router: builds the navigation from ``pages.PAGES`` and draws the sidebar every page
 shares (device, data root, run folders). Pages read the run folders from
@@ -6,10 +7,16 @@ shares (device, data root, run folders). Pages read the run folders from
 """
 from __future__ import annotations
 
-import threading
+import sys
 from pathlib import Path
 
 import streamlit as st
+from streamlit import runtime
+
+if __name__ == "__main__" and not runtime.exists():  # `python app.py [streamlit options]`
+    from pages.launch import serve
+
+    raise SystemExit(serve(__file__, sys.argv[1:]))
 
 from genlab.data import data_root
 from genlab.device import device_name, pick_device
@@ -66,16 +73,12 @@ nav.run()
 
 
 @st.cache_resource(show_spinner=False)
-def _warm_imports() -> threading.Thread:
-    """Once per server, after the first page is drawn: import torchvision (and with it
-    torch._dynamo, about a second) in the background, so the first visit of a page that
-    draws image grids or reads a dataset does not wait for it."""
-    def work() -> None:
-        import torchvision  # noqa: F401
+def _warm_imports():
+    """Once per server, after the first page is drawn: the imports `python app.py` starts
+    before the server (pages/launch.py), for a server started by `streamlit run app.py`."""
+    from pages.launch import warm_in_background
 
-    t = threading.Thread(target=work, name="genlab-warm-imports", daemon=True)
-    t.start()
-    return t
+    return warm_in_background()
 
 
 _warm_imports()

@@ -1,4 +1,4 @@
-"""A real browser: `streamlit run app.py` on a free localhost port with the shipped runs
+"""A real browser: `python app.py` (what `make run` does) on a free localhost port with the shipped runs
 (checkpoints/), driven by Debian's Chromium through Playwright.
 
 One fresh server; every page is opened by its own URL (a new session each), the first of
@@ -68,7 +68,7 @@ def server(data_root, tmp_path):
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     log = open(tmp_path / "streamlit.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "app.py", "--server.port", str(port),
          "--server.address", "localhost", "--server.headless", "true",
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=env, stdout=log, stderr=log)
