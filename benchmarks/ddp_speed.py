@@ -5,7 +5,10 @@
 Paired in one run: the script starts two processes once; each round times one phase on
 rank 0 alone (a plain model, the whole global batch, rank 1 idle in a barrier) and then
 one phase on both ranks (genlab.distributed's synced step, half the batch each), so both
-figures of a round share the machine's state at that moment. Reported: the median of
+figures of a round share the machine's state at that moment. A third phase is the ceiling:
+both ranks step a plain model on half the batch at once with no communication at all (two
+independent processes; images/s summed), so "ratio" against "ceiling" separates the cost
+of the all-reduce from what two processes on this machine can do at best. Reported: the median of
 each over the rounds and the median of the per-round ratios (issue 14's goal: >= 1.6x on
 two cores). Steps are timed after warm-up steps; images/s counts the global batch.
 Data: the first images of MNIST's training split ($GENLAB_DATA or --data-root), else
@@ -79,8 +82,12 @@ def _worker(rank: int, port: int, args) -> None:
         both = build_model(name, {"image_shape": (1, 28, 28), **config})
         alone.train(), both.train()
         alone_opt, both_opt = alone.configure_optimizers(1e-3), both.configure_optimizers(1e-3)
+        torch.manual_seed(0)
+        apart = build_model(name, {"image_shape": (1, 28, 28), **config})
+        apart.train()
+        apart_opt = apart.configure_optimizers(1e-3)
         synced = dist.wrap(both)
-        one, two = [], []
+        one, two, free = [], [], []
         for _ in range(args.rounds):
             if dist.is_main:
                 one.append(_time_steps(single.wrap(alone), alone, x_all, batch, args.steps,
@@ -88,15 +95,25 @@ def _worker(rank: int, port: int, args) -> None:
             tdist.barrier()  # rank 1 waits (blocked, not spinning) while rank 0 runs alone
             two.append(_time_steps(synced, both, x_all, batch, args.steps, args.warmup, dist,
                                    both_opt))
-        results[name, batch] = (one, two)
+            # the ceiling: both ranks step on half the batch each at the same time, with no
+            # communication at all (two independent processes); images/s summed
+            tdist.barrier()
+            mine = torch.tensor(_time_steps(single.wrap(apart), apart, x_all, batch // 2, args.steps,
+                                            args.warmup, single, apart_opt))
+            tdist.all_reduce(mine)
+            free.append(float(mine))
+        results[name, batch] = (one, two, free)
     if dist.is_main:
         print(f"data: {source}; {args.rounds} paired rounds of {args.steps} timed steps "
               f"(+{args.warmup} warm-up), one thread per process, gloo")
-        print(f"{'model':8} {'batch':>5} {'1 proc img/s':>13} {'2 proc img/s':>13} {'ratio':>6}")
-        for (name, batch), (one, two) in results.items():
+        print(f"{'model':8} {'batch':>5} {'1 proc img/s':>13} {'2 proc img/s':>13} {'ratio':>6} "
+              f"{'2 apart img/s':>14} {'ceiling':>8}")
+        for (name, batch), (one, two, free) in results.items():
             ratio = statistics.median(b / a for a, b in zip(one, two))
+            ceiling = statistics.median(c / a for a, c in zip(one, free))
             print(f"{name:8} {batch:5d} {statistics.median(one):13.1f} "
-                  f"{statistics.median(two):13.1f} {ratio:6.2f}x")
+                  f"{statistics.median(two):13.1f} {ratio:6.2f}x {statistics.median(free):14.1f} "
+                  f"{ceiling:7.2f}x")
     distributed.teardown(dist)
 
 
