@@ -1,5 +1,5 @@
-"""genlab explorer: `python app.py` (or `streamlit run app.py`; the first warms the heavy
-imports before the server starts: pages/launch.py).
+"""genlab explorer: `python app.py` (or `streamlit run app.py`; the first imports torch and
+the models before the server starts, so no first visit waits for them: pages/launch.py).
 
 The router: builds the navigation from ``pages.PAGES`` and draws the sidebar every page
 shares (device, data root, run folders). Pages read the run folders from
@@ -10,19 +10,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import streamlit as st
-from streamlit import runtime
-
-if __name__ == "__main__" and not runtime.exists():  # `python app.py [streamlit options]`
-    from pages.launch import serve
+if __name__ == "__main__" and "streamlit" not in sys.modules:  # `python app.py [options]`,
+    from pages.launch import serve  # not a script run by Streamlit (which imported itself)
 
     raise SystemExit(serve(__file__, sys.argv[1:]))
+
+import streamlit as st
 
 from genlab.data import data_root
 from genlab.device import device_name, pick_device
 from genlab.status import runs_roots
 from genlab.tables import datasets_status
-from pages import PAGES
+from pages import PAGES, launch
 
 # a local file: a ":material/..." page icon makes the browser fetch the favicon from a
 # font server, and an emoji one from a CDN, neither of which works offline
@@ -62,6 +61,7 @@ def _runs_sidebar() -> None:
                             f" `{r}`" for r in roots))
 
 
+launch.wait_for_warm_up()  # never import beside the warm-up thread (pages/launch.py)
 nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
                              default=not p.url_path) for p in PAGES])
 with st.sidebar:
@@ -72,13 +72,4 @@ with st.sidebar:
 nav.run()
 
 
-@st.cache_resource(show_spinner=False)
-def _warm_imports():
-    """Once per server, after the first page is drawn: the imports `python app.py` starts
-    before the server (pages/launch.py), for a server started by `streamlit run app.py`."""
-    from pages.launch import warm_in_background
-
-    return warm_in_background()
-
-
-_warm_imports()
+launch.warm_once()  # after the page is drawn (`streamlit run app.py`; a no-op after serve)

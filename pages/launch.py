@@ -1,33 +1,45 @@
-"""`python app.py` (what `make run` does): `streamlit run app.py` with the heavy imports
-started first, in a background thread of the server process.
+"""`python app.py` (what `make run` does): `streamlit run app.py` once the heavy imports are
+done, so that no page's first visit waits for them.
 
 A page's first visit after a server start used to wait ~3.8 s for imports alone (torch
-1.8 s of CPU, then torchvision, plotly, scikit-learn's mixture, the genlab modules:
-benchmarks/app_browser.py's imports_s), whatever the page did. Streamlit runs every
-session's script in the server's own process, so whatever a thread of that process has
-imported is imported for every page: started before the server binds, the imports run
-while Streamlit starts and while the person opens the browser. ``streamlit run app.py``
-still works; it warms the same modules after its first page is drawn (app.py)."""
+2.0 s of CPU, torchvision with torch._dynamo 1.7 s, scikit-learn and scipy 1.2 s, the genlab
+modules: benchmarks/app_browser.py's imports_s), whatever the page did. Streamlit runs every
+session's script in the server's own process, so whatever that process has imported is
+imported for every page.
+
+The imports must not run beside a page's script: two threads importing one package (the
+warm-up's torchvision and a page's torchvision.transforms.v2) can see each other's
+half-initialised modules ("cannot import name 'InterpolationMode' from partially
+initialized module", seen). So ``serve`` imports in a thread beside Streamlit's own imports
+and starts the server only when that thread is done, and under ``streamlit run app.py``
+app.py starts the warm-up after its first page is drawn and every later script run waits
+for it to end (``wait_for_warm_up``) before it draws anything."""
 from __future__ import annotations
 
 import importlib
 import sys
 import threading
 
-# what the pages import, heaviest first (a module already imported costs nothing)
-WARM = ("torch", "torchvision", "plotly.graph_objects", "sklearn.mixture", "genlab.models",
-        "genlab.train", "genlab.explore", "genlab.compare", "genlab.figures", "genlab.tables",
-        "genlab.posterior", "genlab.ood")
+# what the pages import on a first visit, heaviest first (after these, drawing every page
+# through AppTest imported only PIL's image plugins, which PIL loads on first use); a
+# module already imported costs nothing
+WARM = ("torch", "torchvision", "torchvision.transforms.v2", "torchvision.utils", "sklearn.mixture",
+        "sklearn.decomposition", "sklearn.metrics", "plotly.graph_objects", "pandas", "pyarrow",
+        "pyarrow.pandas_compat",
+        "PIL.Image", "genlab.models", "genlab.train", "genlab.loop", "genlab.explore",
+        "genlab.compare", "genlab.figures", "genlab.tables", "genlab.posterior", "genlab.ood",
+        "genlab.mlp_export")
+_warm: threading.Thread | None = None
 
 
 def warm_in_background(modules: tuple[str, ...] = WARM) -> threading.Thread:
-    """Import ``modules`` in a daemon thread; a page that needs one meanwhile waits on
-    Python's import lock for it, never imports it twice."""
+    """Import ``modules`` in a daemon thread (a module that fails is skipped: the page that
+    needs it reports the error)."""
     def work() -> None:
         for name in modules:
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the page that needs it reports the error
+            except Exception:  # noqa: BLE001
                 pass
 
     t = threading.Thread(target=work, name="genlab-warm-imports", daemon=True)
@@ -35,10 +47,27 @@ def warm_in_background(modules: tuple[str, ...] = WARM) -> threading.Thread:
     return t
 
 
+def warm_once() -> None:
+    """Start the warm-up unless this process has started it (app.py, after a page)."""
+    global _warm
+    if _warm is None:
+        _warm = warm_in_background()
+
+
+def wait_for_warm_up() -> None:
+    """Block until a warm-up this process started has ended (app.py, before a page)."""
+    if _warm is not None:
+        _warm.join()
+
+
 def serve(script: str, args: list[str]) -> int:
-    """Start the warm-up, then Streamlit's own `streamlit run SCRIPT ARGS` in this process."""
+    """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (Streamlit's own
+    imports run beside it): the server answers when every page can draw without importing."""
+    global _warm
+    _warm = warm_in_background()
+    print("genlab: importing torch and the models before serving (a few seconds) ...", flush=True)
     from streamlit.web import cli
 
-    warm_in_background()
+    _warm.join()
     sys.argv = ["streamlit", "run", script, *args]
     return cli.main()

@@ -23,3 +23,4 @@ def test_the_warm_up_imports_in_the_background_of_this_process():
                          check=True, timeout=180).stdout.split()
     assert out == ["True", "True", "True"]  # a missing module does not stop the others
     assert warm_in_background(()).daemon
+
