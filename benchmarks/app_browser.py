@@ -2,7 +2,9 @@
 does) on the shipped runs, headless Chromium (Playwright).
 
 1. first visits: for each page, a fresh server and that page opened by its URL (the first
-   visit after a server start: imports, model, data), ``--rounds`` times, median;
+   visit after a server start: imports, model, data), ``--rounds`` times, median; under
+   `python app.py` and under `streamlit run app.py`, with nothing in the browser's cache,
+   and under `python app.py` again with a browser that has seen the app before;
 2. in one server: each page opened twice (a new session each time; cold then cached),
    fresh Home sessions (median of 5), and run switches on the Latent explorer (the first
    switch to each run in that server: loading it, its stored projections);
@@ -97,25 +99,39 @@ def run_switches(page, base: str, names=SWITCH_RUNS) -> dict:
     return out
 
 
-def first_visits(browser, pages, rounds: int, launcher: str = "python app.py") -> dict:
+def first_visits(browser, pages, rounds: int, launcher: str = "python app.py",
+                 browser_cache: bool = False) -> dict:
     """Each page's first visit after a server start (a fresh server per visit, opened as soon
     as it answers its health check): median and every value, with the load average, and
-    the median time from the launch command to the page drawn (server start included)."""
+    the median time from the launch command to the page drawn (server start included).
+
+    Each visit is a new browser context on a new port: nothing cached, a person's first
+    visit ever. With ``browser_cache``, the page is first opened once on a server that is
+    then stopped, and the measured visit is to a new server on the same port in the same
+    browser context: a server restarted under a browser that has seen the app before (its
+    HTTP and script caches hold Streamlit's and plotly's JavaScript)."""
     out = {}
     for spec in pages:
         times, totals, loads = [], [], []
         for _ in range(rounds):
             port = free_port()
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            if browser_cache:
+                proc = serve(port, launcher)
+                try:
+                    first_render(ctx.new_page(), f"http://localhost:{port}/{spec.url_path}")
+                finally:
+                    stop(proc)
             t0 = time.perf_counter()
             proc = serve(port, launcher)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page = ctx.new_page()
                 loads.append(round(os.getloadavg()[0], 2))
                 times.append(first_render(page, f"http://localhost:{port}/{spec.url_path}"))
                 totals.append(round(time.perf_counter() - t0, 2))
-                page.close()
             finally:
                 stop(proc)
+                ctx.close()
         out[spec.title] = {"median_s": statistics.median(times), "all_s": times, "load_avg": loads,
                            "from_launch_s": statistics.median(totals), "imports_s": import_seconds()}
         print("first visit", spec.title, out[spec.title], flush=True)
@@ -192,6 +208,8 @@ def main(slider_runs: list[str], rounds: int = 3) -> dict:
         for launcher in LAUNCHERS if rounds else ():  # paired, page by page
             key = "first_visits" if launcher == "python app.py" else "first_visits_streamlit_run"
             out[key] = first_visits(browser, PAGES, rounds, launcher)
+        if rounds:
+            out["first_visits_browser_cache"] = first_visits(browser, PAGES, rounds, browser_cache=True)
         proc = serve(port)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
