@@ -100,7 +100,7 @@ _REALNVP = {
         "epoch (floor 0.05), measured over 30 paired CPU-minutes "
         "(benchmarks/results/learning_curves-cpu.md): the constant rate rose once, 1.436 to "
         "1.455 bits/dim between 25 and 30 minutes; x 0.93 fell at every snapshot to 1.441 at "
-        "29.2 (x 0.9: to 1.469 at 24.9, behind at each; x 0.8 reached its floor at epoch 13 "
+        "29.2 (x 0.9: 1.457 at 29.9, behind it at each; x 0.8 reached its floor at epoch 13 "
         "and ended at 1.499).",
         "Polyak averaging as in Glow's code: decay 1 - 1/(steps per epoch) = 1 - 1/860 at "
         "minibatch 64 on 55,000 images. Against the old recipe (constant Adam 1e-3, no "
