@@ -255,17 +255,27 @@ def _epochs(run_dir: Path) -> int | None:
 
 
 # -- output -------------------------------------------------------------------------------
+def at_budget(recipe: dict, budget: float) -> float | None:
+    """The metric of the last snapshot within the budget (5% over allowed: a chunk stops at
+    the end of an epoch), so that a run given an extra chunk is not compared past it."""
+    pts = [s["metric"] for s in recipe["snapshots"]
+           if s.get("metric") is not None and s["cpu_min"] <= 1.05 * budget]
+    return pts[-1] if pts else None
+
+
 def table_md(results: list[dict]) -> list[str]:
     def f(v, fmt=".2f"):
         return "—" if v is None else format(v, fmt)
-    lines = ["| family | metric | budget (CPU min) | old: final | new: final | old: min to goal "
+    lines = ["| family | metric | budget (CPU min) | old: at budget | new: at budget | old: min to goal "
              "| new: min to goal | snapshots (old / new) |", "|---|---|---|---|---|---|---|---|"]
     none = {"final": None, "minutes_to_goal": None, "snapshots": []}
     for r in results:
         old, new = r["recipes"].get("old", none), r["recipes"].get("new", none)
         goal = f" (goal {r['goal']:g})" if r["goal"] is not None else ""
-        lines.append(f"| `{r['entry']}` | {r['unit']}{goal} | {r['budget_min']:g} | {f(old['final'])} "
-                     f"| {f(new['final'])} | {f(old['minutes_to_goal'], '.1f')} "
+        digits = ".3f" if r["unit"] == "bits/dim" else ".2f"
+        lines.append(f"| `{r['entry']}` | {r['unit']}{goal} | {r['budget_min']:g} "
+                     f"| {f(at_budget(old, r['budget_min']), digits)} "
+                     f"| {f(at_budget(new, r['budget_min']), digits)} | {f(old['minutes_to_goal'], '.1f')} "
                      f"| {f(new['minutes_to_goal'], '.1f')} | {len(old['snapshots'])} / "
                      f"{len(new['snapshots'])} |")
     return lines

@@ -54,4 +54,4 @@ def test_combine_merges_a_new_only_file_recipe_by_recipe(tmp_path, capsys):
     assert lc.main(["--combine", str(both), str(variant), "--out", str(tmp_path / "c")]) == 0
     got = json.loads((tmp_path / "c.json").read_text())["results"][0]["recipes"]
     assert (got["old"]["final"], got["new"]["final"]) == (1.47, 1.43)
-    assert "| 1.47 | 1.43 |" in (tmp_path / "c.md").read_text()
+    assert "| 1.470 | 1.430 |" in (tmp_path / "c.md").read_text()
