@@ -50,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated run names (e.g. nice-mnist) [default: all]")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each [default: 2]")
     p.add_argument("--k", type=int, default=1000, help="importance samples of eval [default: 1000]")
-    p.add_argument("--keep-grids", type=int, default=4,
-                   help="sample grids kept per temperature, the last included [default: 4]")
+    p.add_argument("--keep-grids", type=int, default=2,
+                   help="sample grids kept per temperature, evenly spaced, the first and last "
+                        "included (2: the first epoch's and the last; checkpoints/ must stay "
+                        "under 60 MB) [default: 2]")
     p.add_argument("--scratch", default="runs/recipe", help="where runs train [default: runs/recipe]")
     p.add_argument("--dest", default="checkpoints", help="where runs ship [default: checkpoints]")
     p.add_argument("--commit", action="store_true", help="git-commit each run as it ships")
