@@ -411,7 +411,7 @@ def copy_for_resume(src: str | os.PathLike, runs_root: str | os.PathLike) -> Pat
     return dst
 
 
-SHIPPED_STEP_RECORDS = 400  # step records a shipped metrics.jsonl keeps (curves stay smooth)
+SHIPPED_STEP_RECORDS = 200  # step records a shipped metrics.jsonl keeps (curves stay smooth; 60 MB)
 
 
 def compact_metrics(src: str | os.PathLike, dst: str | os.PathLike,
