@@ -38,7 +38,7 @@ def _device() -> str:
 
 def _data_sidebar() -> None:
     rows = datasets_status()
-    st.markdown(f"**Data root** `{data_root().resolve()}`")
+    st.markdown(f"**Data root** `{data_root()}`")  # as configured: relative to where the app runs
     st.markdown("  \n".join(
         f"{':green[:material/check_circle:]' if r['present'] else ':gray[:material/remove:]'} "
         f"{r['dataset']} ({r['shape']}){'' if r['present'] else ' · missing'}" for r in rows))

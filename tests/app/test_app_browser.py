@@ -64,7 +64,9 @@ def server(data_root, tmp_path):
     if not any(SHIPPED.glob("*/checkpoint.pt")):
         pytest.fail(f"no shipped runs under {SHIPPED} (see checkpoints/recipe.sh)")
     port = _free_port()
-    env = {**os.environ, "GENLAB_RUNS": str(SHIPPED), "GENLAB_DATA": str(data_root),
+    # relative to the repository, as `make run` has them: no folder of this machine is on
+    # the screenshots the README shows
+    env = {**os.environ, "GENLAB_RUNS": SHIPPED.name, "GENLAB_DATA": os.path.relpath(data_root, REPO),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     log = open(tmp_path / "streamlit.log", "w+")
     proc = subprocess.Popen(
@@ -163,7 +165,7 @@ def _check(page, name: str) -> None:
     assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:1000]}"
     assert "Traceback" not in main, name
     sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-    assert "Device" in sidebar and str(SHIPPED) in sidebar, f"{name}: not run through app.py"
+    assert "Device" in sidebar and SHIPPED.name in sidebar, f"{name}: not run through app.py"
     links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
     menu = [t.strip().splitlines()[-1] for t in links.all_inner_texts()]  # after the icon's name
     assert menu == TITLES, f"{name}: menu {menu}"
