@@ -63,11 +63,10 @@ def wait_for_warm_up() -> None:
 def serve(script: str, args: list[str]) -> int:
     """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (Streamlit's own
     imports run beside it): the server answers when every page can draw without importing."""
-    global _warm
-    _warm = warm_in_background()
+    warm_once()
     print("genlab: importing torch and the models before serving (a few seconds) ...", flush=True)
     from streamlit.web import cli
 
-    _warm.join()
+    wait_for_warm_up()
     sys.argv = ["streamlit", "run", script, *args]
     return cli.main()
