@@ -17,6 +17,7 @@ random images of the same shape (said in the output).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -34,12 +35,11 @@ from genlab import distributed  # noqa: E402
 from genlab.data import load_split, preprocess  # noqa: E402
 from genlab.models import build_model  # noqa: E402
 
-RUNS = (  # (model, model config, global batch): each family at its default batch (genlab.optim)
-    ("vae", {}, 100),  # and the VAE at 512 too, as its 5.4 MB gradient all-reduce (1.36 M
-    ("vae", {}, 512),  # float32 parameters) weighs against a 50-image step of ~10 ms; RealNVP
-    ("realnvp", {}, 32),  # has 4x the compute per byte; 32 is the batch measured before its
-    ("realnvp", {}, 64),  # default became 64
-)
+RUNS = "vae:100,vae:512,vae:2048,vae:4096,realnvp:32,realnvp:64,realnvp:256"
+"""(model:global batch): each family at its default batch (genlab.optim; RealNVP's was 32
+before it became 64), and larger ones. The VAE's 5.4 MB gradient all-reduce (1.36 M float32
+parameters) weighs against a 50-image half-batch step of ~5 ms; RealNVP has a sixth of the
+parameters and ~10x the compute per image, and larger batches shift both towards compute."""
 
 
 def _images(root: str | None, n: int) -> tuple[torch.Tensor, str]:
@@ -75,7 +75,8 @@ def _worker(rank: int, port: int, args) -> None:
     single = distributed.Dist()
     x_all, source = _images(args.data_root, 2048)
     results = {}
-    for name, config, batch in RUNS:
+    for name, batch in ((r.split(":")[0], int(r.split(":")[1])) for r in args.runs.split(",")):
+        config: dict = {}
         torch.manual_seed(0)
         alone = build_model(name, {"image_shape": (1, 28, 28), **config})
         torch.manual_seed(0)
@@ -108,12 +109,23 @@ def _worker(rank: int, port: int, args) -> None:
               f"(+{args.warmup} warm-up), one thread per process, gloo")
         print(f"{'model':8} {'batch':>5} {'1 proc img/s':>13} {'2 proc img/s':>13} {'ratio':>6} "
               f"{'2 apart img/s':>14} {'ceiling':>8}")
+        rows = []
         for (name, batch), (one, two, free) in results.items():
             ratio = statistics.median(b / a for a, b in zip(one, two))
             ceiling = statistics.median(c / a for a, c in zip(one, free))
+            rows.append(dict(model=name, global_batch=batch, one_img_s=statistics.median(one),
+                             two_img_s=statistics.median(two), ratio=ratio,
+                             apart_img_s=statistics.median(free), ceiling=ceiling,
+                             rounds=dict(one=one, two=two, apart=free)))
             print(f"{name:8} {batch:5d} {statistics.median(one):13.1f} "
                   f"{statistics.median(two):13.1f} {ratio:6.2f}x {statistics.median(free):14.1f} "
                   f"{ceiling:7.2f}x")
+        if args.out:
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(dict(data=source, rounds=args.rounds, steps=args.steps,
+                                           warmup=args.warmup, load_at_end=os.getloadavg(),
+                                           torch=torch.__version__, rows=rows), indent=1))
     distributed.teardown(dist)
 
 
@@ -123,6 +135,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--runs", default=RUNS, help=f"model:global batch, comma-separated (default {RUNS})")
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"
     with socket.socket() as s:
