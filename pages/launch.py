@@ -13,10 +13,15 @@ half-initialised modules ("cannot import name 'InterpolationMode' from partially
 initialized module", seen). So ``serve`` imports in a thread beside Streamlit's own imports
 and starts the server only when that thread is done, and under ``streamlit run app.py``
 app.py starts the warm-up after its first page is drawn and every later script run waits
-for it to end (``wait_for_warm_up``) before it draws anything."""
+for it to end (``wait_for_warm_up``) before it draws anything.
+
+Two more things ``serve`` settles before the first visit: the router (no page runs
+without app.py first, see ``pages.via_router``) and the server's share of the cores
+(``share_cores``)."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import threading
 
@@ -60,13 +65,37 @@ def wait_for_warm_up() -> None:
         _warm.join()
 
 
+def share_cores(environ=os.environ) -> int:
+    """Torch's intra-op threads in the server: half the cores (at least one) unless
+    OMP_NUM_THREADS is set; returns the count.
+
+    The server computes pages (codes, quadratures, bounds) beside the browser that draws
+    them, and often beside a training run. With torch's default of a thread per core, each
+    op of a pool waits until every one of its threads has a core: the True posterior's
+    quadrature took 2.2 s on two threads while Chromium parsed plotly.js beside it, 0.8 s on
+    one (0.4 s alone). Training runs are processes of their own and keep their threads."""
+    import torch
+
+    if not environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    return torch.get_num_threads()
+
+
 def serve(script: str, args: list[str]) -> int:
     """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (Streamlit's own
-    imports run beside it): the server answers when every page can draw without importing."""
+    imports run beside it): the server answers when every page can draw without importing.
+
+    Streamlit guesses the old multipage mode from the ``pages`` folder until app.py's first
+    ``st.navigation``; under ``streamlit run`` a first visit at a page's own URL therefore
+    runs that page alone, and ``pages.via_router`` reruns it through app.py (a wasted run,
+    ~0.3 s). Here the server is told at once that app.py's navigation decides."""
     warm_once()
     print("genlab: importing torch and the models before serving (a few seconds) ...", flush=True)
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
+    PagesManager.uses_pages_directory = False
     wait_for_warm_up()
+    share_cores()
     sys.argv = ["streamlit", "run", script, *args]
     return cli.main()

@@ -24,3 +24,33 @@ def test_the_warm_up_imports_in_the_background_of_this_process():
     assert out == ["True", "True", "True"]  # a missing module does not stop the others
     assert warm_in_background(()).daemon
 
+
+
+def _run(code: str, **env) -> list[str]:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | env
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          check=True, timeout=180, env=environ).stdout.split()
+
+
+def test_the_server_leaves_the_browser_half_the_cores_unless_told():
+    code = ("import os, torch; from pages.launch import share_cores; before = torch.get_num_threads(); "
+            "print(before, share_cores(), os.cpu_count())")
+    _, got, cpus = map(int, _run(code))
+    assert got == max(1, cpus // 2)
+    before, got, _ = map(int, _run(code, OMP_NUM_THREADS="2"))
+    assert got == before  # the user's choice stands
+
+
+def test_serve_starts_streamlit_with_the_router_in_charge_and_the_imports_done():
+    """What `python app.py` hands to Streamlit: no page runs without app.py's navigation
+    (so no first visit pays pages.via_router's rerun), torch on half the cores, the warm
+    imports done, and the command line passed on."""
+    code = ("import sys, torch; import streamlit.web.cli as cli; "
+            "from streamlit.runtime.pages_manager import PagesManager; "
+            "cli.main = lambda: print(PagesManager.uses_pages_directory, torch.get_num_threads(), "
+            "'genlab.explore' in sys.modules, ' '.join(sys.argv[1:])) or 0; "
+            "from pages.launch import serve; raise SystemExit(serve('app.py', ['--server.port', '1']))")
+    out = _run(code, OMP_NUM_THREADS="1")
+    assert out[-7:] == ["False", "1", "True", "run", "app.py", "--server.port", "1"]
