@@ -12,11 +12,11 @@ from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
 from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
 from pages import cache, compare_ui as ui, via_router
-from pages.widgets import EMPTY, TEMPERATURE_HELP, read_image, temperature_note
+from pages.widgets import TEMPERATURE_HELP, read_image, table, temperature_note
 
 via_router()
 
-NUMBER = st.column_config.NumberColumn(format="%.2f")
+TEXT = ("run", "model", "data", "split", "epoch", "k", "active units")  # the rest: 2 decimals
 
 
 def pick_ui(by_ds: dict[str, list[RunSummary]]) -> list[RunSummary]:
@@ -68,16 +68,14 @@ def metrics_ui(sel: list[RunSummary]) -> None:
     groups, missing = compare_tables(sel)
     for g in groups:
         st.markdown(f"**{g['title']}**")
-        st.dataframe(g["rows"], hide_index=True, placeholder=EMPTY, column_config={
-            k: NUMBER for k in g["rows"][0] if k not in ("run", "model", "data", "split", "epoch", "k",
-                                                         "active units")})
+        table(g["rows"], {k: ".2f" for k in g["rows"][0] if k not in TEXT})
     if groups:
         st.caption("From each run's eval.json. Nats on binarised pixels and bits/dim on 8-bit "
                    "pixels measure different things: they sit in separate tables.")
     fids = fid_rows(sel)
     if fids:
         st.markdown("**Sample quality: FID (every family, lower is better)**")
-        st.dataframe(fids, hide_index=True, placeholder=EMPTY, column_config={"FID": NUMBER})
+        table(fids, {"FID": ".2f"})
         st.caption(fid_caption(sel[0].dataset or ""))
     if missing:
         ui.eval_ui(sel, missing)
@@ -144,8 +142,7 @@ def bound_ui(sel: list[RunSummary], dataset: str) -> None:
     if bar is not None:
         bar.empty()
     meaning = {s.name: l1_meaning(s) for s in cands}
-    st.dataframe(bound_rows(by_group, k, meaning), hide_index=True, placeholder=EMPTY,
-                 column_config={c: NUMBER for c in ("L_1", f"L_{k}", "gain")})
+    table(bound_rows(by_group, k, meaning), {c: ".2f" for c in ("L_1", f"L_{k}", "gain")})
     for g, group in by_group.items():
         st.plotly_chart(bound_figure(group), key=f"bound-{g}")
     st.caption(f"Mean over the first {n} test images, nats per image (binarised and 8-bit data apart). "

@@ -9,7 +9,7 @@ from genlab import runs
 from genlab.status import RunSummary, order_key, runs_roots
 from genlab.tables import FID_NOTE, headline, overview_rows
 from pages import PAGES, cache, via_router
-from pages.widgets import EMPTY, STATE_ICON, Card, number_columns
+from pages.widgets import STATE_ICON, Card, table
 
 via_router()
 
@@ -49,9 +49,7 @@ def filter_ui(summaries: list[RunSummary]) -> list[RunSummary]:
 
 def table_ui(shown: list[RunSummary]) -> None:
     rows = overview_rows(shown)
-    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", placeholder=EMPTY,
-                 column_config=number_columns(rows, {"val loss": 3, "test −log p(x)": 2, "bits/dim": 3,
-                                                     "FID": 1}))
+    table(rows, {"val loss": ".3f", "test −log p(x)": ".2f", "bits/dim": ".3f", "FID": ".1f"})
     st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
                "compared with each other). — : not measured. " + FID_NOTE)
 
@@ -95,8 +93,7 @@ def facts_ui(c: Card) -> None:
     if c.config:
         st.caption(c.config)
     if c.rows:
-        st.dataframe(c.rows, hide_index=True, placeholder=EMPTY,
-                     column_config=number_columns(c.rows, {k: 3 for k in c.rows[0] if k != "metric"}))
+        table(c.rows, {k: ".3f" for k in c.rows[0] if k != "metric"})
         last = (s.last_train or {}).get("epoch", "?")
         st.caption(f"{c.units}; train and val after epoch {last} of {s.train.get('epochs', '?')}"
                    .lstrip("; "))
@@ -144,15 +141,22 @@ def links_ui(s: RunSummary) -> None:
 
 
 def details_ui(shown: list[RunSummary]) -> None:
-    """One run's full card: the one chosen by a tile's Details button (or here)."""
+    """One run's full card, on demand: the run a tile's Details button chose (or picked
+    here, or the run the other pages were on). A fresh visit shows none: the card's curves
+    are the page's only chart, and plotly's JavaScript alone made a first visit 1.2 s
+    slower on this 2-core machine (3.3 s against 2.1 s, fresh Chromium)."""
     st.header("Details", anchor=False)
     paths = [str(s.path) for s in shown]
-    if st.session_state.get(DETAILS) not in paths:
+    if st.session_state.get(DETAILS) not in paths:  # a fresh visit, or the run filtered out
         here = st.session_state.get("run")
-        healthy = [str(s.path) for s in shown if s.state not in PROBLEMS]
-        st.session_state[DETAILS] = here if here in paths else (healthy or paths)[0]
+        st.session_state[DETAILS] = here if here in paths else None
     names = {str(s.path): s.name for s in shown}
-    path = st.selectbox("Run", paths, key=DETAILS, format_func=names.get)
+    path = st.selectbox("Run", paths, key=DETAILS, format_func=names.get, index=None,
+                        placeholder="Pick a run")
+    if path is None:
+        st.caption("Pick a run here or with a tile's Details button: its training curves, "
+                   "metrics, eval and the pages that open it.")
+        return
     card_ui(cache.card(path))
 
 

@@ -15,12 +15,11 @@ from genlab.figures import live_figure
 from genlab.status import ACTIVE, continue_root, log_tail, read_only, runs_roots, summarize
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
-from pages.widgets import EMPTY, STATE_ICON, read_image
+from pages.widgets import STATE_ICON, read_image, table
 
 via_router()
 
 POLL_S = 2.0
-NUMBER = st.column_config.NumberColumn(format="%.4g")
 
 
 def table_ui(infos: list[dict]) -> None:
@@ -30,8 +29,7 @@ def table_ui(infos: list[dict]) -> None:
              "note": i["message"]} for i in infos]
     if not any(r["note"] for r in rows):
         rows = [{k: v for k, v in r.items() if k != "note"} for r in rows]
-    st.dataframe(rows, hide_index=True, height="content" if len(rows) <= 25 else "auto", placeholder=EMPTY, column_config={
-        "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
+    table(rows, {"progress": "{:.0%}"})
 
 
 def controls_ui(info: dict) -> None:
@@ -92,8 +90,7 @@ def monitor_ui(info: dict) -> None:
         side.caption(err or "The first sample grid comes after epoch 1.")
     rows = metrics_rows(summary)
     if rows:
-        side.dataframe(rows, hide_index=True, placeholder=EMPTY,
-                       column_config={k: NUMBER for k in rows[0] if k != "metric"})
+        table(rows, {k: ".4g" for k in rows[0] if k != "metric"}, where=side)
         side.caption(units_note(summary))
 
 

@@ -4,6 +4,7 @@ pages/cache.py)."""
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -38,15 +39,35 @@ def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None
 
 
 EMPTY = "—"
-"""What an empty table cell shows (st.dataframe's ``placeholder``; its default is "None")."""
+"""What an empty table cell shows (never "None" or "nan")."""
 
 
-def number_columns(rows: list[dict], digits: dict[str, int]) -> dict:
-    """st.dataframe column configs: ``digits[column]`` decimals for those columns."""
+def table(rows: list[dict], formats: dict[str, str] | None = None, *, where=None) -> None:
+    """Rows of figures as a static table (``st.table``): ``formats[column]`` a format spec
+    (".2f", ".4g", "{:.0%}") for those columns, whole numbers as such, EMPTY for a missing
+    value, no index. ``where``: the container to draw in (default: the page).
+
+    Not ``st.dataframe``: its data grid is a megabyte of JavaScript, beside Arrow's, that a
+    fresh browser parses on the first page that shows one. A bare page with one 8-row
+    st.dataframe was drawn in 1.97 s, with st.table 1.34 s, with neither 0.99 s (Chromium,
+    this 2-core machine, a new browser each time: runs of benchmarks/app_browser.py's
+    first_render). These tables are a few to a few dozen rows to read, not data to scroll
+    or sort."""
+    import pandas as pd
     import streamlit as st
 
-    present = set(rows[0]) if rows else set()
-    return {c: st.column_config.NumberColumn(format=f"%.{d}f") for c, d in digits.items() if c in present}
+    df = pd.DataFrame(rows)
+    for c in df.columns:  # a column of whole numbers with gaps stays whole (not 3.000000)
+        col = df[c]
+        if col.dtype.kind == "f" and c not in (formats or {}) and (col.dropna() % 1 == 0).all():
+            df[c] = col.astype("Int64")
+    def number(spec: str):  # a column may hold a word too ("exact"): only numbers are formatted
+        spec = spec if spec.startswith("{") else f"{{:{spec}}}"
+        return lambda v: spec.format(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
+
+    specs = {c: number(f) for c, f in (formats or {}).items() if c in df.columns}
+    styler = df.style.format(na_rep=EMPTY).format(specs, na_rep=EMPTY).hide(axis="index")
+    (where or st).table(styler)
 
 
 TEMPERATURE_HELP = ("Samples drawn now from the checkpoint at temperature T: the prior's draws "

@@ -37,6 +37,14 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def shown(table) -> "pandas.DataFrame":
+    """What a table (``at.table[i]``) shows, cell by cell, as strings (its ``.value`` is the
+    data behind it)."""
+    from streamlit import dataframe_util
+
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
+
+
 def train_tiny(root: Path, data_root: Path) -> Path:
     """A real 2-epoch VAE run on 500 MNIST images, evaluated on 200 test images."""
     from genlab.metrics import evaluate_run

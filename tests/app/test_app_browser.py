@@ -287,7 +287,7 @@ def compare(page) -> None:
     _settle(page)
     picked = page.locator('[data-testid="stMultiSelect"] [data-tag]')
     assert picked.count() == 3, picked.all_inner_texts()
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # eval table, bound table
+    assert page.locator('[data-testid="stTable"]').count() >= 2  # eval table, bound table
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # curves, bound
 
 

@@ -60,13 +60,13 @@ def pick(at, root: Path, *names: str):
 
 
 def bound_table(at):
-    return next(d.value for d in at.dataframe if "L_1" in d.value.columns)
+    return next(d.value for d in at.table if "L_1" in d.value.columns)
 
 
 def tables(at) -> dict[str, object]:
     """The eval tables by the title written above each."""
     titles = [m.value.strip("*") for m in at.markdown if m.value.startswith("**") and "pixels" in m.value]
-    frames = [d.value for d in at.dataframe if "run" in d.value.columns and "epoch" in d.value.columns]
+    frames = [d.value for d in at.table if "run" in d.value.columns and "epoch" in d.value.columns]
     return {t.split(":")[0] + ":" + t.split(":")[1][:13]: f for t, f in zip(titles, frames)}
 
 
@@ -84,7 +84,7 @@ def test_units_never_share_a_table(env):
     assert row["−ELBO (nats)"] == pytest.approx(-ev["elbo"]) and row["k"] == ev["k"]
     flow = json.loads((env / FLOW / runs.EVAL).read_text())
     assert eight_bit.iloc[0]["bits/dim"] == pytest.approx(flow["bpd"])
-    fid = next(d.value for d in at.dataframe if "FID" in d.value.columns)  # both families, one table
+    fid = next(d.value for d in at.table if "FID" in d.value.columns)  # both families, one table
     assert list(fid["run"]) == [GOOD, FLOW] and fid.iloc[1]["FID"] == pytest.approx(flow["fid"])
     assert any("not comparable with the Inception FID" in c.value for c in at.caption)
     assert len(at.image) >= 3  # two sample grids, the test images and a reconstruction

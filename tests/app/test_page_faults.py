@@ -149,7 +149,7 @@ def test_a_damaged_checkpoint_is_broken_everywhere_with_one_reason(faults):
     assert reason and "not a readable checkpoint" in reason and str(bad / runs.CHECKPOINT) in reason
     assert status.checkpoint_damage(faults / GOOD) is None
     home = run_page("pages/home.py")
-    assert home.dataframe[0].value.set_index("run").loc["vae-truncated", "status"] == "broken"
+    assert home.table[0].value.set_index("run").loc["vae-truncated", "status"] == "broken"
     assert any(reason in e.value for e in home.error)
     train = run_page("pages/train.py")
     train = train.get_by_key("train-watch").set_value(str(bad)).run()

@@ -108,12 +108,12 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     at.run()
     assert not at.exception
     assert runs.read_json(run / runs.STATUS)["state"] == "done", status.log_tail(run)
-    table = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    table = next(d.value for d in at.table if "run" in d.value.columns)
     row = table[table["run"] == "from-the-page"].iloc[0]
     assert (row["model"], row["state"], row["progress"], row["epoch"]) == ("vae", "done", 1.0, "1/1")
     records, _ = runs.read_metrics(run / runs.METRICS)
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
-    metrics = next(d.value for d in at.dataframe if "metric" in d.value.columns).set_index("metric")
+    metrics = next(d.value for d in at.table if "metric" in d.value.columns).set_index("metric")
     assert metrics.loc["loss", "val"] == pytest.approx(last_val["loss"])  # shown as written
     assert len(at.image) == 1  # the sample grid of epoch 1
     assert widget(at, f"until-{run}").value == 2  # resume: train further
