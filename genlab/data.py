@@ -94,9 +94,11 @@ class ImageData:
 def missing_message(name: str, root: str | os.PathLike | None = None, why: str = "") -> str:
     """The one message for a dataset that is not under the data root: where it was looked
     for, the files expected, why it could not be fetched (``why``, if known), and the
-    ways to get it. The loader, the Train page and the other pages all say this."""
+    ways to get it. The loader, the Train page and the other pages all say this. The folder
+    reads as the data root was given (relative to where genlab runs), as the app's sidebar
+    shows it."""
     info = dataset_info(name)
-    folder = (data_root(root) / info.folder).resolve()
+    folder = data_root(root) / info.folder
     held = "them" if info.folder == "." else info.folder + "/"
     return (f"{name} is not in {folder} (expected {', '.join(info.files)})"
             f"{f'; {why}' if why else ''}. Put those files there, point --data-root or "

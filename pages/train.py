@@ -122,7 +122,7 @@ def runs_section(roots: list, was_active: bool) -> None:
 st.title("Train")
 roots = st.session_state.get("runs_roots") or runs_roots()
 st.caption(f"Training runs in its own process (`python -m genlab train --run-dir RUN --quiet`) on the data "
-           f"under `{data_root().resolve()}`; this page reads the run folder every {POLL_S:g} s "
+           f"under `{data_root()}`; this page reads the run folder every {POLL_S:g} s "
            "while something trains. Leave or refresh the page: the runs go on.")
 if said := st.session_state.pop(ui.STARTED, None):
     st.success(said, icon=":material/rocket_launch:")
