@@ -61,6 +61,7 @@ def table(rows: list[dict], formats: dict[str, str] | None = None, *, where=None
         col = df[c]
         if col.dtype.kind == "f" and c not in (formats or {}) and (col.dropna() % 1 == 0).all():
             df[c] = col.astype("Int64")
+
     def number(spec: str):  # a column may hold a word too ("exact"): only numbers are formatted
         spec = spec if spec.startswith("{") else f"{{:{spec}}}"
         return lambda v: spec.format(v) if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
