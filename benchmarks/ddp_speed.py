@@ -76,15 +76,14 @@ def _worker(rank: int, port: int, args) -> None:
     x_all, source = _images(args.data_root, 2048)
     results = {}
     for name, batch in ((r.split(":")[0], int(r.split(":")[1])) for r in args.runs.split(",")):
-        config: dict = {}
         torch.manual_seed(0)
-        alone = build_model(name, {"image_shape": (1, 28, 28), **config})
+        alone = build_model(name, {"image_shape": (1, 28, 28)})
         torch.manual_seed(0)
-        both = build_model(name, {"image_shape": (1, 28, 28), **config})
+        both = build_model(name, {"image_shape": (1, 28, 28)})
         alone.train(), both.train()
         alone_opt, both_opt = alone.configure_optimizers(1e-3), both.configure_optimizers(1e-3)
         torch.manual_seed(0)
-        apart = build_model(name, {"image_shape": (1, 28, 28), **config})
+        apart = build_model(name, {"image_shape": (1, 28, 28)})
         apart.train()
         apart_opt = apart.configure_optimizers(1e-3)
         synced = dist.wrap(both)

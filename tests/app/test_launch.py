@@ -25,7 +25,6 @@ def test_the_warm_up_imports_in_the_background_of_this_process():
     assert warm_in_background(()).daemon
 
 
-
 def _run(code: str, **env) -> list[str]:
     import os
 
