@@ -13,7 +13,7 @@ does) on the shipped runs, headless Chromium (Playwright).
 
     GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/app_browser.py [--rounds 3]
 
-A page counts as rendered when the script run has finished, every plotly chart has
+A page counts as rendered when the script run has finished, every chart has
 drawn, every image has loaded, no skeleton is left (as tests/app/test_app_browser.py
 waits) and nothing has changed for 0.8 s; its time is that of its last change. The server
 inherits OMP_NUM_THREADS; unset, `python app.py` gives torch half the cores
@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-SETTLED = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
-                     .every(c => c.querySelector('.main-svg'))
+SETTLED = """() => [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
+                     .every(c => c.querySelector('canvas, svg'))
                 && [...document.images].every(i => i.complete)
                 && !document.querySelector('[data-testid="stSpinner"]')
                 && !document.querySelector('[data-testid="stSkeleton"]')"""
@@ -82,7 +82,7 @@ def first_render(page, url: str) -> float:
     """Seconds from the navigation's start to the page's last change before it went quiet.
 
     The script run's end is not enough: Streamlit draws some elements after it (a chunk of
-    JavaScript loaded on first use: plotly, the data grid; meanwhile a grey skeleton), and
+    JavaScript loaded on first use: a chart library, the data grid; meanwhile a grey skeleton), and
     a check that ran between the two would count a half-drawn page as drawn."""
     page.add_init_script(WATCH)
     page.goto(url, timeout=TIMEOUT_MS)
@@ -133,7 +133,7 @@ def first_visits(browser, pages, rounds: int, launcher: str = "python app.py",
     visit ever. With ``browser_cache``, the page is first opened once on a server that is
     then stopped, and the measured visit is to a new server on the same port in the same
     browser context: a server restarted under a browser that has seen the app before (its
-    HTTP and script caches hold Streamlit's and plotly's JavaScript)."""
+    HTTP and script caches hold Streamlit's JavaScript and its charts')."""
     out = {}
     for spec in pages:
         times, totals, loads = [], [], []
@@ -172,9 +172,9 @@ def stop(proc) -> None:
 
 
 def import_seconds() -> float:
-    """Wall seconds a fresh Python takes to import what the app's first run imports (torch,
-    torchvision, plotly, scikit-learn's mixture, the genlab modules): the part of a first
-    visit after a server start that no page can avoid, and a gauge of the machine's load."""
+    """Wall seconds a fresh Python takes to import torch, torchvision, plotly, scikit-learn's
+    mixture and the genlab modules: a gauge of the machine's load, the same set since it
+    was first reported (the app no longer imports plotly), so its figures compare."""
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, torchvision, plotly.graph_objects, "
                     "sklearn.mixture, genlab.explore, genlab.compare, genlab.train"], cwd=REPO, check=True)

@@ -231,17 +231,6 @@ def pca_basis(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p.mean_, p.components_
 
 
-def selection_indices(points: list[dict]) -> list[int]:
-    """Indices into the codes from plotly selection points whose customdata holds them."""
-    out = []
-    for p in points or []:
-        c = p.get("customdata")
-        c = c[0] if isinstance(c, (list, tuple)) else c
-        if c is not None:
-            out.append(int(c))
-    return list(dict.fromkeys(out))
-
-
 # -- Gaussian mixtures on codes ------------------------------------------------------------
 def model_mixture(model) -> Mixture | None:
     """The mixture a model carries (ae-gmm, ``caps.mixture``), or None."""

@@ -1,61 +1,92 @@
-"""Plotly figures of runs and latent spaces (no streamlit here): training curves, live
-panels, several runs overlaid, the importance-weighted bound against k, codes coloured by
-class and a mixture's components. Pages only place them; tests read their traces."""
+"""ECharts options of runs (no streamlit here): training curves, live panels, several runs
+overlaid and the importance-weighted bound against k, each a :class:`genlab.charts.Chart`
+(the option and the height it is laid out for). Pages draw them with st.echarts_chart;
+tests read their options."""
 from __future__ import annotations
 
 import math
 
-import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
+from .charts import RUN_COLORS, TRAIN_COLOR, VAL_COLOR, Chart, num, value_axis
 from .tables import metric_names
 
-TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
-RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
-CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-HIGHLIGHT_COLOR = "#d62728"
 PART_COLORS = {"d_loss": "#1f77b4", "g_loss": "#ff7f0e", "d_real": "#2ca02c", "d_fake": "#d62728",
                "grad_var": "#2ca02c", "grad_var_nobaseline": "#d62728"}
-MAX_POINTS = 2000  # per trace; longer series are strided so charts stay light
+MAX_POINTS = 2000  # per series; longer series are strided so charts stay light
 PANELS = (("D and G losses", ("d_loss", "g_loss"), False),
           ("D outputs: mean D(x), mean D(G(z))", ("d_real", "d_fake"), False),
           ("encoder gradient variance", ("grad_var", "grad_var_nobaseline"), True))
 """Metrics drawn together in one panel (title, names, log y); the others get one each."""
-MARGIN = dict(l=10, r=10, t=30, b=10)
+TITLE_H = 24  # px above each panel for its title
+X_NAME_H = 20  # px under the bottom row for the x title
+LEGEND_LINE_H = 22  # px per line of legend
+LEGEND_W = 520  # px the legend is assumed to wrap at (Home's card column is about this wide)
+DIGITS = 6  # significant digits of the values of long series
 
 
-# -- panel grids: one subplot per metric ----------------------------------------------------
-def panel_grid(titles: list[str], *, max_cols: int, vertical_spacing: float = 0.2
-               ) -> tuple[go.Figure, list[tuple[int, int]]]:
-    """Subplots titled ``titles``, at most ``max_cols`` a row: (figure, (row, col) of each)."""
+# -- panel grids: one panel per metric ------------------------------------------------------
+def _legend(names: list[str]) -> tuple[dict, int]:
+    """A legend on top listing each name once, and the height it takes (estimated: about
+    7 px a character plus the symbol, wrapped at LEGEND_W)."""
+    width = sum(35 + 7 * len(n) for n in names)
+    lines = max(1, math.ceil(width / LEGEND_W))
+    return {"data": names, "top": 0, "left": 0}, lines * LEGEND_LINE_H + 6
+
+
+def panel_grid(titles: list[str], series: list[dict], *, max_cols: int, row_height: int,
+               x_title: str, log_y: set[int] = frozenset(), x_axis: dict | None = None) -> Chart:
+    """Panels titled ``titles``, at most ``max_cols`` a row, ``row_height`` px each: panel i
+    is grid i with x and y axes i (log y for i in ``log_y``; ``x_axis``: more x-axis
+    options), its title above it, the x title under the bottom row only. ``series`` say
+    their panel by xAxisIndex and yAxisIndex. The legend on top names each series once."""
     cols = min(len(titles), max_cols)
     rows = math.ceil(len(titles) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
-                        vertical_spacing=vertical_spacing)
-    return fig, [(i // cols + 1, i % cols + 1) for i in range(len(titles))]
+    names = list(dict.fromkeys(s["name"] for s in series))
+    legend, top = _legend(names)
+    grids, xs, ys, heads = [], [], [], []
+    for i, title in enumerate(titles):
+        r, c = divmod(i, cols)
+        y0 = top + r * row_height
+        left = f"{100 * c / cols + 1:.2f}%"
+        bottom_row = r == rows - 1
+        # "same": the box holds the axes' labels and names too, so panels never overlap
+        grids.append({"left": left, "width": f"{100 / cols - 2:.2f}%", "top": y0 + TITLE_H,
+                      "height": row_height - TITLE_H - 6 + (X_NAME_H if bottom_row else 0),
+                      "outerBoundsMode": "same", "outerBoundsContain": "all"})
+        xs.append(value_axis(x_title if bottom_row else "", gridIndex=i, splitNumber=4,
+                             **(x_axis or {})))
+        ys.append(value_axis(log=i in log_y, gridIndex=i, splitNumber=4))
+        heads.append({"text": title, "left": left, "top": y0 + 2,
+                      "textStyle": {"fontSize": 13, "fontWeight": "normal"}})
+    spec = {"animation": False, "title": heads, "legend": legend, "grid": grids, "xAxis": xs,
+            "yAxis": ys, "series": series,
+            "tooltip": {"trigger": "axis", "valueFormatter": "%.4g"}}
+    return Chart(spec, top + rows * row_height + X_NAME_H)
 
 
-def _grid_layout(fig: go.Figure, cells: list[tuple[int, int]], *, x_title: str, height: int,
-                 extra: int, **layout) -> go.Figure:
-    """The x title under the bottom row only, ``height`` per row, the legend on top."""
-    rows = cells[-1][0]
-    for r, c in cells:
-        fig.update_xaxes(title_text=x_title if r == rows else None, row=r, col=c)
-    fig.update_layout(height=height * rows + extra, margin=dict(MARGIN, t=70),
-                      legend=dict(orientation="h", yref="container", yanchor="top", y=1.0, x=0),
-                      **layout)
-    return fig
+def _on(panel: int, **series) -> dict:
+    return {"xAxisIndex": panel, "yAxisIndex": panel, **series}
 
 
-def _series(records: list[dict], name: str, event: str, split: str) -> tuple[list, list, list]:
-    pts = [(r["step"], r[name], r.get("epoch")) for r in records
+def _points(records: list[dict], name: str, event: str, split: str, *, epoch: bool = False
+            ) -> list[list]:
+    """[step, value] (and the epoch if asked) of ``name`` in records of ``event`` and
+    ``split``, strided to at most MAX_POINTS."""
+    pts = [[r["step"], num(r[name], DIGITS)] + ([r.get("epoch")] if epoch else []) for r in records
            if r.get("event") == event and r.get("split") == split
            and isinstance(r.get(name), (int, float)) and isinstance(r.get("step"), (int, float))]
-    stride = max(1, math.ceil(len(pts) / MAX_POINTS))
-    pts = pts[::stride]
-    return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+    return pts[::max(1, math.ceil(len(pts) / MAX_POINTS))]
+
+
+def _train_line(panel: int, name: str, data: list, color: str) -> dict:
+    """Per-step training values as a line (a marker while there is one point)."""
+    return _on(panel, type="line", name=name, data=data, showSymbol=len(data) < 2, symbolSize=6,
+               color=color, lineStyle={"width": 1.5})
+
+
+def _val_points(panel: int, metric: str, data: list, **style) -> dict:
+    """Per-epoch validation values [step, value, epoch]; the tooltip gives the epoch."""
+    return _on(panel, name="validation (per epoch)", data=data, dimensions=["step", metric, "epoch"],
+               encode={"x": 0, "y": 1, "tooltip": [1, 2]}, **style)
 
 
 def _without_elbo(names: list[str]) -> list[str]:
@@ -63,26 +94,19 @@ def _without_elbo(names: list[str]) -> list[str]:
 
 
 def curves_figure(records: list[dict], *, names: list[str] | None = None, height: int = 260,
-                  max_cols: int = 3) -> go.Figure:
+                  max_cols: int = 3) -> Chart:
     """Training curves, one panel per metric ("loss" then the parts, e.g. recon and kl):
-    training records per logged step as a line, validation per epoch as markers, both
-    against the optimisation step."""
+    training records per logged step as a line, validation per epoch as lines and markers,
+    both against the optimisation step; ``height`` px a row."""
     names = _without_elbo(names or metric_names(records) or ["loss"])
-    fig, cells = panel_grid(names, max_cols=max_cols, vertical_spacing=0.18)
-    for i, (name, (r, c)) in enumerate(zip(names, cells)):
-        x, y, _ = _series(records, name, "step", "train")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers",
-                                 name="train (per step)",
-                                 line=dict(color=TRAIN_COLOR, width=1.5), legendgroup="train",
-                                 showlegend=i == 0), row=r, col=c)
-        x, y, ep = _series(records, name, "epoch", "val")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="validation (per epoch)",
-                                 customdata=ep, hovertemplate="epoch %{customdata}: %{y:.4g}",
-                                 line=dict(color=VAL_COLOR, width=2), marker=dict(size=7),
-                                 legendgroup="val", showlegend=i == 0), row=r, col=c)
-    _grid_layout(fig, cells, x_title="step", height=height, extra=30, hovermode="x unified")
-    fig.update_xaxes(nticks=4, tickangle=0, tickformat="~s")  # 2k, 4k: level in narrow panels
-    return fig
+    series = []
+    for i, name in enumerate(names):
+        series.append(_train_line(i, "train (per step)", _points(records, name, "step", "train"),
+                                  TRAIN_COLOR))
+        series.append(_val_points(i, name, _points(records, name, "epoch", "val", epoch=True),
+                                  type="line", color=VAL_COLOR, lineStyle={"width": 2},
+                                  symbolSize=7))
+    return panel_grid(names, series, max_cols=max_cols, row_height=height, x_title="step")
 
 
 def live_panels(names: list[str]) -> list[tuple[str, list[str], bool]]:
@@ -100,140 +124,69 @@ def live_panels(names: list[str]) -> list[tuple[str, list[str], bool]]:
     return single[:1] + grouped + single[1:]
 
 
-def live_figure(records: list[dict], *, height: int = 250, max_cols: int = 3) -> go.Figure:
+def live_figure(records: list[dict], *, height: int = 250, max_cols: int = 3) -> Chart:
     """Training curves while a run trains: per-step training values as lines and
-    per-epoch validation values as markers, against the step, in :func:`live_panels`."""
+    per-epoch validation values as markers, against the step, in :func:`live_panels`;
+    ``height`` px a row."""
     panels = live_panels(metric_names(records) or ["loss"])
-    fig, cells = panel_grid([p[0] for p in panels], max_cols=max_cols)
-    for i, ((_, names, log), (r, c)) in enumerate(zip(panels, cells)):
+    series = []
+    for i, (_, names, _) in enumerate(panels):
+        grouped = len(names) > 1
         for j, name in enumerate(names):
-            color = PART_COLORS.get(name, RUN_COLORS[j]) if len(names) > 1 else TRAIN_COLOR
-            x, y, _ = _series(records, name, "step", "train")
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers",
-                                     name=name if len(names) > 1 else "train (per step)",
-                                     legendgroup=name if len(names) > 1 else "train",
-                                     line=dict(color=color, width=1.5),
-                                     showlegend=len(names) > 1 or i == 0), row=r, col=c)
-            x, y, ep = _series(records, name, "epoch", "val")
-            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="validation (per epoch)",
-                                     customdata=ep, hovertemplate=f"{name}, epoch %{{customdata}}: %{{y:.4g}}",
-                                     legendgroup="val", showlegend=i == 0 and j == 0,
-                                     marker=dict(size=9, color=VAL_COLOR if len(names) == 1 else color,
-                                                 symbol="diamond", line=dict(width=1, color="black"))),
-                          row=r, col=c)
-        if log:
-            fig.update_yaxes(type="log", row=r, col=c)
-    return _grid_layout(fig, cells, x_title="step", height=height, extra=40)
+            color = PART_COLORS.get(name, RUN_COLORS[j]) if grouped else TRAIN_COLOR
+            series.append(_train_line(i, name if grouped else "train (per step)",
+                                      _points(records, name, "step", "train"), color))
+            series.append(_val_points(i, name, _points(records, name, "epoch", "val", epoch=True),
+                                      type="scatter", symbol="diamond", symbolSize=10,
+                                      itemStyle={"color": color if grouped else VAL_COLOR,
+                                                 "borderColor": "#000000", "borderWidth": 1}))
+    return panel_grid([p[0] for p in panels], series, max_cols=max_cols, row_height=height,
+                      x_title="step", log_y={i for i, p in enumerate(panels) if p[2]})
 
 
 def overlay_figure(series: list[tuple[str, list[dict]]], *, names: list[str] | None = None,
-                   height: int = 280, max_cols: int = 3) -> go.Figure:
+                   height: int = 280, max_cols: int = 3) -> Chart:
     """Several runs' per-epoch curves on shared axes, one panel per metric they share:
-    validation solid, training dashed, one colour per run, against the epoch (steps
-    differ with the batch size; epochs do not)."""
+    validation solid, training dotted, one colour per run, against the epoch (steps
+    differ with the batch size; epochs do not); ``height`` px a row."""
     if names is None:
         sets = [set(metric_names([r for r in recs if r.get("event") == "epoch"])) for _, recs in series]
         common = set.intersection(*sets) if sets else set()
         first = next((metric_names(recs) for _, recs in series if recs), [])
         names = [n for n in first if n in common] or ["loss"]
     names = _without_elbo(names)
-    fig, cells = panel_grid(names, max_cols=max_cols)
-    for i, (name, (r, c)) in enumerate(zip(names, cells)):
+    lines = []
+    for i, name in enumerate(names):
         for j, (label, recs) in enumerate(series):
             color = RUN_COLORS[j % len(RUN_COLORS)]
-            for split, dash in (("val", "solid"), ("train", "dot")):
-                pts = [(rec["epoch"], rec[name]) for rec in recs if rec.get("event") == "epoch"
-                       and rec.get("split") == split and isinstance(rec.get(name), (int, float))]
-                fig.add_trace(go.Scatter(
-                    x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                    name=f"{label} · {split}", legendgroup=f"{label}-{split}", showlegend=i == 0,
-                    line=dict(color=color, dash=dash, width=2 if split == "val" else 1.2),
-                    marker=dict(size=6 if split == "val" else 4)), row=r, col=c)
-    _grid_layout(fig, cells, x_title="epoch", height=height, extra=40)
+            for split, dash in (("val", "solid"), ("train", "dotted")):
+                data = [[rec["epoch"], num(rec[name], DIGITS)] for rec in recs
+                        if rec.get("event") == "epoch" and rec.get("split") == split
+                        and isinstance(rec.get(name), (int, float))]
+                lines.append(_on(i, type="line", name=f"{label} · {split}", data=data, color=color,
+                                 lineStyle={"type": dash, "width": 2 if split == "val" else 1.2},
+                                 symbolSize=6 if split == "val" else 4))
     last = max((rec.get("epoch") or 1 for _, recs in series for rec in recs), default=1)
-    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 8)))  # whole epochs
-    return fig
+    step = max(1, math.ceil(last / 8))  # whole epochs from 1, the axis ending on a tick
+    whole = {"min": 1, "max": 1 + step * max(1, math.ceil((last - 1) / step)), "interval": step}
+    return panel_grid(names, lines, max_cols=max_cols, row_height=height, x_title="epoch",
+                      x_axis=whole)
 
 
-def bound_figure(points: dict[str, dict[int, float]], *, height: int = 320) -> go.Figure:
+def bound_figure(points: dict[str, dict[int, float]], *, height: int = 320) -> Chart:
     """The importance-weighted bound on log p(x) (nats per image) against the number of
     samples k on a log axis, one line per run: k = 1 is the ELBO, and the bound rises
     toward log p(x) as k grows (Burda et al. 2016, Theorem 1)."""
-    fig = go.Figure()
-    for j, (label, by_k) in enumerate(points.items()):
-        ks = sorted(by_k)
-        fig.add_trace(go.Scatter(x=ks, y=[by_k[k] for k in ks], mode="lines+markers", name=label,
-                                 line=dict(color=RUN_COLORS[j % len(RUN_COLORS)]),
-                                 hovertemplate="k=%{x}: %{y:.2f} nats<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN,
-                      xaxis=dict(type="log", title="importance samples k", range=[-0.1, 3.1],
-                                 tickvals=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]),
-                      yaxis_title="bound on log p(x) (nats per image)",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
-    return fig
-
-
-# -- latent spaces (Latent explorer, Clusters) -------------------------------------------
-def _class_traces(xy, labels, class_names, *, size: int = 5, opacity: float = 0.75) -> list:
-    """One scatter trace per class; customdata holds each point's index into xy, so a
-    selection maps back to the codes whatever the trace."""
-    xy, labels = np.asarray(xy), np.asarray(labels if labels is not None else np.zeros(len(xy), int))
-    traces = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        traces.append(go.Scatter(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, customdata=idx,
-            marker=dict(size=size, opacity=opacity, color=CLASS_COLORS[int(c) % len(CLASS_COLORS)]),
-            hovertemplate=f"{name} · image %{{customdata}}<extra></extra>"))
-    return traces
-
-
-def latent_scatter_figure(xy, labels=None, class_names=None, *, axes=("z1", "z2"),
-                          equal: bool = True, height: int = 480) -> go.Figure:
-    """Codes (N, 2) coloured by class; a click selects a point, and box or lasso select are
-    in the toolbar. Not ``dragmode="select"``: Streamlit (1.67) sets ``clickmode="event"``
-    whenever the drag mode is select or lasso, so a click would select nothing and no
-    selection event would come back; with the pan drag it keeps "event+select".
-    ``equal`` keeps one unit the same length on both axes (a latent space, not a projection)."""
-    fig = go.Figure(_class_traces(xy, labels, class_names))
-    fig.update_layout(height=height, margin=MARGIN, dragmode="pan", clickmode="event+select",
-                      legend=dict(title="class", itemsizing="constant"),
-                      xaxis_title=axes[0], yaxis_title=axes[1])
-    if equal:
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
-
-
-def mixture_figure(means, ellipses: list, *, xy=None, labels=None, class_names=None,
-                   highlight: int | None = None, axes=("z1", "z2"), n_std: float = 2.0,
-                   height: int = 520) -> go.Figure:
-    """A mixture's components over the codes: each component's ``n_std``-sigma ellipse
-    (points (n, 2) per component) and its mean, numbered; ``highlight`` in red."""
-    fig = go.Figure(_class_traces(xy, labels, class_names, size=4, opacity=0.35) if xy is not None else [])
-    first = next((k for k in range(len(ellipses)) if k != highlight), None)
-    for k, pts in enumerate(ellipses):
-        hot = k == highlight
-        fig.add_trace(go.Scatter(
-            x=pts[:, 0], y=pts[:, 1], mode="lines", showlegend=k == first or hot, hoverinfo="skip",
-            name=f"component {k}" if hot else f"{n_std:g}-sigma ellipses",
-            legendgroup="hot" if hot else "ellipses",
-            line=dict(color=HIGHLIGHT_COLOR if hot else "#222222", width=3 if hot else 1.2)))
-    fig.add_trace(go.Scatter(
-        x=[m[0] for m in means], y=[m[1] for m in means], mode="markers+text", name="means",
-        text=[str(k) for k in range(len(means))], textposition="top center",
-        marker=dict(symbol="x", size=9, color="#222222"), hovertemplate="component %{text}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN,
-                      legend=dict(itemsizing="constant"), xaxis_title=axes[0], yaxis_title=axes[1])
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
-
-
-def weights_figure(weights, *, highlight: int | None = None, height: int = 260) -> go.Figure:
-    """Mixture weights as bars, component k at x = k; ``highlight`` in red."""
-    colors = [HIGHLIGHT_COLOR if k == highlight else TRAIN_COLOR for k in range(len(weights))]
-    fig = go.Figure(go.Bar(x=list(range(len(weights))), y=list(map(float, weights)),
-                           marker_color=colors, hovertemplate="component %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN,
-                      xaxis_title="component", yaxis_title="weight", bargap=0.15)
-    return fig
+    series = [{"type": "line", "name": label, "color": RUN_COLORS[j % len(RUN_COLORS)],
+               "data": [[int(k), num(by_k[k])] for k in sorted(by_k)]}
+              for j, (label, by_k) in enumerate(points.items())]
+    legend, top = _legend(list(points))
+    ticks = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    spec = {"animation": False, "legend": legend, "series": series,
+            "grid": {"left": 0, "right": 10, "top": top + 10, "bottom": 0,
+                     "outerBoundsMode": "same", "outerBoundsContain": "all"},
+            "xAxis": value_axis("importance samples k", log=True, min=1, max=1000,
+                                axisLabel={"customValues": ticks}, axisTick={"customValues": ticks}),
+            "yAxis": value_axis("bound on log p(x) (nats per image)", nameGap=50),
+            "tooltip": {"trigger": "axis", "valueFormatter": "%.2f nats"}}
+    return Chart(spec, height)

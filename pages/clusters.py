@@ -7,8 +7,9 @@ import numpy as np
 import streamlit as st
 
 from genlab import explore
-from genlab.figures import mixture_figure, weights_figure
+from genlab.latent_figures import mixture_figure, weights_figure
 from pages import explore_ui as ui, via_router
+from pages.widgets import draw
 
 via_router()
 
@@ -45,13 +46,12 @@ def view_ui(run: ui.Run, mix: explore.Mixture, codes: np.ndarray | None, labels)
                            format_func=lambda c: f"{c} · weight {mix.weights[c]:.3f}")
     xy = None if codes is None else (codes - mean) @ comps.T
     axes = ("z1", "z2") if d <= 2 else ("PCA 1", "PCA 2")
-    left.plotly_chart(mixture_figure(flat.means, [explore.ellipse(m, c) for m, c in
-                                                  zip(flat.means, flat.covariances)],
-                                     xy=xy, labels=labels, class_names=run.classes,
-                                     highlight=comp, axes=axes), key=f"mix-{run.key}")
+    chart = mixture_figure(flat.means, [explore.ellipse(m, c) for m, c in zip(flat.means, flat.covariances)],
+                           xy=xy, labels=labels, class_names=run.classes, highlight=comp, axes=axes)
+    draw(chart, key=f"mix-{run.key}", where=left)
     left.caption(f"**{mix.n_components} components**, each drawn as its 2-sigma ellipse"
                  + ("" if d <= 2 else f" (exact PCA projection of the {d}-D Gaussians)") + ".")
-    right.plotly_chart(weights_figure(mix.weights, highlight=comp), key=f"weights-{run.key}")
+    draw(weights_figure(mix.weights, highlight=comp), key=f"weights-{run.key}", where=right)
     with right:
         z = explore.component_latents(mix, comp, 16, seed=comp)
         ui.show(ui.decode_few(run, z), 8,

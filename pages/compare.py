@@ -12,7 +12,7 @@ from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
 from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
 from pages import cache, compare_ui as ui, via_router
-from pages.widgets import TEMPERATURE_HELP, read_image, table, temperature_note
+from pages.widgets import TEMPERATURE_HELP, draw, read_image, table, temperature_note
 
 via_router()
 
@@ -87,7 +87,7 @@ def curves_ui(sel: list[RunSummary]) -> None:
         by_group.setdefault(data_group(s), []).append(s)
     for g, ss in by_group.items():
         st.markdown(f"**{g} data**" if g != "adversarial" else "**GAN losses**")
-        st.plotly_chart(overlay_figure([(s.name, s.metrics) for s in ss]), key=f"overlay-{g}")
+        draw(overlay_figure([(s.name, s.metrics) for s in ss]), key=f"overlay-{g}")
     st.caption("Per epoch: validation solid, training dotted; x is the epoch so batch sizes do not matter.")
 
 
@@ -144,7 +144,7 @@ def bound_ui(sel: list[RunSummary], dataset: str) -> None:
     meaning = {s.name: l1_meaning(s) for s in cands}
     table(bound_rows(by_group, k, meaning), {c: ".2f" for c in ("L_1", f"L_{k}", "gain")})
     for g, group in by_group.items():
-        st.plotly_chart(bound_figure(group), key=f"bound-{g}")
+        draw(bound_figure(group), key=f"bound-{g}")
     st.caption(f"Mean over the first {n} test images, nats per image (binarised and 8-bit data apart). "
                "L_k = E log mean_i p(x, z_i)/q(z_i|x) rises from k = 1 toward log p(x) (Burda et al. "
                "2016): at k = 1 it is the ELBO for a VAE, and for the autoencoder + GMM (no ELBO) a "

@@ -9,7 +9,7 @@ from genlab import runs
 from genlab.status import RunSummary, order_key, runs_roots
 from genlab.tables import FID_NOTE, headline, overview_rows
 from pages import PAGES, cache, via_router
-from pages.widgets import STATE_ICON, Card, table
+from pages.widgets import STATE_ICON, Card, draw, table
 
 via_router()
 
@@ -124,7 +124,7 @@ def card_ui(c: Card) -> None:
             facts_ui(c)
         with chart:
             if c.figure is not None:
-                st.plotly_chart(c.figure, key=f"curves-{s.path}")
+                draw(c.figure, key=f"curves-{s.path}")
         links_ui(s)
 
 
@@ -143,8 +143,8 @@ def links_ui(s: RunSummary) -> None:
 def details_ui(shown: list[RunSummary]) -> None:
     """One run's full card, on demand: the run a tile's Details button chose (or picked
     here, or the run the other pages were on). A fresh visit shows none: the card's curves
-    are the page's only chart, and plotly's JavaScript alone made a first visit 1.2 s
-    slower on this 2-core machine (3.3 s against 2.1 s, fresh Chromium)."""
+    are the page's only chart, so a first visit loads no chart script (what one costs a
+    fresh browser: genlab/charts.py)."""
     st.header("Details", anchor=False)
     paths = [str(s.path) for s in shown]
     if st.session_state.get(DETAILS) not in paths:  # a fresh visit, or the run filtered out

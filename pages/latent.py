@@ -10,9 +10,9 @@ import streamlit as st
 import torch
 
 from genlab import explore
-from genlab.figures import latent_scatter_figure
+from genlab.latent_figures import latent_scatter_figure, selected_codes
 from pages import cache, explore_ui as ui, flow_ui, live_decoder, via_router
-from pages.widgets import TEMPERATURE_HELP
+from pages.widgets import TEMPERATURE_HELP, draw
 
 via_router()
 
@@ -45,16 +45,15 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
             umap_wait_ui(run)
             method = "pca"
     axes = ("z1", "z2") if d <= 2 else (f"{NAMES[method]} 1", f"{NAMES[method]} 2")
-    event = st.plotly_chart(latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
-                                                  equal=d <= 2 or method == "pca"),
-                            on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            key=f"scatter-{run.key}-{n}-{method}")
-    picked = explore.selection_indices(event.selection.points)
+    chart = latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
+                                  equal=d <= 2 or method == "pca")
+    event = draw(chart, key=f"scatter-{run.key}-{n}-{method}", on_select="rerun")
+    picked = selected_codes(chart.spec, event.selection)
     where = f" ({NAMES[method]} of the first {view.of:,} test codes)" if d > 2 else ""
     if not picked:
-        st.caption(f"{n:,} codes of {d} dimensions{where}. Click a point to see its image and "
-                   "reconstruction; for a box or a lasso, pick its tool in the chart's toolbar "
-                   "(top right) and drag. Double-click clears the selection.")
+        st.caption(f"{n:,} codes of {d} dimensions{where}. Click points to see their images and "
+                   "reconstructions (a second click lets one go); for a box or a lasso, pick its "
+                   "tool in the chart's toolbar (top right) and drag. Double-click clears the selection.")
         return view
     idx = picked[:SHOWN]
     z = ui.encode_few(run, data.x[idx])

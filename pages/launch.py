@@ -17,7 +17,7 @@ for it to end (``wait_for_warm_up``) before it draws anything.
 
 Once imported, the modules are frozen out of the garbage collector's reach
 (``freeze_imports``): Streamlit runs a full collection after every script run, which walked
-the ~480,000 objects of torch, scikit-learn, plotly and the rest in 0.35 s with the GIL
+the ~480,000 objects of torch, scikit-learn, pandas and the rest in 0.35 s with the GIL
 held, so the server answered nothing (no image, no script chunk, no message) for that
 long after every first visit, rerun and slider move.
 
@@ -36,7 +36,7 @@ import threading
 # through AppTest imported only PIL's image plugins, which PIL loads on first use); a
 # module already imported costs nothing
 WARM = ("torch", "torchvision", "torchvision.transforms.v2", "torchvision.utils", "sklearn.mixture",
-        "sklearn.decomposition", "sklearn.metrics", "plotly.graph_objects", "pandas", "pyarrow",
+        "sklearn.decomposition", "sklearn.metrics", "contourpy", "pandas", "pyarrow",
         "pyarrow.pandas_compat",
         "PIL.Image", "genlab.models", "genlab.train", "genlab.loop", "genlab.explore",
         "genlab.compare", "genlab.figures", "genlab.tables", "genlab.posterior", "genlab.ood",

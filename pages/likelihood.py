@@ -10,6 +10,7 @@ from genlab import ood as O
 from genlab.data import data_root
 from genlab.likelihood_figures import ood_histogram_figure
 from pages import cache, likelihood_ui as lui, via_router
+from pages.widgets import draw
 
 via_router()
 
@@ -41,9 +42,9 @@ def one_pair(run, other: str, n: int, k: int) -> dict:
     s = res["summary"]
     c1, c2 = st.columns([2, 1])
     with c1:
-        fig = ood_histogram_figure([(f"{s['in']} (own test set)", res["score_in"]),
-                                    (f"{s['out']} test set", res["score_out"])], s["unit"])
-        st.plotly_chart(fig, key=f"ood-{run.key}-{other}-{n}-{k}")
+        hist = ood_histogram_figure([(f"{s['in']} (own test set)", res["score_in"]),
+                                     (f"{s['out']} test set", res["score_out"])], s["unit"])
+        draw(hist, key=f"ood-{run.key}-{other}-{n}-{k}")
     with c2:
         st.metric(f"AUROC, {s['out']} vs {s['in']}", f"{s['auroc']:.3f}",
                   help="of -log p(x) as a detector of the other set: 1 = every other image less "

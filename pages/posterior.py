@@ -9,10 +9,10 @@ import streamlit as st
 
 from genlab import posterior as P
 from genlab.data import data_root
-from genlab.figures import latent_scatter_figure
-from genlab.explore import selection_indices
+from genlab.latent_figures import latent_scatter_figure, selected_codes
 from genlab.likelihood_figures import iw_figure, posterior_figure
 from pages import cache, explore_ui as ui, likelihood_ui as lui, via_router
+from pages.widgets import draw
 
 via_router()
 
@@ -47,24 +47,22 @@ def pick_run() -> ui.Run:
     return run
 
 
-def set_index(key: str, codes_key: str) -> None:
-    picked = selection_indices(st.session_state[codes_key].selection.points)
+def set_index(key: str, codes_key: str, spec: dict) -> None:
+    picked = selected_codes(spec, st.session_state[codes_key].selection)
     if picked:
         st.session_state[key] = picked[0]
 
 
 def pick_image(run: ui.Run, data) -> int:
-    key, codes_key = f"post-index-{run.key}", f"post-codes-{run.key}"
+    key = f"post-index-{run.key}"
     n = len(data)
     left, right = st.columns([1, 2])
     index = left.number_input(f"Test image (0-{n - 1})", 0, n - 1, key=key, step=1)
+    codes_key = f"post-codes-{run.key}-{index}"  # a new chart per image: one point selected at a time
     with right:
         codes = ui.codes(run, n)
-        fig = latent_scatter_figure(codes, data.y.numpy(), run.classes, height=300)
-        fig.add_scatter(x=[codes[index, 0]], y=[codes[index, 1]], mode="markers", name="this image",
-                        marker=dict(symbol="circle-open", size=16, color="#d62728", line=dict(width=3)))
-        st.plotly_chart(fig, on_select=lambda: set_index(key, codes_key), selection_mode="points",
-                        key=codes_key)
+        chart = latent_scatter_figure(codes, data.y.numpy(), run.classes, height=300, mark=int(index))
+        draw(chart, key=codes_key, on_select=lambda: set_index(key, codes_key, chart.spec))
         st.caption("Codes (q's means) of the first 500 test images: click one to look at its posterior.")
     lui.image_row(data.x[index:index + 1].numpy(), f"test image {index} (class {int(data.y[index])})", 4)
     return int(index)
@@ -117,13 +115,14 @@ numbers(view)
 left, right = st.columns(2)
 with left:
     st.subheader("p(z|x) and q(z|x)", anchor=False)
-    st.plotly_chart(posterior_figure(view["z1"], view["z2"], view["post"], view["q"], code=view["code"]),
-                    key=f"post-fig-{run.key}")
+    post = posterior_figure(view["z1"], view["z2"], view["post"], view["q"], code=view["code"])
+    draw(post, key=f"post-fig-{run.key}")
     st.caption("Heatmap: the true posterior p(z|x) = p(x|z) p(z) / p(x). White lines: q(z|x)'s "
-               "density at the levels of 1, 2 and 3 standard deviations of a Gaussian.")
+               "density at the levels of 1, 2 and 3 standard deviations of a Gaussian; the cross: the "
+               "encoder's mean, encode(x).")
 with right:
     st.subheader("The importance-weighted estimate as k grows", anchor=False)
-    st.plotly_chart(iw_figure(view["iw"], view["log_px"], view["elbo"]), key=f"iw-fig-{run.key}")
+    draw(iw_figure(view["iw"], view["log_px"], view["elbo"]), key=f"iw-fig-{run.key}")
     st.caption("log p(x) ≥ E[IW(k)] ≥ ELBO: each dot one seeded estimate from k samples of q. "
                "Where q misses part of p(z|x), the climb is slow and a single estimate can land "
                "on either side of the exact value.")

@@ -15,7 +15,7 @@ from genlab.figures import live_figure
 from genlab.status import ACTIVE, continue_root, log_tail, read_only, runs_roots, summarize
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
-from pages.widgets import STATE_ICON, read_image, table
+from pages.widgets import STATE_ICON, draw, read_image, table
 
 via_router()
 
@@ -82,7 +82,7 @@ def monitor_ui(info: dict) -> None:
         st.caption("No metrics yet: the first ones come after a few steps.")
         return
     chart, side = st.columns([3, 1])
-    chart.plotly_chart(live_figure(summary.metrics), key=f"live-{path}")
+    draw(live_figure(summary.metrics), key=f"live-{path}", where=chart)
     image, err = read_image(summary.sample)
     if image:
         side.image(image, caption=f"samples after {summary.sample.stem.replace('_', ' ')}", width="stretch")

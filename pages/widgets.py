@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import plotly.graph_objects as go
 from PIL import Image, UnidentifiedImageError
 
+from genlab.charts import Chart
 from genlab.figures import curves_figure
 from genlab.status import RunSummary, summarize
 from genlab.tables import eval_line, key_config, metrics_rows, units_note
@@ -71,6 +71,15 @@ def table(rows: list[dict], formats: dict[str, str] | None = None, *, where=None
     (where or st).table(styler)
 
 
+def draw(c: Chart, *, key: str, where=None, **kw):
+    """Draw a genlab chart (an ECharts option and its size: genlab/charts.py) with
+    Streamlit's ``st.echarts_chart`` in ``where`` (default: the page); ``kw`` passes on
+    (``on_select``). Returns what the element returns: its selection state when selectable."""
+    import streamlit as st
+
+    return (where or st).echarts_chart(c.spec, height=c.height, width=c.width or "stretch", key=key, **kw)
+
+
 TEMPERATURE_HELP = ("Samples drawn now from the checkpoint at temperature T: the prior's draws "
                     "scaled by T (flows, Gaussian latents and the flow prior's base: N(0, T^2 I), "
                     "Kingma & Dhariwal 2018), the mixture's components scaled (autoencoder + GMM), "
@@ -97,7 +106,7 @@ class Card(NamedTuple):
     rows: list[dict]  # metrics by source (train, val, test)
     eval: str  # eval.json in one line
     units: str
-    figure: go.Figure | None  # training curves
+    figure: Chart | None  # training curves
     image: bytes | None  # the latest sample grid
     image_error: str | None  # why it cannot be shown
 

@@ -147,12 +147,6 @@ def test_model_mixture_reads_the_ae_gmm_buffers():
     assert explore.model_mixture(build_model("vae", {"latent_dim": 2})) is None
 
 
-def test_selection_indices_from_plotly_points():
-    points = [{"customdata": 5}, {"customdata": [7]}, {"customdata": 5}, {"x": 1.0}]
-    assert explore.selection_indices(points) == [5, 7]
-    assert explore.selection_indices([]) == []
-
-
 # -- images -----------------------------------------------------------------------------------
 def test_grid_image_repeats_pixels():
     x = torch.zeros(2, 1, 2, 2)

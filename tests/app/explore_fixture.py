@@ -73,17 +73,6 @@ def image_by_caption(at: AppTest, start: str) -> str:
     return found[0]
 
 
-def values(v) -> list:
-    """A plotly array from the figure JSON: a list, or a typed array {dtype, bdata}."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
-    return list(v)
-
-
 def figures(at: AppTest) -> list[dict]:
-    """The plotly figures on the page, as the JSON the browser receives."""
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    """The ECharts options of the charts on the page, as the JSON the browser receives."""
+    return [json.loads(el.proto.spec) for el in at.get("echarts_chart")]

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD, FAILED, BROKEN = "vae-mnist-tiny", "vae-mnist-failed", "broken-config"
 FAIL_MSG = "non-finite loss (nan) at step 3: stopped; the last good checkpoint is kept"
 NO_RUNS = "No runs yet"
-TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, plotly)
+TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, umap)
 
 
 def run_page(file: str, run: str | None = None) -> AppTest:

@@ -104,8 +104,8 @@ def _settle(page) -> None:
     """Streamlit has finished the script run, and every chart and image has drawn."""
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
-                   .every(c => c.querySelector('.main-svg'))
+        """() => [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
+                   .every(c => c.querySelector('canvas, svg'))
               && [...document.images].every(i => i.complete)
               && !document.querySelector('[data-testid="stSpinner"]')
               && !document.querySelector('[data-testid="stSkeleton"]')""", timeout=PAGE_TIMEOUT_MS)
@@ -212,14 +212,36 @@ def home(page) -> None:
         assert name in main
 
 
-def _click_point(page, index: int = 0) -> None:
-    """A real mouse click (move, down, up) on one point of the Latent explorer's scatter,
-    placed through plotly's own axes (data to pixels)."""
-    xy = page.evaluate("""i => {
-        const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-        const cd = gd.calcdata.find(c => c.length > i), L = gd._fullLayout;
-        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
-        return [box.left + L.xaxis.c2p(cd[i].x), box.top + L.yaxis.c2p(cd[i].y)] }""", index)
+def _click_point(page, series: int = 0) -> None:
+    """A real mouse click (move, down, up) on the first point of one series of the Latent
+    explorer's scatter, placed through the chart's own axes (data to pixels). The canvas
+    holds no element per point, so this asks ECharts: its instance is reached through the
+    React component that holds it (a test's way in, not the app's)."""
+    xy = page.evaluate("""s => {
+        const root = document.querySelector('[data-testid="stEChartsChart"]');
+        const isChart = o => o && typeof o === 'object' && typeof o.convertToPixel === 'function';
+        const seen = new Set();
+        const find = (o, depth) => {
+            if (!o || typeof o !== 'object' || seen.has(o) || depth > 4) return null;
+            seen.add(o);
+            if (isChart(o)) return o;
+            for (const k of Object.keys(o)) {
+                if (k === 'return' || k === 'stateNode') continue;
+                try { const r = find(o[k], depth + 1); if (r) return r; } catch (e) {}
+            }
+            return null;
+        };
+        let chart = null;
+        for (const el of [root, ...root.querySelectorAll('*')]) {
+            const key = Object.keys(el).find(k => k.startsWith('__reactFiber$'));
+            for (let f = key && el[key], i = 0; f && i < 20 && !chart; f = f.return, i++)
+                for (let h = f.memoizedState; h && !chart; h = h.next) chart = find(h.memoizedState, 0);
+            if (chart) break;
+        }
+        const p = chart.getOption().series[s].data[0];
+        const [x, y] = chart.convertToPixel({seriesIndex: s}, [p[0], p[1]]);
+        const box = chart.getDom().getBoundingClientRect();
+        return [box.left + x, box.top + y] }""", series)
     page.mouse.move(*xy)
     page.wait_for_timeout(200)  # the hover label first, as a person sees it
     page.mouse.down()
@@ -288,7 +310,7 @@ def compare(page) -> None:
     picked = page.locator('[data-testid="stMultiSelect"] [data-tag]')
     assert picked.count() == 3, picked.all_inner_texts()
     assert page.locator('[data-testid="stTable"]').count() >= 2  # eval table, bound table
-    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # curves, bound
+    assert page.locator('[data-testid="stEChartsChart"]').count() >= 2  # curves, bound
 
 
 def posterior(page) -> None:
@@ -302,7 +324,7 @@ def posterior(page) -> None:
     page.wait_for_function("b => document.querySelector('[data-testid=\"stMetric\"]').innerText !== b",
                            arg=before, timeout=PAGE_TIMEOUT_MS)
     _settle(page)
-    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3  # codes, posterior, IW
+    assert page.locator('[data-testid="stEChartsChart"]').count() >= 3  # codes, posterior, IW
 
 
 STEPS = {"clusters": clusters, "": home, "latent": latent, "interpolate": interpolate,

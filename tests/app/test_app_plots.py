@@ -1,5 +1,5 @@
 """genlab.status, genlab.tables and genlab.figures: the run states, data shaping and
-figures behind the app's pages, without streamlit (and the pages' image reading)."""
+charts behind the app's pages, without streamlit (and the pages' image reading)."""
 from __future__ import annotations
 
 import io
@@ -32,24 +32,45 @@ def _records(n_steps: int = 6, steps_per_epoch: int = 3) -> list[dict]:
     return recs
 
 
+def _xs(series: dict) -> list:
+    return [p[0] for p in series["data"]]
+
+
+def _ys(series: dict) -> list:
+    return [p[1] for p in series["data"]]
+
+
 def test_curves_one_panel_per_metric_train_per_step_val_per_epoch():
     recs = _records()
-    fig = figures.curves_figure(recs)
-    titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["loss", "recon", "kl"]  # elbo = -loss is left out
-    train, val = fig.data[0], fig.data[1]  # the loss panel
-    assert list(train.x) == [1, 2, 3, 4, 5, 6]
-    assert list(train.y) == [99.0, 98.0, 97.0, 96.0, 95.0, 94.0]
-    assert list(val.x) == [3, 6] and list(val.y) == [95.0, 92.0] and list(val.customdata) == [1, 2]
-    assert len(fig.data) == 2 * len(titles)
-    assert [t.showlegend for t in fig.data].count(True) == 2  # one legend entry per split
+    chart = figures.curves_figure(recs)
+    spec = chart.spec
+    json.dumps(spec, allow_nan=False)  # plain JSON: what st.echarts_chart sends
+    assert [t["text"] for t in spec["title"]] == ["loss", "recon", "kl"]  # elbo = -loss is left out
+    assert len(spec["grid"]) == len(spec["xAxis"]) == len(spec["yAxis"]) == 3
+    assert [a["gridIndex"] for a in spec["xAxis"]] == [0, 1, 2]
+    train, val = spec["series"][0], spec["series"][1]  # the loss panel
+    assert train["xAxisIndex"] == train["yAxisIndex"] == val["xAxisIndex"] == 0
+    assert train["name"] == "train (per step)" and train["type"] == "line" and not train["showSymbol"]
+    assert _xs(train) == [1, 2, 3, 4, 5, 6] and _ys(train) == [99.0, 98.0, 97.0, 96.0, 95.0, 94.0]
+    assert val["name"] == "validation (per epoch)" and val["data"] == [[3, 95.0, 1], [6, 92.0, 2]]
+    assert [s["xAxisIndex"] for s in spec["series"]] == [0, 0, 1, 1, 2, 2]
+    assert spec["series"][2]["data"][0] == [1, 89.0]  # recon, train
+    assert spec["legend"]["data"] == ["train (per step)", "validation (per epoch)"]  # once per split
+    assert [a["name"] for a in spec["xAxis"]] == ["step", "step", "step"]  # one row: all bottom
+    assert spec["animation"] is False and chart.height > 260
+    tall = figures.curves_figure(recs, max_cols=2)  # 3 panels, 2 a row: the title only at the bottom
+    assert [a["name"] for a in tall.spec["xAxis"]] == ["", "", "step"]
+    assert tall.height > chart.height
+    tops = [g["top"] for g in tall.spec["grid"]]
+    assert tops[0] == tops[1] < tops[2]
+    assert tall.spec["grid"][0]["top"] + tall.spec["grid"][0]["height"] < tall.spec["title"][2]["top"]
 
 
 def test_curves_are_strided_to_a_bounded_size():
     recs = [{"event": "step", "split": "train", "step": s, "loss": float(s)} for s in range(1, 10_001)]
-    fig = figures.curves_figure(recs)
-    assert len(fig.data[0].x) <= figures.MAX_POINTS
-    assert fig.data[0].x[0] == 1 and fig.data[0].x[1] - fig.data[0].x[0] == 5
+    xs = _xs(figures.curves_figure(recs).spec["series"][0])
+    assert len(xs) <= figures.MAX_POINTS
+    assert xs[0] == 1 and xs[1] - xs[0] == 5
 
 
 def test_metric_names_put_loss_first_and_skip_bookkeeping():
@@ -139,6 +160,8 @@ def test_run_card_of_a_broken_run_never_raises(tmp_path):
     card = run_card(tmp_path)
     assert card.summary.state == "broken" and "not valid JSON" in card.summary.message
     assert card.summary.bad_metric_lines == 1 and card.figure is not None
+    train = card.figure.spec["series"][0]
+    assert _xs(train) == [1] and train["showSymbol"]  # the one readable step, as a marker
     assert card.summary.model is None and card.summary.config == {}
 
 

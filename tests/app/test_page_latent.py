@@ -7,7 +7,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from explore_fixture import (AE_GMM, CORRUPT, FLOW, GAN, explore_root, explore_runs,  # noqa: F401
-                             figures, image_by_caption, values)
+                             figures, image_by_caption)
 from runs_fixture import GOOD, REPO, texts
 from runs_fixture import run_page as _run_page
 
@@ -43,14 +43,12 @@ def test_moving_a_slider_decodes_a_new_image_fast(explore_runs):
 def test_codes_scatter_selection_data_and_manifold(explore_runs):
     at = run_page(PAGE, explore_runs[GOOD])
     scatter = figures(at)[0]
-    points = sum(len(values(t["x"])) for t in scatter["data"])
-    ids = sorted(i for t in scatter["data"] for i in values(t["customdata"]))
-    assert points == 2000 and ids == list(range(2000))  # every code, its index as customdata
-    assert {t["name"] for t in scatter["data"]} <= {str(d) for d in range(10)}
-    # a click selects a point: Streamlit turns clickmode to "event" (no selection) when the
-    # drag is select or lasso, so the figure must keep another drag (issue 13, item 1)
-    assert scatter["layout"]["dragmode"] not in ("select", "lasso")
-    assert "select" in scatter["layout"]["clickmode"]
+    points = [p for t in scatter["series"] for p in t["data"]]
+    assert len(points) == 2000 and sorted(p[2] for p in points) == list(range(2000))  # every code, its index
+    assert {t["name"] for t in scatter["series"]} <= {str(d) for d in range(10)}
+    # a click selects a point, a box or a lasso a region (issue 13, item 1)
+    assert all(t["selectedMode"] == "multiple" for t in scatter["series"])
+    assert {"rect", "polygon"} <= set(scatter["toolbox"]["feature"]["brush"]["type"])
     image_by_caption(at, "z1 left to right, z2 bottom to top: a uniform grid on the unit "
                          "square through the inverse normal CDF")
     assert image_by_caption(at, "row r varies z1, z2")
@@ -159,9 +157,9 @@ def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch,
     monkeypatch.setattr(explore, "project", lambda *a, **k: (_ for _ in ()).throw(AssertionError("projected")))
     at = run_page(PAGE, str(REPO / "checkpoints" / "vae-realnvp-post-mnist"))
     assert not at.exception, [e.value for e in at.exception]
-    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"
+    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
-    assert not at.exception and figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
+    assert not at.exception and figures(at)[0]["xAxis"]["name"] == "UMAP 1"
     assert max(encoded, default=0) <= 1, encoded  # the sliders' first test image only
 
 
@@ -174,13 +172,13 @@ def test_umap_is_computed_in_the_background_on_request(explore_runs):
     from genlab import explore
 
     at = run_page(PAGE, explore_runs[FLOW])
-    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"
+    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
     assert not at.exception
     assert "computed in the background" in "\n".join(i.value for i in at.info)
-    assert figures(at)[0]["layout"]["xaxis"]["title"]["text"] == "PCA 1"  # meanwhile
+    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"  # meanwhile
     deadline = time.time() + 300
-    while figures(at)[0]["layout"]["xaxis"]["title"]["text"] != "UMAP 1":
+    while figures(at)[0]["xAxis"]["name"] != "UMAP 1":
         assert time.time() < deadline, "UMAP never arrived"
         time.sleep(2)
         at.run()  # what the page's 2-s polling fragment does

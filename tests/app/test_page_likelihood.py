@@ -1,30 +1,55 @@
 """Out-of-distribution (AppTest): the fixture's 2-D VAE scored on MNIST and Fashion-MNIST
-(histograms of both, the AUROC equal to genlab.ood's on the same images, the extremes in
-likelihood order and a computed verdict), another image count recomputes it; with no
-likelihood model in the folder the page says how to train one."""
+(histograms of both as an ECharts chart, each the densities of its per-image scores, the
+AUROC equal to genlab.ood's on the same images, the extremes in likelihood order and a
+computed verdict), another image count recomputes it; with no likelihood model in the
+folder the page says how to train one."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from explore_fixture import explore_root, explore_runs, figures, values  # noqa: F401
+from explore_fixture import explore_root, explore_runs, figures  # noqa: F401
 from genlab import ood, runs
 from genlab.data import load_split
 from runs_fixture import GOOD, run_page, texts
 
 PAGE = "pages/likelihood.py"
+NAMES = ["mnist (own test set)", "fashion-mnist test set"]
+
+
+def _histogram(at) -> list[dict]:
+    """The one histogram chart's bar series."""
+    found = [f for f in figures(at) if f["series"] and all(s["type"] == "bar" for s in f["series"])]
+    assert len(found) == 1
+    assert found[0]["animation"] is False and found[0]["yAxis"]["name"] == "density"
+    return found[0]["series"]
+
+
+def _same_bins(bars: list[dict], ref: ood.OODResult) -> None:
+    """The bars are the density histograms of ref's scores (one per image) on common bins."""
+    scores = [ref.score_in.numpy(), ref.score_out.numpy()]
+    centres = np.array([p[0] for p in bars[0]["data"]])
+    width = np.diff(centres).mean()
+    assert np.diff(centres) == pytest.approx(np.full(len(centres) - 1, width), rel=1e-3)
+    assert [[p[0] for p in b["data"]] for b in bars] == [centres.tolist()] * 2  # common bins
+    edges = np.append(centres - width / 2, centres[-1] + width / 2)
+    for b, s in zip(bars, scores):
+        dens = np.array([p[1] for p in b["data"]])
+        assert (dens * width).sum() == pytest.approx(1.0, abs=0.02)  # all but the tails
+        assert dens == pytest.approx(np.histogram(s, bins=edges)[0] / (len(s) * width), rel=2e-3)
 
 
 def test_two_datasets_their_auroc_and_a_verdict(explore_runs, data_root):
     at = run_page(PAGE, explore_runs[GOOD])
     assert not at.exception, [e.value for e in at.exception]
-    hist = [f for f in figures(at) if f["data"][0]["type"] == "histogram"]
-    assert len(hist) == 1 and [t["name"] for t in hist[0]["data"]] == [
-        "mnist (own test set)", "fashion-mnist test set"]
+    bars = _histogram(at)
+    assert [b["name"] for b in bars] == NAMES
     shown = float(next(m for m in at.metric if m.label.startswith("AUROC")).value)
     model, _, _ = runs.load_model(explore_runs[GOOD], map_location="cpu")
     ref = ood.ood_compare(model, load_split("mnist", "test", data_root, limit=500),
                           load_split("fashion-mnist", "test", data_root, limit=500), k=10)
     assert shown == pytest.approx(ref.auroc, abs=5e-4)  # same images, same seed, 3 decimals
+    _same_bins(bars, ref)
     verdicts = at.session_state["ood_verdicts"]
     assert len(verdicts) == 1 and verdicts[0].startswith("vae (mnist) gives fashion-mnist")
     assert f"AUROC {ref.auroc:.3f}" in verdicts[0]
@@ -37,8 +62,7 @@ def test_two_datasets_their_auroc_and_a_verdict(explore_runs, data_root):
                              load_split("fashion-mnist", "test", data_root, limit=200), k=10)
     got = float(next(m for m in at.metric if m.label.startswith("AUROC")).value)
     assert got == pytest.approx(ref200.auroc, abs=5e-4)
-    hist = [f for f in figures(at) if f["data"][0]["type"] == "histogram"][0]
-    assert [len(values(t["x"])) for t in hist["data"]] == [200, 200]  # one score per image
+    _same_bins(_histogram(at), ref200)  # one score per image of the 200
 
 
 def test_no_likelihood_model_says_how_to_train(empty_runs):
