@@ -45,7 +45,7 @@ def contour(z1, z2, f, level: float) -> list:
 def posterior_figure(z1, z2, post, q, *, code=None, height: int = 460) -> Chart:
     """p(z|x) as a heatmap over the grid (post[i, j] at z1[i], z2[j], a density; grids finer
     than 128 cells a side averaged over blocks), with a colour bar, and q(z|x)'s density as
-    contour lines (marching squares on the same grid) at the levels holding about 39 %, 86 %
+    contour lines (``contour``, on the same grid) at the levels holding about 39 %, 86 %
     and 99 % of a Gaussian (1, 2 and 3 standard deviations), the encoder's mean as a cross.
     The plot area is sized so that a unit of z1 and of z2 are the same length on screen."""
     z1, z2 = np.asarray(z1, float), np.asarray(z2, float)

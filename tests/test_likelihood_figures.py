@@ -1,5 +1,5 @@
 """genlab.likelihood_figures: the ECharts options of the posterior, IW and OOD charts are
-plain JSON; marching squares puts q's contours on its levels; fine grids are averaged down."""
+plain JSON; the contours (contourpy) lie on their levels; fine grids are averaged down."""
 from __future__ import annotations
 
 import json
