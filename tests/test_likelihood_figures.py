@@ -3,6 +3,7 @@ plain JSON; the contours (contourpy) lie on their levels; fine grids are average
 from __future__ import annotations
 
 import json
+from itertools import groupby
 
 import numpy as np
 import pytest
@@ -11,15 +12,8 @@ from genlab import likelihood_figures as F
 
 
 def _lines(points: list) -> list[np.ndarray]:
-    out, line = [], []
-    for p in points + [None]:
-        if p is None:
-            if line:
-                out.append(np.array(line))
-            line = []
-        else:
-            line.append(p)
-    return out
+    """The polylines of an ECharts line series (None between them)."""
+    return [np.array(list(g)) for gap, g in groupby(points, lambda p: p is None) if not gap]
 
 
 def _gaussian(n: int, sd=(0.5, 1.0), mu=(0.3, -0.2)):

@@ -4,6 +4,8 @@ is log p(x) - ELBO and agrees with the KL integrated directly on the grid, anoth
 image gives another posterior; runs without a 2-D latent are not offered."""
 from __future__ import annotations
 
+from itertools import groupby
+
 import numpy as np
 import pytest
 
@@ -25,19 +27,6 @@ def _chart(at, has) -> dict:
 
 def _heatmap(at) -> dict:
     return _chart(at, lambda f: any(s["type"] == "heatmap" for s in f["series"]))
-
-
-def _lines(points: list) -> list[np.ndarray]:
-    """A contour series' polylines (None between them)."""
-    out, line = [], []
-    for p in points + [None]:
-        if p is None:
-            if line:
-                out.append(np.array(line))
-            line = []
-        else:
-            line.append(p)
-    return out
 
 
 def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
@@ -79,7 +68,8 @@ def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
     # q (a Gaussian): one closed line at each of 1, 2 and 3 sd around the code, 1 : 2 : 3 wide
     q_lines = [s for s in heat["series"] if s["name"] == Q_NAME]
     assert len(q_lines) == 3
-    loops = [_lines(s["data"]) for s in q_lines]
+    loops = [[np.array(list(g)) for gap, g in groupby(s["data"], lambda p: p is None) if not gap]
+             for s in q_lines]  # each series' polylines (None between them)
     assert [len(ls) for ls in loops] == [1, 1, 1]
     loops = [ls[0] for ls in loops]
     assert all((loop[0] == loop[-1]).all() for loop in loops)
