@@ -64,7 +64,13 @@ def check_model(model) -> None:
 
 def can_integrate(model) -> bool:
     """Whether :func:`check_model` accepts the model (eval and the pages ask this first)."""
-    return model.kind in GAUSSIAN_Q + FLOW_Q and model.cfg.latent_dim == 2
+    return integrable(type(model), model.cfg.latent_dim)
+
+
+def integrable(cls: type, latent_dim) -> bool:
+    """:func:`can_integrate` for a model class and a latent size (a run's stored config:
+    the pages list runs without building their models; genlab.views)."""
+    return cls.kind in GAUSSIAN_Q + FLOW_Q and latent_dim == 2
 
 
 def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@ the app tests run every entry. A new page is one line here plus its file, whose 
 statement after the imports is ``via_router()``."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
+
+from genlab import views
 
 
 class PageSpec(NamedTuple):
@@ -12,17 +14,24 @@ class PageSpec(NamedTuple):
     icon: str
     url_path: str  # the page's URL: http://localhost:8501/<url_path> ("" for the default)
     takes_run: bool = False  # reads st.session_state["run"]: Home offers "open in" links
+    # the runs it can show: (model class, model_config) -> bool, the same function its run
+    # picker lists runs by (genlab.views); None: every run with a readable config
+    shows: Callable[[type, dict], bool] | None = None
+
+    def can_show(self, cls: type | None, cfg: dict) -> bool:
+        """Home offers this page for a run of model class ``cls`` (None: unreadable config)."""
+        return self.takes_run and cls is not None and (self.shows is None or bool(self.shows(cls, cfg)))
 
 
 PAGES: list[PageSpec] = [
     PageSpec("pages/home.py", "Home", ":material/home:", ""),
     PageSpec("pages/train.py", "Train", ":material/model_training:", "train", True),
-    PageSpec("pages/latent.py", "Latent explorer", ":material/scatter_plot:", "latent", True),
-    PageSpec("pages/clusters.py", "Clusters", ":material/bubble_chart:", "clusters", True),
-    PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True),
+    PageSpec("pages/latent.py", "Latent explorer", ":material/scatter_plot:", "latent", True, views.latent_explorer),
+    PageSpec("pages/clusters.py", "Clusters", ":material/bubble_chart:", "clusters", True, views.clusters),
+    PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True, views.interpolation),
     PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
-    PageSpec("pages/posterior.py", "True posterior", ":material/blur_circular:", "posterior", True),
-    PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True),
+    PageSpec("pages/posterior.py", "True posterior", ":material/blur_circular:", "posterior", True, views.posterior),
+    PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True, views.likelihood),
 ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from genlab import explore
+from genlab import explore, views
 from genlab.latent_figures import mixture_figure, weights_figure
 from pages import explore_ui as ui, via_router
 from pages.widgets import draw
@@ -59,7 +59,7 @@ def view_ui(run: ui.Run, mix: explore.Mixture, codes: np.ndarray | None, labels)
 
 
 st.title("Clusters")
-run = ui.pick_run(lambda c: explore.can_encode(c) and explore.can_decode(c),
+run = ui.pick_run(views.clusters,
                   "a model with an encoder (the autoencoder + GMM, a VAE or a flow)")
 d = run.ref.dim if run.ref is not None else 0
 if d > MAX_DIM:

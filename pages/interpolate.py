@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from genlab import explore
+from genlab import explore, views
 from pages import explore_ui as ui, via_router
 
 via_router()
@@ -61,7 +61,7 @@ def random_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 st.title("Interpolation")
-run = ui.pick_run(lambda c: explore.can_decode(c) and (explore.can_encode(c) or explore.has_prior(c)),
+run = ui.pick_run(views.interpolation,
                   "a model that decodes latents (a VAE, the autoencoder + GMM, a flow or a GAN)")
 sources = ([IMAGES] if explore.can_encode(run.model) else []) + \
           ([RANDOM] if run.ref is not None else [])

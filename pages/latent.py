@@ -9,7 +9,7 @@ import time
 import streamlit as st
 import torch
 
-from genlab import explore
+from genlab import explore, views
 from genlab.latent_figures import latent_scatter_figure, selected_codes
 from pages import cache, explore_ui as ui, flow_ui, live_decoder, via_router
 from pages.widgets import TEMPERATURE_HELP, draw
@@ -187,7 +187,7 @@ def draws_ui(run: ui.Run) -> None:
 
 
 st.title("Latent explorer")
-run = ui.pick_run(lambda c: explore.can_decode(c) and explore.has_prior(c),
+run = ui.pick_run(views.latent_explorer,
                   "a model with a latent space (a VAE, the autoencoder + GMM, a flow or a GAN)")
 flow = explore.is_flow(run.model)
 if flow:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genlab import ood as O
+from genlab import ood as O, views
 from genlab.data import data_root
 from genlab.likelihood_figures import ood_histogram_figure
 from pages import cache, likelihood_ui as lui, via_router
@@ -19,12 +19,8 @@ KS = (1, 10, 100, 1000)
 TRAIN_CMD = "python -m genlab train --model nice --dataset fashion-mnist --epochs 3"
 
 
-def _likely(cls, cfg: dict) -> bool:
-    return cls.caps.likelihood is not None
-
-
 def pick_runs() -> list:
-    paths, labels = lui.candidates(_likely)
+    paths, labels = lui.candidates(views.likelihood)
     if not paths:
         lui.no_runs("a model with a likelihood (a flow or a VAE)", TRAIN_CMD)
     if "ood_runs" not in st.session_state:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from genlab import posterior as P
+from genlab import views
 from genlab.data import data_root
 from genlab.latent_figures import latent_scatter_figure, selected_codes
 from genlab.likelihood_figures import iw_figure, posterior_figure
@@ -19,17 +19,13 @@ via_router()
 TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --hidden 256,256 --dataset mnist --epochs 10"
 
 
-def _two_d(cls, cfg: dict) -> bool:
-    return cls.kind in P.GAUSSIAN_Q + P.FLOW_Q and cfg.get("latent_dim") == 2
-
-
 def _plain_vae(path: str) -> bool:
     s = cache.summary(path)
     return s.model == "vae" and s.config.get("iwae_k", 1) == 1
 
 
 def pick_run() -> ui.Run:
-    paths, labels = lui.candidates(_two_d)
+    paths, labels = lui.candidates(views.posterior)
     if not paths:
         lui.no_runs("a VAE with a 2-D latent (vae, vae-flow-prior, vae-flow-decoder or "
                     "vae-flow-posterior, --latent-dim 2)", TRAIN_CMD)
