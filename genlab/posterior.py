@@ -64,7 +64,7 @@ def check_model(model) -> None:
 
 def can_integrate(model) -> bool:
     """Whether :func:`check_model` accepts the model (eval and the pages ask this first)."""
-    return integrable(type(model), model.cfg.latent_dim)
+    return integrable(type(model), vars(model.cfg).get("latent_dim"))  # flows have none
 
 
 def integrable(cls: type, latent_dim) -> bool:
