@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="the PNG to write (not inside a shipped run)")
     m.add_argument("--seed", type=int, default=0, help="[default: 0]")
     m.add_argument("--device", default="auto", choices=DEVICES)
+
+    b = sub.add_parser("export-tensorboard", help="write TensorBoard event files for a run that "
+                       "has none (a shipped one, or one from before they were written) from its "
+                       "metrics.jsonl, samples/ and config.json; the run is only read")
+    b.add_argument("run_dir")
+    b.add_argument("--out", help="folder for the event file, outside checkpoints/ [default: the "
+                   "run's own folder; for a shipped run, runs/tensorboard/NAME]")
     return p
 
 
@@ -342,10 +349,27 @@ def cmd_sample(ns) -> int:
     return 0
 
 
+def cmd_export_tensorboard(ns) -> int:
+    from . import tensorboard_log
+
+    try:
+        res = tensorboard_log.export(ns.run_dir, ns.out)
+    except tensorboard_log.ExportError as e:
+        print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
+    except (runs.RunError, OSError, ValueError, ImportError) as e:
+        print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
+        return 1
+    print(f"{sum(res['scalars'].values())} points of {len(res['scalars'])} scalars, "
+          f"{res['images']} sample grids and {res['hparams']} hyperparameters written to "
+          f"{res['path']}; view them with `tensorboard --logdir {res['path'].parent}`")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     ns = build_parser().parse_args(argv)
     ns.argv = argv  # what eval.json records as its command
     commands = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "ship": cmd_ship,
-                "sample": cmd_sample}
+                "sample": cmd_sample, "export-tensorboard": cmd_export_tensorboard}
     return commands[ns.command](ns)

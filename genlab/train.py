@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import distributed, runs
+from . import distributed, runs, tensorboard_log
 from .config import TrainConfig, flag, validate
 from .data import load_split
 from .device import device_name, pick_device
@@ -120,6 +120,8 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
     val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
     callbacks = [_status_callback(run_dir, t0, cfg.max_minutes, start_step)] if main else []
+    if main:  # the run's TensorBoard event file, kept as fit goes (tensorboard_log)
+        callbacks += tensorboard_log.callbacks(run_dir, start_step)
     if progress and main:
         callbacks.append(_progress_bar(dist.steps_per_epoch(len(train), cfg.batch_size)
                                        * cfg.epochs, start_step))
