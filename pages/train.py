@@ -107,6 +107,7 @@ def runs_section(roots: list, was_active: bool) -> None:
         return
     active = any(i["state"] in ACTIVE for i in infos)
     by_path = {str(i["path"]): i for i in infos}
+    ui.take_watch(by_path)
     if st.session_state.get(ui.WATCH) not in by_path:  # first visit, refresh, or a run removed
         st.session_state[ui.WATCH] = jobs.default_watch(infos, st.query_params.get("watch"),
                                                         st.session_state.get("run"))

@@ -25,6 +25,7 @@ from genlab.tables import datasets_status
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"
 WATCH = "train-watch"  # the run shown at the top of the page (a selectbox key)
+WATCH_NEXT = "train-watch-next"  # the run to watch after a Start or Resume (take_watch sets WATCH)
 STARTED = "train-started"  # what the last Start or Resume did, said once after the rerun
 DEFAULTS_OF = "train-defaults-of"  # the model whose family defaults the training fields hold
 FAMILY_FIELDS = sorted({k for d in FAMILY_DEFAULTS.values() for k in d["values"]})
@@ -171,8 +172,20 @@ def launch(dataset: str, model: str, model_values: dict, train_values: dict, nam
 
 
 def watch(run_dir, message: str) -> None:
-    """Show ``run_dir`` at the top of the page (and in the URL) and say ``message`` once."""
-    st.session_state[WATCH] = str(run_dir)
+    """Show ``run_dir`` at the top of the page (and in the URL) and say ``message`` once,
+    from a rerun on. The Watch selectbox is drawn by the time Start or Resume is handled,
+    and a drawn widget's key cannot be set in the same run
+    (StreamlitWidgetAlreadyInstantiatedError): the rerun sets it before drawing it
+    (:func:`take_watch`)."""
+    st.session_state[WATCH_NEXT] = str(run_dir)
     st.query_params["watch"] = Path(run_dir).name
     st.session_state[STARTED] = message
     st.rerun()
+
+
+def take_watch(paths) -> None:
+    """Before the Watch selectbox is drawn: watch the run the last Start or Resume asked
+    for (:func:`watch`), once it is listed."""
+    run = st.session_state.pop(WATCH_NEXT, None)
+    if run in paths:
+        st.session_state[WATCH] = run
