@@ -5,6 +5,16 @@ sliced from them; each step calls ``model.train_step`` (one optimiser by default
 two for GANs). After every epoch: validation metrics, a checkpoint (atomic), a
 sample grid. Metrics go to metrics.jsonl as they are made. Non-finite losses stop
 the run with the step and the part that went bad; the last good checkpoint stays.
+
+Stop and resume meet at one point, the last step taken. A stop (SIGTERM, SIGINT: the
+app's Stop button) mid-epoch checkpoints the weights, optimisers, schedule (lr, weight
+average, KL warm-up) and step count after that step, with the epoch's "position": the
+batches done, the random streams (pixel noise, every process's model noise) and the
+training sums of the records not yet written. The resume rebuilds the epoch's batch
+order from its seed and goes on at the next batch, so it equals a run that never
+stopped: the same weights and the same records, each step logged once. A killed process
+leaves the last epoch's checkpoint, where every counter stands at that epoch's end: the
+resume replays the unfinished epoch from its start and drops its records.
 """
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ import math
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -77,9 +87,9 @@ class StopRequested:
 class _Sums:
     """Image-weighted sums of step outputs, kept as tensors (no device sync per step)."""
 
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
+    def __init__(self, sums: dict | None = None, n: int = 0):
+        self.sums: dict[str, torch.Tensor] = dict(sums or {})
+        self.n = n
 
     def add(self, out: dict[str, torch.Tensor], n: int) -> None:
         for k, v in out.items():
@@ -93,6 +103,33 @@ class _Sums:
 
     def mean(self) -> dict[str, float]:
         return {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
+
+
+@dataclass
+class _Position:
+    """Where a stopped epoch stands: ``batch`` of its batches done and what the steps after
+    it need, per process in rank order (one row each): the random streams after that batch,
+    the pixel noise (one for all processes), torch's CPU generator ``model_noise``
+    (processes, L) and the device's own ``device_noise`` (CUDA) when it has one, and the
+    training sums of the epoch and of the window since the last record,
+    {"sums": {part: (processes,)}, "n": (processes,)}."""
+    epoch: int  # the epoch in progress (1-based)
+    batch: int
+    window_images: int
+    device_type: str
+    pixel_noise: torch.Tensor
+    model_noise: torch.Tensor
+    device_noise: torch.Tensor | None
+    epoch_sums: dict
+    window_sums: dict
+
+    def state_dict(self) -> dict:
+        """Plain numbers and tensors: loads with ``torch.load(weights_only=True)``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Position":
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
 def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) -> None:
@@ -141,13 +178,17 @@ def _step_context(precision: str, device: torch.device):
 
 
 def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int,
-                       schedule: TrainingSchedule | None = None) -> dict:
+                       schedule: TrainingSchedule | None = None,
+                       position: dict | None = None) -> dict:
     """What checkpoint.pt holds. "model" is what evaluation, the app and shipping read: the
     averaged weights when the run averages them (the live buffers beside them), else the
     live ones; with averaging, "live_model" keeps the live weights and "schedule" the
-    average, the lr schedule and the step count, so that a resume continues exactly."""
+    average, the lr schedule and the step count, so that a resume continues exactly.
+    ``epoch``: epochs done; ``position``: where epoch + 1 stands after a stop in it."""
     out = {"kind": model.kind, "config": to_dict(model.cfg), "model": model.state_dict(),
            "optimizers": [o.state_dict() for o in optimizers], "epoch": epoch, "step": step}
+    if position is not None:
+        out["position"] = position
     if schedule is not None:
         out["model"] = schedule.model_state_dict(model)
         out["schedule"] = schedule.state_dict()
@@ -176,6 +217,7 @@ class _Loop:
         self.step_context = _step_context(cfg.precision, device)
         self.pixel_noise = torch.Generator(device=device)
         self.batch_order = torch.Generator()
+        self.position: _Position | None = None  # a stopped epoch's, until it goes on
         self.writer = runs.MetricsWriter(run_dir / runs.METRICS) if run_dir else None
         self.t0, self.cpu_t0 = _clock(), _cpu_clock()
         self.budget_t0 = self.budget_now()
@@ -197,14 +239,11 @@ class _Loop:
         if self.stop_requested(stop, True):  # asked to stop between epochs, or before fit() began
             return self.stopped(epoch - 1)
         state = self.state
-        state.epoch, t_epoch, epoch_step0 = epoch, _clock(), state.step
+        state.epoch, t_epoch = epoch, _clock()
         b_epoch = self.budget_now()
         self.seed_epoch(epoch)
         sums = self.train_epoch(stop)
-        if sums is None:
-            # resume repeats this partial epoch from the weights now; its step count
-            # restarts where the epoch began, as its metrics are dropped then
-            state.step = epoch_step0
+        if sums is None:  # stopped mid-epoch: saved with its position, resumed there
             return self.stopped(epoch - 1)
         self.end_epoch(epoch, sums, t_epoch)
         if self.dist.any(self.over_budget(epoch, b_epoch)):  # any process's clock stops all
@@ -233,7 +272,8 @@ class _Loop:
         if self.run_dir:
             runs.save_checkpoint(self.run_dir / runs.CHECKPOINT, checkpoint_payload(
                 self.model, self.optimizers, epoch=epoch, step=self.state.step,
-                schedule=self.sched))
+                schedule=self.sched,
+                position=self.position.state_dict() if self.position else None))
 
     def seed_epoch(self, epoch: int) -> None:
         """Per-epoch streams (pixel noise, batch order, model noise): a resumed run
@@ -244,16 +284,17 @@ class _Loop:
         torch.manual_seed(self.dist.seed(base + 2))  # model noise: one stream per process
 
     def train_epoch(self, stop: StopRequested) -> _Sums | None:
-        """The steps of one epoch, a training record every ``log_every`` steps and at the
-        epoch's end; returns the epoch's sums, or None when ``stop`` was set mid-epoch."""
+        """The steps of one epoch (a stopped one: from its next batch), a training record
+        every ``log_every`` steps and at the epoch's end; returns the epoch's sums, or None
+        when ``stop`` was set mid-epoch (``self.position`` then says where)."""
         cfg, state, model = self.cfg, self.state, self.model
         self.model.train()
-        epoch_sums, window_sums, window, window_images = _Sums(), _Sums(), [], 0
-        t_window = _clock()
         # global batches (the same on every process), each process stepping on its part
         epoch = self.dist.batches(len(self.train), cfg.batch_size, generator=self.batch_order,
                                   device=model.device)
-        for i, idx in enumerate(epoch, 1):
+        done, epoch_sums, window_sums, window_images = self.go_on(len(epoch))
+        window, t_window = [], _clock()  # (a resumed window's outputs are in its sums only)
+        for i, idx in enumerate(epoch[done:], done + 1):
             x = self.dist.part(preprocess(self.train.x[idx], model.preprocess,
                                           generator=self.pixel_noise))
             if self.beta is not None:  # KL warm-up: the weight of this step
@@ -277,8 +318,55 @@ class _Loop:
             else:
                 self.emit("step")
             if self.stop_requested(stop, logged or state.step % STOP_CHECK_EVERY == 0):
+                self.position = self.where(i, epoch_sums, window_sums, window_images)
                 return None
         return epoch_sums
+
+    def go_on(self, batches: int) -> tuple[int, _Sums, _Sums, int]:
+        """Where the epoch starts: (batches done, epoch sums, window sums, window images),
+        from the start, or where a stop left it, its random streams put back. Each process
+        goes on from its own streams and sums under as many processes as saved them; under
+        another number, from the epoch's start streams (no longer one run), rank 0 holding
+        the sums."""
+        at, self.position = self.position, None
+        if at is None:
+            return 0, _Sums(), _Sums(), 0
+        if not 0 <= int(at.batch) <= batches:
+            raise ValueError(f"the checkpoint stopped after batch {at.batch} of epoch "
+                             f"{at.epoch}, which has {batches} batches here")
+        device, rank = self.model.device, self.dist.rank
+        same = len(at.model_noise) == self.dist.world  # as many processes as saved it
+        if at.device_type == device.type:  # generators of another device type do not fit
+            self.pixel_noise.set_state(at.pixel_noise.cpu())
+            if same:  # (a row copied: the generators read a state from its storage's start)
+                torch.set_rng_state(at.model_noise[rank].cpu().clone())
+                if at.device_noise is not None:
+                    torch.cuda.set_rng_state(at.device_noise[rank].cpu().clone(), device)
+        sums = [self.own_sums(s, same) for s in (at.epoch_sums, at.window_sums)]
+        return int(at.batch), *sums, int(at.window_images)
+
+    def own_sums(self, gathered: dict, same: bool) -> _Sums:
+        """This process's sums of those :meth:`where` gathered."""
+        n, parts, rank = gathered["n"], gathered["sums"], self.dist.rank
+        if same:
+            return _Sums({k: v[rank] for k, v in parts.items()}, int(n[rank]))
+        keep = 1 if self.dist.is_main else 0
+        return _Sums({k: v.sum() * keep for k, v in parts.items()}, int(n.sum()) * keep)
+
+    def where(self, batch: int, epoch_sums: _Sums, window_sums: _Sums,
+              window_images: int) -> _Position:
+        """The epoch's position after ``batch``, every process's streams and sums gathered
+        (collectives: all processes call it, at the same step)."""
+        device, gather = self.model.device, self.dist.gather
+
+        def rows(sums: _Sums) -> dict:
+            parts = {k: gather(torch.as_tensor(v).reshape(1)) for k, v in sums.sums.items()}
+            return {"sums": parts, "n": gather(torch.tensor([sums.n]))}
+        return _Position(
+            self.state.epoch, batch, window_images, device.type, self.pixel_noise.get_state(),
+            gather(torch.get_rng_state()[None]),  # (processes, L)
+            gather(torch.cuda.get_rng_state(device)[None]) if device.type == "cuda" else None,
+            rows(epoch_sums), rows(window_sums))
 
     def stop_requested(self, stop: StopRequested, check: bool) -> bool:
         """The stop flag; under several processes it is agreed on (set on one: stop all) at
@@ -325,7 +413,8 @@ class _Loop:
                                  self.cfg.n_samples, self.cfg.seed, temperature=t)
 
     def stopped(self, epoch: int) -> dict:
-        """Stop on request: the checkpoint of ``epoch``, from the weights as they are now."""
+        """Stop on request: the checkpoint of ``epoch`` epochs done, from the weights as they
+        are now, with the next one's position when it stopped in it."""
         self.save(epoch)
         self.dist.wait_for_main()
         return {"state": "stopped", "epoch": epoch, "step": self.state.step}
@@ -342,7 +431,7 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
         run_dir: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
         optimizers: list | None = None, start_epoch: int = 0, start_step: int = 0,
         stop: StopRequested | None = None, dist: Dist | None = None,
-        schedule: dict | None = None) -> dict:
+        schedule: dict | None = None, position: dict | None = None) -> dict:
     """Train ``model`` for epochs start_epoch+1 .. cfg.epochs.
 
     Returns the final status dict: {"state": "done" | "stopped", "epoch", "step"}, plus
@@ -354,6 +443,8 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
     ``optimizers``, ``schedule``: a resume's optimisers (their state loaded) and the
     checkpoint's "schedule" (None for a checkpoint written before it existed: the schedule
     is placed at ``start_step``); the model then holds the live weights ("live_model").
+    ``position``: the checkpoint's "position" of a run stopped mid-epoch: epoch
+    start_epoch + 1 goes on at its next batch (see the module's docstring).
     ``dist``: this process's place in a torchrun launch (genlab.distributed.setup; default
     one process). Every process runs fit() on the whole split with the same seeds; only
     the one given ``run_dir`` and ``callbacks`` (rank 0) writes. ``cfg.batch_size`` is the
@@ -371,6 +462,11 @@ def fit(model: GenerativeModel, train: ImageData, val: ImageData | None, cfg: Tr
         loop.sched.load_state_dict(schedule)
     elif start_step:  # a checkpoint from before schedules: its recipe only needs the count
         loop.sched.start_at(start_step)
+    if position is not None:
+        loop.position = _Position.from_state(position)
+        if loop.position.epoch != start_epoch + 1:
+            raise ValueError(f"the checkpoint's position is in epoch {loop.position.epoch}, "
+                             f"not in epoch {start_epoch + 1} after its {start_epoch} done")
     with loop, nullcontext(stop) if stop is not None else StopRequested() as stop:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             end = loop.run_epoch(epoch, stop)

@@ -36,8 +36,9 @@ CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
 
 
 # checkpoint entries only a resume needs (shipping leaves them out): the optimisers' state,
-# the live weights beside the averaged "model" and the lr schedule / weight average
-RESUME_ONLY = ("optimizers", "live_model", "schedule")
+# the live weights beside the averaged "model", the lr schedule / weight average and,
+# after a stop mid-epoch, where in the epoch it stopped
+RESUME_ONLY = ("optimizers", "live_model", "schedule", "position")
 
 
 class RunError(RuntimeError):
@@ -379,12 +380,16 @@ def latest_sample(run_dir: str | os.PathLike) -> Path | None:
     return samples[-1] if samples else None
 
 
-def truncate_metrics(path: str | os.PathLike, epoch: int) -> int:
-    """Before a resume: keep only records of completed epochs (<= epoch), dropping
-    the partial epoch a killed process left and any torn line. Returns lines dropped."""
+def truncate_metrics(path: str | os.PathLike, epoch: int, *, step: int | None = None) -> int:
+    """Before a resume: keep only records of completed epochs (<= epoch) and, given the
+    checkpoint's ``step`` (a stop mid-epoch), the next epoch's step records up to it,
+    dropping what a killed process wrote after its checkpoint and any torn line. Returns
+    lines dropped."""
     path = Path(path)
     records, bad = read_metrics(path)
-    keep = [r for r in records if int(r.get("epoch", 0)) <= epoch]
+    keep = [r for r in records if int(r.get("epoch", 0)) <= epoch or (
+        step is not None and r.get("event") == "step" and int(r.get("epoch", 0)) == epoch + 1
+        and int(r.get("step", step + 1)) <= step)]
     dropped = len(records) - len(keep) + bad
     if dropped:
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())

@@ -106,8 +106,8 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     device = dist.device
     torch.manual_seed(cfg.seed)
     if resume:
-        model, optimizers, schedule, start_epoch, start_step = _resume_from(run_dir, cfg, device,
-                                                                            main)
+        model, optimizers, saved, start_epoch, start_step = _resume_from(run_dir, cfg, device,
+                                                                         main)
         if start_epoch >= cfg.epochs:
             distributed.teardown(dist)
             return write_status(run_dir, state="done", epoch=start_epoch,
@@ -115,7 +115,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
                                              "pass --epochs N with N larger to continue")
     else:
         model = runs.build_run_model(rc, run_dir).to(device)
-        optimizers, schedule, start_epoch, start_step = None, None, 0, 0
+        optimizers, saved, start_epoch, start_step = None, {}, 0, 0
     limit = cfg.limit or None
     train = load_split(cfg.dataset, "train", cfg.data_root or None, limit=limit)
     val = load_split(cfg.dataset, "val", cfg.data_root or None, limit=limit)
@@ -128,7 +128,7 @@ def _train_run(run_dir: Path, *, resume: bool, epochs: int | None, progress: boo
     write_status(run_dir, state="running", device=device_name(device), processes=dist.world)
     result = fit(model, train, val, cfg, run_dir=run_dir if main else None,
                  callbacks=tuple(callbacks), optimizers=optimizers, start_epoch=start_epoch,
-                 start_step=start_step, stop=stop, dist=dist, schedule=schedule)
+                 start_step=start_step, stop=stop, dist=dist, **saved)
     distributed.teardown(dist)
     return write_status(run_dir, state=result["state"], epoch=result["epoch"],
                         step=result["step"], message=_end_message(run_dir, cfg, result),
@@ -141,10 +141,11 @@ def _no_status(run_dir: Path, **fields) -> dict:
 
 
 def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bool = True):
-    """The model (its live weights), optimisers, schedule state, epoch and step of the run's
-    checkpoint; a checkpoint whose optimiser state or counters do not fit is a RunError
-    naming it. (load_model gives the averaged weights, which ship; a run that averages
-    keeps the live ones, which it trains on, in "live_model".)"""
+    """The model (its live weights), optimisers, fit()'s schedule and position (a dict of
+    the two), epoch and step of the run's checkpoint; a checkpoint whose optimiser state or
+    counters do not fit is a RunError naming it. (load_model gives the averaged weights,
+    which ship; a run that averages keeps the live ones, which it trains on, in
+    "live_model".) The metrics records after the checkpoint's step are dropped."""
     model, ckpt, _ = runs.load_model(run_dir, map_location=device)
     path = run_dir / runs.CHECKPOINT
     optimizers = model.configure_optimizers(cfg.lr, cfg)
@@ -158,15 +159,16 @@ def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bo
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise runs.RunError(f"{path}: optimiser state or epoch/step counters do not fit the "
                             f"model ({why})") from None
+    saved = {"schedule": ckpt.get("schedule"), "position": ckpt.get("position")}
     if not main:  # rank 0 alone trims the metrics file
-        return model, optimizers, ckpt.get("schedule"), start_epoch, start_step
+        return model, optimizers, saved, start_epoch, start_step
     torn = runs.read_metrics(run_dir / runs.METRICS)[1]
-    dropped = runs.truncate_metrics(run_dir / runs.METRICS, start_epoch)
+    dropped = runs.truncate_metrics(run_dir / runs.METRICS, start_epoch, step=start_step)
     if dropped:
         print(f"genlab: warning: {run_dir / runs.METRICS}: dropped {torn} unreadable (torn) "
               f"line(s) and {dropped - torn} record(s) of the unfinished epoch {start_epoch + 1}",
               file=sys.stderr, flush=True)
-    return model, optimizers, ckpt.get("schedule"), start_epoch, start_step
+    return model, optimizers, saved, start_epoch, start_step
 
 
 def _end_message(run_dir: Path, cfg: TrainConfig, result: dict) -> str:

@@ -17,6 +17,7 @@ import torch
 from genlab import runs
 from genlab.cli import main as cli_main
 from genlab.models import build_model
+from genlab.models.gan import GANConfig
 from genlab.models.vae import VAE, VAEConfig
 from genlab.config import TrainConfig, validate
 from genlab.loop import TrainingFailed, _step_context, fit
@@ -185,7 +186,8 @@ def test_sigterm_stops_cleanly_and_resume_finishes(data_root, tmp_path, capsys):
     status = runs.read_json(run_dir / runs.STATUS)
     assert status["state"] == "stopped" and "resume" in status["message"]
     ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
-    assert ckpt["epoch"] == status["epoch"] < 2 and ckpt["step"] == ckpt["epoch"] * spe
+    assert ckpt["epoch"] == status["epoch"] < 2  # epochs done; the steps done are kept
+    assert ckpt["step"] == status["step"] > ckpt["epoch"] * spe, "expected a stop mid-epoch"
     assert cli_main(["resume", str(run_dir), "--quiet"]) == 0
     assert "done: epoch 2" in capsys.readouterr().out
     assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
@@ -225,6 +227,10 @@ def test_truncate_metrics_drops_partial_epoch_and_torn_line(tmp_path):
     assert runs.truncate_metrics(path, 1) == 2
     assert runs.read_metrics(path) == (recs[:2], 0)
     assert runs.truncate_metrics(path, 1) == 0  # idempotent
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs + [{"event": "step", "epoch": 2,
+                                                                  "step": 20}]))
+    assert runs.truncate_metrics(path, 1, step=15) == 1  # stopped at 15: its records kept
+    assert runs.read_metrics(path) == (recs, 0)
 
 
 # -- the time budget (--max-minutes) ---------------------------------------------------
@@ -424,6 +430,91 @@ def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_roo
     for r in steps:  # the objective at the step's KL weight, the ELBO at weight 1 beside it
         assert r["loss"] == pytest.approx(r["recon"] + r["kl_weight"] * r["kl"], rel=1e-5)
         assert r["elbo"] == pytest.approx(-(r["recon"] + r["kl"]), rel=1e-5)
+
+
+def _sigterm_at_step(monkeypatch, step: int):
+    """train_run's callbacks send SIGTERM (the Stop button's signal) right after ``step``;
+    returns the real status callback, to put back."""
+    import genlab.train
+
+    real = genlab.train._status_callback
+
+    def stopping(*args, **kw):
+        cb = real(*args, **kw)
+
+        def wrapped(event, s):
+            cb(event, s)
+            if event in ("step", "log") and s.step == step:
+                os.kill(os.getpid(), signal.SIGTERM)  # caught by train_run's StopRequested
+        return wrapped
+
+    monkeypatch.setattr(genlab.train, "_status_callback", stopping)
+    return real
+
+
+MID_EPOCH_RUNS = {  # model, its config, options: each with an lr schedule and weight averaging
+    "vae": ("vae", VAEConfig(latent_dim=4, hidden=(32,)), SCHEDULED),  # KL warm-up over 15 steps
+    "gan": ("gan", GANConfig(latent_dim=4, hidden=(32,), d_hidden=(32,)),  # its own train_step,
+            dict(lr_schedule="cosine", warmup_steps=3, lr_floor=0.1, ema_decay=0.9)),  # dropout
+}
+
+
+@pytest.mark.parametrize("name", MID_EPOCH_RUNS)
+def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tmp_path,
+                                                             monkeypatch):
+    """Stopped by SIGTERM at step 14, in the middle of epoch 2 (10 steps an epoch, a record
+    every 3: the window of steps 13-14 is open), then resumed: the same weights, averaged
+    and live, optimiser and schedule state, and the same records step by step (loss, lr,
+    kl_weight) as a run that never stopped, each step logged once."""
+    import genlab.train
+    from genlab.train import train_run
+
+    kind, mcfg, options = MID_EPOCH_RUNS[name]
+    tc = TrainConfig(epochs=3, batch_size=50, limit=500, data_root=str(data_root), n_samples=4,
+                     log_every=3, **options)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    for path in (straight, split):
+        path.mkdir()
+        runs.write_config(path, kind, mcfg, tc)
+    assert train_run(straight)["state"] == "done"
+    real = _sigterm_at_step(monkeypatch, 14)
+    stopped = train_run(split)
+    assert stopped["state"] == "stopped" and stopped["step"] == 14, stopped
+    assert runs.load_checkpoint(split / runs.CHECKPOINT)["step"] == 14  # no step thrown away
+    monkeypatch.setattr(genlab.train, "_status_callback", real)
+    real_load = genlab.train.load_split
+
+    def load_then_stop(*args, **kw):  # Stop again while the resume loads its data
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_load(*args, **kw)
+
+    monkeypatch.setattr(genlab.train, "load_split", load_then_stop)
+    assert train_run(split, resume=True)["state"] == "stopped"  # saved where it stood, again
+    monkeypatch.setattr(genlab.train, "load_split", real_load)
+    assert train_run(split, resume=True)["state"] == "done"
+
+    a = runs.load_checkpoint(straight / runs.CHECKPOINT)
+    b = runs.load_checkpoint(split / runs.CHECKPOINT)
+    assert a["step"] == b["step"] == 30 and a["epoch"] == b["epoch"] == 3
+    for key in ("model", "live_model"):
+        assert set(a[key]) == set(b[key])
+        for k, v in a[key].items():
+            assert torch.equal(v, b[key][k]), (key, k)
+    assert a["schedule"]["steps"] == b["schedule"]["steps"] == 30
+    assert a["schedule"]["ema"]["num_updates"] == b["schedule"]["ema"]["num_updates"] == 30
+    assert a["schedule"]["schedulers"] == b["schedule"]["schedulers"]
+    for oa, ob in zip(a["optimizers"], b["optimizers"]):
+        for p, s in oa["state"].items():
+            assert all(torch.equal(v, ob["state"][p][k]) for k, v in s.items()), p
+    drop = ("seconds", "cpu_seconds", "images_per_s")
+    rec_a, rec_b = ([{k: v for k, v in r.items() if k not in drop}
+                     for r in runs.read_metrics(r / runs.METRICS)[0]] for r in (straight, split))
+    assert [r["step"] for r in rec_b if r["event"] == "step"] == [3, 6, 9, 10, 12, 15, 18, 20,
+                                                                 21, 24, 27, 30]
+    assert rec_a == rec_b
+    if kind == "vae":  # the warm-up really ran through the stop: weight s / 15 at step s
+        kl_w = {r["step"]: r["kl_weight"] for r in rec_b if r["event"] == "step"}
+        assert kl_w[12] == pytest.approx(11 / 15) and kl_w[15] == pytest.approx(14 / 15)
 
 
 def test_the_averaged_weights_are_validated_sampled_and_saved(data_root, tmp_path, monkeypatch):
