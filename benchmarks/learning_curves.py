@@ -3,13 +3,14 @@
     GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/learning_curves.py --dry-run
     GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/learning_curves.py
 
-For each family of FAMILIES (a line-up entry of benchmarks/lineup.py, its CPU budget, its
-test metric and the goal the issue names) two runs train side by side, each a process on
+For each family of FAMILIES (a line-up entry of benchmarks/lineup.py and its CPU budget; its
+test metric and the goal the issue names follow from what the model declares: ``measure``)
+two runs train side by side, each a process on
 one thread (OMP_NUM_THREADS=1): "old", the line-up's options with every option the family
-defaults set given its value from before issue 12 (genlab.optim.legacy_values: constant Adam
+defaults set given its value from before issue 12 (genlab.models.legacy_values: constant Adam
 lr, no averaging, no warm-up; the CLI would otherwise fill them with the family defaults),
 and "new", the same options plus the family's RECIPES["new"] options
-(genlab.optim.family_defaults, the papers' settings). The budget is cut into --snapshots
+(genlab.models.family_defaults, the papers' settings). The budget is cut into --snapshots
 chunks: chunk 1 is `python -m genlab train ... --epochs 10000 --max-minutes CHUNK`, each
 later one `python -m genlab resume RUN` (another CHUNK), and after each chunk both runs are
 evaluated on the test split (`python -m genlab eval RUN --k K --limit N`), eval.json copied
@@ -51,32 +52,52 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import lineup  # noqa: E402
-from genlab.optim import family_defaults, family_sources  # noqa: E402
+from genlab.models import family_defaults, family_sources  # noqa: E402
 
 RESULTS = BENCH / "results"
+
+
+# what a run is measured by, from what its model declares: (eval.json key plotted, unit, the
+# goal of "minutes to goal": the first time the metric is <= it)
+NATS, BITS, FID = ("nll_nats", "nats", 95.0), ("bpd", "bits/dim", 2.0), ("fid", "genlab FID", None)
+
+
+def measure(entry: lineup.Entry) -> tuple[str, str, float | None]:
+    """FID for a model without a likelihood (caps.likelihood None); else bits/dim on
+    dequantised 8-bit pixels, nats on binarised ones (its --preprocess, or its config's)."""
+    from genlab.config import defaults
+    from genlab.models import family
+
+    fam = family(entry.model)
+    if fam.model_cls.caps.likelihood is None:
+        return FID
+    given = dict(zip(entry.options[::2], entry.options[1::2]))
+    return BITS if given.get("--preprocess", defaults(fam.config_cls).get("preprocess")) == "dequantize" \
+        else NATS
 
 
 @dataclass(frozen=True)
 class Family:
     entry: str  # line-up name (benchmarks/lineup.py)
     budget_min: float  # CPU minutes per run
-    metric: str  # eval.json key plotted
-    unit: str
-    goal: float | None  # "minutes to goal": first time metric <= goal
+
+    @property
+    def _measure(self) -> tuple[str, str, float | None]:
+        return measure(lineup.by_name(self.entry)[0])
+
+    metric = property(lambda self: self._measure[0])  # eval.json key plotted
+    unit = property(lambda self: self._measure[1])
+    goal = property(lambda self: self._measure[2])  # "minutes to goal": first time metric <= goal
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("vae-20d", 10, "nll_nats", "nats", 95.0),
-    Family("vae-flow-prior", 10, "nll_nats", "nats", 95.0),
-    Family("binary-vae", 10, "nll_nats", "nats", 95.0),
-    Family("nice", 10, "bpd", "bits/dim", 2.0),
-    Family("realnvp", 30, "bpd", "bits/dim", 2.0),
-    Family("gan", 10, "fid", "genlab FID", None),
+    Family("vae-20d", 10), Family("vae-flow-prior", 10), Family("binary-vae", 10),
+    Family("nice", 10), Family("realnvp", 30), Family("gan", 10),
 )
 
 
 # The two recipes, as extra `genlab train` options on top of the line-up entry's. "new" is
-# the family's papers' settings (genlab.optim.family_defaults); complete or override per
+# the family's papers' settings (genlab.models.family_defaults); complete or override per
 # line-up name in NEW_OVERRIDES (e.g. once the CLI grows an option, or to try a variant).
 NEW_OVERRIDES: dict[str, dict] = {}
 NEW_EXTRA: list[str] = []  # --new-options: flags on top of "new" for every family (a variant)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genlab.config import format_value  # noqa: E402
-from genlab.optim import legacy_values  # noqa: E402
+from genlab.models import legacy_values  # noqa: E402
 
 
 def flags(options: dict) -> list[str]:

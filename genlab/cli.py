@@ -7,9 +7,11 @@ Bad arguments give one line on stderr and exit code 2; they are parsed by
 :func:`genlab.runs.new_config`, as the Train page's are, so both say the same.
 
 A new run's training options that the command line does not set take the model
-family's defaults (genlab.optim.family_defaults, filled in by runs.new_config: the papers'
-optimiser, learning rate, schedule, batch size...; ``--help`` lists them with their
-sources), and config.json records the values used; the Train page starts from the same.
+family's defaults (its registry entry: genlab.models.family_defaults, filled in by
+runs.new_config: the papers' optimiser, learning rate, schedule, batch size...; ``--help``
+lists them with their sources), and config.json records the values used; the Train page
+starts from the same. A family added with genlab.models.register before :func:`main` runs
+is a family of the CLI like any other.
 
 ``train --run-dir DIR`` without ``--model`` trains the run whose config.json is in DIR
 and that has not started yet: how the app starts the runs it configured.
@@ -30,8 +32,7 @@ from .distributed import DistributedError, exit_after_failure, is_main_process, 
 from .device import DEVICES, pick_device
 from .loop import TrainingFailed, save_sample_grid
 from .metrics import eval_lines, evaluate_run
-from .models import MODELS
-from .optim import FAMILY_DEFAULTS, family_defaults, family_sources
+from .models import FAMILIES, MODELS, family_defaults
 from .status import continue_root, read_only
 from .train import train_run
 
@@ -86,12 +87,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 def _sources_epilog() -> str:
     """Where each family's training defaults come from, for ``train --help``."""
-    seen, lines = {}, []
-    for model in MODELS:
-        key = id(FAMILY_DEFAULTS[model])
-        seen.setdefault(key, []).append(model)
-    for models in seen.values():
-        lines.append(f"{', '.join(models)}: " + " ".join(family_sources(models[0])))
+    by_sources: dict[tuple[str, ...], list[str]] = {}
+    for name, fam in FAMILIES.items():
+        by_sources.setdefault(fam.sources, []).append(name)
+    lines = [f"{', '.join(names)}: " + " ".join(sources) for sources, names in by_sources.items()
+             if sources]
     return "training defaults per model family, and their sources: " + " | ".join(lines)
 
 

@@ -191,7 +191,7 @@ class OptimConfig:
     KL warm-up (genlab.optim builds them). The defaults are the recipe genlab had before
     these options (Adam, constant lr, no averaging, no warm-up), so a config.json that does
     not name them trains as it did; new runs of the CLI and the Train page get their
-    model family's defaults (genlab.optim.family_defaults, the papers' settings)."""
+    model family's defaults (genlab.models.family_defaults, the papers' settings)."""
     optimizer: str = opt("adam", "optimiser: adam (L2 weight decay added to the gradient), "
                          "adamw (decoupled weight decay) or adamax (infinity-norm Adam); the "
                          "fused step where PyTorch has one for the device, else foreach",

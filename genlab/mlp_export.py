@@ -8,11 +8,11 @@ generator) or "clamp" (a Gaussian decoder's mean, clamped to [0, 1]; the export 
 the mean's rows of the last layer). Batch norm in evaluation mode is an affine map, folded
 into the linear layer before it: s = gamma / sqrt(var + eps), W' = s W, b' = s (b - mean) + beta.
 
-Which network decodes, and how its output becomes pixels, is read from the model's
-registry kind here (the one place); models with convolutional or flow decoders are not
-exportable (:func:`export_decoder` returns None), and an export whose numpy forward does
-not reproduce ``model.decode`` on random codes within 1e-5 is refused too, so a caller can
-never show the wrong pixels.
+Which network decodes, and how its output becomes pixels, the model says through its
+``mlp_decoder()`` hook (None: no single network, such as a flow decoder); a network with a
+convolution is not exportable either (:func:`export_decoder` returns None), and an export
+whose numpy forward does not reproduce ``model.decode`` on random codes within 1e-5 is
+refused too, so a caller can never show the wrong pixels.
 """
 from __future__ import annotations
 
@@ -26,10 +26,6 @@ from torch import nn
 ACTS = ("identity", "relu", "leaky_relu", "tanh", "sigmoid")
 OUTPUTS = ("sigmoid", "tanh01", "clamp")
 CHECK_TOL = 1e-5  # the export must reproduce model.decode within this on random codes
-
-# kind -> the attribute holding the network that maps z (B, d) to the decoder's output
-_NETWORK = {"vae": "decoder", "vae-flow-prior": "decoder", "vae-flow-posterior": "decoder",
-            "binary-vae": "decoder", "ae-gmm": "decoder", "gan": "generator"}
 
 
 class NotAnMLP(ValueError):
@@ -128,21 +124,22 @@ def layers_of(net: nn.Module) -> list[Layer]:
 
 
 def _raw_export(model) -> MLPExport:
-    kind = model.kind
-    if kind not in _NETWORK:
-        raise NotAnMLP(f"a {kind!r} model's decoder is not exported (only {', '.join(_NETWORK)})")
-    layers = layers_of(getattr(model, _NETWORK[kind]))
+    net = model.mlp_decoder()
+    if net is None:
+        raise NotAnMLP(f"a {model.kind!r} model's decoder is not one network")
+    net, output = net
+    if output not in OUTPUTS:
+        raise ValueError(f"{type(model).__name__}.mlp_decoder: output must be one of "
+                         f"{', '.join(OUTPUTS)} (got {output!r})")
+    layers = layers_of(net)
     shape = tuple(int(s) for s in model.cfg.image_shape)
     n_pix = int(np.prod(shape))
-    if kind == "gan":
+    if output == "tanh01":
         if layers[-1].act != "tanh":
-            raise NotAnMLP("the generator does not end in tanh")
-        layers[-1].act, output = "identity", "tanh01"
-    elif kind == "ae-gmm" or model.bernoulli:
-        output = "sigmoid"
-    else:  # a Gaussian decoder: channels 0..C-1 of its 2C output channels are the mean
+            raise NotAnMLP("the network does not end in tanh")
+        layers[-1].act = "identity"
+    elif output == "clamp":  # a Gaussian decoder: its first C*H*W outputs are the means
         layers[-1].weight, layers[-1].bias = layers[-1].weight[:n_pix], layers[-1].bias[:n_pix]
-        output = "clamp"
     if layers[-1].act != "identity" or layers[-1].weight.shape[0] != n_pix:
         raise NotAnMLP(f"the last layer gives {layers[-1].weight.shape[0]} values for {n_pix} pixels")
     return MLPExport(layers, output, shape)

@@ -10,8 +10,8 @@ tensors and numbers, so that a run stopped and resumed equals one that never sto
 The options are :class:`genlab.config.OptimConfig` fields (``opt()``, like every other
 hyperparameter), which :class:`~genlab.config.TrainConfig` has too; their defaults are the
 old recipe (Adam, constant lr, no averaging, no warm-up), so a
-config that does not name them trains as before. :func:`family_defaults` gives each model
-family the settings its papers state, with the source.
+config that does not name them trains as before. ``genlab.models.family_defaults`` gives
+each model family the settings its papers state, with the source (its registry entry).
 
 Steps are counted from 0: step s is the (s+1)-th optimiser update of the run.
 """
@@ -33,127 +33,9 @@ BURDA_STAGES = 8  # Burda et al. 2016: lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0
 check = check_optim  # what field bounds cannot say (betas is a pair); TrainConfig calls it
 
 
-# -- per-family defaults from the papers -----------------------------------------------
-# Each entry: the option values (OptimConfig fields and the TrainConfig fields lr,
-# batch_size, clip_grad) and the sources, one line per claim. "verified" names what the
-# value was read from (the authors' code, a reimplementation, the paper's text as quoted);
-# a value without it says why it was chosen.
-_VAE_SOURCES = (
-    "Burda et al. 2016 (IWAE), verified in the authors' code (yburda/iwae experiments.py, "
-    "optimizers.py): Adam with lr 1e-3 and eps 1e-4. beta1 0.9, beta2 0.999 as reproductions "
-    "quote the paper (martinigoyanes/iwae); the authors' code defaults to beta1 0.99. Their "
-    "decay (lr 1e-3 * 10^(-i/7) for 3^i epochs, 3280 epochs in all) is --lr-schedule burda; "
-    "it is not the default because it is made for 3280 epochs: at CPU budgets of minutes a "
-    "constant rate did better (benchmarks/results/learning_curves-cpu.md: Burda's decay and "
-    "x 0.97 per epoch both stayed behind it at equal CPU time).",
-    "Minibatch 100 as in Kingma & Welling 2014 (M = 100), not Burda's 20: on one CPU thread "
-    "20 trains half the images per second and stayed 3.8-4.4 nats behind today's batch 128 "
-    "at equal CPU time (benchmarks/results/learning_curves-paper-vae.md).",
-    "Polyak averaging as in Glow's code (openai/glow optim.py, verified): decay 1 - 1/(steps "
-    "per epoch) = 1 - 1/550 at minibatch 100 on 55,000 images.",
-)
-_KL_WARMUP = "KL warm-up: Sonderby et al. 2016 (deterministic warm-up, linear from 0)"
-_VAE = {
-    "values": {"optimizer": "adam", "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-4,
-               "lr_schedule": "constant", "batch_size": 100, "ema_decay": 0.9982,
-               "kl_warmup_epochs": 10.0},
-    "sources": (*_VAE_SOURCES,
-                _KL_WARMUP + ", over 10 epochs, a length chosen for CPU budgets: on MNIST, paired "
-                "at one thread each, the 784-512-512-20 VAE reached 87.74 nats against the old "
-                "recipe's 89.60 after 10 CPU-minutes (averaging alone: 89.21 against 89.33; "
-                "benchmarks/results/learning_curves-vae-warmup.md)."),
-}
-_VAE_WARMUP = {  # the flow-augmented and binary VAEs: a short warm-up (not measured longer)
-    "values": {**_VAE["values"], "kl_warmup_epochs": 2.0},
-    "sources": (*_VAE_SOURCES, _KL_WARMUP + "; the length, 2 epochs, is chosen for CPU budgets, "
-                "not taken from a paper."),
-}
-_NICE = {
-    "values": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "lr_schedule": "constant",
-               "ema_decay": 0.9977},
-    "sources": (
-        "Dinh et al. 2014, verified in the authors' MNIST config (laurent-dinh/nice "
-        "exp/nice_mnist.yaml): lr 1e-3. That config's optimiser is RMSProp with momentum, "
-        "which genlab does not offer: Adam with its usual betas instead. Its minibatch 200 and "
-        "decay (lr divided by 1.0005 every update down to 1e-4: --lr-schedule exponential "
-        "--lr-gamma 0.8825 --lr-floor 0.1) are made for 1500 epochs: at CPU budgets the decay "
-        "stayed 0.13 bits/dim behind a constant rate at batch 128 (4.686 against 4.560 after "
-        "11.5 paired CPU-minutes) and minibatch 200 with averaging 0.06 behind (4.620 against "
-        "4.560; benchmarks/results/learning_curves-cpu.md), so the default is batch 128 at a "
-        "constant rate.",
-        "Polyak averaging as in Glow's code (openai/glow optim.py, verified): decay 1 - 1/(steps "
-        "per epoch) = 1 - 1/430 at minibatch 128 on 55,000 images: with it, batch 128 at a "
-        "constant rate reached 4.504 bits/dim against the old recipe's 4.573 after 9.6 paired "
-        "CPU-minutes, ahead from 2.6 minutes on (benchmarks/results/learning_curves-cpu.md).",),
-}
-_REALNVP = {
-    "values": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 5e-5, "batch_size": 64,
-               "clip_grad": 100.0, "warmup_steps": 200, "lr_schedule": "exponential",
-               "lr_gamma": 0.93, "lr_floor": 0.05, "ema_decay": 0.9988},
-    "sources": (
-        "Dinh et al. 2017 as the chrischute/real-nvp reimplementation sets it (train.py; "
-        "verified there, the paper's text not checked): Adam, lr 1e-3, minibatch 64, L2 5e-5 "
-        "on the weight-norm scales (genlab has no weight norm: on all weights), gradient norm "
-        "clipped at 100.",
-        "Warm-up, then a gentle decay: Glow's code (openai/glow train.py, verified) warms lr "
-        "up linearly over 10 epochs and keeps it constant; here over 200 steps, then x 0.93 an "
-        "epoch (floor 0.05), measured over 30 paired CPU-minutes "
-        "(benchmarks/results/learning_curves-cpu.md): the constant rate rose once, 1.436 to "
-        "1.455 bits/dim between 25 and 30 minutes; x 0.93 fell at every snapshot to 1.441 at "
-        "29.2 (x 0.9: 1.457 at 29.9, behind it at each; x 0.8 reached its floor at epoch 13 "
-        "and ended at 1.499).",
-        "Polyak averaging as in Glow's code: decay 1 - 1/(steps per epoch) = 1 - 1/860 at "
-        "minibatch 64 on 55,000 images. Against the old recipe (constant Adam 1e-3, no "
-        "averaging), paired: ahead at every snapshot, 1.441 against 1.467 bits/dim after 30 "
-        "CPU-minutes (the old one rose from 1.61 to 1.72 between 10 and 14 minutes).",),
-}
-_GAN = {
-    "values": {"optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128,
-               "ema_decay": 0.999},
-    "sources": (
-        "Radford et al. 2016 (DCGAN), verified in the paper's text as quoted: Adam, lr 2e-4 "
-        "(0.001 was too high), beta1 0.5 (0.9 oscillated), minibatch 128.",
-        "Averaging the weights (decay 0.999) as commonly used for GAN generators; not from "
-        "the DCGAN paper.",),
-}
-_AE = {
-    "values": {"optimizer": "adam", "lr": 1e-3},
-    "sources": ("Adam, lr 1e-3, constant, as commonly used (no paper recipe for the AE + GMM).",),
-}
-FAMILY_DEFAULTS: dict[str, dict] = {
-    "vae": _VAE, "binary-vae": _VAE_WARMUP, "vae-flow-prior": _VAE_WARMUP,
-    "vae-flow-posterior": _VAE_WARMUP, "vae-flow-decoder": _VAE_WARMUP,
-    "nice": _NICE, "realnvp": _REALNVP, "gan": _GAN, "dcgan": _GAN, "ae-gmm": _AE,
-}
 TRAIN_KEYS = ("lr", "batch_size", "clip_grad")  # TrainConfig fields a family may set
-
-
-def family_defaults(kind: str) -> dict:
-    """The option overrides for model ``kind`` (registry name) that its papers state:
-    OptimConfig fields plus the TrainConfig fields lr, batch_size and clip_grad."""
-    if kind not in FAMILY_DEFAULTS:
-        raise ValueError(f"no training defaults for model {kind!r}; known: "
-                         f"{', '.join(FAMILY_DEFAULTS)}")
-    return dict(FAMILY_DEFAULTS[kind]["values"])
-
-
-# before these options: every model trained with the TrainConfig defaults, except the GANs,
-# whose Adam beta1 was their model option adam_beta1 = 0.5
-_LEGACY = {"gan": {"betas": (0.5, 0.999)}, "dcgan": {"betas": (0.5, 0.999)}}
-
-
-def legacy_values(kind: str) -> dict:
-    """The values genlab trained ``kind`` with before these options existed, for each
-    option :func:`family_defaults` sets: passing them reproduces an old run's recipe (the
-    CLI fills unset options from the family defaults)."""
-    plain = defaults(TrainConfig)
-    return {k: _LEGACY.get(kind, {}).get(k, plain[k]) for k in family_defaults(kind)}
-
-
-def family_sources(kind: str) -> tuple[str, ...]:
-    """Where each of :func:`family_defaults`'s values for ``kind`` comes from."""
-    family_defaults(kind)
-    return FAMILY_DEFAULTS[kind]["sources"]
+# (each family's training defaults, from its papers, are its registry entry's:
+# genlab.models.family_defaults)
 
 
 # -- optimisers ----------------------------------------------------------------------

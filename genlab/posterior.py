@@ -8,8 +8,8 @@ computes as accurately as wanted: over the centres z_g of n x n cells of area A,
 
 For a smooth integrand that is negligible at the edge of the box this converges faster
 than any power of the step. On the same grid: the normalised true posterior
-p(z|x) = p(x|z) p(z) / p(x); the encoder's density q(z|x) (the Gaussian, or a flow
-posterior's q_K by the change of variables
+p(z|x) = p(x|z) p(z) / p(x); the encoder's density q(z|x) (the model's ``log_q`` hook: the
+Gaussian, or a flow posterior's q_K by the change of variables
 log q_K(z_K) = log q_0(f^{-1}(z_K)) + log|det df^{-1}/dz_K|); the ELBO
 E_q[log p(x, z) - log q(z|x)] as a quadrature over q; and the gap
 KL(q || p(z|x)) = log p(x) - ELBO.
@@ -37,25 +37,19 @@ import torch
 
 from .data import ImageData
 from .explore import model_inputs
-from .nn import log_normal
 
 IW_KS = (1, 10, 100, 1000, 5000)
 IW_GAP_WARN = 0.2  # nats: the estimate at k/10 and at k still differ by more -> warning
 
 
-# -- model access: the one place that knows how a family exposes q(z|x) -------------------
-# (to be replaced by a declared capability of the model classes when they offer one)
-GAUSSIAN_Q = ("vae", "vae-flow-prior", "vae-flow-decoder")  # q = N(mu(x), diag sigma(x)^2)
-FLOW_Q = ("vae-flow-posterior",)  # q_K = q_0 pushed through amortised flows
-PLANAR_ITERS = 40
-
-
+# -- model access: what the model declares (caps.q_density) and its hooks -------------------
 def check_model(model) -> None:
-    """ValueError unless ``model`` is a VAE with a 2-D latent whose q(z|x) this module knows."""
-    kinds = GAUSSIAN_Q + FLOW_Q
-    if model.kind not in kinds:
-        raise ValueError(f"the true posterior needs a VAE with a Gaussian or flow q(z|x) "
-                         f"({', '.join(kinds)}); got a {model.kind!r} model")
+    """ValueError unless ``model`` has a posterior density at any z (``caps.q_density``:
+    ``log_q``, ``log_likelihood``, ``log_prior``) and a 2-D latent to integrate over."""
+    if model.caps.q_density is None:
+        raise ValueError(f"the true posterior needs a VAE whose q(z|x) has a density at any z "
+                         f"(a Gaussian or flow encoder: caps.q_density); a {model.kind!r} model "
+                         "declares none")
     d = model.cfg.latent_dim
     if d != 2:
         raise ValueError(f"quadrature over z needs a 2-D latent; this {model.kind!r} model has "
@@ -70,45 +64,12 @@ def can_integrate(model) -> bool:
 def integrable(cls: type, latent_dim) -> bool:
     """:func:`can_integrate` for a model class and a latent size (a run's stored config:
     the pages list runs without building their models; genlab.views)."""
-    return cls.kind in GAUSSIAN_Q + FLOW_Q and latent_dim == 2
+    return cls.caps.q_density is not None and latent_dim == 2
 
 
 def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """log p(x|z) + log p(z): x (B, C, H, W), z (G, B, d) -> (G, B)."""
     return model.log_likelihood(x, z) + model.log_prior(z)
-
-
-def log_q(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log q(z|x) at z (G, B, d): (G, B)."""
-    post = model.posterior(x)  # q_0 for a flow posterior
-    mu, logvar = post.mu, post.logvar  # (B, d) each
-    if model.kind in FLOW_Q:
-        z0, log_det = _invert_posterior_flow(model, x, z)
-        return log_normal(z0, mu, logvar).sum(-1) + log_det
-    return log_normal(z, mu, logvar).sum(-1)
-
-
-def _invert_posterior_flow(model, x: torch.Tensor, z: torch.Tensor):
-    """z_K (G, B, d) -> z_0 = f^{-1}(z_K) (G, B, d) and log|det df^{-1}/dz_K| (G, B) for
-    the flows amortised on the encoder's features h(x): couplings invert exactly, planar
-    maps by bisection (flows.Planar.inverse), last map first. PLANAR_ITERS halvings of the
-    bracket (width 2 |w^T u_hat| + 2) leave ~1e-12 of it, which Planar.inverse's Newton step
-    then squares; the default 200 would spend half of a grid's time there."""
-    G, B, d = z.shape
-    h = model.features(x)  # (B, F)
-    flat = z.reshape(G * B, d)
-    if model.cfg.flow == "realnvp":
-        context = h.expand(G, B, h.shape[-1]).reshape(G * B, -1)  # (G*B, F)
-        z0, log_det = model.posterior_flow.inverse(flat, context)
-        return z0.view(G, B, d), log_det.view(G, B)
-    K = model.cfg.num_flows
-    params = model.planar_params(h).view(1, B, K, 2 * d + 1).expand(G, B, K, 2 * d + 1)
-    u, w, b = params.reshape(G * B, K, 2 * d + 1).split((d, d, 1), dim=-1)  # (G*B, K, .)
-    z0, log_det = flat, flat.new_zeros(G * B)
-    for k in reversed(range(K)):
-        z0, ld = model.planar.inverse(z0, params=(u[:, k], w[:, k], b[:, k]), iters=PLANAR_ITERS)
-        log_det = log_det + ld
-    return z0.view(G, B, d), log_det.view(G, B)
 
 
 def _iw_estimate(model, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -173,7 +134,7 @@ def _evaluate(model, x: torch.Tensor, z: torch.Tensor, rows: int):
         # cast on the CPU, then move: some devices (MPS) have no float64
         zc = z[i:i + step].to(dtype).to(x.device).expand(-1, len(x), -1)  # (g, B, 2)
         lj.append(log_joint(model, x, zc).cpu().double())
-        lq.append(log_q(model, x, zc).cpu().double())
+        lq.append(model.log_q(x, zc).cpu().double())
     return torch.cat(lj, 0), torch.cat(lq, 0)
 
 

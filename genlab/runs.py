@@ -28,8 +28,7 @@ import torch
 
 from .config import TrainConfig, flag, from_dict, to_dict
 from .data import DATASETS, dataset_info
-from .models import MODELS, GenerativeModel, build_model, model_entry, upgrade_config
-from .optim import family_defaults
+from .models import MODELS, GenerativeModel, build_model, family_defaults, model_entry, upgrade_config
 
 CONFIG, STATUS, METRICS, CHECKPOINT, EVAL = (
     "config.json", "status.json", "metrics.jsonl", "checkpoint.pt", "eval.json")
@@ -228,7 +227,7 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
     strings) or as a form holds them: the one parse of both ``python -m genlab train``
     and the Train page, so both word each error the same, in command-line flags.
     The image shape comes from the dataset; a training option not given takes the model
-    family's default (genlab.optim.family_defaults). Raises ValueError with one line."""
+    family's default (genlab.models.family_defaults). Raises ValueError with one line."""
     _, cfg_cls = model_entry(model)
     info = dataset_info(dataset)
     allowed = [f.name for f in dataclasses.fields(cfg_cls) if f.metadata.get("cli", True)]

@@ -10,6 +10,7 @@ import streamlit as st
 from genlab import views
 from genlab.data import data_root
 from genlab.latent_figures import latent_scatter_figure, selected_codes
+from genlab.models import MODELS
 from genlab.likelihood_figures import iw_figure, posterior_figure
 from pages import cache, explore_ui as ui, likelihood_ui as lui, via_router
 from pages.widgets import draw
@@ -20,15 +21,17 @@ TRAIN_CMD = "python -m genlab train --model vae --latent-dim 2 --hidden 256,256 
 
 
 def _plain_vae(path: str) -> bool:
-    s = cache.summary(path)
-    return s.model == "vae" and s.config.get("iwae_k", 1) == 1
+    s = cache.summary(path)  # a Gaussian q(z|x), an N(0, I) prior, trained on the ELBO
+    caps = s.model_class.caps if s.model_class else None
+    return bool(caps and caps.q_density == "gaussian" and caps.prior == "normal"
+                and s.config.get("iwae_k", 1) == 1)
 
 
 def pick_run() -> ui.Run:
     paths, labels = lui.candidates(views.posterior)
     if not paths:
-        lui.no_runs("a VAE with a 2-D latent (vae, vae-flow-prior, vae-flow-decoder or "
-                    "vae-flow-posterior, --latent-dim 2)", TRAIN_CMD)
+        fams = ", ".join(n for n, (cls, _) in MODELS.items() if views.posterior(cls, {"latent_dim": 2}))
+        lui.no_runs(f"a VAE with a 2-D latent ({fams}; --latent-dim 2)", TRAIN_CMD)
     if st.session_state.get("run") in paths:
         st.session_state["posterior_run"] = st.session_state["run"]
     elif st.session_state.get("posterior_run") not in paths:  # first visit: the plain VAE's
@@ -100,7 +103,7 @@ st.caption("With a 2-D latent, p(x) = ∫ p(x|z) p(z) dz is an integral over the
            "computes it, and with it the true posterior p(z|x) that q(z|x) approximates.")
 run = pick_run()
 eval_note(run)
-data = ui.test_images(run, cache.POSTERIOR_IMAGES, "The posterior view")
+data = ui.test_images(run, cache.POSTERIOR_IMAGES, "the posterior view")
 if data is None:
     st.stop()
 index = pick_image(run, data)

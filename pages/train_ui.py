@@ -4,7 +4,7 @@ epoch is expected to take, and the start button, which checks every value as the
 does (an out-of-range number is one line saying what is allowed), writes the run's
 config.json and starts ``python -m genlab train --run-dir RUN`` in its own process.
 
-The training fields start at the chosen model family's defaults (genlab.optim.family_defaults,
+The training fields start at the chosen model family's defaults (genlab.models.family_defaults,
 the papers' settings, as the CLI fills the options it is not given), reset to the new
 family's when the model changes, with the sources under the form."""
 from __future__ import annotations
@@ -18,8 +18,7 @@ from genlab import jobs, runs
 from genlab.config import TrainConfig, defaults, format_value
 from genlab.data import DATASETS, missing_message
 from genlab.device import available_devices, pick_device
-from genlab.models import MODELS
-from genlab.optim import FAMILY_DEFAULTS, family_defaults, family_sources
+from genlab.models import FAMILIES, MODELS, family_defaults, family_sources
 from genlab.status import fmt_seconds
 from genlab.tables import datasets_status
 
@@ -28,7 +27,7 @@ WATCH = "train-watch"  # the run shown at the top of the page (a selectbox key)
 WATCH_NEXT = "train-watch-next"  # the run to watch after a Start or Resume (take_watch sets WATCH)
 STARTED = "train-started"  # what the last Start or Resume did, said once after the rerun
 DEFAULTS_OF = "train-defaults-of"  # the model whose family defaults the training fields hold
-FAMILY_FIELDS = sorted({k for d in FAMILY_DEFAULTS.values() for k in d["values"]})
+FAMILY_FIELDS = sorted({k for fam in FAMILIES.values() for k in fam.defaults})
 
 
 def widget(spec: jobs.FieldSpec, key: str, choices: tuple | None = None):

@@ -25,29 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genlab import distributed  # noqa: E402
 from genlab.data import ImageData, preprocess  # noqa: E402
-from genlab.models import MODELS, build_model  # noqa: E402
+from genlab.models import FAMILIES, MODELS, build_model  # noqa: E402
 
 SHAPE = (1, 8, 8)
 EQUAL_MODELS = ("vae", "realnvp", "gan", "binary-vae", "vae-flow-posterior")  # the last: a bypassed net
-TINY = {  # small enough that a step takes milliseconds on one thread
-    "vae": {"latent_dim": 3, "hidden": (16,)},
-    "realnvp": {"scales": 2, "couplings": 1, "width": 8, "res_blocks": 0},
-    "gan": {"latent_dim": 5, "hidden": (16,), "d_hidden": (16,), "dropout": 0.0},  # no BN: CPU
-    "binary-vae": {"latent_dim": 6, "hidden": (16,), "baseline": "learned"},
-    "ae-gmm": {"latent_dim": 2, "hidden": (16,), "n_components": 3},
-    "dcgan": {"latent_dim": 5, "width": 4},
-    "vae-flow-prior": {"latent_dim": 3, "hidden": (16,), "num_flows": 2, "flow_hidden": (8,)},
-    "vae-flow-posterior": {"latent_dim": 3, "hidden": (16,), "num_flows": 2, "flow_hidden": (8,)},
-    "nice": {"couplings": 2, "hidden": (16,)},
-    "vae-flow-decoder": {"latent_dim": 3, "hidden": (16,), "couplings": 2, "flow_hidden": (8,),
-                         "width": 4},
-}
 LR = 1e-3
 
 
 def tiny_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model(name, {"image_shape": SHAPE, **TINY[name]})
+    model = build_model(name, {"image_shape": SHAPE, **FAMILIES[name].tiny})  # a step takes ms
     model.train()
     return model
 

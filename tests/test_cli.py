@@ -17,7 +17,7 @@ from genlab import jobs, runs
 from genlab.cli import _model_options, main
 from genlab.config import defaults as config_defaults, format_value
 from genlab.config import opt
-from genlab.models import MODELS
+from genlab.models import FAMILIES, Family
 from genlab.models.vae import VAE
 from genlab.config import TrainConfig
 
@@ -47,7 +47,7 @@ def _foreign_option(monkeypatch) -> str:
     class OtherConfig:
         num_widgets: int = opt(3, "widgets", lo=1)
 
-    monkeypatch.setitem(MODELS, "other", (VAE, OtherConfig))
+    monkeypatch.setitem(FAMILIES, "other", Family("other", VAE, OtherConfig))
     return "--num-widgets"
 
 
@@ -258,7 +258,7 @@ def test_unset_training_options_take_the_family_defaults(tmp_path, capsys, monke
     """config.json records the values used: the family's where the command line is silent,
     the command line's where it speaks."""
     from genlab import cli
-    from genlab.optim import family_defaults
+    from genlab.models import family_defaults
 
     monkeypatch.setattr(cli, "train_run", lambda run_dir, **kw: {"state": "done", "epoch": 0})
     for model, given in (("gan", ["--lr", "1e-4"]), ("realnvp", []), ("vae", ["--betas", "0.8,0.99"])):

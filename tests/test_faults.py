@@ -30,7 +30,7 @@ import torch
 from genlab import runs, status
 from genlab.cli import main
 from genlab.data import DatasetError, load_split
-from genlab.models import build_model
+from genlab.models import FAMILIES, build_model
 from genlab.models.vae import VAE, VAEConfig
 from genlab.config import TrainConfig
 from genlab.loop import fit
@@ -290,10 +290,10 @@ class BlowsUp(VAE):
 @pytest.mark.parametrize("value", [float("nan"), float("-inf")], ids=["nan", "inf"])
 def test_non_finite_loss_fails_the_run_naming_step_and_part(value, data_root, tmp_path,
                                                             capsys, monkeypatch):
-    import genlab.models
+    from dataclasses import replace
 
     monkeypatch.setattr(BlowsUp, "VALUE", value)
-    monkeypatch.setitem(genlab.models.MODELS, "vae", (BlowsUp, VAEConfig))  # what runs build
+    monkeypatch.setitem(FAMILIES, "vae", replace(FAMILIES["vae"], model_cls=BlowsUp))  # what runs build
     run = tmp_path / "run"
     code, out, err = run_main(["train", "--run-dir", str(run), "--data-root", str(data_root),
                                "--epochs", "3", *TINY], capsys)

@@ -55,3 +55,14 @@ def test_combine_merges_a_new_only_file_recipe_by_recipe(tmp_path, capsys):
     got = json.loads((tmp_path / "c.json").read_text())["results"][0]["recipes"]
     assert (got["old"]["final"], got["new"]["final"]) == (1.47, 1.43)
     assert "| 1.470 | 1.430 |" in (tmp_path / "c.md").read_text()
+
+
+def test_each_curve_is_measured_by_what_its_model_declares():
+    """No likelihood: FID; a likelihood on dequantised pixels: bits/dim; on binarised: nats
+    (read from the model's caps and its preprocessing, not from its family's name)."""
+    got = {f.entry: (f.metric, f.unit, f.goal) for f in lc.FAMILIES}
+    assert got == {"vae-20d": lc.NATS, "vae-flow-prior": lc.NATS, "binary-vae": lc.NATS,
+                   "nice": lc.BITS, "realnvp": lc.BITS, "gan": lc.FID}
+    vae = next(e for e in lc.lineup.LINEUP if e.name == "vae-20d")
+    dequantised = lc.lineup.Entry("vae-8bit", (*vae.options, "--preprocess", "dequantize"), None)
+    assert lc.measure(dequantised) == lc.BITS

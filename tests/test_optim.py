@@ -13,9 +13,10 @@ from torch import nn
 
 from genlab.config import from_dict, to_dict, validate
 from genlab.flows import ActNorm
-from genlab.optim import (FAMILY_DEFAULTS, TRAIN_KEYS, EMA, OptimConfig, TrainingSchedule,
-                          beta_at, build_optimizers, build_schedulers, burda_stage,
-                          family_defaults, family_sources, lr_factor, option_names, step_kind)
+from genlab.models import FAMILIES, Family, family_defaults, family_sources
+from genlab.optim import (TRAIN_KEYS, EMA, OptimConfig, TrainingSchedule, beta_at,
+                          build_optimizers, build_schedulers, burda_stage, lr_factor,
+                          option_names, step_kind)
 
 SPE = 10  # steps per epoch in the schedule tests
 
@@ -241,11 +242,9 @@ def test_options_validate_like_every_other_config():
 
 
 def test_family_defaults_are_valid_options_with_sources():
-    from genlab.models import MODELS
-
-    assert set(FAMILY_DEFAULTS) == set(MODELS)  # every registered model has a recipe
     names = set(option_names())
-    for kind in MODELS:
+    for kind, fam in FAMILIES.items():
+        assert fam.defaults, kind  # every registered family has a recipe
         d = family_defaults(kind)
         assert set(d) <= names | set(TRAIN_KEYS), kind
         validate(OptimConfig(**{k: v for k, v in d.items() if k in names}))
@@ -256,6 +255,18 @@ def test_family_defaults_are_valid_options_with_sources():
     assert family_defaults("realnvp")["weight_decay"] == 5e-5
     with pytest.raises(ValueError, match="no training defaults"):
         family_defaults("pixelcnn")
+
+
+def test_a_family_entry_refuses_defaults_that_are_not_training_options_or_lack_sources():
+    from genlab.models.vae import VAE, VAEConfig
+
+    with pytest.raises(ValueError, match="'epochs', not a training option a family sets"):
+        Family("new-vae", VAE, VAEConfig, defaults={"epochs": 3}, sources=("why" * 10,))
+    with pytest.raises(ValueError, match="need their sources"):
+        Family("new-vae", VAE, VAEConfig, defaults={"lr": 1e-3})
+    with pytest.raises(ValueError, match="lower-case words joined by hyphens"):
+        Family("New VAE", VAE, VAEConfig)
+    assert family_defaults("vae") is not FAMILIES["vae"].defaults  # a copy: callers may edit it
 
 
 # -- stop and resume ------------------------------------------------------------------------
@@ -415,8 +426,7 @@ def factor_at(cfg: OptimConfig, step: int) -> float:
 
 def test_legacy_values_are_the_recipe_before_these_options():
     from genlab.config import TrainConfig, defaults
-    from genlab.models import MODELS
-    from genlab.optim import legacy_values
+    from genlab.models import MODELS, legacy_values
 
     plain = defaults(TrainConfig)
     for kind in MODELS:

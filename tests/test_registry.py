@@ -118,15 +118,68 @@ def test_binary_vae_kl_per_dim_is_the_bernoulli_kl_of_each_unit():
 
 def test_capabilities_are_declared_by_each_model_class():
     from genlab.models.base import Capabilities, GenerativeModel
-    from genlab.models.vae import VAE
 
     for name, (cls, _) in MODELS.items():
         assert "caps" in vars(cls), name  # its own declaration, not a parent's
+        assert cls.kind == name  # the registry gave the class its name
         assert cls.has_latent == cls.caps.encode
         assert cls.has_likelihood == (cls.caps.likelihood is not None)
-    with pytest.raises(TypeError, match="must declare its own caps"):
-        type("Forgot", (VAE,), {"kind": "forgot"})
     with pytest.raises(TypeError, match="declare caps"):
         type("Old", (GenerativeModel,), {"has_latent": True})
     with pytest.raises(ValueError, match="likelihood must be one of"):
         Capabilities(likelihood="approximate")
+    with pytest.raises(ValueError, match="q_density must be one of"):
+        Capabilities(encode=True, decode=True, q_density="bernoulli")
+    with pytest.raises(ValueError, match="q_density need encode"):
+        Capabilities(decode=True, q_density="gaussian")
+
+
+def test_register_refuses_a_class_without_its_own_caps_or_of_another_family():
+    from genlab.models import FAMILIES, Family, register
+    from genlab.models.base import Capabilities
+    from genlab.models.vae import VAE, VAEConfig
+
+    forgot = type("Forgot", (VAE,), {})  # inherits VAE's caps and kind
+    with pytest.raises(TypeError, match="Forgot .family 'forgot'. must declare its own caps"):
+        register(Family("forgot", forgot, VAEConfig))
+    with pytest.raises(ValueError, match="VAE is family 'vae'.s class already"):
+        register(Family("vae-again", VAE, VAEConfig))
+    with pytest.raises(ValueError, match="'vae' is registered already"):
+        register(Family("vae", type("Other", (VAE,), {"caps": VAE.caps}), VAEConfig))
+    assert "forgot" not in FAMILIES and "vae-again" not in FAMILIES and FAMILIES["vae"].model_cls is VAE
+    assert forgot.kind == "vae" and Capabilities().q_density is None
+
+
+def _strings(node) -> list[str]:
+    """The string constants of an expression: "vae", or ("vae", "gan")."""
+    import ast
+
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [n.value for n in items if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def test_no_family_name_is_compared_outside_the_registry():
+    """The registry is the one place a family's name lives: no module of genlab/ (the model
+    files aside: a config's choices, such as a flow "realnvp", may share a family's name),
+    pages/ or benchmarks/ compares a value with a family's name, keys a table by one or lists
+    families by name, so a new family misses no view. (Commands and run names that mention a family are fine.)"""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    names, found = set(MODELS), []
+    files = [*repo.glob("genlab/*.py"), *repo.glob("pages/**/*.py"), *repo.glob("benchmarks/*.py")]
+    assert len(files) > 40
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                words = [w for side in (node.left, *node.comparators) for w in _strings(side)]
+            elif isinstance(node, ast.Dict):
+                words = [w for k in node.keys if k is not None for w in _strings(k)]
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):  # a list of families
+                words = _strings(node) if len(names & set(_strings(node))) > 1 else []
+            else:
+                continue
+            if names & set(words):
+                found.append(f"{path.relative_to(repo)}:{node.lineno} {sorted(names & set(words))}")
+    assert not found, found

@@ -52,7 +52,6 @@ class AEGMM(LatentVariableModel):
     estimate; like the IWAE bound it is low in expectation and tightens as k grows.
     """
 
-    kind = "ae-gmm"
     caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance",
                         mixture=True, temperature=1.0)
     log_prob_method = "importance sampling with a defensive mixture proposal (Hesterberg 1995)"
@@ -111,6 +110,9 @@ class AEGMM(LatentVariableModel):
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder_logits(z))
+
+    def mlp_decoder(self) -> tuple[torch.nn.Module, str]:
+        return self.decoder, "sigmoid"  # Bernoulli logits
 
     @torch.no_grad()
     def sample_latent(self, n: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

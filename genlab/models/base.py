@@ -7,9 +7,11 @@ of each optimiser) and ``train_step``, so :func:`genlab.loop.fit` stays the one 
 
 What a model can do beyond that is declared once per model class, in its ``caps``
 (a :class:`Capabilities`): evaluation, exploration, the comparison code and the app read
-that declaration and never probe a model for methods. Each registry class states its own
-``caps`` in its class body (a subclass that changes a hook cannot silently inherit a
-promise its parent made); :meth:`GenerativeModel.__init_subclass__` enforces it.
+that declaration and never probe a model for methods. What varies by family beyond the
+declaration is a hook the class overrides (``log_q``, ``mlp_decoder``, ``upgrade_config``),
+never a comparison of the family's name. Each registered class states its own ``caps`` in
+its class body (a subclass that changes a hook cannot silently inherit a promise its parent
+made); :func:`genlab.models.register` enforces it and gives the class its ``kind``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..optim import build_optimizers
 
 LIKELIHOODS = ("exact", "importance")
 PRIORS = ("normal", "bernoulli", "logistic", "learned")
+Q_DENSITIES = ("gaussian", "flow")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ class Capabilities:
         only narrows its noise: 1).
     kl_warmup: the loss weights its KL term by the model's ``kl_weight`` (its config's beta
         unless fit's KL warm-up sets it for the next step); "elbo" stays at weight 1.
+    q_density: ``log_q(x, z)`` gives log q(z|x) at any latents z of a continuous latent
+        space, next to ``log_likelihood(x, z)`` and ``log_prior(z)`` (what the true
+        posterior's quadrature integrates): "gaussian" (the encoder's diagonal Gaussian,
+        closed form) or "flow" (a Gaussian pushed through flows, which ``log_q`` inverts: a
+        grid costs more); None: no density at a given z (no encoder distribution, or
+        discrete units).
     """
     encode: bool = False
     decode: bool = False
@@ -68,6 +77,7 @@ class Capabilities:
     temperature: float | None = None
     max_temperature: float | None = None
     kl_warmup: bool = False
+    q_density: str | None = None
 
     def __post_init__(self):
         if self.likelihood not in (None, *LIKELIHOODS):
@@ -77,8 +87,11 @@ class Capabilities:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)} or None (got {self.prior!r})")
         if self.encode and not self.decode:
             raise ValueError("a model that encodes must also decode")
-        if (self.kl_per_dim or self.bijective or self.mixture) and not self.encode:
-            raise ValueError("kl_per_dim, bijective and mixture need encode")
+        if self.q_density not in (None, *Q_DENSITIES):
+            raise ValueError(f"q_density must be one of {', '.join(Q_DENSITIES)} or None "
+                             f"(got {self.q_density!r})")
+        if (self.kl_per_dim or self.bijective or self.mixture or self.q_density) and not self.encode:
+            raise ValueError("kl_per_dim, bijective, mixture and q_density need encode")
         if self.bijective and self.likelihood != "exact":
             raise ValueError("a bijective model has an exact likelihood")
         if self.temperature is not None and (self.prior is None or not self.temperature > 0):
@@ -131,7 +144,7 @@ class GenerativeModel(nn.Module):
     ``has_latent`` (= caps.encode) and ``has_likelihood`` (= caps.likelihood is not None)
     are derived from ``caps`` for every subclass; they are not declared by hand."""
 
-    kind: ClassVar[str] = ""  # registry name, e.g. "vae"
+    kind: ClassVar[str] = ""  # the registry name ("vae"), set by genlab.models.register
     caps: ClassVar[Capabilities] = Capabilities()
     has_latent: ClassVar[bool] = False
     has_likelihood: ClassVar[bool] = False
@@ -146,8 +159,6 @@ class GenerativeModel(nn.Module):
         if "has_latent" in own or "has_likelihood" in own:
             raise TypeError(f"{cls.__name__}: declare caps = Capabilities(...), "
                             "not has_latent/has_likelihood")
-        if own.get("kind") and "caps" not in own:
-            raise TypeError(f"{cls.__name__} (kind {own['kind']!r}) must declare its own caps")
         cls.has_latent = cls.caps.encode
         cls.has_likelihood = cls.caps.likelihood is not None
 
@@ -191,6 +202,21 @@ class GenerativeModel(nn.Module):
         if top is not None and t > top:
             raise ValueError(f"{self.kind}'s temperature must be > 0 and <= {top:g} (got {t:g})")
         return t
+
+    @classmethod
+    def upgrade_config(cls, model_config: dict, train: dict) -> tuple[dict, dict]:
+        """A run's model and training config dicts as an older genlab wrote them, in today's
+        fields (config.json and checkpoints are read through this); ValueError in one line
+        when they contradict. Nothing changed here; a family whose fields moved overrides it."""
+        return model_config, train
+
+    def mlp_decoder(self) -> tuple[nn.Module, str] | None:
+        """The network that maps latents (B, d) to the decoder's output, and how that output
+        becomes pixels in [0, 1], for runtimes that evaluate the decoder as a plain MLP
+        (genlab.mlp_export, the browser's live decoder): "sigmoid" (logits), "tanh01"
+        ((tanh(t) + 1) / 2 of a network ending in tanh) or "clamp" (its first C*H*W outputs
+        are the pixel means, clamped). None: decode is more than one network (a flow)."""
+        return None
 
     @property
     def preprocess(self) -> str:
@@ -263,6 +289,12 @@ class LatentVariableModel(GenerativeModel):
         """KL of each latent unit (B, d), for models that declare ``caps.kl_per_dim``."""
         raise TypeError(f"{type(self).__name__} declares no per-dimension KL "
                         "(caps.kl_per_dim is False)")
+
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) at latents z (G, B, d) for images x (B, C, H, W): (G, B), for models
+        that declare ``caps.q_density``."""
+        raise TypeError(f"{type(self).__name__} declares no posterior density at a given z "
+                        "(caps.q_density is None)")
 
     @torch.inference_mode()
     def log_prob(self, x: torch.Tensor, k: int = 1, chunk: int | None = None) -> torch.Tensor:

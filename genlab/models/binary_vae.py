@@ -61,9 +61,9 @@ class BinaryVAE(VAE):
     trained by REINFORCE with a moving-average or NVIL baseline (Mnih & Gregor 2014).
     Its KL is a sum over latent units, so it reports the KL of each unit."""
 
-    kind = "binary-vae"
     caps = Capabilities(encode=True, decode=True, prior="bernoulli", likelihood="importance",
-                        kl_per_dim=True, kl_warmup=True)  # Bernoulli(1/2): no temperature
+                        kl_per_dim=True, kl_warmup=True)  # Bernoulli(1/2): no temperature,
+    # and q(z|x) has no density at a continuous z (q_density None: the inherited log_q refuses)
     proposal = "q(z|x), the factorised Bernoulli encoder"
     PARAMS_PER_UNIT = 1  # the encoder gives one logit per latent unit
 

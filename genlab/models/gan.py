@@ -184,6 +184,16 @@ class _GAN(GenerativeModel):
         """The generator: latents (n, d) -> images (n, C, H, W) in [0, 1]."""
         return (self.generator(z) + 1) / 2
 
+    def mlp_decoder(self) -> tuple[nn.Module, str]:
+        """The generator, whose last layer is tanh (the DCGAN's is convolutional: the export
+        finds it is not an MLP)."""
+        return self.generator, "tanh01"
+
+    @classmethod
+    def upgrade_config(cls, model_config: dict, train: dict) -> tuple[dict, dict]:
+        """An older GAN's model option adam_beta1 becomes train.betas (:func:`fold_adam_beta1`)."""
+        return fold_adam_beta1(model_config, train)
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         return self.decode(self.sample_prior(n, temperature))
@@ -216,7 +226,6 @@ class GAN(_GAN):
     and a tanh output; discriminator C*H*W -> 512 -> 256 -> 1 logit with LeakyReLU(0.2)
     and dropout."""
 
-    kind = "gan"
     caps = GENERATOR_CAPS
 
     def __init__(self, cfg: GANConfig):
@@ -292,7 +301,6 @@ class DCGAN(_GAN):
     LeakyReLU(0.2) and batch norm. Smaller images (28x28 MNIST) are padded to 32x32
     inside the discriminator and the generator's output is cropped back."""
 
-    kind = "dcgan"
     caps = GENERATOR_CAPS
 
     def __init__(self, cfg: DCGANConfig):

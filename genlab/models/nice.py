@@ -60,7 +60,6 @@ class NICE(FlowModel):
     the pixels, a diagonal scaling exp(s), and a logistic or Gaussian prior;
     log p(x) = log p_Z(f(x)) + sum_i s_i."""
 
-    kind = "nice"
     # the class-level prior is the default config's; an instance reports its own choice
     # through ``prior_family`` (a Gaussian-prior NICE has the standard normal prior)
     caps = flow_caps("logistic")

@@ -95,7 +95,6 @@ class RealNVP(FlowModel):
     and channel masks, squeeze and factor-out across scales, conv ResNet coupling nets,
     ActNorm, and a counted logit preprocessing; Gaussian prior on the latent."""
 
-    kind = "realnvp"
     caps = flow_caps("normal")
     prior = "gaussian"
 

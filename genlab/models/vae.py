@@ -46,9 +46,8 @@ class VAE(LatentVariableModel):
     """Gaussian-latent VAE; Bernoulli decoder on binarised pixels, Gaussian decoder with
     learned per-pixel variance on dequantised pixels."""
 
-    kind = "vae"
     caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
-                        kl_per_dim=True, temperature=1.0, kl_warmup=True)
+                        kl_per_dim=True, temperature=1.0, kl_warmup=True, q_density="gaussian")
     log_prob_method = "importance sampling with q(z|x) as proposal (Burda et al. 2016)"
     proposal = "q(z|x), the Gaussian encoder (diagonal covariance)"
     # encoder outputs per latent unit: mean and log-variance (binary-vae: one logit)
@@ -79,6 +78,13 @@ class VAE(LatentVariableModel):
         z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, d)
         log_q = log_normal(z, mu, logvar).sum(-1)  # (k, B)
         return z, log_q, post
+
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) at given latents z (G, B, d): (G, B); the Gaussian of ``posterior``."""
+        if self.caps.q_density is None:
+            return super().log_q(x, z)  # raises: declared off
+        post = self.posterior(x)  # mu, logvar (B, d) each
+        return log_normal(z, post.mu, post.logvar).sum(-1)
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return log_std_normal(z).sum(-1)
@@ -157,6 +163,10 @@ class VAE(LatentVariableModel):
         if self.bernoulli:
             return torch.sigmoid(out)
         return out.chunk(2, dim=-3)[0].clamp(0, 1)
+
+    def mlp_decoder(self) -> tuple[torch.nn.Module, str]:
+        """The decoder network: logits (Bernoulli pixels), or means then log-variances."""
+        return self.decoder, "sigmoid" if self.bernoulli else "clamp"
 
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """z ~ N(0, T^2 I): (n, d)."""

@@ -56,9 +56,8 @@ class VAEFlowDecoder(VAE):
     (and decode/sample, which invert the flow). Posterior and prior are the VAE's, so the
     KL and its per-unit terms are too."""
 
-    kind = "vae-flow-decoder"
     caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
-                        kl_per_dim=True, temperature=1.0, kl_warmup=True)
+                        kl_per_dim=True, temperature=1.0, kl_warmup=True, q_density="gaussian")
 
     def __init__(self, cfg: VAEFlowDecoderConfig):
         if cfg.preprocess != "dequantize":
@@ -80,6 +79,10 @@ class VAEFlowDecoder(VAE):
     def _to_data(self, y: torch.Tensor) -> torch.Tensor:
         x, _ = self.flow.inverse(y.reshape(len(y), *self.flow_shape))
         return x.clamp(0, 1)
+
+    def mlp_decoder(self) -> None:
+        """None: the decoder network's output goes through the inverse flow."""
+        return None
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

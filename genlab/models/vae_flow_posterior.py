@@ -15,6 +15,7 @@ of their scale and translation nets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -44,9 +45,12 @@ class VAEFlowPosterior(VAE):
     ``log_prob`` uses log q_K, so it stays correct. q_K does not factorise over latent
     units, so neither does the KL: no kl_per_dim."""
 
-    kind = "vae-flow-posterior"
     caps = Capabilities(encode=True, decode=True, prior="normal", likelihood="importance",
-                        temperature=1.0, kl_warmup=True)
+                        temperature=1.0, kl_warmup=True, q_density="flow")
+    # halvings of a planar map's inverse bracket (width 2 |w^T u_hat| + 2) in log_q: they
+    # leave ~1e-12 of it, which Planar.inverse's Newton step then squares; its default 200
+    # would spend half of a quadrature grid's time there
+    PLANAR_ITERS: ClassVar[int] = 40
 
     def __init__(self, cfg: VAEFlowPosteriorConfig):
         super().__init__(cfg)
@@ -88,7 +92,34 @@ class VAEFlowPosterior(VAE):
             log_det = log_det + ld
         return z, log_det
 
+    def inverse_transform(self, zk: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_K (G, B, d) -> z_0 = f^{-1}(z_K) (G, B, d) and log|det df^{-1}/dz_K| (G, B),
+        given h (B, F): couplings invert exactly, planar maps by bisection
+        (flows.Planar.inverse, PLANAR_ITERS halvings), last map first."""
+        G, B, d = zk.shape
+        flat = zk.reshape(G * B, d)
+        if self.cfg.flow == "realnvp":
+            context = h.expand(G, B, h.shape[-1]).reshape(G * B, -1)  # (G*B, F)
+            z0, log_det = self.posterior_flow.inverse(flat, context)
+            return z0.view(G, B, d), log_det.view(G, B)
+        K = self.cfg.num_flows
+        params = self.planar_params(h).view(1, B, K, 2 * d + 1).expand(G, B, K, 2 * d + 1)
+        u, w, b = params.reshape(G * B, K, 2 * d + 1).split((d, d, 1), dim=-1)  # (G*B, K, .)
+        z0, log_det = flat, flat.new_zeros(G * B)
+        for k in reversed(range(K)):
+            z0, ld = self.planar.inverse(z0, params=(u[:, k], w[:, k], b[:, k]), iters=self.PLANAR_ITERS)
+            log_det = log_det + ld
+        return z0.view(G, B, d), log_det.view(G, B)
+
     # -- hooks --------------------------------------------------------------------------
+    def log_q(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log q_K(z|x) at given latents z (G, B, d): (G, B), by the change of variables
+        log q_K(z_K) = log q_0(f^{-1}(z_K)) + log|det df^{-1}/dz_K|."""
+        h = self.features(x)  # (B, F)
+        mu, logvar = self._encoder_layers[-1](h).chunk(2, dim=-1)  # q_0: (B, d) each
+        z0, log_det = self.inverse_transform(z, h)  # (G, B, d), (G, B)
+        return log_normal(z0, mu, logvar).sum(-1) + log_det
+
     def posterior_sample(self, x: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor, Posterior]:
         """z_K (k, B, d), log q_K(z_K|x) (k, B), and the Posterior (mu, logvar, z0, log_det)."""
         h = self.features(x)  # (B, F)

@@ -56,9 +56,8 @@ class VAEFlowPrior(VAE):
     :class:`VAE`; the importance-weighted ``log_prob`` is inherited and uses the flow prior.
     The prior does not factorise over latent units, so neither does the KL: no kl_per_dim."""
 
-    kind = "vae-flow-prior"
     caps = Capabilities(encode=True, decode=True, prior="learned", likelihood="importance",
-                        temperature=1.0, kl_warmup=True)
+                        temperature=1.0, kl_warmup=True, q_density="gaussian")
 
     def __init__(self, cfg: VAEFlowPriorConfig):
         super().__init__(cfg)

@@ -7,7 +7,7 @@ import pytest
 
 from genlab.config import defaults, format_value
 from genlab.config import TrainConfig
-from genlab.optim import family_defaults
+from genlab.models import family_defaults
 from runs_fixture import run_page, texts
 
 PAGE = "pages/train.py"
