@@ -61,7 +61,7 @@ def _runs_sidebar() -> None:
                             f" `{r}`" for r in roots))
 
 
-launch.wait_for_warm_up()  # never import beside the warm-up thread (pages/launch.py)
+launch.wait_for_warm_up()  # never import beside another session's warm-up (pages/launch.py)
 nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
                              default=not p.url_path) for p in PAGES])
 with st.sidebar:
@@ -72,4 +72,4 @@ with st.sidebar:
 nav.run()
 
 
-launch.warm_once()  # after the page is drawn (`streamlit run app.py`; a no-op after serve)
+launch.warm_once()  # here, once the page is drawn (`streamlit run app.py`; a no-op after serve)

@@ -7,13 +7,30 @@ modules: benchmarks/app_browser.py's imports_s), whatever the page did. Streamli
 session's script in the server's own process, so whatever that process has imported is
 imported for every page.
 
-The imports must not run beside a page's script: two threads importing one package (the
-warm-up's torchvision and a page's torchvision.transforms.v2) can see each other's
-half-initialised modules ("cannot import name 'InterpolationMode' from partially
-initialized module", seen). So ``serve`` imports in a thread beside Streamlit's own imports
-and starts the server only when that thread is done, and under ``streamlit run app.py``
-app.py starts the warm-up after its first page is drawn and every later script run waits
-for it to end (``wait_for_warm_up``) before it draws anything.
+The imports must never run beside another thread's: two threads importing one package
+can see each other's half-initialised modules. Seen (issue 24): in a fresh process, Home
+and then the Out-of-distribution page raised "cannot import name 'InterpolationMode' from
+partially initialized module 'torchvision.transforms'". A warm-up thread was inside
+torchvision/__init__ (it imports torchvision.models, whose alexnet imports
+torchvision.transforms._presets); the page's script imported torchvision.transforms.v2.
+Python waits for a module another thread is initialising only when that module itself is
+asked for, not for the parent package of a submodule: the page found ``torchvision`` in
+sys.modules and went on to run torchvision/transforms/__init__ itself. Each thread then
+waited for a module lock the other held; importlib found the deadlock (on
+torchvision.transforms' lock) and let the warm-up go on with the half-initialised module,
+and ``from . import InterpolationMode`` failed, in both threads (reproduced without
+Streamlit: one thread importing torchvision, another torchvision.transforms.v2 as soon as
+torchvision is in sys.modules). app.py waited for the thread before it drew a page,
+but a page's script can run without app.py: while Streamlit emulates its old pages/-folder
+mode (AppTest turns it on again for every script run; a server has it until the first
+``st.navigation``) it runs the page file by itself, whose imports come before
+``pages.via_router`` can rerun it through app.py.
+
+So the warm-up runs in the thread that asks for it, never in a thread of its own: ``serve``
+imports before it imports Streamlit's server and starts it, and under ``streamlit run
+app.py`` app.py's first script run imports once its page is drawn (``warm_once``); a script
+run of another session that starts meanwhile waits for it (``wait_for_warm_up``) before it
+draws anything.
 
 Once imported, the modules are frozen out of the garbage collector's reach
 (``freeze_imports``): Streamlit runs a full collection after every script run, which walked
@@ -41,36 +58,38 @@ WARM = ("torch", "torchvision", "torchvision.transforms.v2", "torchvision.utils"
         "PIL.Image", "genlab.models", "genlab.train", "genlab.loop", "genlab.explore",
         "genlab.compare", "genlab.figures", "genlab.tables", "genlab.posterior", "genlab.ood",
         "genlab.mlp_export")
-_warm: threading.Thread | None = None
+_lock = threading.Lock()  # held while a thread imports WARM
+_warmed = False
 
 
-def warm_in_background(modules: tuple[str, ...] = WARM) -> threading.Thread:
-    """Import ``modules`` in a daemon thread (a module that fails is skipped: the page that
-    needs it reports the error)."""
-    def work() -> None:
+def warm_up(modules: tuple[str, ...] = WARM) -> bool:
+    """Import ``modules`` in the calling thread, then freeze them (``freeze_imports``), once
+    per process; returns whether this call did it. A module that fails is skipped (the
+    page that needs it reports the error). A thread that comes while another is at it
+    waits for it to end."""
+    global _warmed
+    with _lock:
+        if _warmed:
+            return False
         for name in modules:
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001
                 pass
         freeze_imports()
-
-    t = threading.Thread(target=work, name="genlab-warm-imports", daemon=True)
-    t.start()
-    return t
+        _warmed = True
+        return True
 
 
 def warm_once() -> None:
-    """Start the warm-up unless this process has started it (app.py, after a page)."""
-    global _warm
-    if _warm is None:
-        _warm = warm_in_background()
+    """The warm-up, unless this process has done it (app.py, after its page is drawn)."""
+    warm_up()
 
 
 def wait_for_warm_up() -> None:
-    """Block until a warm-up this process started has ended (app.py, before a page)."""
-    if _warm is not None:
-        _warm.join()
+    """Block while another thread of this process is in the warm-up (app.py, before a page)."""
+    with _lock:
+        pass
 
 
 def freeze_imports() -> int:
@@ -104,21 +123,20 @@ def share_cores(environ=os.environ) -> int:
 
 
 def serve(script: str, args: list[str]) -> int:
-    """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (Streamlit's own
-    imports run beside it): the server answers when every page can draw without importing.
+    """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (then Streamlit's
+    own imports, not beside it): the server answers when every page can draw without importing.
 
     Streamlit guesses the old multipage mode from the ``pages`` folder until app.py's first
     ``st.navigation``; under ``streamlit run`` a first visit at a page's own URL therefore
     runs that page alone, and ``pages.via_router`` reruns it through app.py (a wasted run,
     ~0.3 s). Here the server is told at once that app.py's navigation decides."""
-    warm_once()
     print("genlab: importing torch and the models before serving (a few seconds) ...", flush=True)
+    warm_up()  # first, alone: nothing imports beside it
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
-    wait_for_warm_up()
-    freeze_imports()  # again: Streamlit's own imports ran beside the warm-up
+    freeze_imports()  # again: Streamlit's own imports came after the warm-up
     share_cores()
     sys.argv = ["streamlit", "run", script, *args]
     return cli.main()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pages.launch import WARM, warm_in_background
+from pages.launch import WARM
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,34 +15,56 @@ def test_every_warmed_module_exists():
     assert [m for m in WARM if importlib.util.find_spec(m) is None] == []
 
 
-def test_the_warm_up_imports_in_the_background_of_this_process():
-    code = ("import sys; from pages.launch import warm_in_background; "
-            "t = warm_in_background(('genlab.flows', 'no_such_module_here')); t.join(120); "
-            "print('genlab.flows' in sys.modules, 'torch' in sys.modules, t.daemon)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True, timeout=180).stdout.split()
-    assert out == ["True", "True", "True"]  # a missing module does not stop the others
-    assert warm_in_background(()).daemon
+def test_the_warm_up_imports_once_in_the_thread_that_asks():
+    """No thread of its own (issue 24, item 3: a warm-up thread's torchvision beside a page's
+    torchvision.transforms.v2 left a half-initialised module); a missing module does not
+    stop the others; a second call does nothing."""
+    code = ("import sys, threading; from pages.launch import warm_up; "
+            "first = warm_up(('genlab.flows', 'no_such_module_here')); "
+            "print('genlab.flows' in sys.modules, 'torch' in sys.modules, threading.active_count(), "
+            "first, warm_up(('genlab.flows',)))")
+    assert _run(code) == ["True", "True", "1", "True", "False"]
+
+
+SLOW_MODULE = """import pathlib, time
+pathlib.Path(__file__).with_suffix('.started').touch()
+time.sleep(1.0)
+done = True
+"""
+
+
+def test_a_script_run_waits_while_another_session_warms(tmp_path):
+    """app.py's wait_for_warm_up: a second script thread that starts while the first is
+    importing goes on only once every module is fully imported."""
+    (tmp_path / "slow_warm_module.py").write_text(SLOW_MODULE)
+    code = ("import pathlib, sys, threading, time; sys.path.insert(0, sys.argv[1]); "
+            "from pages.launch import warm_up, wait_for_warm_up; "
+            "t = threading.Thread(target=warm_up, args=(('slow_warm_module',),)); t.start(); "
+            "started = pathlib.Path(sys.argv[1], 'slow_warm_module.started'); "
+            "[time.sleep(0.01) for _ in iter(lambda: started.exists(), True)]; "
+            "wait_for_warm_up(); m = sys.modules['slow_warm_module']; "
+            "print(getattr(m, 'done', False)); t.join()")
+    assert _run(code, args=[str(tmp_path)]) == ["True"]
 
 
 def test_the_warm_up_leaves_what_it_imported_out_of_every_collection():
     """Streamlit's full collection after each script run walked the ~480,000 objects of
     the imports with the GIL held (0.35 s in which the server answered nothing); frozen
     (gc.freeze), no collection walks them, and what is created later is still collected."""
-    code = ("import gc; from pages.launch import warm_in_background; "
-            "warm_in_background(('genlab.flows',)).join(120); import torch; "
+    code = ("import gc; from pages.launch import warm_up; "
+            "warm_up(('genlab.flows',)); import torch; "
             "later = [[]]; tracked = {id(o) for o in gc.get_objects()}; "
             "print(gc.get_freeze_count() > 10000, id(torch.nn.Module) in tracked, "
             "id(vars(torch)) in tracked, id(later) in tracked)")
     assert _run(code) == ["True", "False", "False", "True"]
 
 
-def _run(code: str, **env) -> list[str]:
+def _run(code: str, args: list[str] = (), **env) -> list[str]:
     import os
 
     environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | env
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          check=True, timeout=180, env=environ).stdout.split()
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, check=True, timeout=180, env=environ).stdout.split()
 
 
 def test_the_server_leaves_the_browser_half_the_cores_unless_told():
