@@ -173,8 +173,8 @@ def _collect(ns: argparse.Namespace, prefix: str) -> dict:
 
 
 def parse_train(ns: argparse.Namespace) -> runs.RunConfig:
-    """The config of the run that parsed train arguments ask for; ValueError with a
-    one-line message on anything invalid."""
+    """The config of the run that parsed train arguments ask for; ValueError with one
+    line per invalid option."""
     return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
 
 
@@ -188,8 +188,9 @@ def cmd_train(ns) -> int:
         return _train_configured(ns)
     try:
         rc = parse_train(ns)
-    except (TypeError, ValueError) as e:
-        print(f"genlab train: error: {_err(str(e))}", file=sys.stderr)
+    except (TypeError, ValueError) as e:  # every bad option, one line each
+        for line in str(e).strip().splitlines() or ["unknown error"]:
+            print(f"genlab train: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     def create() -> Path:
         if ns.run_dir:

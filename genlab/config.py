@@ -145,9 +145,9 @@ def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str
     """The one parser of config values: build a ``cls`` from ``d`` (JSON values, or
     strings as typed), each brought to its field's type and checked against its bounds.
 
-    Raises ValueError with one line: ``what`` (where the values come from, such as a
-    file), then the field as ``label`` spells it (``flag`` for options a user typed) and
-    what it allows. Unknown keys are refused, not ignored."""
+    Raises ValueError with one line per bad value, each ``what`` (where the values come
+    from, such as a file), then the field as ``label`` spells it (``flag`` for options a
+    user typed) and what it allows. Unknown keys are refused, not ignored."""
     prefix = f"{what}: " if what else ""
     if not isinstance(d, dict):
         raise ValueError(f"{what or 'config'} must be a JSON object, got {type(d).__name__}")
@@ -156,14 +156,21 @@ def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str
     if unknown:
         raise ValueError(f"{what or 'config'} has fields {cls.__name__} does not know: "
                          f"{', '.join(unknown)}")
-    try:
-        values = {name: coerce(cls, known[name], v, label) for name, v in d.items()}
-        for name, v in values.items():  # before __post_init__ checks, which know no label
-            _check_value(label(name), known[name], v)
-        cfg = cls(**values)
-        validate(cfg, label)
-    except ValueError as e:
-        raise ValueError(prefix + str(e)) from None
+    values, errors = {}, []
+    for name, v in d.items():  # every value, so that all bad ones are reported at once
+        try:
+            values[name] = coerce(cls, known[name], v, label)
+            _check_value(label(name), known[name], values[name])  # before __post_init__'s checks
+        except ValueError as e:
+            errors.append(str(e))
+    if not errors:
+        try:
+            cfg = cls(**values)
+            validate(cfg, label)
+        except ValueError as e:
+            errors.append(str(e))
+    if errors:
+        raise ValueError("\n".join(prefix + e for e in errors)) from None
     return cfg
 
 

@@ -90,7 +90,8 @@ def check_train(model: str, dataset: str, model_values: dict, train_values: dict
     """Validate a training request as ``python -m genlab train`` does (the same parse,
     so the same one-line errors), then what the launched process would find: the dataset
     under the data root, the device, a model those options build. Returns (model config,
-    train config); ValueError with one line saying what is wrong and how to fix it."""
+    train config); ValueError with one line per bad value (all of them), each saying what
+    is wrong and what is allowed."""
     rc = runs.new_config(model, dataset, model_values, train_values)
     if not dataset_present(dataset, root):
         raise ValueError(missing_message(dataset, root))

@@ -227,27 +227,38 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
     strings) or as a form holds them: the one parse of both ``python -m genlab train``
     and the Train page, so both word each error the same, in command-line flags.
     The image shape comes from the dataset; a training option not given takes the model
-    family's default (genlab.models.family_defaults). Raises ValueError with one line."""
+    family's default (genlab.models.family_defaults). Raises ValueError with one line per
+    bad value, all of them at once."""
     _, cfg_cls = model_entry(model)
     info = dataset_info(dataset)
     allowed = [f.name for f in dataclasses.fields(cfg_cls) if f.metadata.get("cli", True)]
-    wrong = [n for n in model_values if n not in allowed]
-    if wrong:
-        raise ValueError(f"{flag(wrong[0])} does not apply to model {model}; its options: "
-                         + ", ".join(map(flag, allowed)))
-    wrong = [n for n in train_values if n == "dataset" or n not in _TRAIN_FIELDS]
-    if wrong:
-        raise ValueError(f"{flag(wrong[0])} is not a training option; they are: "
-                         + ", ".join(flag(n) for n in _TRAIN_FIELDS if n != "dataset"))
-    model_cfg = from_dict(cfg_cls, {**model_values, "image_shape": info.shape}, label=flag)
-    train_values = {**family_defaults(model), **train_values}  # unset: the family's (issue 12)
-    train = from_dict(TrainConfig, {**train_values, "dataset": dataset}, label=flag)
+    errors = [f"{flag(n)} does not apply to model {model}; its options: " + ", ".join(map(flag, allowed))
+              for n in model_values if n not in allowed]
+    errors += [f"{flag(n)} is not a training option; they are: "
+               + ", ".join(flag(n) for n in _TRAIN_FIELDS if n != "dataset")
+               for n in train_values if n == "dataset" or n not in _TRAIN_FIELDS]
+    model_values = {k: v for k, v in model_values.items() if k in allowed}
+    train_values = {**family_defaults(model), **{  # unset: the family's (issue 12)
+        k: v for k, v in train_values.items() if k != "dataset" and k in _TRAIN_FIELDS}}
+    model_cfg = _parsed(errors, cfg_cls, {**model_values, "image_shape": info.shape})
+    train = _parsed(errors, TrainConfig, {**train_values, "dataset": dataset})
     cls = model_entry(model)[0]
-    if train.kl_warmup_epochs and not cls.caps.kl_warmup:
+    if train and train.kl_warmup_epochs and not cls.caps.kl_warmup:
         have = [m for m, (c, _) in MODELS.items() if c.caps.kl_warmup]
-        raise ValueError(f"{flag('kl_warmup_epochs')} applies to models with a weighted KL term "
-                         f"({', '.join(have)}); {model} has none: leave it 0")
+        errors.append(f"{flag('kl_warmup_epochs')} applies to models with a weighted KL term "
+                      f"({', '.join(have)}); {model} has none: leave it 0")
+    if errors:
+        raise ValueError("\n".join(errors))
     return RunConfig(model, model_cfg, train)
+
+
+def _parsed(errors: list[str], cls, values: dict):
+    """from_dict's config, or None with its error lines added to ``errors``."""
+    try:
+        return from_dict(cls, values, label=flag)
+    except ValueError as e:
+        errors += str(e).splitlines()
+        return None
 
 
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -1,7 +1,7 @@
 """The Train page's launch form (not a page itself): dataset and model pickers, one
 widget per config field (genlab.jobs.field_specs, its range in the help), the time an
 epoch is expected to take, and the start button, which checks every value as the CLI
-does (an out-of-range number is one line saying what is allowed), writes the run's
+does (each bad value one line saying what is allowed, all at once), writes the run's
 config.json and starts ``python -m genlab train --run-dir RUN`` in its own process.
 
 The training fields start at the chosen model family's defaults (genlab.models.family_defaults,
@@ -165,9 +165,17 @@ def launch(dataset: str, model: str, model_values: dict, train_values: dict, nam
         run_dir = jobs.start_train(where, name or runs.default_run_name(model, dataset), model,
                                    model_cfg, train_cfg, processes=processes)
     except (ValueError, jobs.JobError, runs.RunError, OSError) as e:
-        st.error(f"Not started: {str(e).splitlines()[0]}", icon=":material/error:")
+        st.error(not_started(str(e)), icon=":material/error:")
         return
     watch(run_dir, f"Started `{run_dir}`: it is shown at the top of the page.")
+
+
+def not_started(error: str) -> str:
+    """What Start says when the checks refuse: their one line, or one line per bad value."""
+    lines = [line for line in error.strip().splitlines() if line.strip()] or ["unknown error"]
+    if len(lines) == 1:
+        return f"Not started: {lines[0]}"
+    return f"Not started: {len(lines)} values are wrong:\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def watch(run_dir, message: str) -> None:

@@ -79,6 +79,31 @@ def test_bad_values_are_explained_in_one_line(model_values, train_values, needle
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+SEVERAL_BAD = ({"latent_dim": 0, "hidden": "64,abc", "depth": 3}, {"lr": 5.0, "epochs": 0})
+SEVERAL_SAID = ("--depth does not apply to model vae", "--latent-dim must be >= 1 and <= 1024 (got 0)",
+                "--hidden must be comma-separated whole numbers (got '64,abc')",
+                "--lr must be > 0 and <= 1 (got 5)", "--epochs must be >= 1 and <= 100000 (got 0)")
+
+
+def test_every_bad_value_is_reported_one_line_each(data_root, capsys):
+    """Issue 24, item 10: of several bad values, each is one line saying what was wrong and
+    what is allowed (the Train page's check and the CLI share the parse); not only the first."""
+    with pytest.raises(ValueError) as e:
+        jobs.check_train("vae", "mnist", *SEVERAL_BAD, root=data_root)
+    lines = str(e.value).splitlines()
+    assert len(lines) == len(SEVERAL_SAID), lines
+    for said in SEVERAL_SAID:
+        assert sum(said in line for line in lines) == 1, (said, lines)
+    # the CLI, through the same parse: one error line per bad option, nothing trained
+    argv = ["train", "--model", "vae", "--latent-dim", "0", "--hidden", "64,abc", "--lr", "5",
+            "--epochs", "0", "--data-root", str(data_root)]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 4 and all(line.startswith("genlab train: error: --") for line in err), err
+    for said in SEVERAL_SAID[1:]:
+        assert sum(said in line for line in err) == 1, (said, err)
+
+
 def test_missing_dataset_unknown_device_and_bad_names(tmp_path, data_root):
     with pytest.raises(ValueError, match=r"mnist is not in .*MNIST/raw \(expected train-images"):
         jobs.check_train("vae", "mnist", {}, {}, root=tmp_path)

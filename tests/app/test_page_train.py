@@ -77,6 +77,21 @@ def test_bad_values_are_explained_and_start_nothing(train_env, values, needle):
     assert not train_env.exists() or not any(train_env.iterdir())
 
 
+def test_every_bad_value_is_reported_not_only_the_first(train_env):
+    """Issue 24, item 10: three bad values on the form, three lines, each what was wrong
+    and what is allowed; nothing starts."""
+    at = submit(set_values(run_page(PAGE), {"m-vae-latent_dim": 0, "t-lr": 5.0, "t-batch_size": 0}))
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Not started: 3 values are wrong:"), error
+    items = [line for line in error.splitlines() if line.startswith("- ")]
+    assert len(items) == 3, error
+    for said in ("--latent-dim must be >= 1 and <= 1024 (got 0)", "--lr must be > 0 and <= 1 (got 5)",
+                 "--batch-size must be >= 1 and <= 65536 (got 0)"):
+        assert sum(said in item for item in items) == 1, (said, error)
+    assert not train_env.exists() or not any(train_env.iterdir())
+
+
 def test_no_dataset_means_no_form_and_says_why(train_env, tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_DATA", str(tmp_path / "empty"))
     at = run_page(PAGE)
