@@ -44,29 +44,6 @@ BLOCK_RE = re.compile(r"(<!-- generated: ([a-z0-9-]+) -->\n)(.*?)(<!-- /generate
 DIGEST_KEY = "genlab-docs-digest"
 CHROMIUM = os.environ.get("GENLAB_CHROMIUM", "/usr/bin/chromium")
 
-# Where each family comes from: author(s), title, year. The registry does not hold papers,
-# so a family added to it without a line here makes --check fail with its name.
-PAPERS = {
-    "vae": "Kingma & Welling, *Auto-Encoding Variational Bayes*, 2014; with `--iwae-k`: "
-           "Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*, 2016",
-    "binary-vae": "Mnih & Gregor, *Neural Variational Inference and Learning in Belief "
-                  "Networks*, 2014",
-    "ae-gmm": "Ghosh, Sajjadi, Vergari, Black & Schölkopf, *From Variational to Deterministic "
-              "Autoencoders*, 2020",
-    "nice": "Dinh, Krueger & Bengio, *NICE: Non-linear Independent Components Estimation*, 2014",
-    "realnvp": "Dinh, Sohl-Dickstein & Bengio, *Density Estimation using Real NVP*, 2017",
-    "vae-flow-decoder": "no paper: a VAE whose decoder density goes through a NICE or "
-                        "RealNVP flow (the flows of Dinh et al. 2014 and 2017)",
-    "vae-flow-prior": "a RealNVP prior (Dinh, Sohl-Dickstein & Bengio, *Density Estimation "
-                      "using Real NVP*, 2017) in a VAE",
-    "vae-flow-posterior": "Rezende & Mohamed, *Variational Inference with Normalizing Flows*, "
-                          "2015",
-    "gan": "Goodfellow et al., *Generative Adversarial Nets*, 2014",
-    "dcgan": "Radford, Metz & Chintala, *Unsupervised Representation Learning with Deep "
-             "Convolutional Generative Adversarial Networks*, 2016",
-}
-
-
 class SourceError(RuntimeError):
     """A file the docs are made from is missing, unreadable or disagrees with another."""
 
@@ -94,6 +71,24 @@ def genlab():
 
 def family_order() -> list[str]:
     return list(genlab()[1].MODELS)
+
+
+def family_papers(name: str) -> list[str]:
+    """The references in the docstring of a family's model file (its "Reference:" block of
+    "> " lines), one string each: the model file is where a family's papers are cited."""
+    cls = genlab()[1].MODELS[name][0]
+    doc = sys.modules[cls.__module__].__doc__ or ""
+    m = re.search(r"^Reference:\n((?:> .*\n?)+)", doc, re.M)
+    if not m:
+        raise SourceError(f"{cls.__module__}: its docstring has no 'Reference:' block of '> ' "
+                          f"lines citing the papers of family {name!r}")
+    refs: list[str] = []
+    for line in (ln[2:].strip() for ln in m.group(1).splitlines()):
+        if refs and not re.match(r"(?:[A-Z]\. ?)+[A-Z][a-z]", line):
+            refs[-1] += " " + line  # a reference's next line
+        else:
+            refs.append(line)
+    return refs
 
 
 def family_defaults(name: str) -> dict:
@@ -206,18 +201,16 @@ def headline_value(r: dict) -> float:
 
 # -- README ---------------------------------------------------------------------------------
 def block_families() -> list[str]:
-    missing = [m for m in family_order() if m not in PAPERS]
-    if missing:
-        raise SourceError(f"family {', '.join(missing)} has no paper in docs/generate.py PAPERS")
     rows = []
     for m in family_order():
         mine = [r for r in shipped() if r["model"] == m and r["dataset"] == "mnist" and r["eval"]]
         best = min(mine, key=headline_value, default=None)
         if best is None:
-            rows.append([f"`{m}`", "not shipped", "—", "—", PAPERS[m]])
+            rows.append([f"`{m}`", "not shipped", "—", "—", "<br>".join(family_papers(m))])
             continue
         value, unit = headline(best)
-        rows.append([f"`{m}`", f"`{best['run']}`", f"{value} {unit}", pixels(best), PAPERS[m]])
+        rows.append([f"`{m}`", f"`{best['run']}`", f"{value} {unit}", pixels(best),
+                     "<br>".join(family_papers(m))])
     return [*table(["`--model`", "best shipped MNIST run", "test figure", "pixels", "source"], rows),
             "", "Lower is better. Dynamic binarisation draws every training batch afresh from "
             "the seed shown; the test images are one draw from a generator seeded 0, the same "
