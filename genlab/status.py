@@ -11,6 +11,7 @@ No plotting and no streamlit here: genlab.tables and genlab.figures present thes
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from .data import DATASETS
 from .models import MODELS, model_entry
 
 JOB, TRAIN_LOG, EVAL_LOG = "job.json", "train.log", "eval.log"
+RUN_FILES = (runs.CONFIG, runs.STATUS, runs.METRICS, runs.CHECKPOINT, runs.EVAL, JOB)
 ACTIVE = ("starting", "running")
 """States of a run whose training process is (about to be) at work."""
 _CHILDREN: dict[int, subprocess.Popen] = {}  # processes started here, polled so none lingers as a zombie
@@ -89,6 +91,29 @@ def fmt_seconds(s: float) -> str:
         f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
+def budget_words(train: dict) -> str:
+    """A run's time budget (config.json's max_minutes, counted on its budget_clock) in
+    words: "an 8-CPU-minute budget", "a 20-minute budget" (wall clock); "" without one."""
+    minutes = train.get("max_minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+        return ""
+    n = f"{minutes:g}"
+    article = "an" if n.startswith("8") or n.split(".")[0] in ("11", "18") else "a"
+    clock = "CPU-" if train.get("budget_clock") == "cpu" else ""
+    return f"{article} {n}-{clock}minute budget"
+
+
+def budget_phrase(epoch, train: dict) -> str:
+    """How far a run got, read as what bounds it: "67 epochs in an 8-CPU-minute budget"
+    for a run with a time budget (its epochs are then only a cap, such as the shipped
+    recipe's 100000), "epoch 20 of 20 (within a 5-minute budget)" for one that reached its
+    epochs first, "epoch 2 of 20" for a run bounded by its epochs alone."""
+    epochs, budget = train.get("epochs"), budget_words(train)
+    if budget and epoch != epochs:
+        return f"{epoch} epoch{'' if epoch == 1 else 's'} in {budget}"
+    return f"epoch {epoch} of {epochs or '?'}" + (f" (within {budget})" if budget else "")
+
+
 # -- the one rule -------------------------------------------------------------------------
 def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
               error: str | None = None, has_metrics: bool = True) -> tuple[str, str]:
@@ -147,8 +172,10 @@ class RunSummary:
     last_train: dict | None = None  # the latest epoch's training record
     last_val: dict | None = None
     eval: dict | None = None  # eval.json
-    sample: Path | None = None  # the latest sample grid
-    error: str | None = None  # config.json unreadable: why
+    eval_error: str | None = None  # eval.json there but unreadable: why (one line, naming it)
+    sample: Path | None = None  # the latest sample grid at the model's default temperature
+    sample_temperature: float = 1.0  # the temperature ``sample`` was drawn at
+    error: str | None = None  # config.json unreadable or missing: why
     state: str = "unknown"
     message: str = ""
     ckpt: int | None = None  # checkpoint.pt's modification time (ns); None: no checkpoint
@@ -248,15 +275,83 @@ def _read(run_dir: Path) -> RunSummary:
         cfg = dict(model=raw["model"], dataset=raw["train"]["dataset"], config=raw["model_config"],
                    train=raw["train"])
     except runs.RunError as e:
-        cfg = dict(error=str(e))
+        cfg = dict(error=_missing_config(run_dir) or str(e))
     records, bad = runs.read_metrics(run_dir / runs.METRICS)
     epochs = [r for r in records if r.get("event") == "epoch"]
+    ev, ev_error = read_eval(run_dir)
+    temperature = default_temperature(model_entry(cfg["model"])[0] if "model" in cfg else None)
+    sample = latest_sample(run_dir, temperature)
+    if sample is None and temperature != 1.0:  # a run from before the tempered grids
+        temperature, sample = 1.0, latest_sample(run_dir, 1.0)
     return RunSummary(
         path=run_dir, name=run_dir.name, **cfg, status=runs.read_json(run_dir / runs.STATUS) or {},
         metrics=records, bad_metric_lines=bad,
         last_train=next((r for r in reversed(epochs) if r.get("split") == "train"), None),
         last_val=next((r for r in reversed(epochs) if r.get("split") == "val"), None),
-        eval=runs.read_json(run_dir / runs.EVAL), sample=runs.latest_sample(run_dir))
+        eval=ev, eval_error=ev_error, sample=sample, sample_temperature=temperature)
+
+
+def _missing_config(run_dir: Path) -> str | None:
+    """Why a run folder whose config.json is gone is damaged (None: it has one)."""
+    if (run_dir / runs.CONFIG).exists():
+        return None
+    held = [n for n in RUN_FILES[1:] if (run_dir / n).exists()]
+    return (f"{run_dir / runs.CONFIG}: missing (the folder holds {', '.join(held) or 'no run files'}); "
+            "without it the run cannot be rebuilt, opened or resumed: retrain it")
+
+
+def read_eval(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """(eval.json, None), (None, None) when there is none yet, or (None, why it cannot be
+    read: one line naming the file)."""
+    path = Path(run_dir) / runs.EVAL
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"{path}: unreadable ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return None, f"{path}: not valid JSON ({e})"
+    if not isinstance(obj, dict):
+        return None, f"{path}: expected a JSON object of figures (got a JSON {type(obj).__name__})"
+    return obj, None
+
+
+def default_temperature(cls: type | None) -> float:
+    """The temperature a model class's sample grids are shown at: the default it declares
+    (``caps.temperature``; flows 0.7), 1 (the model as trained) when it declares none."""
+    return float(cls.caps.temperature or 1.0) if cls is not None else 1.0
+
+
+def latest_sample(run_dir: str | os.PathLike, temperature: float = 1.0) -> Path | None:
+    """The latest sample grid fit wrote at ``temperature`` (runs.sample_grid), or None."""
+    folder = runs.sample_grid(run_dir, 1, temperature).parent
+    grids = sorted(folder.glob("epoch_*.png"))
+    return grids[-1] if grids else None
+
+
+def run_dirs(*roots: str | os.PathLike) -> list[Path]:
+    """Every run folder directly under ``roots``, newest first, the damaged ones too: a
+    folder holding any file a run writes (RUN_FILES), so one whose config.json was deleted
+    is listed (as broken, saying why) rather than vanishing. :func:`runs.find_runs` lists
+    only those with a config.json: what the pages' pickers can open."""
+    found = []
+    for root in map(Path, roots):
+        if root.is_dir():
+            found += [p for p in root.iterdir() if p.is_dir() and _newest_mtime(p) is not None]
+    return sorted(found, key=_newest_mtime, reverse=True)
+
+
+def _newest_mtime(p: Path) -> float | None:
+    times = []
+    for name in RUN_FILES:
+        try:
+            times.append((p / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=None)
 
 
 def run_stamp(run_dir: str | os.PathLike) -> tuple:
@@ -264,15 +359,24 @@ def run_stamp(run_dir: str | os.PathLike) -> tuple:
     changes whenever the run does."""
     run_dir = Path(run_dir)
     files = [run_dir / n for n in (runs.CONFIG, runs.STATUS, runs.METRICS, runs.EVAL)]
-    sample = runs.latest_sample(run_dir)
+    # the latest grid at each temperature (a summary shows the one at the model's default)
+    grids = [latest_sample(run_dir)] + [latest_sample(run_dir, float(d.name[1:])) for d in
+                                        sorted((run_dir / "samples").glob("t*")) if _is_number(d.name[1:])]
     stamp = []
-    for f in files + ([sample] if sample else []):
+    for f in files + [g for g in grids if g]:
         try:
             st = f.stat()
             stamp.append((f.name, st.st_mtime_ns, st.st_size))
         except OSError:
             stamp.append((f.name, None, None))
     return tuple(stamp)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def order_key(model: str | None, dataset: str | None, name: str) -> tuple:

@@ -10,15 +10,16 @@ import os
 
 from .compare import is_exact
 from .data import DATASETS, data_root, dataset_present
-from .fid import FeatureNetError, net_info
+from .fid import FeatureNetError, is_inception, net_info
 from .metrics import data_kind
-from .status import RunSummary
+from .status import RunSummary, default_temperature
 
 BOOKKEEPING = frozenset({"event", "split", "epoch", "step", "seconds", "cpu_seconds", "images_per_s"})
 """Keys of a metrics record that are not model metrics."""
 EVAL_META = frozenset({"n_images", "epoch", "k", "seconds", "nll_seconds", "latent_dim"})
 
 FID_NOTE_SHORT = "genlab features, not Inception"
+FID_NOTE_INCEPTION = "Inception-v3, torchvision weights: ≈ papers' FID"
 FID_NOTE = ("FID here is the Fréchet distance in the features of genlab's own small CNN "
             "classifier for the dataset (Inception weights cannot be downloaded), so it is "
             "**not comparable with the Inception FID of papers**: it ranks genlab models on "
@@ -29,6 +30,11 @@ GROUP_TITLES = {"binarised": "Binarised pixels: nats per image",
                 "adversarial": "No likelihood (GANs): discriminator and generator losses"}
 """The table each kind of number belongs in: nats on binarised pixels and bits/dim on
 8-bit pixels measure different things and never share one."""
+
+
+def fid_label(ev: dict) -> str:
+    """What made an eval.json's FID, in a few words: genlab's feature net or Inception-v3."""
+    return FID_NOTE_INCEPTION if is_inception(ev.get("fid_features")) else FID_NOTE_SHORT
 
 
 def _number(v) -> bool:
@@ -107,7 +113,7 @@ def eval_line(ev: dict | None) -> str:
     if "active_units" in ev:
         parts.append(f"{ev['active_units']}/{ev.get('latent_dim', '?')} active latent units")
     if _number(ev.get("fid")):
-        parts.append(f"FID {ev['fid']:.1f} ({FID_NOTE_SHORT})")
+        parts.append(f"FID {ev['fid']:.1f} ({fid_label(ev)})")
     if not parts:
         parts = [f"{k2} {v:.4g}" for k2, v in ev.items()
                  if k2 not in EVAL_META and isinstance(v, float)][:4]
@@ -125,13 +131,13 @@ def headline(s: RunSummary) -> str:
     if _number(ev.get("nll_nats")):
         return f"{ev['nll_nats']:.1f} nats"
     if _number(ev.get("fid")):
-        return f"FID {ev['fid']:.1f}"
+        return f"{'Inception ' if is_inception(ev.get('fid_features')) else ''}FID {ev['fid']:.1f}"
     return ""
 
 
 def _likelihood(s: RunSummary) -> bool | None:
     cls = s.model_class
-    return None if cls is None else cls.has_likelihood
+    return None if cls is None else cls.caps.likelihood is not None
 
 
 def units_note(s: RunSummary) -> str:
@@ -154,24 +160,58 @@ def data_group(s: RunSummary) -> str:
 
 
 # -- several runs -------------------------------------------------------------------------
+OVERVIEW_UNITS = {"val loss (nats)": "binarised", "val bits/dim": "8-bit",
+                  "val D loss": "adversarial", "val G loss": "adversarial"}
+"""Home's validation columns and the data group (:func:`data_group`) each one holds."""
+
+
 def overview_rows(summaries: list[RunSummary]) -> list[dict]:
-    """One row per run for the gallery's table (eval columns only when some run has them).
-    The test likelihood in the unit that means something for the data: nats per image on
-    binarised pixels, bits/dim on 8-bit pixels (whose nats are a density on [0, 1]^D,
-    negative and not comparable with the former), never both in one column."""
+    """One row per run for Home's table, one unit per column as in the eval tables
+    (:func:`compare_tables`): the latest validation loss in nats per image for likelihood
+    models on binarised pixels, in bits/dim on 8-bit pixels (whose nats are a density on
+    [0, 1]^D, negative and not comparable with the former), the GANs' discriminator and
+    generator losses apart; eval.json's test figures likewise (nats per image, bits/dim,
+    FID). Columns that no run fills are left out."""
     rows = []
     for s in summaries:
         val, ev = s.last_val or {}, s.eval or {}
+        group = data_group(s) if s.model else None
         eight_bit = ev.get("data") == "8-bit" or "bpd" in ev
+        kept = {"val loss (nats)": val.get("loss"), "val bits/dim": val.get("bpd"),
+                "val D loss": val.get("d_loss"), "val G loss": val.get("g_loss")}
         rows.append({"run": s.name, "model": s.model, "dataset": s.dataset, "status": s.state,
                      "epoch": (s.last_train or {}).get("epoch"),
-                     "val loss": val.get("loss"),
-                     "test −log p(x)": None if eight_bit else ev.get("nll_nats"),
-                     "bits/dim": ev.get("bpd"),
+                     **{k: v if OVERVIEW_UNITS[k] == group and _number(v) else None
+                        for k, v in kept.items()},
+                     "test −log p(x) (nats)": None if eight_bit else ev.get("nll_nats"),
+                     "test bits/dim": ev.get("bpd"),
                      "FID": ev.get("fid") if _number(ev.get("fid")) else None,
                      "folder": str(s.path.parent)})
-    empty = [k for k in ("test −log p(x)", "bits/dim", "FID") if all(r[k] is None for r in rows)]
+    optional = [*OVERVIEW_UNITS, "test −log p(x) (nats)", "test bits/dim", "FID"]
+    empty = [k for k in optional if all(r[k] is None for r in rows)]
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
+
+
+OVERVIEW_FORMATS = {"val loss (nats)": ".2f", "val bits/dim": ".3f", "val D loss": ".3f",
+                    "val G loss": ".3f", "test −log p(x) (nats)": ".2f", "test bits/dim": ".3f",
+                    "FID": ".1f"}
+"""How :func:`overview_rows`' figures are shown."""
+
+
+def sample_caption(s: RunSummary) -> str:
+    """What a run's shown sample grid is: after which epoch, at which temperature, and
+    whether that is the model's default ("samples after epoch 12 at T = 0.7, realnvp's
+    default temperature")."""
+    stem = s.sample.stem if s.sample else ""
+    epoch = stem.removeprefix("epoch_").lstrip("0") or "0"
+    when = f"samples after epoch {epoch}" if stem.startswith("epoch_") else f"samples, {stem}"
+    t, default = s.sample_temperature, default_temperature(s.model_class)
+    if s.model_class is None:
+        return f"{when} at T = {t:g}"
+    if t == default:
+        trained = ": the model as trained" if t == 1 else ""
+        return f"{when} at T = {t:g}, {s.model}'s default temperature{trained}"
+    return f"{when} at T = {t:g} (no grid at {s.model}'s default T = {default:g} was written)"
 
 
 def fid_rows(summaries: list[RunSummary]) -> list[dict]:
@@ -181,7 +221,8 @@ def fid_rows(summaries: list[RunSummary]) -> list[dict]:
     for s in summaries:
         ev = s.eval or {}
         if _number(ev.get("fid")):
-            rows.append({"run": s.name, "model": s.model, "FID": ev["fid"], "samples": ev.get("fid_n"),
+            rows.append({"run": s.name, "model": s.model, "FID": ev["fid"], "features": fid_label(ev),
+                         "samples": ev.get("fid_n"),
                          "against": f"{ev.get('split', 'test')} ({ev.get('fid_n') or '?'} images)"})
     return rows
 

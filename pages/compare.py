@@ -10,7 +10,8 @@ from genlab import compare, runs
 from genlab.data import DatasetError, data_root
 from genlab.figures import bound_figure, overlay_figure
 from genlab.status import RunSummary, runs_roots
-from genlab.tables import bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning
+from genlab.tables import (bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning,
+                           sample_caption)
 from pages import cache, compare_ui as ui, via_router
 from pages.widgets import TEMPERATURE_HELP, draw, read_image, table, temperature_note
 
@@ -39,7 +40,8 @@ def samples_ui(sel: list[RunSummary]) -> None:
     c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
     mode = c1.segmented_control("Samples", ["stored", "drawn at T"], default="stored",
                                 key="compare-samples", help="stored: the last grid written during "
-                                "training (T = 1); drawn at T: 64 samples from each checkpoint now") or "stored"
+                                "training, at the model's default temperature (its caption says which); drawn at T: "
+                                "64 samples from each checkpoint now") or "stored"
     asked = c2.slider("Temperature T", 0.05, 1.5, 1.0, step=0.05, key="compare-temp",
                       help=TEMPERATURE_HELP, disabled=mode != "drawn at T")
     for col, s in zip(st.columns(len(sel)), sel):
@@ -49,7 +51,7 @@ def samples_ui(sel: list[RunSummary]) -> None:
             continue
         image, err = read_image(s.sample)
         if image:
-            col.image(image, caption=s.sample.stem.replace("_", " "), width="stretch")
+            col.image(image, caption=sample_caption(s), width="stretch")
         else:
             col.caption(err or "No sample grid yet (written after each epoch).")
 

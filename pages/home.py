@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genlab import runs
-from genlab.status import RunSummary, order_key, runs_roots
-from genlab.tables import FID_NOTE, headline, overview_rows
+from genlab.status import RunSummary, budget_phrase, order_key, run_dirs, runs_roots
+from genlab.tables import FID_NOTE, OVERVIEW_FORMATS, headline, overview_rows, sample_caption
 from pages import PAGES, cache, via_router
 from pages.widgets import STATE_ICON, Card, draw, table
 
@@ -48,10 +47,11 @@ def filter_ui(summaries: list[RunSummary]) -> list[RunSummary]:
 
 
 def table_ui(shown: list[RunSummary]) -> None:
-    rows = overview_rows(shown)
-    table(rows, {"val loss": ".3f", "test −log p(x)": ".2f", "bits/dim": ".3f", "FID": ".1f"})
-    st.caption("Test −log p(x): nats per image on binarised pixels; bits/dim: 8-bit pixels (never "
-               "compared with each other). — : not measured. " + FID_NOTE)
+    table(overview_rows(shown), OVERVIEW_FORMATS)
+    st.caption("One unit a column: the latest validation loss and the test −log p(x) in nats per "
+               "image on binarised pixels, bits/dim on 8-bit pixels (never compared with each "
+               "other), a GAN's discriminator and generator losses apart. — : not measured or "
+               "another unit's column. " + FID_NOTE)
 
 
 def gallery_ui(shown: list[RunSummary]) -> None:
@@ -61,7 +61,7 @@ def gallery_ui(shown: list[RunSummary]) -> None:
             with col.container(border=True):
                 image, err = cache.sample_png(str(s.path), s.sample)
                 if image:
-                    st.image(image, width="stretch")
+                    st.image(image, caption=f"T = {s.sample_temperature:g}", width="stretch")
                 elif err:
                     st.caption(err)
                 st.markdown(f"{STATE_ICON.get(s.state, '')} **{s.name}**")
@@ -76,6 +76,8 @@ def problems_ui(shown: list[RunSummary]) -> None:
         st.error(f"**{s.name}** {s.state}: {s.message or 'no message recorded'}", icon=":material/error:")
     for s in (s for s in shown if s.bad_metric_lines):
         st.warning(f"**{s.name}**: {s.bad_metric_lines} unreadable line(s) in metrics.jsonl were skipped.")
+    for s in (s for s in shown if s.eval_error):
+        st.warning(f"**{s.name}**: {s.eval_error}", icon=":material/warning:")
 
 
 def status_ui(s: RunSummary) -> None:
@@ -95,12 +97,14 @@ def facts_ui(c: Card) -> None:
     if c.rows:
         table(c.rows, {k: ".3f" for k in c.rows[0] if k != "metric"})
         last = (s.last_train or {}).get("epoch", "?")
-        st.caption(f"{c.units}; train and val after epoch {last} of {s.train.get('epochs', '?')}"
-                   .lstrip("; "))
+        st.caption(f"{c.units}; train and val after {budget_phrase(last, s.train)}".lstrip("; "))
     else:
         st.caption("No completed epoch yet." if c.figure else "No metrics yet.")
     if c.eval:
         st.markdown(f"**Eval** {c.eval}")
+    elif s.eval_error:
+        st.warning(f"{s.eval_error}; evaluate the run again to rewrite it: "
+                   f"`python -m genlab eval {s.path}`", icon=":material/warning:")
     elif s.state != "broken" and s.model:
         st.caption(f"No eval.json yet: `python -m genlab eval {s.path}`")
 
@@ -117,7 +121,7 @@ def card_ui(c: Card) -> None:
         img, facts, chart = st.columns([1, 1.8, 2.8], gap="small")
         with img:
             if c.image:
-                st.image(c.image, caption=f"samples, {s.sample.stem.replace('_', ' ')}", width="stretch")
+                st.image(c.image, caption=sample_caption(s), width="stretch")
             else:
                 st.caption(c.image_error or "No sample grid yet (written after each epoch).")
         with facts:
@@ -130,11 +134,12 @@ def card_ui(c: Card) -> None:
 
 def links_ui(s: RunSummary) -> None:
     """Buttons into the pages that work on one run (they read st.session_state["run"]),
-    in one row under the card; none for a broken run."""
+    in one row under the card: each page only for a run it lists (PageSpec.can_show, the
+    function its own run picker uses); none for a broken run."""
     if s.state == "broken":
         return
     row = st.container(horizontal=True, gap="small")
-    for p in (p for p in PAGES if p.takes_run and s.model):
+    for p in (p for p in PAGES if p.can_show(s.model_class, s.config)):
         if row.button(p.title, icon=p.icon, key=f"open-{p.url_path}-{s.path}"):
             st.session_state["run"] = str(s.path)
             st.switch_page(p.file)
@@ -162,7 +167,7 @@ def details_ui(shown: list[RunSummary]) -> None:
 
 intro_ui()
 roots = st.session_state.get("runs_roots") or runs_roots()  # app.py sets it
-summaries = sorted((cache.summary(p) for p in runs.find_runs(*roots)),
+summaries = sorted((cache.summary(p) for p in run_dirs(*roots)),  # damaged ones too: broken
                    key=lambda s: (s.state == "broken" and not s.model, *order_key(s.model, s.dataset, s.name)))
 if not summaries:
     empty_ui(roots)

@@ -66,8 +66,8 @@ def test_home_tables_hold_the_run_files_numbers(app_runs):
     records = [json.loads(line) for line in (app_runs / GOOD / "metrics.jsonl").open()]
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
     ev = json.loads((app_runs / GOOD / "eval.json").read_text())
-    assert good["val loss"] == pytest.approx(last_val["loss"])
-    assert good["test −log p(x)"] == pytest.approx(ev["nll_nats"])
+    assert good["val loss (nats)"] == pytest.approx(last_val["loss"])
+    assert good["test −log p(x) (nats)"] == pytest.approx(ev["nll_nats"])
     at.button(key=f"details-{app_runs / GOOD}").click().run()  # its card's table
     table = next(df.value for df in at.table[1:] if "test" in df.value.columns)
     assert list(table.columns) == ["metric", "train", "val", "test"]

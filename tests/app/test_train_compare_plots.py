@@ -218,8 +218,8 @@ def test_overview_puts_nats_and_bits_per_dim_in_separate_columns():
     flow = RunSummary(Path("/r/f"), "f", model="realnvp",
                       eval={"data": "8-bit", "nll_nats": -2500.0, "bpd": 1.2})
     rows = {r["run"]: r for r in tables.overview_rows([vae, flow])}
-    assert rows["v"]["test −log p(x)"] == 85.0 and rows["v"]["bits/dim"] is None
-    assert rows["f"]["test −log p(x)"] is None and rows["f"]["bits/dim"] == 1.2
+    assert rows["v"]["test −log p(x) (nats)"] == 85.0 and rows["v"]["test bits/dim"] is None
+    assert rows["f"]["test −log p(x) (nats)"] is None and rows["f"]["test bits/dim"] == 1.2
 
 
 def test_fid_sits_in_its_own_table_across_families_and_says_it_is_not_inception():
