@@ -38,20 +38,7 @@ INTERPOLATIONS = ("linear", "spherical", "normal-cdf")
 CDF_EPS = 1e-6  # keeps Phi(z) inside (0, 1) so that Phi^-1 stays finite
 
 
-# -- what a model can do (a model class or an instance: read from its caps) ----------------
-def can_encode(model) -> bool:
-    return model.caps.encode
-
-
-def can_decode(model) -> bool:
-    return model.caps.decode
-
-
-def is_flow(model) -> bool:
-    """A bijection between images and latents: encode and decode invert each other."""
-    return model.caps.bijective
-
-
+# -- what a model can do (a model class or an instance): its caps, read directly --------------
 def has_prior(model) -> bool:
     """Random latents can be drawn: a prior (VAEs, flows, GANs) or a mixture (ae-gmm)."""
     return model.caps.prior is not None
@@ -443,7 +430,7 @@ def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
     from .compare import test_images
 
     model, _, rc = runs.load_model(run_dir, map_location="cpu")
-    if not can_encode(model):
+    if not model.caps.encode:
         raise ValueError(f"{Path(run_dir).name}: a {rc.model} has no encoder, so no codes to project")
     data = test_images(rc.train.dataset, n, root)
     codes = encode_images(model, data.x).numpy()

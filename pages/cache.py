@@ -75,7 +75,7 @@ def _load(path: str, stamp: int | None) -> Loaded | str:
         model, _, rc = runs.load_model(path, map_location="cpu")
     except Exception as e:  # a corrupt checkpoint, a config that no longer fits: one line
         return str(e).splitlines()[0] if str(e) else type(e).__name__
-    ok = explore.has_prior(model) and explore.can_decode(model)
+    ok = explore.has_prior(model) and model.caps.decode
     return Loaded(model, rc.model, rc.train.dataset, explore.latent_reference(model) if ok else None)
 
 

@@ -47,7 +47,7 @@ def image_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor] | None:
     with c4.popover("Endpoints", icon=":material/image:"):
         ui.show(x, 2, "the endpoints as the model sees them", scale=3)
     z = explore.encode_images(run.model, data.x[[a, b]])  # (2, d)
-    if explore.is_flow(run.model):
+    if run.model.caps.bijective:
         err = (explore.decode_latents(run.model, z) - x).abs().max()
         st.caption(f"A flow encodes exactly: decode(encode(x)) differs from x by at most {err:.1e}.")
     return z[0], z[1]
@@ -63,12 +63,12 @@ def random_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor]:
 st.title("Interpolation")
 run = ui.pick_run(views.interpolation,
                   "a model that decodes latents (a VAE, the autoencoder + GMM, a flow or a GAN)")
-sources = ([IMAGES] if explore.can_encode(run.model) else []) + \
+sources = ([IMAGES] if run.model.caps.encode else []) + \
           ([RANDOM] if run.ref is not None else [])
 methods = ["linear", "spherical"] + (["normal-cdf"] if run.ref is not None and run.ref.standard else [])
 c1, c2, c3 = st.columns([1, 2, 1])
 source = c1.radio("Endpoints", sources, key=f"source-{run.key}")
-default = "normal-cdf" if source == RANDOM and "normal-cdf" in methods and not explore.can_encode(run.model) \
+default = "normal-cdf" if source == RANDOM and "normal-cdf" in methods and not run.model.caps.encode \
     else "spherical" if source == RANDOM and run.ref.standard else "linear"
 method = c2.radio("Path", methods, index=methods.index(default), format_func=PATHS.get,
                   key=f"path-{run.key}-{source}", horizontal=True)

@@ -24,7 +24,7 @@ N_DRAWS = 32
 
 def codes_ui(run: ui.Run) -> ui.CodesView | None:
     st.header("Codes of test images", anchor=False)
-    if not explore.can_encode(run.model):
+    if not run.model.caps.encode:
         st.info(f"A {run.model_name} has no encoder, so there are no codes of test images; the "
                 "sliders and grids below decode latents from its prior.", icon=":material/info:")
         return None
@@ -89,7 +89,7 @@ def set_base(run: ui.Run, z: torch.Tensor) -> None:
     """Centre the sliders (and the grids) on z, clamped into the coordinate sliders' range
     (a flow's sliders are along principal directions: z is kept whole)."""
     z = torch.as_tensor(z).float()
-    if not explore.is_flow(run.model):
+    if not run.model.caps.bijective:
         z = torch.maximum(torch.minimum(z, run.ref.hi), run.ref.lo)
     st.session_state[f"base-{run.key}"] = z
     st.session_state[f"gen-{run.key}"] = st.session_state.get(f"gen-{run.key}", 0) + 1
@@ -189,7 +189,7 @@ def draws_ui(run: ui.Run) -> None:
 st.title("Latent explorer")
 run = ui.pick_run(views.latent_explorer,
                   "a model with a latent space (a VAE, the autoencoder + GMM, a flow or a GAN)")
-flow = explore.is_flow(run.model)
+flow = run.model.caps.bijective
 if flow:
     flow_ui.note_ui(run)
 view = codes_ui(run)

@@ -192,9 +192,9 @@ def test_latent_reference_of_each_kind(name, standard, bounded):
     assert (ref.lo < ref.hi).all()
     if standard:
         assert torch.equal(ref.center, torch.zeros(ref.dim)) and torch.equal(ref.scale, torch.ones(ref.dim))
-    assert explore.can_decode(model) and explore.has_prior(model)
-    assert explore.can_encode(model) == (name != "gan")
-    assert explore.is_flow(model) == (name in ("nice", "realnvp"))
+    assert model.caps.decode and explore.has_prior(model)
+    assert model.caps.encode == (name != "gan")
+    assert model.caps.bijective == (name in ("nice", "realnvp"))
 
 
 def test_a_flow_encodes_and_decodes_test_images_exactly():

@@ -44,7 +44,7 @@ def test_shapes_and_ranges(name, shape):
     assert model.discriminator(fake).shape == (5,)
     img = model.decode(z)
     assert torch.allclose(img, (fake + 1) / 2) and img.min() >= 0 and img.max() <= 1
-    assert not model.has_latent and not model.has_likelihood
+    assert not model.caps.encode and model.caps.likelihood is None
 
 
 @pytest.mark.parametrize("name", ["gan", "dcgan"])

@@ -21,11 +21,11 @@ def test_default_model_on_every_dataset_shape(name, shape):
     check_loss_finite(model)
     check_sample(model, n=2)
     x = tiny_batch(model, n=2)
-    if model.has_latent:
+    if model.caps.encode:
         z = model.encode(x)
         assert z.shape[0] == 2 and torch.isfinite(z).all()
         assert model.decode(z).shape == x.shape
-    if model.has_likelihood:
+    if model.caps.likelihood:
         lp = model.log_prob(x, k=2)
         assert lp.shape == (2,) and torch.isfinite(lp).all()
 
@@ -65,9 +65,9 @@ def test_every_tensor_follows_the_models_device(name, no_distribution_checks):
     for part in model.loss(x).values():
         assert part.device.type == "meta"
     assert model.sample(2).device.type == "meta"
-    if model.has_latent:
+    if model.caps.encode:
         assert model.decode(model.encode(x)).device.type == "meta"
-    if model.has_likelihood:
+    if model.caps.likelihood:
         assert model.log_prob(x, k=3).device.type == "meta"
 
 
@@ -117,15 +117,11 @@ def test_binary_vae_kl_per_dim_is_the_bernoulli_kl_of_each_unit():
 
 
 def test_capabilities_are_declared_by_each_model_class():
-    from genlab.models.base import Capabilities, GenerativeModel
+    from genlab.models.base import Capabilities
 
     for name, (cls, _) in MODELS.items():
         assert "caps" in vars(cls), name  # its own declaration, not a parent's
         assert cls.kind == name  # the registry gave the class its name
-        assert cls.has_latent == cls.caps.encode
-        assert cls.has_likelihood == (cls.caps.likelihood is not None)
-    with pytest.raises(TypeError, match="declare caps"):
-        type("Old", (GenerativeModel,), {"has_latent": True})
     with pytest.raises(ValueError, match="likelihood must be one of"):
         Capabilities(likelihood="approximate")
     with pytest.raises(ValueError, match="q_density must be one of"):

@@ -98,11 +98,6 @@ class Capabilities:
             raise ValueError("a default temperature needs a prior and must be > 0")
 
     @property
-    def reconstructs(self) -> bool:
-        """decode(encode(x)) is a reconstruction of x."""
-        return self.encode
-
-    @property
     def latent_stats(self) -> bool:
         """The codes are a latent variable's (active units, code variance make sense)."""
         return self.encode and not self.bijective
@@ -139,28 +134,14 @@ class VariationalConfig(AutoencoderConfig):
 
 
 class GenerativeModel(nn.Module):
-    """Base class: holds the config, a default single-optimiser step, and ``caps``.
-
-    ``has_latent`` (= caps.encode) and ``has_likelihood`` (= caps.likelihood is not None)
-    are derived from ``caps`` for every subclass; they are not declared by hand."""
+    """Base class: holds the config, a default single-optimiser step, and ``caps``."""
 
     kind: ClassVar[str] = ""  # the registry name ("vae"), set by genlab.models.register
     caps: ClassVar[Capabilities] = Capabilities()
-    has_latent: ClassVar[bool] = False
-    has_likelihood: ClassVar[bool] = False
     # how log_prob gets log p(x) and with what proposal (written to eval.json); a model
     # whose proposal depends on its config or state makes ``proposal`` a property
     log_prob_method: ClassVar[str | None] = None
     proposal: ClassVar[str | None] = None
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__
-        if "has_latent" in own or "has_likelihood" in own:
-            raise TypeError(f"{cls.__name__}: declare caps = Capabilities(...), "
-                            "not has_latent/has_likelihood")
-        cls.has_latent = cls.caps.encode
-        cls.has_likelihood = cls.caps.likelihood is not None
 
     def __init__(self, cfg):
         super().__init__()
