@@ -62,11 +62,14 @@ def result(name: str) -> dict:
 
 @functools.cache
 def genlab():
-    """The few modules of the genlab package the tables need (one place to update)."""
+    """The modules of the genlab package the tables read (the one place naming them):
+    data, models (the registry), config, metrics, posterior."""
     import genlab.config as config
     import genlab.data as data
+    import genlab.metrics as metrics
     import genlab.models as models
-    return data, models, config
+    import genlab.posterior as posterior
+    return data, models, config, metrics, posterior
 
 
 def family_order() -> list[str]:
@@ -307,9 +310,7 @@ def block_true_posterior() -> list[str]:
 
 def block_eval_settings() -> list[str]:
     """The constants evaluation runs with, read from the code that uses them."""
-    import genlab.metrics as metrics
-    import genlab.posterior as posterior
-
+    metrics, posterior = genlab()[3:]
     spec = posterior.GridSpec()
     sig = inspect.signature(metrics.latent_stats).parameters
     run_sig = inspect.signature(metrics.evaluate_run).parameters
