@@ -32,7 +32,9 @@ GRAD_ATOL = 1e-13  # ... plus this: a tensor whose gradient cancels to ~1e-15 (o
 WEIGHT_ATOL = W.LR * GRAD_ATOL / 1e-8  # = 1e-8 absolute (observed 1.2e-9): where |g| is below
 # Adam's eps = 1e-8 (ActNorm's log-scale right after its init, whose gradient cancels to
 # rounding) the step lr * g / eps magnifies gradient rounding by lr / eps; a wrong step moves ~lr
-KILL_BOUND_S = 10.0  # a killed rank: the other fails at its next collective (measured ~0 s)
+FAULT_HANG_S = 120  # a fault job that has not ended by then hangs (it ends in ~0-3 s)
+NO_TIMEOUT_S = 3600  # the collective timeout of the kill jobs: far past FAULT_HANG_S, so a
+# job that ends within FAULT_HANG_S saw the lost connection, it did not wait for the timeout
 HANG_TIMEOUT_S = 3.0  # collective timeout of the hang job
 
 
@@ -266,7 +268,7 @@ def _fault_job(tmp_path, how: str, timeout_s: float):
                                        DDP_TEST_TIMEOUT_S=str(timeout_s)),
                               stderr=subprocess.PIPE, text=True) for r in (0, 1)]
     try:
-        _, err0 = procs[0].communicate(timeout=120)
+        _, err0 = procs[0].communicate(timeout=FAULT_HANG_S)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -274,25 +276,28 @@ def _fault_job(tmp_path, how: str, timeout_s: float):
             p.wait()
     report = json.loads((tmp_path / "rank0.json").read_text())
     lost = report["time"] - float((tmp_path / "fault_time").read_text())
-    return procs[0].returncode, err0, report, lost
+    print(f"{how}: rank 0 failed {lost:.2f} s after rank 1's fault")  # a figure, not a test
+    return procs[0].returncode, err0, report
 
 
-def test_killed_rank_makes_the_other_fail_fast_with_a_clear_error(tmp_path):
-    rc, err, report, lost = _fault_job(tmp_path, "kill", timeout_s=60)
+def test_killed_rank_makes_the_other_fail_at_once_with_a_clear_error(tmp_path):
+    """Rank 0 fails in the very step whose collective rank 1 never joined (step 5), from the
+    lost connection: with a collective timeout of an hour it ended within FAULT_HANG_S."""
+    rc, err, report = _fault_job(tmp_path, "kill", timeout_s=NO_TIMEOUT_S)
     assert rc == 1, err[-2000:]
+    assert report["step"] == 5, report
     assert report["message"].startswith("rank 0 of 2: lost contact with the other processes during")
     assert "resumed" in report["message"] and "\n" not in report["message"]
-    assert lost < KILL_BOUND_S, f"rank 0 took {lost:.1f} s to notice"  # well below the 60 s timeout
-    print(f"killed rank noticed after {lost:.2f} s")
+    assert "timed out" not in report["message"].lower(), report["message"]
 
 
 def test_hung_rank_makes_the_other_fail_after_the_timeout(tmp_path):
-    rc, err, report, lost = _fault_job(tmp_path, "hang", timeout_s=HANG_TIMEOUT_S)
+    rc, err, report = _fault_job(tmp_path, "hang", timeout_s=HANG_TIMEOUT_S)
     assert rc == 1, err[-2000:]
+    assert report["step"] == 5, report  # the step rank 1 stopped in, not an earlier one
     msg = report["message"].lower()
     assert "lost contact" in msg and ("timed out" in msg or "timeout" in msg), msg
-    assert HANG_TIMEOUT_S * 0.8 <= lost < HANG_TIMEOUT_S + 10, f"{lost:.1f} s"
-    print(f"hung rank noticed after {lost:.2f} s (timeout {HANG_TIMEOUT_S:g} s)")
+    assert f"over {HANG_TIMEOUT_S:g} s" in msg, msg  # the timeout it was given
 
 
 def test_torchrun_ends_the_whole_job_when_a_rank_is_killed(tmp_path):
@@ -300,13 +305,12 @@ def test_torchrun_ends_the_whole_job_when_a_rank_is_killed(tmp_path):
     exit status non-zero, both ranks named in its report."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            str(WORKER), "kill", str(tmp_path)]
-    p = subprocess.run(cmd, env=_env(DDP_TEST_TIMEOUT_S="60"), capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(cmd, env=_env(DDP_TEST_TIMEOUT_S=str(NO_TIMEOUT_S)), capture_output=True,
+                       text=True, timeout=FAULT_HANG_S)  # ended by the lost connection
     ended = time.time() - float((tmp_path / "fault_time").read_text())
     assert p.returncode != 0
     assert "genlab: error: rank 0 of 2: lost contact" in p.stderr and "SIGKILL" in p.stderr
-    assert ended < KILL_BOUND_S + 5, f"torchrun ended {ended:.1f} s after the kill"
-    print(f"torchrun ended {ended:.2f} s after the kill")
+    print(f"torchrun ended {ended:.2f} s after the kill")  # a figure, not a test
 
 
 # -- fit, eval and the app under torchrun (real MNIST, 2 gloo processes) -----------------------
@@ -319,8 +323,9 @@ differ by noise only: rank 1 draws other z for its half of each batch and valida
 binarises each half with its own seed. Observed on 512 MNIST images, 16 steps: 0.1 % (train),
 0.8 % (validation); a 1-process run with another seed differs from the first by as much
 (0.1 %, 0.7 %). Step counts, batch order and the file layout are compared exactly."""
-FAULT_BOUND_S = 20.0  # a killed rank -> torchrun has exited, the run marked failed (measured ~2 s)
-STOP_BOUND_S = 30.0  # Stop -> stopped with a checkpoint: torchrun SIGKILLs its workers after 30 s
+JOB_HANG_S = 120  # Stop or a killed rank -> torchrun has exited (measured ~2 s; a job still
+# alive then hangs). A Stop that took over 30 s would have ended in torchrun's SIGKILL of its
+# workers, which leaves no "stopped" status and no checkpoint of the step it stopped at.
 
 
 def _genlab(args, data_root, *, procs: int = 1, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -478,15 +483,14 @@ def test_stop_button_stops_every_rank_with_a_checkpoint(tmp_path, data_root):
                                                       "--nproc-per-node"]
     t = time.time()
     assert jobs.stop(run)  # SIGTERM to torchrun's group; torchrun passes it to both ranks
-    assert jobs.wait(run, timeout=STOP_BOUND_S + 10), "the job did not end"
+    assert jobs.wait(run, timeout=JOB_HANG_S), "the job did not end"
     took = time.time() - t
     st = json.loads((run / "status.json").read_text())
     assert st["state"] == "stopped" and "resume" in st["message"], st
-    assert took < STOP_BOUND_S, f"stopping took {took:.1f} s"
     ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
     assert ckpt["step"] == st["step"] and ckpt["epoch"] == st["epoch"] >= 1
     assert jobs.run_info(run)["state"] == "stopped"
-    print(f"stopped {took:.2f} s after the Stop button")
+    print(f"stopped {took:.2f} s after the Stop button")  # a figure, not a test
 
 
 def test_killed_rank_ends_the_job_marks_the_run_failed_and_it_resumes(tmp_path, data_root):
@@ -496,17 +500,16 @@ def test_killed_rank_ends_the_job_marks_the_run_failed_and_it_resumes(tmp_path, 
     run = _start_long_run(tmp_path, data_root, "kill")
     os.kill(_rank_pid(run, 1), signal.SIGKILL)
     t = time.time()
-    assert jobs.wait(run, timeout=FAULT_BOUND_S + 10), "the job did not end"
+    assert jobs.wait(run, timeout=JOB_HANG_S), "the job did not end"
     ended = time.time() - t
     st = json.loads((run / "status.json").read_text())
     log = (run / "train.log").read_text()
     assert st["state"] == "failed" and "lost contact with the other processes" in st["message"], st
     assert "\n" not in st["message"] and "can be resumed" in st["message"]
     assert "genlab: error: rank 0 of 2: lost contact" in log
-    assert ended < FAULT_BOUND_S, f"the job ended {ended:.1f} s after the kill"
     assert jobs.run_info(run)["state"] == "failed"
     epoch = runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"]
     torch.set_num_threads(1)
     res = train_run(run, resume=True, epochs=epoch + 1)  # in this process: one more epoch
     assert (res["state"], res["epoch"]) == ("done", epoch + 1)
-    print(f"job ended {ended:.2f} s after rank 1 was killed")
+    print(f"job ended {ended:.2f} s after rank 1 was killed")  # a figure, not a test

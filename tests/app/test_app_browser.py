@@ -6,7 +6,8 @@ them a page other than Home, which is the case that once ran the page file witho
 router (pages.via_router). On each page: no exception box, no error alert, the router's
 sidebar and menu, one real interaction on the pages that have one, and a full-page
 screenshot to test-artifacts/screenshots/<page>.png (docs/screenshots/ holds the
-reviewed copies the README shows).
+reviewed copies the README shows). Each page's time is printed, not tested: a time fails on a
+busy machine, not on a bug; the goals are benchmarks/app_browser.py's (issue 24, item 2).
 
 Without /usr/bin/chromium or the playwright package the test skips locally and fails
 under CI (env CI set), so a missing browser can never pass silently."""
@@ -30,7 +31,7 @@ from runs_fixture import REPO
 CHROMIUM = Path("/usr/bin/chromium")
 SHIPPED = REPO / "checkpoints"
 SHOTS = REPO / "test-artifacts" / "screenshots"
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 120  # python app.py imports torch and the models first: a busy machine
 PAGE_TIMEOUT_MS = 180_000
 WIDTH = 1400
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -332,7 +333,6 @@ STEPS = {"clusters": clusters, "": home, "latent": latent, "interpolate": interp
 ORDER = ["clusters", "", "latent", "train", "interpolate", "compare", "posterior",
          "likelihood"]  # not Home first
 LOCAL = ("localhost", "127.0.0.1")
-FIRST_VISIT_S = 3.0  # issue 13, item 2: a page's first visit after a server start, drawn
 
 
 def test_every_page_in_a_browser(server):
@@ -361,10 +361,7 @@ def test_every_page_in_a_browser(server):
                     _check(page, name)
                 _screenshot(page, name)
                 print(f"{name}: first visit {firsts[name]:.1f} s, with its steps "
-                      f"{time.perf_counter() - t0:.1f} s")  # shown when the test fails
+                      f"{time.perf_counter() - t0:.1f} s")  # a figure, not a test (-s shows it)
             assert not outside, f"requests outside localhost: {sorted(set(outside))[:5]}"
         finally:
             browser.close()
-    # the first page also pays the server's imports; on a shared machine allow 3x the goal
-    slow = {k: round(v, 1) for k, v in firsts.items() if k != ORDER[0] and v > 3 * FIRST_VISIT_S}
-    assert not slow, f"first visits far over {FIRST_VISIT_S} s: {slow}"
