@@ -187,10 +187,11 @@ def _refuse_if_busy(run_dir: Path) -> None:
 
 
 def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
-                 root: str | os.PathLike | None = None, env: dict | None = None,
-                 copy_to: str | os.PathLike | None = None) -> dict:
+                 max_minutes: float | None = None, root: str | os.PathLike | None = None,
+                 env: dict | None = None, copy_to: str | os.PathLike | None = None) -> dict:
     """Continue a stopped, interrupted or failed run from its last checkpoint
-    (``python -m genlab resume``), up to ``epochs`` in all when given. A read-only run (a
+    (``python -m genlab resume``), up to ``epochs`` in all when given, for at most
+    ``max_minutes`` more on the run's budget clock when given (0: no time limit). A read-only run (a
     shipped one, :func:`genlab.status.read_only`) is never written: it is copied into
     ``copy_to`` (default: :func:`genlab.status.continue_root`) and the copy trains; the job's
     ``run_dir`` says where."""
@@ -203,10 +204,13 @@ def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
         raise JobError(f"cannot resume: {damage}; train it again")
     if epochs is not None and epochs < 1:
         raise JobError("epochs must be >= 1")
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes >= 0):
+        raise JobError(f"max_minutes must be a number >= 0 (0: no limit; got {max_minutes:g})")
     if status.read_only(run_dir):
         run_dir = runs.copy_for_resume(run_dir, Path(copy_to or status.continue_root(run_dir)).resolve())
     argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
     argv += ["--epochs", str(int(epochs))] if epochs else []
+    argv += ["--max-minutes", f"{float(max_minutes):g}"] if max_minutes is not None else []
     return {**_launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env),
             "run_dir": str(run_dir)}
 
@@ -283,7 +287,8 @@ def _newest_mtime(p: Path) -> float:
 def run_info(path: Path) -> dict:
     """A run directory's state from its small files (config.json, status.json, job.json),
     cheap enough to poll every second or two: name, model, dataset, state and one-line
-    message (:func:`genlab.status.run_state`), the status and the job."""
+    message (:func:`genlab.status.run_state`), the status, the job and the training
+    options as config.json stores them."""
     cfg = runs.read_json(path / runs.CONFIG) or {}
     st = runs.read_json(path / runs.STATUS) or {}
     job = status.read_job(path)
@@ -297,7 +302,7 @@ def run_info(path: Path) -> dict:
                                   has_metrics=(path / runs.METRICS).exists())
     return {"path": path, "name": path.name, "model": cfg.get("model"),
             "dataset": (cfg.get("train") or {}).get("dataset"), "state": state, "message": msg,
-            "status": st, "job": job}
+            "status": st, "job": job, "train": cfg.get("train") or {}}
 
 
 def default_watch(infos: list[dict], named: str | None = None, here: str | None = None) -> str:

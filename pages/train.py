@@ -12,7 +12,8 @@ import streamlit as st
 from genlab import jobs, runs
 from genlab.data import data_root
 from genlab.figures import live_figure
-from genlab.status import ACTIVE, continue_root, log_tail, read_only, runs_roots, summarize
+from genlab.status import (ACTIVE, budget_phrase, budget_words, continue_root, log_tail, read_only,
+                           runs_roots, summarize)
 from genlab.tables import metrics_rows, units_note
 from pages import train_ui as ui, via_router
 from pages.widgets import STATE_ICON, draw, read_image, table
@@ -25,11 +26,18 @@ POLL_S = 2.0
 def table_ui(infos: list[dict]) -> None:
     rows = [{"run": i["name"], "model": i["model"], "dataset": i["dataset"], "state": i["state"],
              "progress": float(i["status"].get("progress") or (1.0 if i["state"] == "done" else 0.0)),
-             "epoch": f"{i['status'].get('epoch', 0)}/{i['status'].get('total_epochs', '?')}",
+             "epoch": epochs_cell(i),
              "note": i["message"]} for i in infos]
     if not any(r["note"] for r in rows):
         rows = [{k: v for k, v in r.items() if k != "note"} for r in rows]
     table(rows, {"progress": "{:.0%}"})
+
+
+def epochs_cell(info: dict) -> str:
+    epoch = info["status"].get("epoch", 0)
+    if budget_words(info["train"]):  # its epochs only a cap: "67 epochs in an 8-CPU-minute budget"
+        return budget_phrase(epoch, info["train"])
+    return f"{epoch}/{info['status'].get('total_epochs', '?')}"
 
 
 def controls_ui(info: dict) -> None:
@@ -41,16 +49,13 @@ def controls_ui(info: dict) -> None:
         return
     if state == "broken" or not (path / runs.CHECKPOINT).exists():
         return
-    total = int(info["status"].get("total_epochs") or 1)
-    done = int(info["status"].get("epoch") or 0)
     shipped = read_only(path)
-    c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
-    epochs = c1.number_input("Train until epoch", min_value=max(done + 1, 1), max_value=100000,
-                             value=max(total, done + 1), key=f"until-{path}")
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    asked = ui.resume_ui(info, (c1, c2))
     label = "Continue training in a copy" if shipped else "Resume"
-    if c2.button(label, icon=":material/play_circle:", key=f"resume-{path}"):
+    if c3.button(label, icon=":material/play_circle:", key=f"resume-{path}"):
         try:
-            job = jobs.start_resume(path, epochs=int(epochs))
+            job = jobs.start_resume(path, **asked)
         except (jobs.JobError, runs.RunError, OSError) as e:
             st.error(str(e))
             return
@@ -64,9 +69,10 @@ def controls_ui(info: dict) -> None:
 def monitor_ui(info: dict) -> None:
     path, state, status = info["path"], info["state"], info["status"]
     st.subheader(f"{STATE_ICON.get(state, '')} {info['name']}", anchor=False)
-    st.caption(f"{info['model'] or '?'} on {info['dataset'] or '?'} · {state} · `{path}`")
+    how_far = f" · {epochs_cell(info)}" if budget_words(info["train"]) and state not in ACTIVE else ""
+    st.caption(f"{info['model'] or '?'} on {info['dataset'] or '?'} · {state}{how_far} · `{path}`")
     if state in ACTIVE:
-        st.progress(min(float(status.get("progress") or 0.0), 1.0), text=info["message"] or state)
+        st.progress(*ui.progress(info))
     elif state in ("failed", "interrupted", "broken"):
         st.error(f"**{state}**: {info['message'] or 'no message recorded'}", icon=":material/error:")
         with st.expander("Log tail", expanded=state == "failed"):

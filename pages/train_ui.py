@@ -19,7 +19,7 @@ from genlab.config import TrainConfig, defaults, format_value
 from genlab.data import DATASETS, missing_message
 from genlab.device import available_devices, pick_device
 from genlab.models import FAMILIES, MODELS, family_defaults, family_sources
-from genlab.status import fmt_seconds
+from genlab.status import budget_phrase, budget_words, fmt_seconds
 from genlab.tables import datasets_status
 
 FIRST_TRAIN = ("epochs", "batch_size", "lr", "limit")  # the rest go under "more options"
@@ -196,3 +196,46 @@ def take_watch(paths) -> None:
     run = st.session_state.pop(WATCH_NEXT, None)
     if run in paths:
         st.session_state[WATCH] = run
+
+
+EPOCHS_MAX = next(s.hi for s in jobs.field_specs(TrainConfig) if s.name == "epochs")
+MORE_EPOCHS = 5  # what "more epochs" offers first when a budget-limited run is continued
+
+
+def resume_ui(info: dict, cols) -> dict:
+    """What Resume (or Continue in a copy) asks for, as jobs.start_resume's keywords, from
+    widgets in the two columns ``cols``. A run its time budget ends (the shipped ones: their
+    100000 epochs are only a cap) continues for another budget or a few more epochs; any
+    other run trains until the epoch asked."""
+    path, train = info["path"], info["train"]
+    total = int(info["status"].get("total_epochs") or train.get("epochs") or 1)
+    done = int(info["status"].get("epoch") or 0)
+    if not budget_words(train):
+        return {"epochs": int(cols[0].number_input(
+            "Train until epoch", min_value=max(done + 1, 1), max_value=EPOCHS_MAX,
+            value=min(max(total, done + 1), EPOCHS_MAX), key=f"until-{path}"))}
+    unit = "CPU minutes" if train.get("budget_clock") == "cpu" else "minutes"
+    how = cols[0].radio("Continue for", ("a time budget", "more epochs"), key=f"how-{path}",
+                        horizontal=True, help=f"{path.name} trained {budget_phrase(done, train)}: "
+                        "train it for another budget, or for a number of epochs with no time limit")
+    if how == "more epochs":
+        more = cols[1].number_input("More epochs", min_value=1, max_value=max(EPOCHS_MAX - done, 1),
+                                    value=MORE_EPOCHS, key=f"more-{path}")
+        return {"epochs": done + int(more), "max_minutes": 0.0}
+    minutes = cols[1].number_input(f"Budget ({unit})", min_value=0.1, value=float(train["max_minutes"]),
+                                   step=1.0, format="%g", key=f"budget-{path}")
+    return {"epochs": None if total > done else EPOCHS_MAX, "max_minutes": float(minutes)}
+
+
+def progress(info: dict) -> tuple[float, str]:
+    """(fraction done, what the bar says) of a run at work. A budget-limited run reads as
+    one: its epoch in the budget and the time left, the bar the time used of elapsed + left
+    (its epochs, only a cap, would read 0 %)."""
+    status, train = info["status"], info["train"]
+    fraction, text = float(status.get("progress") or 0.0), info["message"] or info["state"]
+    if info["state"] == "running" and budget_words(train) and status.get("epoch"):
+        eta, used = status.get("eta_s"), float(status.get("updated") or 0) - float(status.get("started") or 0)
+        text = f"epoch {status['epoch']} in {budget_words(train)}" + (
+            f", about {fmt_seconds(eta)} left" if eta is not None else "")
+        fraction = used / (used + eta) if eta is not None and used + eta > 0 else 0.0
+    return min(max(fraction, 0.0), 1.0), text

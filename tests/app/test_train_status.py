@@ -9,6 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from genlab import cli, jobs, runs, status
 from genlab.loop import TrainState
 from genlab.train import _status_callback
@@ -78,3 +80,52 @@ def test_the_cli_resumes_a_shipped_run_in_a_copy(tmp_path, runs_root, data_root,
     copy = tmp_path / "runs" / f"{GOOD}-continued"
     assert runs.read_json(copy / runs.STATUS)["state"] == "done"
     assert _files(src) == before
+
+
+def _budget_limited(tmp_path: Path, runs_root: Path) -> Path:
+    """A shipped-like run as the recipe trains them: a 3-CPU-minute budget ends it, its
+    100000 epochs only a cap."""
+    src = _shipped(tmp_path, runs_root)
+    cfg = runs.read_json(src / runs.CONFIG)
+    cfg["train"].update(epochs=100000, max_minutes=3.0, budget_clock="cpu")
+    runs.atomic_write_json(src / runs.CONFIG, cfg)
+    runs.atomic_write_json(src / runs.STATUS, {**runs.read_json(src / runs.STATUS), "total_epochs": 100000})
+    return src
+
+
+def test_a_budget_limited_run_reads_as_one_and_continues_for_a_budget_or_more_epochs(
+        tmp_path, runs_root, monkeypatch):
+    """Issue 24, item 8: no "Train until epoch 100000"; the run reads "2 epochs in a
+    3-CPU-minute budget", and continuing it offers another budget (its own, 3 CPU minutes, by
+    default) or a few more epochs with no time limit, which the resume command carries."""
+    from runs_fixture import REPO, run_page, texts
+
+    src = _budget_limited(tmp_path, runs_root)
+    monkeypatch.setenv("GENLAB_RUNS", f"{tmp_path / 'runs'},{src.parent}")
+    monkeypatch.chdir(REPO)
+    launched = []
+    monkeypatch.setattr(jobs, "_launch", lambda run_dir, kind, argv, *a, **k: launched.append(argv) or {})
+    at = run_page("pages/train.py")
+    at = at.get_by_key("train-watch").set_value(str(src)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "2 epochs in a 3-CPU-minute budget" in texts(at)
+    table = next(t.value for t in at.table if "run" in t.value.columns)
+    assert table.set_index("run").loc[src.name, "epoch"] == "2 epochs in a 3-CPU-minute budget"
+    assert not [w for w in at.number_input if w.key == f"until-{src}"]
+    assert at.get_by_key(f"how-{src}").options == ["a time budget", "more epochs"]
+    assert at.get_by_key(f"budget-{src}").value == 3.0 and at.get_by_key(f"budget-{src}").label == "Budget (CPU minutes)"
+    at = at.get_by_key(f"resume-{src}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    argv = launched[-1]
+    assert argv[argv.index("--max-minutes") + 1] == "3" and "--epochs" not in argv
+    assert argv[argv.index("resume") + 1] == str((tmp_path / "runs" / f"{GOOD}-continued").resolve())
+
+    at = at.get_by_key("train-watch").set_value(str(src)).run()
+    at = at.get_by_key(f"how-{src}").set_value("more epochs").run()
+    assert at.get_by_key(f"more-{src}").value == 5
+    at = at.get_by_key(f"resume-{src}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    argv = launched[-1]
+    assert argv[argv.index("--epochs") + 1] == "7" and argv[argv.index("--max-minutes") + 1] == "0"
+    with pytest.raises(jobs.JobError, match="max_minutes must be a number >= 0"):
+        jobs.start_resume(src, max_minutes=-1.0)
