@@ -29,6 +29,7 @@ from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
 from .distributed import DistributedError, exit_after_failure, is_main_process, on_main
+from .fid import FID_FEATURES
 from .device import DEVICES, pick_device
 from .loop import TrainingFailed, save_sample_grid
 from .metrics import eval_lines, evaluate_run
@@ -139,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", choices=DEVICES)
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     e.add_argument("--fid-n", type=int, default=10000, help="model samples scored by FID against "
-                   "the split (genlab feature nets, not Inception) [default: 10000; 0 skips]")
+                   "the split [default: 10000; 0 skips]")
+    e.add_argument("--fid-features", default="genlab", choices=FID_FEATURES, help="FID's feature "
+                   "space: genlab's own classifier of the dataset (not comparable with papers), "
+                   "or Inception-v3 with torchvision's ImageNet weights from torch's hub cache "
+                   "(downloaded once by torchvision while online; close to, not the same as, the "
+                   "papers' TF-Inception FID; slow on a CPU: lower --fid-n) [default: genlab]")
     e.add_argument("--exact-n", type=int, default=None, help="2-D-latent VAEs: log p(x) by "
                    "quadrature on the first N images [default: all; 0 skips]")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -278,7 +284,7 @@ def cmd_eval(ns) -> int:
     try:
         res = evaluate_run(ns.run_dir, k=ns.k, split=ns.split, data_root=ns.data_root,
                            device=ns.device, limit=ns.limit, progress=not ns.quiet,
-                           fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n,
+                           fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n, fid_features=ns.fid_features,
                            command=shlex.join(["python", "-m", "genlab", *ns.argv]))
     except (DatasetError, runs.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)

@@ -6,10 +6,23 @@ images and reports the Fréchet (2-Wasserstein) distance between the two Gaussia
 
     FID = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^{1/2} S_2 S_1^{1/2})^{1/2}).
 
-Inception-v3 weights cannot be downloaded here, so the features come from a small CNN
-classifier trained per dataset (``benchmarks/train_fid_nets.py``; weights and their test
-accuracy ship in ``checkpoints/fid/``). **These numbers are not comparable with
-Inception FID**: they compare genlab models with each other, on the same dataset.
+Two feature spaces (``fid_features``, ``eval --fid-features``):
+
+* ``"genlab"`` (the default): a small CNN classifier trained per dataset
+  (``benchmarks/train_fid_nets.py``; weights and their test accuracy ship in
+  ``checkpoints/fid/``). **These numbers are not comparable with Inception FID**: they
+  compare genlab models with each other, on the same dataset. eval.json says
+  ``"fid_features": "genlab-<dataset>"``.
+* ``"inception"``: Inception-v3's pool3 features (2048-d) with the standard FID
+  preprocessing of pytorch-fid and torchmetrics (grey to 3 channels, bilinear resize to
+  299x299, pixels scaled to [-1, 1]), from **torchvision's ImageNet weights**
+  (``Inception_V3_Weights.IMAGENET1K_V1``), read from torch's hub cache
+  (``torch.hub.get_dir()/checkpoints``), where ``torchvision.models.inception_v3(weights=
+  "IMAGENET1K_V1")`` puts them once online; never downloaded from here. The papers' FID
+  uses the TensorFlow FID Inception weights (``pt_inception-2015-12-05``, what pytorch-fid
+  and torchmetrics load), which differ from torchvision's: these figures compare with the
+  papers' only approximately. eval.json says ``"fid_features": "inception-v3-torchvision"``
+  and carries that note.
 """
 from __future__ import annotations
 
@@ -18,9 +31,11 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -30,8 +45,24 @@ FID_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "fid"
 """Shipped feature networks: ``<dataset>.pt`` (weights) and ``<dataset>.json`` (accuracy)."""
 
 
+FID_FEATURES = ("genlab", "inception")
+"""The feature spaces FID can be measured in (see the module docstring)."""
+INCEPTION_ID = "inception-v3-torchvision"
+INCEPTION_NOTE = ("Inception-v3 pool3 features from torchvision's ImageNet weights (IMAGENET1K_V1), "
+                  "not the TensorFlow FID weights of the papers (pytorch-fid, torchmetrics): "
+                  "comparable with published FID only approximately")
+
+
 class FeatureNetError(RuntimeError):
     """A feature network file is missing or unusable; the message says which and why."""
+
+
+class InceptionWeightsError(FeatureNetError, OSError):
+    """Inception-v3's weights file cannot be used; the message says why and what to do."""
+
+
+class InceptionWeightsMissing(InceptionWeightsError, FileNotFoundError):
+    """Inception-v3's weights are not in torch's hub cache; the message says how to get them."""
 
 
 class FeatureNet(nn.Module):
@@ -43,6 +74,7 @@ class FeatureNet(nn.Module):
     pool3 layer plays in Heusel et al. 2017 (FID), for one small dataset.
     Inputs are images in [0, 1] at the dataset's shape (C, H, W).
     """
+    batch_size = 1000  # images per forward pass in features()
 
     def __init__(self, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
                  widths: tuple[int, int, int] = (32, 64, 128), feature_dim: int = 128):
@@ -124,6 +156,112 @@ def net_info(dataset: str) -> dict:
         raise FeatureNetError(f"{path}: cannot read the feature network's metrics ({e})") from None
 
 
+# -- Inception-v3 (torchvision's weights, from torch's hub cache) -------------------
+class InceptionFeatures(nn.Module):
+    """Inception-v3's pool3 layer (the 2048-d average pool before dropout and the
+    classifier) with the standard FID preprocessing, as pytorch-fid and torchmetrics do it:
+    grey images repeated to 3 channels, a bilinear resize to 299x299 (align_corners=False),
+    pixels in [0, 1] scaled to [-1, 1]. The range is what torchvision's weights see too:
+    its ``transform_input`` maps ImageNet-normalised pixels to exactly 2x - 1.
+    Reference: > C. Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016;
+    M. Heusel et al., NeurIPS 2017 (FID on pool3).
+    """
+    batch_size = 50  # 299x299 inputs: a batch of 50 is ~1 GB of activations
+    feature_dim = 2048
+    shape = None  # any (C, H, W) with C in (1, 3): resized to 299x299
+    size = 299
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        net.fc, net.AuxLogits, net.aux_logits = nn.Identity(), None, False  # pool3 out
+        self.net = net.eval()
+
+    @staticmethod
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1], C in (1, 3) -> (B, 3, 299, 299) in [-1, 1]."""
+        if x.shape[1] not in (1, 3):
+            raise ValueError(f"Inception features need 1 or 3 channels, got {x.shape[1]}")
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey -> RGB
+        size = InceptionFeatures.size
+        x = nnf.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return 2 * x - 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess(x))  # (B, 2048)
+
+
+def inception_weights_path() -> Path:
+    """Where torchvision keeps Inception-v3's ImageNet weights once downloaded:
+    torch.hub.get_dir()/checkpoints/inception_v3_google-0cc3c7bd.pth."""
+    from torchvision.models import Inception_V3_Weights
+
+    name = Path(urlparse(Inception_V3_Weights.IMAGENET1K_V1.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def load_inception(path: str | Path | None = None) -> InceptionFeatures:
+    """:class:`InceptionFeatures` from a torchvision Inception-v3 state dict file
+    (default: :func:`inception_weights_path`), loaded with ``weights_only=True``, never
+    downloaded. InceptionWeightsMissing (one line: how to get the file) when it is not
+    there, InceptionWeightsError when it is not a usable state dict (both OSErrors and
+    FeatureNetErrors)."""
+    from torchvision.models import Inception3
+
+    path = Path(path) if path is not None else inception_weights_path()
+    if not path.is_file():
+        raise InceptionWeightsMissing(
+            f"{path}: no Inception-v3 weights in torch's hub cache (--fid-features inception); "
+            "download them once while online: python -c \"import torchvision; "
+            "torchvision.models.inception_v3(weights='IMAGENET1K_V1')\" (104 MB), or copy "
+            f"{path.name} into {path.parent}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net = Inception3(aux_logits=True, transform_input=False, init_weights=False)
+        net.load_state_dict(state)
+    except Exception as e:  # unpickling, truncation, missing keys, shape mismatches
+        raise InceptionWeightsError(f"{path}: not a torchvision Inception-v3 state dict "
+                              f"({type(e).__name__}: {str(e)[:160]}); delete it and download "
+                              "it again") from None
+    return InceptionFeatures(net).requires_grad_(False)
+
+
+@lru_cache(maxsize=1)
+def inception_net() -> InceptionFeatures:
+    """Inception-v3 from torch's hub cache (loaded once per process)."""
+    return load_inception()
+
+
+def feature_space(fid_features: str, dataset: str):
+    """The network whose features FID is measured in: the shipped net of ``dataset`` for
+    "genlab", Inception-v3 for "inception" (see FID_FEATURES)."""
+    if fid_features == "genlab":
+        return feature_net(dataset)
+    if fid_features == "inception":
+        return inception_net()
+    raise ValueError(f"unknown FID features {fid_features!r}; one of {', '.join(FID_FEATURES)}")
+
+
+def check_features(fid_features: str) -> None:
+    """Raise now what measuring FID in ``fid_features`` would raise for want of weights:
+    InceptionWeightsMissing, ValueError for an unknown name. (A dataset without a shipped
+    genlab net is found out when it is measured: eval.json then says why its FID is None.)"""
+    if fid_features == "inception":
+        inception_net()
+    elif fid_features not in FID_FEATURES:
+        raise ValueError(f"unknown FID features {fid_features!r}; one of {', '.join(FID_FEATURES)}")
+
+
+def features_id(fid_features: str, dataset: str) -> str:
+    """What eval.json records as ``fid_features``: "genlab-<dataset>" or INCEPTION_ID."""
+    return INCEPTION_ID if fid_features == "inception" else f"genlab-{dataset}"
+
+
+def is_inception(fid_features_id: str | None) -> bool:
+    """Whether an eval.json ``fid_features`` names Inception features (files written
+    before the field existed measured with genlab's nets)."""
+    return fid_features_id == INCEPTION_ID
+
+
 # -- features and the Fréchet distance ----------------------------------------------
 def as_unit_images(images: torch.Tensor | ImageData) -> torch.Tensor:
     """uint8 pixels (or an ImageData) -> float in [0, 1]; float images are checked."""
@@ -138,19 +276,20 @@ def as_unit_images(images: torch.Tensor | ImageData) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features(images: torch.Tensor | ImageData, dataset: str | FeatureNet, *,
-             batch_size: int = 1000) -> torch.Tensor:
-    """Feature vectors of images in [0, 1] (N, C, H, W): (N, F), float64 on the CPU.
-    The network runs on the images' device."""
+def features(images: torch.Tensor | ImageData, dataset: str | FeatureNet | InceptionFeatures, *,
+             batch_size: int | None = None) -> torch.Tensor:
+    """Feature vectors of images in [0, 1] (N, C, H, W): (N, F), float64 on the CPU, in
+    ``dataset``'s shipped net or the network given. The network runs on the images'
+    device, ``batch_size`` images at a time (default: the network's own)."""
     net = feature_net(dataset) if isinstance(dataset, str) else dataset
     x = images.x if isinstance(images, ImageData) else images
-    if tuple(x.shape[1:]) != net.shape:
+    if net.shape is not None and tuple(x.shape[1:]) != net.shape:
         raise ValueError(f"images of shape {tuple(x.shape[1:])}, the feature network "
                          f"expects {net.shape}")
     net = net.to(x.device)
     cl = torch.channels_last
     out = [net.features(as_unit_images(xb).contiguous(memory_format=cl)).double().cpu()
-           for xb in x.split(batch_size)]  # each (b, F)
+           for xb in x.split(batch_size or net.batch_size)]  # each (b, F)
     return torch.cat(out) if out else torch.empty(0, net.feature_dim, dtype=torch.float64)
 
 
@@ -186,6 +325,25 @@ def frechet_distance(mu1: torch.Tensor, s1: torch.Tensor, mu2: torch.Tensor,
     return max(float(d), 0.0)
 
 
+def fid_to_stats(f: torch.Tensor, mu: torch.Tensor, s: torch.Tensor) -> float:
+    """Fréchet distance between a Gaussian fitted to features f (N, F) and N(mu, s).
+
+    With N <= F (say 1,000 samples in Inception's 2,048 dimensions) the fitted covariance
+    is a^T a, a = centred f / sqrt(N - 1), and tr (S_f^{1/2} s S_f^{1/2})^{1/2} is the sum of
+    the square roots of the eigenvalues of a s a^T (N x N; the same non-zero eigenvalues as
+    s a^T a): the same distance without an F x F eigendecomposition."""
+    f = f.double()
+    if len(f) < 2 or len(f) > f.shape[1]:
+        return frechet_distance(*gaussian_stats(f), mu, s)
+    mu, s = mu.double(), s.double()
+    mu_f = f.mean(0)
+    a = (f - mu_f) / (len(f) - 1) ** 0.5  # (N, F)
+    m = a @ s @ a.T  # (N, N), symmetric PSD
+    tr_cross = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    d = (mu_f - mu).square().sum() + a.square().sum() + s.trace() - 2 * tr_cross
+    return max(float(d), 0.0)
+
+
 def fid_from_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N1, F), (N2, F)."""
     return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
@@ -201,23 +359,24 @@ def fid(images_a: torch.Tensor | ImageData, images_b: torch.Tensor | ImageData,
 _REF_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def reference_stats(images: torch.Tensor | ImageData, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_stats(images: torch.Tensor | ImageData, dataset: str,
+                    fid_features: str = "genlab") -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian stats of real images' features, cached in memory by content hash."""
     x = images.x if isinstance(images, ImageData) else images
     digest = hashlib.blake2b(np.ascontiguousarray(x.detach().cpu().numpy()).tobytes(),
                              digest_size=16).hexdigest()
-    key = (dataset, str(x.dtype), tuple(x.shape), digest)
+    key = (fid_features, dataset, str(x.dtype), tuple(x.shape), digest)
     if key not in _REF_STATS:
-        _REF_STATS[key] = gaussian_stats(features(x, dataset))
+        _REF_STATS[key] = gaussian_stats(features(x, feature_space(fid_features, dataset)))
     return _REF_STATS[key]
 
 
 @torch.no_grad()
 def sample_features(model: nn.Module, n: int, dataset: str, *, batch_size: int = 500,
-                    seed: int = 0) -> torch.Tensor:
+                    seed: int = 0, fid_features: str = "genlab") -> torch.Tensor:
     """Features (n, F) of ``n`` model samples drawn ``batch_size`` at a time (seeded,
     without disturbing the caller's random state)."""
-    net = feature_net(dataset)
+    net = feature_space(fid_features, dataset)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -234,10 +393,12 @@ def sample_features(model: nn.Module, n: int, dataset: str, *, batch_size: int =
 
 
 def fid_model(model: nn.Module, test_images: torch.Tensor | ImageData, n: int = 10000, *,
-              dataset: str | None = None, batch_size: int = 500, seed: int = 0) -> float:
+              dataset: str | None = None, batch_size: int = 500, seed: int = 0,
+              fid_features: str = "genlab") -> float:
     """FID between ``n`` samples of ``model`` and the real ``test_images``.
 
-    ``dataset`` picks the feature network (default: ``test_images.dataset``). The real
+    ``dataset`` picks the feature network (default: ``test_images.dataset``), or
+    ``fid_features="inception"`` Inception-v3 (:class:`InceptionFeatures`). The real
     images' statistics are cached, so scoring several models costs one pass over them.
     Use the same n for both sets (FID is biased upward for small n).
     """
@@ -247,9 +408,10 @@ def fid_model(model: nn.Module, test_images: torch.Tensor | ImageData, n: int = 
         dataset = test_images.dataset
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}")
-    mu_r, s_r = reference_stats(test_images, dataset)
-    f = sample_features(model, n, dataset, batch_size=batch_size, seed=seed)
-    return frechet_distance(*gaussian_stats(f), mu_r, s_r)
+    mu_r, s_r = reference_stats(test_images, dataset, fid_features)
+    f = sample_features(model, n, dataset, batch_size=batch_size, seed=seed,
+                        fid_features=fid_features)
+    return fid_to_stats(f, mu_r, s_r)
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ import torch
 from . import distributed, runs
 from .data import load_split, prepare, preprocess, batches
 from .device import pick_device
-from .fid import FeatureNetError, fid_model
+from .fid import (INCEPTION_NOTE, FeatureNetError, check_features, features_id, fid_model,
+                  is_inception)
 from .nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
 from .posterior import can_integrate, exact_eval_entries, exact_log_px, iw_convergence
 
@@ -80,14 +81,18 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
 
 def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
                  device: str = "auto", limit: int | None = None, progress: bool = False,
-                 fid_n: int = 10000, exact_n: int | None = None, command: str | None = None) -> dict:
+                 fid_n: int = 10000, exact_n: int | None = None, command: str | None = None,
+                 fid_features: str = "genlab") -> dict:
     """Evaluate a run on a split and write eval.json (atomically); returns its contents.
 
     eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
     (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models) with the
     ``proposal`` of its importance sampling ("exact (change of variables)" for flows), ``bpd``
     for models of 8-bit data, latent statistics (latent-variable models only), ``fid`` of ``fid_n`` samples against the
-    split (genlab feature nets, not Inception; 0 skips it), and the seconds it took.
+    split (0 skips it) in ``fid_features``' space (genlab.fid: "genlab", the shipped feature
+    nets, or "inception", Inception-v3 from torch's hub cache, whose missing weights are an
+    InceptionWeightsMissing before anything runs), named by ``fid_features`` in eval.json,
+    and the seconds it took.
     ``nll_sem`` is the standard error of ``nll_nats`` over the images (their spread / sqrt N),
     not an error of the estimator. An importance-weighted estimate at k >= 10 also records
     the estimate at k/10 and a warning when the two still differ by more than 0.2 nats
@@ -105,6 +110,8 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     command line, when the caller gives it)."""
     if exact_n is not None and exact_n < 0:
         raise ValueError(f"exact_n must be >= 0 (0 skips the quadrature; got {exact_n})")
+    if fid_n:  # missing Inception weights: said now, not after the log p(x) passes
+        check_features(fid_features)
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     dist = distributed.setup(pick_device(device))  # one process, or this one's torchrun place
@@ -133,7 +140,7 @@ def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_r
     if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
         result.update(latent_stats(model, data))
     if fid_n:
-        result.update(_fid(model, data, fid_n))
+        result.update(_fid(model, data, fid_n, fid_features))
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["genlab_commit"] = code_version()
     if command:
@@ -158,14 +165,18 @@ def code_version() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def _fid(model, data, n: int) -> dict:
-    """FID of n samples against the split, for every model that samples (GANs included)."""
+def _fid(model, data, n: int, fid_features: str = "genlab") -> dict:
+    """FID of n samples against the split, for every model that samples (GANs included),
+    with the features that made it."""
     t0, n = time.perf_counter(), min(n, len(data))
+    made_by = {"fid_features": features_id(fid_features, data.dataset)}
+    if is_inception(made_by["fid_features"]):
+        made_by["fid_note"] = INCEPTION_NOTE
     try:
-        score = fid_model(model, data, n=n)
+        score = fid_model(model, data, n=n, fid_features=fid_features)
     except FeatureNetError as e:  # no shipped feature network for this dataset
-        return {"fid": None, "fid_error": str(e)}
-    return {"fid": score, "fid_n": n, "fid_seconds": round(time.perf_counter() - t0, 2)}
+        return {"fid": None, "fid_error": str(e), **made_by}
+    return {"fid": score, "fid_n": n, **made_by, "fid_seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _iw_tenth(model, data, lp: torch.Tensor, k: int, dist=None) -> dict:

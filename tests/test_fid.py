@@ -84,6 +84,19 @@ def test_identity_translation_symmetry_and_singular_covariances():
     assert F.fid_from_features(f, g) == pytest.approx(F.fid_from_features(g, f), rel=1e-9)
 
 
+@pytest.mark.parametrize("n,d", [(2, 30), (5, 12), (12, 12), (40, 12)])
+def test_distance_to_stats_of_few_samples_equals_the_full_form(n, d):
+    """fid_to_stats takes the cross term from an N x N matrix when N <= F (a low-rank
+    sample covariance): the same distance as the F x F form."""
+    g = torch.Generator().manual_seed(n * d)
+    f = torch.randn(n, d, generator=g, dtype=D64) * torch.rand(d, generator=g, dtype=D64)
+    mu, s = F.gaussian_stats(exact_samples(torch.randn(d, generator=g, dtype=D64),
+                                           random_spd(d, n), 300, seed=d))
+    full = F.frechet_distance(*F.gaussian_stats(f), mu, s)
+    assert F.fid_to_stats(f, mu, s) == pytest.approx(full, rel=1e-6)
+    assert F.fid_to_stats(f.float(), mu, s) == pytest.approx(full, rel=1e-5)
+
+
 # -- the shipped feature networks on real data ---------------------------------------
 def _need(dataset: str, root) -> None:
     if not F.net_paths(dataset)[0].exists():
@@ -223,3 +236,159 @@ def test_missing_and_corrupt_files(tmp_path):
         F.load_feature_net(bad)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         F.as_unit_images(torch.full((1, 1, 28, 28), 2.0))
+
+
+# -- Inception-v3 features (random weights here: the real ones cannot be downloaded) ----------
+INCEPTION_TINY = ["--model", "vae", "--latent-dim", "4", "--hidden", "16", "--limit", "200",
+                  "--batch-size", "50", "--n-samples", "4", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """A torch home whose hub cache holds a randomly initialised torchvision Inception-v3
+    state dict under the real weights' file name (what torchvision's download leaves)."""
+    from torchvision.models import Inception3
+
+    home = tmp_path_factory.mktemp("torch_home")
+    torch.manual_seed(0)
+    net = Inception3(aux_logits=True, transform_input=False, init_weights=False)
+    path = home / "hub" / "checkpoints" / "inception_v3_google-0cc3c7bd.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    return home, path
+
+
+@pytest.fixture
+def torch_home(monkeypatch, tmp_path):
+    """Point torch's hub cache at a folder of the test's (empty unless filled), and forget
+    any Inception loaded before and after."""
+    def use(home):
+        monkeypatch.setenv("TORCH_HOME", str(home))
+        F.inception_net.cache_clear()
+    use(tmp_path / "empty_torch_home")
+    yield use
+    F.inception_net.cache_clear()
+
+
+def _no_downloads(monkeypatch):
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_inception_preprocessing_is_pytorch_fids_and_what_torchvisions_weights_see():
+    from torchvision.models import Inception3
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(3, 1, 28, 28, generator=g)
+    out = F.InceptionFeatures.preprocess(grey)
+    # pytorch-fid's InceptionV3: resize_input then normalize_input, on the image repeated to RGB
+    ref = 2 * torch.nn.functional.interpolate(grey.repeat(1, 3, 1, 1), size=(299, 299),
+                                              mode="bilinear", align_corners=False) - 1
+    assert out.shape == (3, 3, 299, 299) and torch.equal(out, ref)
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert float(out.min()) >= -1 and float(out.max()) <= 1
+    const = F.InceptionFeatures.preprocess(torch.full((1, 1, 28, 28), 0.25))
+    assert torch.allclose(const, torch.full_like(const, -0.5))
+    rgb = torch.rand(2, 3, 32, 32, generator=g)
+    rgb[:, 1] = 0  # the channels keep their order
+    assert torch.all(F.InceptionFeatures.preprocess(rgb)[:, 1] == -1)
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        F.InceptionFeatures.preprocess(torch.rand(1, 2, 28, 28))
+    # torchvision's weights are used with transform_input=True on ImageNet-normalised pixels,
+    # which that transform maps to exactly 2u - 1: the range fed here without it
+    u = torch.rand(2, 3, 8, 8, generator=g)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    net = Inception3(aux_logits=False, transform_input=True, init_weights=False)
+    seen = net._transform_input((u - mean[:, None, None]) / std[:, None, None])
+    assert torch.allclose(seen, 2 * u - 1, atol=1e-6)
+
+
+def test_inception_features_are_torchvisions_pool3(random_inception, torch_home):
+    """Against torchvision's own full model with the same (random) weights: our features
+    are its average-pool output (pool3, 2048-d), before dropout and the classifier."""
+    from torchvision.models import inception_v3
+
+    home, path = random_inception
+    torch_home(home)
+    assert F.inception_weights_path() == path  # torch.hub.get_dir()/checkpoints/<torchvision's name>
+    net = F.inception_net()
+    assert net is F.inception_net() and isinstance(net, F.InceptionFeatures)
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    ours = F.features(x, net)  # (1, 2048), float64
+    ref_net = inception_v3(weights=None, aux_logits=True, init_weights=False).eval()
+    ref_net.load_state_dict(torch.load(path, weights_only=True))
+    pooled = []
+    ref_net.avgpool.register_forward_hook(lambda m, i, o: pooled.append(o.flatten(1)))
+    with torch.no_grad():
+        logits = ref_net(2 * torch.nn.functional.interpolate(
+            x.repeat(1, 3, 1, 1), size=(299, 299), mode="bilinear", align_corners=False) - 1)
+    assert ours.shape == (1, 2048) and ours.dtype == D64 and logits.shape == (1, 1000)
+    assert torch.allclose(ours.float(), pooled[0], rtol=1e-4, atol=1e-6 * float(pooled[0].abs().max()))
+
+
+def test_eval_with_inception_features_records_them_and_the_app_labels_them(
+        random_inception, torch_home, data_root, tmp_path, capsys, monkeypatch):
+    from genlab import runs, tables
+    from genlab.cli import main
+    from genlab.status import RunSummary, summarize
+
+    torch_home(random_inception[0])
+    _no_downloads(monkeypatch)
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "--data-root", str(data_root), "--epochs", "1",
+                 *INCEPTION_TINY]) == 0
+    assert main(["eval", str(run), "--limit", "100", "--fid-n", "100", "--quiet"]) == 0
+    genlab_ev = runs.read_json(run / runs.EVAL)
+    assert genlab_ev["fid_features"] == "genlab-mnist" and "fid_note" not in genlab_ev
+    capsys.readouterr()
+    code = main(["eval", str(run), "--fid-features", "inception", "--limit", "2", "--fid-n", "2",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    ev = runs.read_json(run / runs.EVAL)
+    assert ev["fid_features"] == F.INCEPTION_ID == "inception-v3-torchvision"
+    assert "torchvision" in ev["fid_note"] and "approximately" in ev["fid_note"]
+    assert ev["fid_n"] == 2 and math.isfinite(ev["fid"]) and ev["fid"] >= 0
+    assert "inception" in ev["command"]
+    # the app tells the two apart; an eval.json from before the field is genlab's
+    assert "(genlab features, not Inception)" in tables.eval_line(genlab_ev)
+    assert "(genlab features, not Inception)" in tables.eval_line({"fid": 3.0, "fid_n": 10})
+    assert "(Inception-v3, torchvision weights" in tables.eval_line(ev)
+    assert [r["features"] for r in tables.fid_rows([summarize(run)])] == [tables.FID_NOTE_INCEPTION]
+    gan = RunSummary(run, "g", model="gan", eval={"d_loss": 1.3, "fid": 12.25, "fid_n": 500})
+    assert tables.headline(gan) == "FID 12.2"
+    gan.eval["fid_features"] = F.INCEPTION_ID
+    assert tables.headline(gan) == "Inception FID 12.2"
+    assert [r["features"] for r in tables.fid_rows([gan])] == [tables.FID_NOTE_INCEPTION]
+
+
+def test_missing_or_corrupt_inception_weights_one_line_and_no_download(torch_home, tmp_path,
+                                                                      capsys, monkeypatch):
+    from genlab.cli import main
+
+    _no_downloads(monkeypatch)
+    want = tmp_path / "empty_torch_home" / "hub" / "checkpoints" / "inception_v3_google-0cc3c7bd.pth"
+    assert F.inception_weights_path() == want
+    with pytest.raises(F.InceptionWeightsMissing) as e:
+        F.inception_net()
+    assert isinstance(e.value, OSError) and isinstance(e.value, F.FeatureNetError)
+    # eval says it before it loads anything (here the run folder is not even a run)
+    code = main(["eval", str(tmp_path), "--fid-features", "inception"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(want) in err and "inception_v3(weights='IMAGENET1K_V1')" in err
+    assert main(["eval", str(tmp_path), "--fid-features", "inception", "--fid-n", "0"]) == 1
+    assert "not a genlab run" in capsys.readouterr().err  # no FID asked for: no weights needed
+    want.parent.mkdir(parents=True)
+    want.write_bytes(b"half a download")
+    code = main(["eval", str(tmp_path), "--fid-features", "inception"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "not a torchvision Inception-v3 state dict" in err
+    with pytest.raises(ValueError, match="unknown FID features"):
+        F.check_features("inceptoin")
+    with pytest.raises(SystemExit):  # argparse's choices: usage error
+        main(["eval", str(tmp_path), "--fid-features", "inceptoin"])
