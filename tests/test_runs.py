@@ -273,3 +273,71 @@ def test_a_shipped_metrics_file_keeps_every_epoch_and_evenly_spaced_steps(tmp_pa
     assert [r for r in out if r["event"] != "step"] == [r for r in recs if r["event"] != "step"]
     assert runs.compact_metrics(src, src, max_steps=5000) == 0  # fewer than the cap: all kept
     assert len(runs.read_metrics(src)[0]) == len(recs)
+
+
+# -- run folders as the listings read them (issue 24) ------------------------------------------
+def test_a_run_folder_whose_config_was_deleted_is_listed_as_broken_with_the_reason(run_dir, tmp_path_factory):
+    from genlab import status
+
+    root = tmp_path_factory.mktemp("listing")
+    kept = root / "vae-kept"
+    gone = root / "vae-config-gone"
+    for dst in (kept, gone):
+        dst.mkdir()
+        for f in (runs.CONFIG, runs.CHECKPOINT, runs.METRICS):
+            (dst / f).write_bytes((run_dir / f).read_bytes())
+    (gone / runs.CONFIG).unlink()
+    (root / "notes").mkdir()  # a folder with no run file in it is not a run
+    (root / "loose.txt").write_text("x")
+    assert [p.name for p in runs.find_runs(root)] == ["vae-kept"]  # what pickers can open
+    assert sorted(p.name for p in status.run_dirs(root)) == ["vae-config-gone", "vae-kept"]
+    s = status.summarize(gone)
+    assert s.state == "broken" and s.model is None
+    assert s.message == (f"{gone / runs.CONFIG}: missing (the folder holds metrics.jsonl, checkpoint.pt); "
+                         "without it the run cannot be rebuilt, opened or resumed: retrain it")
+    assert status.summarize(kept).state != "broken"
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"nll_nats": 8', "not valid JSON (Expecting ',' delimiter"),
+    ("[1, 2]", "expected a JSON object of figures (got a JSON list)"),
+    (b"\xff\xfe garbage", "unreadable ("),
+])
+def test_an_unreadable_eval_json_says_what_is_wrong_with_it(run_dir, text, says):
+    from genlab import status
+
+    path = run_dir / runs.EVAL
+    assert status.read_eval(run_dir) == (None, None)  # none yet: nothing to say
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    ev, why = status.read_eval(run_dir)
+    assert ev is None and why.startswith(f"{path}: {says}") and "\n" not in why
+    s = status.summarize(run_dir)
+    assert s.eval is None and s.eval_error == why and s.state != "broken"
+    path.write_text('{"nll_nats": 85.5}')
+    assert status.summarize(run_dir).eval == {"nll_nats": 85.5}
+
+
+def test_the_summary_shows_the_grid_at_the_models_default_temperature(tmp_path):
+    from genlab import status
+    from genlab.models import model_entry
+
+    flow, vae = tmp_path / "flow", tmp_path / "vae"
+    for run, model in ((flow, "realnvp"), (vae, "vae")):
+        run.mkdir()
+        cfg = model_entry(model)[1]()
+        runs.write_config(run, model, cfg, TrainConfig(epochs=3))
+        for epoch in (1, 2):
+            for t in (1.0, 0.7):
+                grid = runs.sample_grid(run, epoch, t)
+                grid.parent.mkdir(parents=True, exist_ok=True)
+                grid.write_bytes(b"png")
+    assert status.default_temperature(model_entry("realnvp")[0]) == 0.7
+    assert status.default_temperature(model_entry("binary-vae")[0]) == 1.0  # declares none
+    s = status.summarize(flow)
+    assert s.sample == runs.sample_grid(flow, 2, 0.7) and s.sample_temperature == 0.7
+    s = status.summarize(vae)  # a VAE's default is T = 1: the plain grid
+    assert s.sample == runs.sample_grid(vae, 2) and s.sample_temperature == 1.0
+    before = status.run_stamp(flow)
+    runs.sample_grid(flow, 3, 0.7).write_bytes(b"png")  # a new tempered grid: a new cache key
+    assert status.run_stamp(flow) != before
+    assert status.summarize(flow).sample == runs.sample_grid(flow, 3, 0.7)
