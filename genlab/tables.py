@@ -200,18 +200,17 @@ OVERVIEW_FORMATS = {"val loss (nats)": ".2f", "val bits/dim": ".3f", "val D loss
 
 def sample_caption(s: RunSummary) -> str:
     """What a run's shown sample grid is: after which epoch, at which temperature, and
-    whether that is the model's default ("samples after epoch 12 at T = 0.7, realnvp's
-    default temperature")."""
+    whether that is the model's default ("samples after epoch 12, T = 0.7 (realnvp's
+    default)")."""
     stem = s.sample.stem if s.sample else ""
     epoch = stem.removeprefix("epoch_").lstrip("0") or "0"
     when = f"samples after epoch {epoch}" if stem.startswith("epoch_") else f"samples, {stem}"
     t, default = s.sample_temperature, default_temperature(s.model_class)
     if s.model_class is None:
-        return f"{when} at T = {t:g}"
+        return f"{when}, T = {t:g}"
     if t == default:
-        trained = ": the model as trained" if t == 1 else ""
-        return f"{when} at T = {t:g}, {s.model}'s default temperature{trained}"
-    return f"{when} at T = {t:g} (no grid at {s.model}'s default T = {default:g} was written)"
+        return f"{when}, T = {t:g} ({s.model}'s default)"
+    return f"{when}, T = {t:g} (no grid at {s.model}'s default T = {default:g})"
 
 
 def fid_rows(summaries: list[RunSummary]) -> list[dict]:

@@ -99,11 +99,10 @@ def test_each_run_is_shown_at_its_default_temperature_and_says_which(home, tmp_p
     assert tiles[GOOD][1] == "T = 1"  # a VAE declares T = 1: its plain grid
     at.button(key=f"details-{root / FLOW}").click().run()
     captions = [c for im in at.image for c in im.captions]
-    assert "samples after epoch 1 at T = 0.7, realnvp's default temperature" in captions
+    assert "samples after epoch 1, T = 0.7 (realnvp's default)" in captions
     at.button(key=f"details-{root / GOOD}").click().run()
     captions = [c for im in at.image for c in im.captions]
-    assert ("samples after epoch 2 at T = 1, vae's default temperature: the model as trained"
-            in captions)
+    assert "samples after epoch 2, T = 1 (vae's default)" in captions
 
 
 def test_a_run_without_its_default_temperature_grid_falls_back_to_t1_and_says_so(home, tmp_path):
@@ -111,8 +110,7 @@ def test_a_run_without_its_default_temperature_grid_falls_back_to_t1_and_says_so
     shutil.rmtree(old / "samples" / "t0.7")  # a flow trained before the tempered grids
     s = status.summarize(old)
     assert s.sample == old / "samples" / "epoch_001.png" and s.sample_temperature == 1.0
-    assert tables.sample_caption(s) == ("samples after epoch 1 at T = 1 (no grid at realnvp's "
-                                        "default T = 0.7 was written)")
+    assert tables.sample_caption(s) == "samples after epoch 1, T = 1 (no grid at realnvp's default T = 0.7)"
     assert status.summarize(home / FLOW).sample == runs.sample_grid(home / FLOW, 1, 0.7)
 
 
