@@ -170,10 +170,11 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def cdf_lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Interpolation that stays typical under a N(0, I) prior, (n, d): equidistant points
-    between Phi(z0) and Phi(z1) in the unit cube, mapped back through the inverse normal
-    CDF Phi^-1 (so every point has standard normal marginals, unlike the straight line,
-    whose midpoint is too close to the origin)."""
+    """Equidistant points between Phi(z0) and Phi(z1) in the unit cube, mapped back through
+    the inverse normal CDF Phi^-1, (n, d): equal steps of probability mass in each
+    coordinate. Not a path that keeps |z| typical: between two independent N(0, I) draws
+    the midpoint's coordinates have variance about 0.36 (the straight line's: 0.5), so it
+    dips further towards the origin than the line does; slerp keeps |z| nearly constant."""
     n01 = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
     u = lerp(n01.cdf(z0.double()), n01.cdf(z1.double()), t)  # (n, d)
     return n01.icdf(u.clamp(CDF_EPS, 1 - CDF_EPS)).to(z0.dtype)
@@ -190,14 +191,15 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, n: int, method: str = "linea
 # -- projections -----------------------------------------------------------------------
 def project(codes: np.ndarray, method: str = "pca", *, seed: int = 0) -> np.ndarray:
     """Codes (N, d) -> 2-D points (N, 2): the codes themselves for d <= 2 (a zero column
-    added for d = 1), else scikit-learn's PCA or umap-learn's UMAP (seeded)."""
+    added for d = 1), else their coordinates along the first two robust principal
+    directions (:func:`principal_axes`: a few outlying codes do not turn the axes towards
+    themselves) or umap-learn's UMAP (seeded)."""
     x = np.asarray(codes, dtype=np.float32)
     if x.shape[1] <= 2:
         return np.pad(x, ((0, 0), (0, 2 - x.shape[1])))
     if method == "pca":
-        from sklearn.decomposition import PCA
-        with threadpool_limits(1):
-            return PCA(2, random_state=seed).fit_transform(x).astype(np.float32)
+        axes = principal_axes(x, 2)
+        return ((torch.from_numpy(x) - axes.mean) @ axes.directions.T).numpy().astype(np.float32)
     if method == "umap":
         import umap
         reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), random_state=seed)
@@ -216,6 +218,39 @@ def pca_basis(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with threadpool_limits(1):
         p = PCA(2).fit(x)
     return p.mean_, p.components_
+
+
+# -- a few of many selected codes --------------------------------------------------------
+def spread_sample(picked: list[int], labels, k: int, *, seed: int = 0) -> list[int]:
+    """At most k of the selected codes' indices ``picked``, spread over their classes
+    (``labels`` of every code): all of them, in the selection's order, when there are at
+    most k; else each class in the selection gets a share of k in proportion to how many
+    of it were picked (one at least while k allows, then the largest remainders), its
+    members drawn at random (seeded), grouped by class. A box or a lasso selects class by
+    class (one chart series each), so the first k would all be of one class."""
+    picked = [int(i) for i in picked]
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
+    if len(picked) <= k:
+        return picked
+    labels = np.asarray(labels)
+    lab = labels[picked]
+    classes, counts = np.unique(lab, return_counts=True)
+    alloc = np.zeros(len(classes), dtype=int)
+    if len(classes) >= k:  # more classes than places: one each for the k most picked
+        alloc[np.argsort(-counts, kind="stable")[:k]] = 1
+    else:
+        alloc += 1
+        share = (counts - 1) / (counts - 1).sum() * (k - len(classes))
+        alloc += np.floor(share).astype(int)
+        left = k - alloc.sum()
+        alloc[np.argsort(-(share - np.floor(share)), kind="stable")[:left]] += 1
+    rng = np.random.default_rng(seed)
+    out = []
+    for c, a in zip(classes, alloc):
+        members = [i for i, l in zip(picked, lab) if l == c]  # in the selection's order
+        out += [members[j] for j in sorted(rng.choice(len(members), int(a), replace=False))]
+    return out
 
 
 # -- Gaussian mixtures on codes ------------------------------------------------------------
@@ -319,14 +354,40 @@ class PrincipalAxes:
         return base.float() + delta @ self.directions
 
 
-def principal_axes(codes: np.ndarray | torch.Tensor, k: int = 16) -> PrincipalAxes:
-    """The k leading principal directions of codes (N, d) by SVD of the centred codes."""
+ROBUST_CLIP = 3.0  # robust standard deviations from the median where a code's coordinate is clipped
+IQR_SD = 1.349  # the interquartile range of a normal distribution, in standard deviations
+
+
+def robust_clip(codes: np.ndarray | torch.Tensor, k: float = ROBUST_CLIP) -> torch.Tensor:
+    """Codes (N, d) float64, each dimension clipped to its median +- k robust standard
+    deviations, IQR / 1.349 (the standard deviation of a normal distribution): a code far
+    out then weighs no more than one at the fence. A dimension whose IQR is 0 (most codes
+    equal) is left as it is."""
     x = torch.as_tensor(np.asarray(codes), dtype=torch.float64)
+    q1, med, q3 = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
+    half = k * (q3 - q1) / IQR_SD  # (d,)
+    half = torch.where(half > 0, half, torch.full_like(half, torch.inf))
+    return torch.maximum(torch.minimum(x, med + half), med - half)
+
+
+def principal_axes(codes: np.ndarray | torch.Tensor, k: int = 16) -> PrincipalAxes:
+    """The k leading principal directions of codes (N, d), robust to a few outlying codes:
+    the SVD of the codes clipped per dimension (:func:`robust_clip`) and centred; ``sd`` is
+    the clipped codes' standard deviation along each direction, the widest first. Each
+    direction's sign makes its largest loading positive (scikit-learn's convention).
+
+    Why clipped: NICE's codes of rarely inked border pixels reach |z| ~ 1,000 for the few
+    images that ink them; the plain PCA's first directions point at those codes, and
+    moving along them changes the image by a grey level or two."""
+    x = robust_clip(codes)
     mean = x.mean(0)
     _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)  # vh (min(N, d), d)
     k = min(k, vh.shape[0])
+    vh = vh[:k]
+    sign = torch.sign(vh.gather(1, vh.abs().argmax(1, keepdim=True)))  # (k, 1)
+    vh = vh * torch.where(sign == 0, torch.ones_like(sign), sign)
     sd = (s[:k] / max(len(x) - 1, 1) ** 0.5).clamp_min(1e-8)
-    return PrincipalAxes(mean.float(), vh[:k].float(), sd.float())
+    return PrincipalAxes(mean.float(), vh.float(), sd.float())
 
 
 def axes_manifold(axes: PrincipalAxes, base: torch.Tensor, n: int, dims=(0, 1)) -> torch.Tensor:
@@ -361,11 +422,14 @@ PROJ_AXES = 16  # principal directions kept
 class Projections:
     """What the Latent explorer draws of a checkpoint's test codes without encoding them:
     2-D points per method ``xy[method]`` (N, 2) of the first N test images, the codes'
-    variance per dimension (d,) and their leading principal directions."""
+    variance per dimension (d,) and their leading principal directions. ``robust``: the
+    PCA points and the directions are :func:`principal_axes`' (False for a file written
+    before they were, whose PCA a few outlying codes may have turned)."""
     n: int
     xy: dict
     variance: np.ndarray
     axes: PrincipalAxes
+    robust: bool = True
 
 
 def checkpoint_digest(path) -> str:
@@ -391,7 +455,8 @@ def save_projections(run_dir, proj: Projections, digest: str) -> None:
     arrays = {f"xy_{m}": v.astype(np.float16) for m, v in proj.xy.items()}
     arrays |= {"variance": proj.variance.astype(np.float32), "mean": proj.axes.mean.numpy(),
                "directions": proj.axes.directions.numpy().astype(np.float16),
-               "sd": proj.axes.sd.numpy(), "digest": np.array(digest), "n": np.array(proj.n)}
+               "sd": proj.axes.sd.numpy(), "digest": np.array(digest), "n": np.array(proj.n),
+               "robust": np.array(proj.robust)}
     path = Path(run_dir) / PROJ_FILE
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{PROJ_FILE}.", suffix=".tmp")
     try:
@@ -417,7 +482,8 @@ def load_projections(run_dir, digest: str | None) -> Projections | None:
             d = f["directions"].astype(np.float32)
             axes = PrincipalAxes(torch.from_numpy(f["mean"].astype(np.float32)), torch.from_numpy(d),
                                  torch.from_numpy(f["sd"].astype(np.float32)))
-            return Projections(int(f["n"]), xy, f["variance"].astype(np.float32), axes)
+            robust = "robust" in f.files and bool(f["robust"])
+            return Projections(int(f["n"]), xy, f["variance"].astype(np.float32), axes, robust)
     except (OSError, ValueError, KeyError):
         return None
 

@@ -69,7 +69,7 @@ if d > MAX_DIM:
             icon=":material/info:")
     st.stop()
 n = st.select_slider("Test images", ui.TEST_SIZES, value=2000, key=f"n-{run.key}")
-data = ui.test_images(run, n, "The codes and refitting the mixture")
+data = ui.test_images(run, n, "the codes and refitting the mixture")
 codes = ui.codes(run, n) if data is not None else None
 mix = mixture_ui(run, codes, n)
 if mix is None:

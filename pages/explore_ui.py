@@ -97,13 +97,14 @@ def pick_run(need: Callable, what: str) -> Run:
 # -- test images, codes, projections ------------------------------------------------------
 def test_images(run: Run, n: int, purpose: str) -> ImageData | None:
     """The first n test images of the run's dataset, or None after saying how to get them
-    (a button downloads them with torchvision when the machine is online)."""
+    (a button downloads them with torchvision when the machine is online). ``purpose``: what
+    needs them, as it reads after "needed for" ("the posterior view")."""
     root = str(data_root())
     try:
         return cache.test_images(run.dataset, n, root)
     except DatasetError as e:
-        st.warning(f"**{purpose} need the {run.dataset} test images**, which are not in the "
-                   f"data root. {str(e).rstrip('.')}.", icon=":material/database:")
+        st.warning(f"**The {run.dataset} test images are not in the data root**; they are needed "
+                   f"for {purpose}. {str(e).rstrip('.')}.", icon=":material/database:")
     if st.button(f"Download {run.dataset} with torchvision", icon=":material/download:",
                  key=f"download-{run.dataset}"):
         try:
@@ -142,15 +143,21 @@ def codes_view(run: Run, n: int) -> CodesView:
     """The stored projections (projections.npz beside the checkpoint, or computed in the
     background in this server) when they cover n codes: nothing is encoded then. Else the
     codes of n images are encoded and PCA'd here, and the stored ones are computed in the
-    background for next time (written beside the checkpoint unless the run is shipped)."""
+    background for next time (written beside the checkpoint unless the run is shipped).
+    A flow's file written before the principal directions were robust keeps its UMAP, but
+    its PCA and directions (the flow's sliders) are computed here from n codes."""
     proj = cache.stored_projections(run.path, run.stamp)
-    if proj is not None and proj.n >= n:
+    covers = proj is not None and proj.n >= n
+    if covers and (proj.robust or not run.model.caps.bijective):
         return CodesView({m: v[:n] for m, v in proj.xy.items()}, proj.variance, proj.axes, proj.n, True)
     root = str(data_root())
     c = codes(run, n)
-    cache.projection_job(run.path, run.stamp, root, ("pca",))
-    return CodesView({"pca": projection(run, n, "pca")}, c.var(0),
-                     cache.axes(run.path, run.stamp, run.dataset, root, n), n, False)
+    xy = {"pca": projection(run, n, "pca")}
+    if covers:
+        xy |= {m: v[:n] for m, v in proj.xy.items() if m != "pca"}
+    else:
+        cache.projection_job(run.path, run.stamp, root, ("pca",))
+    return CodesView(xy, c.var(0), cache.axes(run.path, run.stamp, run.dataset, root, n), n, False)
 
 
 def umap_job(run: Run):
@@ -206,4 +213,7 @@ def decoded_grid(run: Run, z: torch.Tensor, nrow: int, scale: int = 2) -> np.nda
 
 
 def show(images: torch.Tensor, nrow: int, caption: str | None = None, scale: int = 2) -> None:
-    st.image(explore.grid_image(images, nrow, scale=scale), caption=caption)
+    """An image grid at its own size in pixels (a long caption would otherwise widen the
+    element and stretch the images with it), or the page's width when that is narrower."""
+    grid = explore.grid_image(images, nrow, scale=scale)
+    st.image(grid, caption=caption, width=int(grid.shape[1]))

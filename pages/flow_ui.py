@@ -67,7 +67,7 @@ def grids_ui(run: ui.Run, axes: explore.PrincipalAxes, base: torch.Tensor) -> No
 
 def interpolation_ui(run: ui.Run) -> None:
     st.subheader("Between two encoded test images", anchor=False)
-    data = ui.test_images(run, 1000, "The interpolation")
+    data = ui.test_images(run, 1000, "the interpolation")
     if data is None:
         return
     c1, c2, _ = st.columns([1, 1, 2])

@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from genlab import explore, views
-from genlab.latent_figures import latent_scatter_figure, selected_codes
+from genlab.latent_figures import FENCE, latent_scatter_figure, outside_codes, selected_codes
 from pages import cache, explore_ui as ui, flow_ui, live_decoder, via_router
 from pages.widgets import TEMPERATURE_HELP, draw
 
@@ -18,6 +18,7 @@ via_router()
 
 MAX_SLIDERS = 16
 SHOWN = 16  # selected images shown
+SELECTION_PX = 960  # the row of selected images at most this wide: one image 168 px (x6), 16 at x2
 NAMES = {"umap": "UMAP", "pca": "PCA"}
 N_DRAWS = 32
 
@@ -30,7 +31,7 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
         return None
     c1, c2 = st.columns(2)
     n = c1.select_slider("Test images", ui.TEST_SIZES, value=2000, key=f"n-{run.key}")
-    data = ui.test_images(run, n, "The codes and reconstructions")
+    data = ui.test_images(run, n, "the codes and reconstructions")
     if data is None:
         return None
     view = ui.codes_view(run, n)
@@ -48,6 +49,11 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
     chart = latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
                                   equal=d <= 2 or method == "pca")
     event = draw(chart, key=f"scatter-{run.key}-{n}-{method}", on_select="rerun")
+    outside = outside_codes(chart.spec)
+    if outside:
+        st.caption(f"▲ {len(outside):,} of {n:,} codes lie outside the view, which spans the codes "
+                   f"within {FENCE:g} IQR of each axis's quartiles; they are drawn at its edge as "
+                   "triangles (hover one for its coordinates).")
     picked = selected_codes(chart.spec, event.selection)
     where = f" ({NAMES[method]} of the first {view.of:,} test codes)" if d > 2 else ""
     if not picked:
@@ -55,14 +61,15 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
                    "reconstructions (a second click lets one go); for a box or a lasso, pick its "
                    "tool in the chart's toolbar (top right) and drag. Double-click clears the selection.")
         return view
-    idx = picked[:SHOWN]
+    idx = explore.spread_sample(picked, data.y.numpy(), SHOWN)
     z = ui.encode_few(run, data.x[idx])
     rec = ui.decode_few(run, z)
     x = explore.model_inputs(run.model, data.x[idx])
-    shown = f"; the first {len(idx)} shown" if len(picked) > len(idx) else ""
+    shown = f"; {len(idx)} shown, spread over their classes" if len(picked) > len(idx) else ""
     ui.show(torch.cat([x, rec]), len(idx), f"{len(picked)} of {n:,} codes selected{shown}: the "
-            "inputs as the model sees them (top) and decode(encode(x)) (bottom)", scale=3)
-    st.button("Put the first selected code in the sliders", icon=":material/tune:",
+            "inputs as the model sees them (top) and decode(encode(x)) (bottom)",
+            scale=max(2, min(6, SELECTION_PX // (len(idx) * x.shape[-1]))))
+    st.button("Put the first code shown in the sliders", icon=":material/tune:",
               on_click=set_base, args=(run, z[0]))
     return view
 

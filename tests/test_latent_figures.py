@@ -71,3 +71,44 @@ def test_the_mixture_draws_an_ellipse_and_a_numbered_mean_per_component():
     bars = F.weights_figure([0.5, 0.3, 0.2], highlight=2).spec["series"][0]["data"]
     assert [b["value"] for b in bars] == [0.5, 0.3, 0.2]
     assert [b["itemStyle"]["color"] == F.HIGHLIGHT_COLOR for b in bars] == [False, False, True]
+
+
+def test_a_few_outlying_codes_do_not_shrink_the_view_and_are_drawn_at_its_edge():
+    """Issue 24, item 6: NICE's PCA 1 reached 1,100 for a few codes, so the other 99 % sat
+    in one dot. The view spans the codes inside Tukey's far-out fences; the rest are drawn
+    at its edge as triangles, listed by outside_codes, and still selectable."""
+    xy, y = _codes(1000)
+    far = np.array([10, 20, 30])
+    xy[far] = [[1100.0, 0.0], [-900.0, 5.0], [0.0, 700.0]]
+    chart = F.latent_scatter_figure(xy, y)
+    spec = json.loads(json.dumps(chart.spec, allow_nan=False))
+    xa, ya = spec["xAxis"], spec["yAxis"]
+    inliers = np.delete(xy, far, axis=0)
+    assert xa["min"] <= inliers[:, 0].min() and xa["max"] >= inliers[:, 0].max()
+    assert ya["min"] <= inliers[:, 1].min() and ya["max"] >= inliers[:, 1].max()
+    assert xa["max"] - xa["min"] < 30  # not 2,000 wide
+    q = np.quantile(inliers, [0.01, 0.99], axis=0)
+    assert (q[1, 0] - q[0, 0]) / (xa["max"] - xa["min"]) > 0.5  # the central 98 % fill half the view
+    assert F.outside_codes(spec) == far.tolist()
+    items = {p["value"][2]: p for s in spec["series"] for p in s["data"] if isinstance(p, dict)}
+    assert items[10]["value"][:2] == [xa["max"], 0.0] and items[20]["value"][0] == xa["min"]
+    assert items[30]["value"][1] == ya["max"]
+    assert all(p["symbol"] == "triangle" for p in items.values())
+    assert "1100" in items[10]["tooltip"]["formatter"]  # its own coordinates on hover
+    s = next(i for i, t in enumerate(spec["series"]) if any(isinstance(p, dict) and p["value"][2] == 10 for p in t["data"]))
+    at = next(j for j, p in enumerate(spec["series"][s]["data"]) if isinstance(p, dict))
+    assert F.selected_codes(spec, {"selected": [{"series_index": s, "data_indices": [at]}]}) == [10]
+    ringed = F.latent_scatter_figure(xy, y, mark=10).spec["series"][-1]["data"][0]
+    assert ringed == items[10]["value"][:2]  # the ring sits where the point is drawn
+
+
+def test_without_outliers_the_view_is_every_point_and_a_flat_axis_is_not_fenced():
+    xy, y = _codes()
+    lo, hi = F.view_limits(xy)
+    np.testing.assert_allclose(lo, xy.min(0)) and np.testing.assert_allclose(hi, xy.max(0))
+    assert F.outside_codes(F.latent_scatter_figure(xy, y).spec) == []
+    flat = np.zeros((100, 2))
+    flat[:20, 1] = np.linspace(1, 5, 20)  # most points equal on y: IQR 0
+    lo, hi = F.view_limits(flat)
+    assert (lo[1], hi[1]) == (0.0, 5.0)
+    assert F.outside_codes(F.latent_scatter_figure(flat, np.zeros(100, int)).spec) == []

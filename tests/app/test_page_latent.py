@@ -4,6 +4,7 @@ an empty folder each get a message instead of a traceback."""
 from __future__ import annotations
 
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from explore_fixture import (AE_GMM, CORRUPT, FLOW, GAN, explore_root, explore_runs,  # noqa: F401
@@ -64,6 +65,8 @@ def test_without_the_dataset_sliders_and_grids_still_work(explore_runs, tmp_path
     assert not at.exception
     warning = "\n".join(w.value for w in at.warning)
     assert "test images" in warning and "GENLAB_DATA" in warning
+    # issue 24: "The posterior view need the ..." read wrong for one purpose or another
+    assert "test images are not in the data root**; they are needed for the codes and reconstructions" in warning
     assert any(b.label == "Download mnist with torchvision" for b in at.button)
     assert image_by_caption(at, "decode(z)") and not figures(at)
 
@@ -186,3 +189,96 @@ def test_umap_is_computed_in_the_background_on_request(explore_runs):
     stored = explore.load_projections(explore_runs[FLOW], explore.checkpoint_digest(
         f"{explore_runs[FLOW]}/checkpoint.pt"))
     assert stored is not None and "umap" in stored.xy
+
+
+def _images(monkeypatch) -> list[tuple[str, tuple, object]]:
+    """(caption, array shape, width) of every st.image the page draws from now on."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    seen, real = [], DeltaGenerator.image
+
+    def spy(self, image, caption=None, width="content", **kw):
+        seen.append((caption or "", getattr(image, "shape", None), width))
+        return real(self, image, caption=caption, width=width, **kw)
+
+    monkeypatch.setattr(DeltaGenerator, "image", spy)
+    monkeypatch.setattr(st, "image", lambda *a, **kw: spy(st._main, *a, **kw))  # bound at import
+    return seen
+
+
+def _select(monkeypatch, pick) -> None:
+    """The scatter's selection, as selected_codes maps it back (a click, a box)."""
+    from genlab import latent_figures
+
+    monkeypatch.setattr(latent_figures, "selected_codes", lambda spec, selection: list(pick))
+
+
+def test_one_clicked_code_shows_its_input_and_reconstruction_at_a_sensible_size(explore_runs, monkeypatch):
+    """Issue 24, item 10: one clicked point showed two images of about 500 px each (the
+    long caption widened the element and the images stretched with it)."""
+    _select(monkeypatch, [7])
+    seen = _images(monkeypatch)
+    at = run_page(PAGE, explore_runs[GOOD])
+    assert not at.exception, [e.value for e in at.exception]
+    caption, shape, width = next(s for s in seen if s[0].startswith("1 of 2,000 codes selected"))
+    assert width == shape[1]  # its own size in pixels, not stretched
+    scale = shape[1] / (28 + 2 * 2)  # one column of 28-px images, 2-px padding, enlarged
+    assert 140 <= 28 * scale <= 200, shape  # each image (it was about 500 px on screen)
+    assert shape[0] == (2 * 28 + 3 * 2) * scale  # input above reconstruction
+    assert any(b.label == "Put the first code shown in the sliders" for b in at.button)
+
+
+def test_a_box_selection_shows_a_spread_of_its_classes(explore_runs, monkeypatch, data_root):
+    """Issue 24, item 10: a box or lasso selects series by series (one per class), so the
+    first 16 were all 0s; the 16 shown now come from every class selected."""
+    from genlab import explore
+    from genlab.data import load_split
+
+    labels = load_split("mnist", "test", data_root, limit=2000).y.numpy()
+    pick = [int(i) for c in range(10) for i in np.flatnonzero(labels == c)]  # class by class
+    _select(monkeypatch, pick)
+    shown, real = [], explore.spread_sample
+    monkeypatch.setattr(explore, "spread_sample", lambda *a, **k: shown.append(real(*a, **k)) or shown[-1])
+    seen = _images(monkeypatch)
+    at = run_page(PAGE, explore_runs[GOOD])
+    assert not at.exception, [e.value for e in at.exception]
+    caption, shape, width = next(s for s in seen if s[0].startswith("2000 of 2,000 codes selected"))
+    assert "16 shown, spread over their classes" in caption
+    assert set(labels[shown[-1]]) == set(range(10)) and len(shown[-1]) == 16
+    assert width == shape[1] <= 960 + 17 * 2
+
+
+def test_nice_codes_far_out_neither_shrink_the_scatter_nor_steer_the_sliders(monkeypatch, data_root):
+    """Issue 24, item 6, on the shipped nice-mnist (read-only): a few codes reached 1,100 on
+    PCA 1, so 99 % of the points sat in one dot and the principal-direction sliders
+    (sd 53) moved nothing. Its projections.npz predates the robust directions, so PCA and
+    the directions are computed from the page's codes; its UMAP is still the stored one;
+    nothing is written beside the shipped checkpoint."""
+    from genlab import explore
+
+    run = REPO / "checkpoints" / "nice-mnist"
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    monkeypatch.setenv("GENLAB_RUNS", str(REPO / "checkpoints"))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.chdir(REPO)
+    real = explore.project
+    monkeypatch.setattr(explore, "project", lambda x, method="pca", **k: real(x, method, **k)
+                        if method == "pca" else (_ for _ in ()).throw(AssertionError("UMAP run")))
+    at = run_page(PAGE, str(run))
+    assert not at.exception, [e.value for e in at.exception]
+    scatter = figures(at)[0]
+    assert scatter["xAxis"]["name"] == "PCA 1"
+    width = scatter["xAxis"]["max"] - scatter["xAxis"]["min"]
+    assert width < 60, width  # the stored, plain PCA's view was 1,212 wide
+    points = [p for s in scatter["series"] for p in s["data"]]
+    outside = [p for p in points if isinstance(p, dict)]
+    assert len(points) == 2000 and len(outside) <= 20  # at most 1 % at the edge
+    if outside:
+        assert f"▲ {len(outside)} of 2,000 codes lie outside the view" in texts(at)
+    pc1 = next(s for s in at.slider if s.label == "PC 1")
+    sd = float(pc1.help.split("(sd ")[1].rstrip(")"))
+    assert 2 < sd < 10, sd  # the codes' robust spread along PC 1 (the stored one: 53)
+    at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
+    assert not at.exception and figures(at)[0]["xAxis"]["name"] == "UMAP 1"  # the stored UMAP
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before

@@ -112,3 +112,14 @@ def test_only_2d_vaes_are_offered(explore_runs):
     assert box.value == explore_runs[GOOD]  # the damaged checkpoint is listed last
     box.set_value(explore_runs[CORRUPT]).run()
     assert not at.exception and "cannot be loaded" in "".join(e.value for e in at.error)
+
+
+def test_without_the_test_images_the_page_says_so_in_a_sentence(explore_runs, tmp_path, monkeypatch):
+    """Issue 24, item 10: the message read "The posterior view need the mnist test images"."""
+    monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
+    at = run_page(PAGE, explore_runs[GOOD])
+    assert not at.exception, [e.value for e in at.exception]
+    warning = "\n".join(w.value for w in at.warning)
+    assert ("**The mnist test images are not in the data root**; they are needed for the "
+            "posterior view.") in warning, warning
+    assert "view need" not in warning and "GENLAB_DATA" in warning
