@@ -164,6 +164,22 @@ def ood_for_model(model, dataset: str, root: str | os.PathLike | None = None, *,
     return out
 
 
+TABLE_FORMATS = {"AUROC": ".3f", "median -log p(x), own test set": ".2f",
+                 "median -log p(x), other set": ".2f", "other set more likely than own median": "{:.0%}"}
+
+
+def table_row(run: str, model_name: str, s: dict, *, exact: bool) -> dict:
+    """One row of the table across runs (format it with TABLE_FORMATS) from an
+    :meth:`OODResult.summary`: the run, the sets, the AUROC, the median scores and their
+    unit (a column of its own: nats and bits/dim runs share the table), the share of the
+    other set more likely than the own median, and how log p(x) was got."""
+    return {"run": run, "model": model_name, "trained on": s["in"], "other set": s["out"],
+            "AUROC": s["auroc"], "median -log p(x), own test set": s["median_in"],
+            "median -log p(x), other set": s["median_out"], "unit": s["unit"],
+            "other set more likely than own median": s["share_out_more_likely_than_median_in"],
+            "images per set": s["n_in"], "log p(x)": "exact" if exact else f"IWAE, k = {s['k']}"}
+
+
 # the direction Nalisnick et al. reported: trained on the first, the second got higher likelihood
 NALISNICK_PAIRS = {("fashion-mnist", "mnist")}
 

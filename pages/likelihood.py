@@ -4,13 +4,15 @@ dataset's, the AUROC of -log p(x) as a detector of the other set, and the most a
 likely images of each (genlab.ood; Nalisnick et al., ICLR 2019)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from genlab import ood as O, views
 from genlab.data import data_root
 from genlab.likelihood_figures import ood_histogram_figure
 from pages import cache, likelihood_ui as lui, via_router
-from pages.widgets import draw
+from pages.widgets import draw, table
 
 via_router()
 
@@ -67,19 +69,32 @@ c1, c2 = st.columns(2)
 n = c1.select_slider("Test images per set", SIZES, value=500, key="ood-n",
                      help="the first N of each test split; more is slower (a few seconds at 500)")
 k = c2.select_slider("Importance samples k (VAEs; flows are exact)", KS, value=10, key="ood-k")
-verdicts = []
+summary = st.container()  # the table across runs, above the runs' own sections
+verdicts, rows = [], []
 for run in chosen:
-    st.header(f"{run.model_name} on {run.dataset}", anchor=False)
+    name = Path(run.path).name
+    st.header(f"{name}: {run.model_name} on {run.dataset}", anchor=False)
     st.caption(run.path)
     partners = O.ood_partners(run.dataset, data_root())
     absent = [p for p, present in partners if not present]
     for other, present in partners:
         if present:
-            st.subheader(f"{run.dataset} vs {other}", anchor=False)
-            verdicts.append(O.verdict(f"{run.model_name} ({run.dataset})", one_pair(run, other, n, k)))
+            st.subheader(f"{name}: {run.dataset} vs {other}", anchor=False)
+            s = one_pair(run, other, n, k)
+            verdicts.append(O.verdict(f"{name} ({run.model_name} on {run.dataset})", s))
+            rows.append(O.table_row(name, run.model_name, s, exact=run.model.caps.likelihood == "exact"))
     if absent:
         st.caption(f"Not compared: {', '.join(absent)} (not in the data root).")
+if rows:
+    summary.header("AUROC across the chosen runs", anchor=False)
+    table(rows, O.TABLE_FORMATS, where=summary)
+    summary.caption("One row per run and other set, on the first N images of each test split. "
+                    "AUROC of -log p(x) as a detector of the other set (1: every other image less "
+                    "likely, 0.5: no separation, below 0.5: the model prefers the other set); the "
+                    "medians in the row's unit, nats per image for binarised models and bits/dim "
+                    "for 8-bit ones, so compare medians within a unit only.")
 st.session_state["ood_verdicts"] = verdicts
+st.session_state["ood_rows"] = rows
 if verdicts:
     st.header("What the models do", anchor=False)
     st.markdown("\n".join(f"- {v}" for v in verdicts))

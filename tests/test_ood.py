@@ -124,3 +124,17 @@ def test_shipped_vae_mnist_against_fashion_mnist(data_root):
     torch.testing.assert_close(again.score_out, r.score_out)
     assert again.auroc == r.auroc
     assert "svhn" in results or not dict(ood.ood_partners("mnist", data_root))["svhn"]
+
+
+def test_a_table_row_names_the_run_its_unit_and_how_log_p_was_got():
+    s_in, s_out = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([3.5, 5.0, 0.5])
+    res = ood.OODResult("mnist", "fashion-mnist", "bits/dim", "", 10, s_in, s_out,
+                        ood.auroc(s_in, s_out), *ood.extremes(s_in, 2), *ood.extremes(s_out, 2))
+    row = ood.table_row("nice-mnist", "nice", res.summary(), exact=True)
+    assert row == {"run": "nice-mnist", "model": "nice", "trained on": "mnist",
+                   "other set": "fashion-mnist", "AUROC": pytest.approx(mann_whitney(s_in.tolist(), s_out.tolist())),
+                   "median -log p(x), own test set": 2.0, "median -log p(x), other set": 3.5,
+                   "unit": "bits/dim", "other set more likely than own median": pytest.approx(1 / 3),
+                   "images per set": 4, "log p(x)": "exact"}
+    assert ood.table_row("vae-2d", "vae", res.summary(), exact=False)["log p(x)"] == "IWAE, k = 10"
+    assert set(ood.TABLE_FORMATS) <= set(row)  # every format names a column

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explore_fixture import explore_root, explore_runs, figures  # noqa: F401
+from explore_fixture import FLOW, explore_root, explore_runs, figures  # noqa: F401
 from genlab import ood, runs
 from genlab.data import load_split
-from runs_fixture import GOOD, run_page, texts
+from runs_fixture import GOOD, run_page, shown, texts
 
 PAGE = "pages/likelihood.py"
 NAMES = ["mnist (own test set)", "fashion-mnist test set"]
@@ -51,7 +51,7 @@ def test_two_datasets_their_auroc_and_a_verdict(explore_runs, data_root):
     assert shown == pytest.approx(ref.auroc, abs=5e-4)  # same images, same seed, 3 decimals
     _same_bins(bars, ref)
     verdicts = at.session_state["ood_verdicts"]
-    assert len(verdicts) == 1 and verdicts[0].startswith("vae (mnist) gives fashion-mnist")
+    assert len(verdicts) == 1 and verdicts[0].startswith(f"{GOOD} (vae on mnist) gives fashion-mnist")
     assert f"AUROC {ref.auroc:.3f}" in verdicts[0]
     captions = [c for im in at.image for c in im.captions]
     assert "mnist: the 8 most likely images" in captions
@@ -69,3 +69,28 @@ def test_no_likelihood_model_says_how_to_train(empty_runs):
     at = run_page(PAGE)
     assert not at.exception
     assert "No run to show here" in texts(at) and "python -m genlab train" in texts(at)
+
+
+def test_the_chosen_runs_in_one_auroc_table_and_headings_that_name_the_run(explore_runs):
+    """Issue 24, item 10: a table across the chosen runs (one row per run and other set:
+    the AUROC as each run's own section shows it, the medians, their unit, how log p(x)
+    was got), and each section's headings name the run, not only its family."""
+    at = run_page(PAGE, explore_runs[GOOD])
+    at.multiselect(key="ood_runs").set_value([explore_runs[GOOD], explore_runs[FLOW]]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.header]
+    assert headers[0] == "AUROC across the chosen runs"
+    assert f"{GOOD}: vae on mnist" in headers and f"{FLOW}: realnvp on mnist" in headers
+    subs = [h.value for h in at.subheader]
+    assert f"{GOOD}: mnist vs fashion-mnist" in subs and f"{FLOW}: mnist vs fashion-mnist" in subs
+    table = shown(at.table[0])
+    assert table["run"].tolist() == [GOOD, FLOW]
+    assert table["unit"].tolist() == ["nats", "bits/dim"]  # the binarised VAE, the 8-bit flow
+    assert table["log p(x)"].tolist() == ["IWAE, k = 10", "exact"]
+    metrics = [m.value for m in at.metric if m.label.startswith("AUROC")]
+    assert table["AUROC"].tolist() == metrics  # the table says what each section says
+    rows = at.session_state["ood_rows"]
+    assert [f"{r['median -log p(x), own test set']:.2f}" for r in rows] == \
+        table["median -log p(x), own test set"].tolist()
+    assert table["images per set"].tolist() == ["500", "500"]
+    assert "bits/dim" in texts(at) and "nats" in texts(at)
