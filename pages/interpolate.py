@@ -16,6 +16,7 @@ via_router()
 IMAGES, RANDOM = "two test images", "two random latents"
 PATHS = {"linear": "linear", "spherical": "spherical (slerp)",
          "normal-cdf": "equidistant in the normal CDF (equal steps of probability mass between the two codes)"}
+SHORT = {"linear": "linear", "spherical": "spherical", "normal-cdf": "normal-CDF"}
 N_CHOICE = 1000  # test images to pick the endpoints from
 PER_ROW = 12  # frames a row of the strip
 
@@ -32,8 +33,24 @@ def shuffle(key: str, n: int) -> None:
     st.session_state[f"{key}-a"], st.session_state[f"{key}-b"] = a, b
 
 
+def norm_caption(path: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor], method: str) -> str:
+    """|z| along the path shown, and the other paths' lowest |z| between the same two
+    latents: N(0, I) puts little mass near the origin, so a path that dips towards it
+    passes through latents the prior rarely draws."""
+    norms, d = path.norm(dim=1), path.shape[1]
+    low = float(norms.min())
+    dip = 1 - low / max(float(min(norms[0], norms[-1])), 1e-12)
+    shape = (f"this path dips {dip:.0%} below its lower end, towards the origin" if dip > 0.05
+             else "this path keeps |z| near its ends")
+    others = [f"{float(explore.interpolate(*ends, len(path), m).norm(dim=1).min()):.2f} on the {SHORT[m]} path"
+              for m in explore.INTERPOLATIONS if m != method]
+    return (f"|z| along the {SHORT[method]} path: {float(norms[0]):.2f} → min {low:.2f} → "
+            f"{float(norms[-1]):.2f}; N(0, I) draws in {d} dimensions have |z| ≈ {d ** 0.5:.1f}, "
+            f"and {shape}. Between the same two latents the lowest |z| is {' and '.join(others)}.")
+
+
 def image_ends(run: ui.Run) -> tuple[torch.Tensor, torch.Tensor] | None:
-    data = ui.test_images(run, N_CHOICE, "Interpolating between test images")
+    data = ui.test_images(run, N_CHOICE, "interpolating between test images")
     if data is None:
         return None
     key = f"ends-{run.key}"
@@ -89,8 +106,5 @@ g1, g2 = st.columns([1, 4])
 g1.image(gif, caption="the strip as a GIF (back and forth)")
 g2.download_button("Download the GIF", gif, file_name=gif_name(run, method, frames),
                    mime="image/gif", icon=":material/download:")
-norms = path.norm(dim=1)
 if run.ref is not None and run.ref.standard:
-    g2.caption(f"|z| along the path: {float(norms[0]):.2f} → min {float(norms.min()):.2f} → "
-               f"{float(norms[-1]):.2f}; N(0, I) draws in {path.shape[1]} dimensions have "
-               f"|z| ≈ {path.shape[1] ** 0.5:.1f}, and a linear path dips towards the origin")
+    g2.caption(norm_caption(path, ends, method))

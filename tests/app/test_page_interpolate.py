@@ -88,3 +88,32 @@ def test_gif_names_say_the_run_and_long_strips_wrap(explore_runs, monkeypatch):
     at.slider(key=next(s.key for s in at.slider if s.label == "Frames")).set_value(24).run()
     assert not at.exception
     assert "24 frames" in strip_caption(at) and "in 2 rows of 12" in strip_caption(at)
+
+
+def test_the_norm_caption_describes_the_path_shown(explore_runs):
+    """Issue 24, item 10: the GAN's normal-CDF path was captioned as if a linear path were
+    shown ("and a linear path dips towards the origin"). The caption now names the path
+    shown, its own |z| (recomputed here from the same two seeded latents), whether it dips,
+    and the other paths' lowest |z| between the same latents."""
+    import torch
+
+    from genlab import explore, runs
+
+    model, _, _ = runs.load_model(explore_runs[GAN], map_location="cpu")
+    ends = explore.prior_latents(model, 2, seed=0)
+    at = run_page(PAGE, explore_runs[GAN])
+    for method, name in (("normal-cdf", "normal-CDF"), ("linear", "linear"), ("spherical", "spherical")):
+        if method != "normal-cdf":
+            next(r for r in at.radio if r.label == "Path").set_value(method).run()
+        assert not at.exception, [e.value for e in at.exception]
+        line = next(c.value for c in at.caption if c.value.startswith("|z| along"))
+        norms = explore.interpolate(ends[0], ends[1], 10, method).norm(dim=1)
+        assert line.startswith(f"|z| along the {name} path: {float(norms[0]):.2f} → min "
+                               f"{float(norms.min()):.2f} → {float(norms[-1]):.2f}"), line
+        dip = 1 - float(norms.min()) / float(torch.minimum(norms[0], norms[-1]))
+        assert (f"this path dips {dip:.0%} below its lower end" in line) == (dip > 0.05), line
+        for other in set(explore.INTERPOLATIONS) - {method}:
+            low = float(explore.interpolate(ends[0], ends[1], 10, other).norm(dim=1).min())
+            other_name = {"normal-cdf": "normal-CDF"}.get(other, other)
+            assert f"{low:.2f} on the {other_name} path" in line, line
+        assert "a linear path dips" not in line
