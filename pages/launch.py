@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import os
 import sys
 import threading
@@ -122,6 +123,45 @@ def share_cores(environ=os.environ) -> int:
     return torch.get_num_threads()
 
 
+def pin_base_url() -> None:
+    """Tell Streamlit's page where its server is, so that a first visit at a page's own URL
+    asks no sub-page for it (issue 24, item 10; Streamlit's own issue #7074).
+
+    Not told, Streamlit's JavaScript guesses the server's base path from the address: at
+    /clusters it first asks /clusters/_stcore/health and /clusters/_stcore/host-config,
+    gets two 404s (two console errors a visit) and then finds the server at /. The page's
+    host may say where it is (``window.__streamlit.BACKEND_BASE_URL``, read once when the
+    script loads); the index.html this server sends says it in its <head>: this origin and
+    the configured server.baseUrlPath. ``serve`` does this; under `streamlit run app.py`
+    Streamlit still guesses."""
+    from starlette.responses import HTMLResponse
+    from starlette.staticfiles import NotModifiedResponse
+    from streamlit.web.server.starlette import starlette_static_routes as routes
+
+    make = routes.create_streamlit_static_handler
+
+    def handler(directory: str, base_url: str | None):
+        files, index = make(directory, base_url), os.path.join(directory, "index.html")
+        with open(index, encoding="utf-8") as f:
+            html = f.read().replace("<head>", "<head>\n    <script>window.__streamlit = {BACKEND_BASE_URL: "
+                                    f"location.origin + {json.dumps('/' + (base_url or '').strip('/'))}}};"
+                                    "</script>", 1)
+        get_response = files.get_response
+
+        async def response(path: str, scope):
+            got = await get_response(path, scope)
+            served = getattr(got, "path", None)
+            if (served and os.path.basename(served) == "index.html" and os.path.samefile(served, index)) or (
+                    isinstance(got, NotModifiedResponse) and os.path.normpath(path) in (".", "index.html")):
+                return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+            return got
+
+        files.get_response = response
+        return files
+
+    routes.create_streamlit_static_handler = handler
+
+
 def serve(script: str, args: list[str]) -> int:
     """`streamlit run SCRIPT ARGS` in this process once the warm-up is done (then Streamlit's
     own imports, not beside it): the server answers when every page can draw without importing.
@@ -136,6 +176,7 @@ def serve(script: str, args: list[str]) -> int:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
+    pin_base_url()
     freeze_imports()  # again: Streamlit's own imports came after the warm-up
     share_cores()
     sys.argv = ["streamlit", "run", script, *args]

@@ -3,8 +3,9 @@
 
 One fresh server; every page is opened by its own URL (a new session each), the first of
 them a page other than Home, which is the case that once ran the page file without the
-router (pages.via_router). On each page: no exception box, no error alert, the router's
-sidebar and menu, one real interaction on the pages that have one, and a full-page
+router (pages.via_router). On each page: no exception box, no error alert, nothing the
+browser's console calls an error (no failed request either), the router's sidebar and
+menu, one real interaction on the pages that have one, and a full-page
 screenshot to test-artifacts/screenshots/<page>.png (docs/screenshots/ holds the
 reviewed copies the README shows). Each page's time is printed, not tested: a time fails on a
 busy machine, not on a bug; the goals are benchmarks/app_browser.py's (issue 24, item 2).
@@ -170,6 +171,42 @@ def _check(page, name: str) -> None:
     links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
     menu = [t.strip().splitlines()[-1] for t in links.all_inner_texts()]  # after the icon's name
     assert menu == TITLES, f"{name}: menu {menu}"
+
+
+MEDIA_URL = re.compile(r"https?://\S+/media/\S+")
+
+
+def _watch_console(page) -> list[tuple[str, str | None]]:
+    """What the browser's console calls an error, uncaught exceptions and failed requests,
+    each with the media URL it names (None for the others), as they come.
+
+    Issue 24, item 10: opened at its own URL, each page first asked /<page>/_stcore/health
+    and /<page>/_stcore/host-config (Streamlit guessing its base path): two 404s a visit."""
+    seen = []
+
+    def media(text: str) -> str | None:
+        m = MEDIA_URL.search(text)
+        return m[0] if m else None
+
+    page.on("console", lambda m: m.type == "error" and seen.append(
+        (f"{m.text} ({m.location.get('url')})", media(m.text) or media(m.location.get("url") or ""))))
+    page.on("pageerror", lambda e: seen.append((f"uncaught: {e}", None)))
+    page.on("response", lambda r: r.status >= 400 and seen.append((f"HTTP {r.status} {r.url}", media(r.url))))
+    return seen
+
+
+def _console_errors(page, seen: list[tuple[str, str | None]]) -> list[str]:
+    """The errors in ``seen``, less those about an image a later script run replaced, and
+    every image on the page that did not load.
+
+    Streamlit drops a script run's media files when the next run ends, so while a slider's
+    key is held down the image of a run that the next one overtook can be gone before the
+    browser asks for it (a 404, then Streamlit's "Image source error"); nothing of it is
+    left on the page, where every image must have loaded."""
+    images = page.evaluate("() => [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])")
+    shown = {src for src, _ in images}
+    errors = [text for text, url in seen if not (url and url not in shown)]
+    return errors + [f"image not drawn: {src}" for src, ok in images if not ok]
 
 
 def _screenshot(page, name: str) -> None:
@@ -349,16 +386,20 @@ def test_every_page_in_a_browser(server):
             outside = []  # issue 13, item 14: the app works offline: it asks nothing of the net
             page.on("request", lambda r: urlparse(r.url).hostname not in LOCAL
                     and urlparse(r.url).scheme in ("http", "https", "ws", "wss") and outside.append(r.url))
+            console = _watch_console(page)
             firsts = {}
             for url_path in ORDER:
                 spec = next(s for s in PAGES if s.url_path == url_path)
                 name, t0 = url_path or "home", time.perf_counter()
+                console.clear()
                 _open(page, url_path, spec.title if url_path else "genlab")  # a new session
                 firsts[name] = time.perf_counter() - t0
                 _check(page, name)
                 if url_path in STEPS:
                     STEPS[url_path](page)
                     _check(page, name)
+                errors = _console_errors(page, console)
+                assert not errors, f"{name}: console errors {errors}"
                 _screenshot(page, name)
                 print(f"{name}: first visit {firsts[name]:.1f} s, with its steps "
                       f"{time.perf_counter() - t0:.1f} s")  # a figure, not a test (-s shows it)

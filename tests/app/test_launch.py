@@ -87,3 +87,39 @@ def test_serve_starts_streamlit_with_the_router_in_charge_and_the_imports_done()
             "from pages.launch import serve; raise SystemExit(serve('app.py', ['--server.port', '1']))")
     out = _run(code, OMP_NUM_THREADS="1")
     assert out[-7:] == ["False", "1", "True", "run", "app.py", "--server.port", "1"]
+
+
+
+SERVED = """
+import asyncio, os
+from pages.launch import pin_base_url
+pin_base_url()
+from starlette.responses import FileResponse
+from streamlit import file_util
+from streamlit.web.server.starlette import starlette_static_routes as routes
+static = file_util.get_static_dir()
+files = routes.create_streamlit_static_handler(static, "/lab/")
+index = os.path.join(static, "index.html")
+etag = FileResponse(index, stat_result=os.stat(index)).headers["etag"]
+
+def get(path, url, headers=()):
+    scope = {"type": "http", "method": "GET", "path": url, "root_path": "/lab", "headers": list(headers)}
+    return asyncio.run(files.get_response(path, scope))
+
+def pinned(resp):
+    body = getattr(resp, "body", b"")  # a FileResponse (Streamlit's own file) has none
+    return resp.status_code == 200 and b'BACKEND_BASE_URL: location.origin + "/lab"' in body
+
+print(pinned(get(".", "/lab/")), pinned(get("clusters", "/lab/clusters")),
+      pinned(get(".", "/lab/", [(b"if-none-match", etag.encode())])),
+      get("favicon.png", "/lab/favicon.png").media_type)
+"""
+
+
+def test_the_served_page_says_where_the_server_is():
+    """Issue 24, item 10: told nothing, Streamlit's page at /clusters first asked
+    /clusters/_stcore/health and /clusters/_stcore/host-config (two 404s, two console
+    errors). Every index.html the server sends (at the root, at a page's URL, to a browser
+    holding an older copy) names the server's base URL; other files are Streamlit's own
+    (tests/app/test_app_browser.py checks the console of every page)."""
+    assert _run(SERVED) == ["True", "True", "True", "image/png"]
