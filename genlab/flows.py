@@ -400,3 +400,78 @@ class Planar(Bijection):
         z = y - u_hat * torch.tanh(a + b)
         _, log_det = self.forward(z, params=params)
         return z, -log_det
+
+
+# -- radial flow and Glow's invertible linear map ------------------------------------
+class Radial(Bijection):
+    """f(z) = z + beta h(r) (z - z0), h = 1 / (alpha + r), r = ||z - z0|| (Rezende & Mohamed
+    2015), with alpha = softplus(.) > 0 and beta = -alpha + softplus(.) >= -alpha so f is
+    invertible (appendix A). log|det| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r).
+    The inverse is closed form: r solves the quadratic r (1 + beta / (alpha + r)) = ||y - z0||."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.z0 = nn.Parameter(torch.randn(dim) * 0.5)
+        self.alpha_raw = nn.Parameter(torch.zeros(1))
+        self.beta_raw = nn.Parameter(torch.zeros(1))
+
+    def _alpha_beta(self) -> Pair:
+        alpha = F.softplus(self.alpha_raw)
+        return alpha, F.softplus(self.beta_raw) - alpha
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        alpha, beta = self._alpha_beta()
+        diff = z - self.z0  # (B, d)
+        r = diff.norm(dim=-1, keepdim=True)  # (B, 1)
+        h = 1 / (alpha + r)
+        bh = beta * h
+        log_det = (z.shape[-1] - 1) * torch.log1p(bh) + torch.log1p(bh - beta * h * h * r)
+        return z + bh * diff, log_det.squeeze(-1)
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        alpha, beta = self._alpha_beta()
+        diff = y - self.z0  # (B, d)
+        ry = diff.norm(dim=-1, keepdim=True)  # (B, 1)
+        c = alpha + beta - ry  # r^2 + c r - alpha ry = 0, the root >= 0
+        r = (-c + torch.sqrt(c * c + 4 * alpha * ry)) / 2
+        z = self.z0 + diff * (r / ry.clamp_min(1e-30))
+        _, log_det = self.forward(z)
+        return z, -log_det
+
+
+class InvertibleLinear(Bijection):
+    """Glow's invertible 1x1 convolution (Kingma & Dhariwal 2018) in its LU form,
+    W = P L (U + diag(sign_s exp(log_s))), over the features (dimension 1) of vectors
+    (B, C) or of every pixel of images (B, C, H, W); log|det| = sum log_s per pixel.
+    Starts at a random rotation, as Glow does."""
+
+    def __init__(self, num_features: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(num_features, num_features, generator=g))
+        p, lower, upper = torch.linalg.lu(q)
+        s = torch.diagonal(upper)
+        self.register_buffer("p", p)
+        self.register_buffer("sign_s", torch.sign(s))
+        self.register_buffer("eye", torch.eye(num_features))
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_s = nn.Parameter(torch.log(s.abs()))
+
+    def weight(self) -> torch.Tensor:
+        """W (C, C)."""
+        lower = torch.tril(self.lower, -1) + self.eye
+        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.p @ lower @ upper
+
+    def _mix(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,bj...->bi...", w, x)  # W acts on dimension 1
+
+    def _log_det(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.log_s.sum() * math.prod(x.shape[2:])).expand(x.shape[0])
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        return self._mix(x, self.weight()), self._log_det(x)
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
+        return self._mix(y, torch.linalg.inv(self.weight())), -self._log_det(y)
