@@ -21,12 +21,17 @@ def eval_ui(sel: list[RunSummary], missing: list[str]) -> None:
     todo = [s for s in sel if s.name in missing and s.state != "broken"]
     if not todo:
         return
+    unreadable = {s.name: s.eval_error for s in todo if s.eval_error}  # there, but not readable
+    for name, why in unreadable.items():
+        st.warning(f"**{name}**: {why}; evaluating it again rewrites it.", icon=":material/warning:")
     plan = compare.eval_plan(todo, {s.name: status.read_job(s.path) or {} for s in todo})
-    st.warning(f"No eval.json yet for {', '.join(missing)}." + "".join(
+    none_yet = [n for n in missing if n not in unreadable]
+    text = (f"No eval.json yet for {', '.join(none_yet)}." if none_yet else "") + "".join(
         f" {', '.join(names)}: {why}." for names, why in (
             (plan["training"], "still training, evaluate it when it is done"),
-            (plan["no_ckpt"], "no checkpoint, nothing to evaluate")) if names),
-        icon=":material/pending_actions:")
+            (plan["no_ckpt"], "no checkpoint, nothing to evaluate")) if names)
+    if text:
+        st.warning(text.strip(), icon=":material/pending_actions:")
     if plan["can"]:
         c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
         k = c1.selectbox("importance samples k", EVAL_K, index=2, key="eval-k",

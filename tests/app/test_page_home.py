@@ -123,6 +123,13 @@ def test_a_garbage_eval_json_is_named_not_called_missing(home):
     assert "\n" not in line.strip()
     assert "No eval.json yet" not in texts(at)
     assert any(f"**{BAD_EVAL}**: {path}: not valid JSON" in w for w in warnings)  # the list's line too
+    compare = run_page("pages/compare.py")  # Compare, which offers to evaluate it, says the same
+    compare = compare.multiselect(key="compare-runs-mnist").set_value(
+        [str(home / GOOD), str(home / BAD_EVAL)]).run()
+    assert not compare.exception, [e.value for e in compare.exception]
+    warnings = [w.value for w in compare.warning]
+    assert any(f"**{BAD_EVAL}**: {path}: not valid JSON" in w for w in warnings), warnings
+    assert not any(w.startswith("No eval.json yet") and BAD_EVAL in w for w in warnings), warnings
     shutil.move(home / GOOD / runs.EVAL, home / "eval.kept")
     try:  # a run with no eval.json at all still says so
         good = _card(home, GOOD)
