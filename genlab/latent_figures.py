@@ -14,7 +14,8 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 130, 44, 44
 DIGITS = 5  # significant digits of a coordinate sent to the browser
 
 
-FENCE = 3.0  # Tukey's far-out fences: a scatter shows the points within 3 IQR of the quartiles
+FENCE = 3.0  # Tukey's far-out fences: 3 IQR beyond the quartiles (+-4.7 sd for normal data)
+STRETCH = 2.0  # codes beyond the fences are left out of the view when they would widen it this much
 
 
 def _extent(xy_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -26,23 +27,24 @@ def _extent(xy_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return pts.min(axis=0), pts.max(axis=0)
 
 
-def view_limits(xy, fence: float = FENCE) -> tuple[np.ndarray, np.ndarray]:
-    """What a scatter of points (N, 2) shows, (lo (2,), hi (2,)): on each axis from the
-    lowest to the highest point inside Tukey's far-out fences, Q1 - fence * IQR and
-    Q3 + fence * IQR, so that a few outlying codes cannot shrink all the others into one
-    dot; every point's extent when none lies beyond them (for normal data the fences sit
-    at +-4.7 standard deviations), or on an axis whose IQR is 0 (most points equal)."""
+def view_limits(xy, fence: float = FENCE, stretch: float = STRETCH) -> tuple[np.ndarray, np.ndarray]:
+    """What a scatter of points (N, 2) shows, (lo (2,), hi (2,)): every point, except on an
+    axis where the points beyond Tukey's far-out fences (Q1 - fence * IQR, Q3 + fence * IQR)
+    would stretch the view to more than ``stretch`` times the width of the others; there it
+    spans the others, so that a few outlying codes cannot shrink them into one dot (NICE's
+    PCA 1: 30 times). An axis whose IQR is 0 (most points equal) is not fenced."""
     pts = np.asarray(xy, dtype=float).reshape(-1, 2)
     pts = pts[np.isfinite(pts).all(axis=1)]
     if not len(pts):
         return _extent([])
     q1, q3 = np.quantile(pts, [0.25, 0.75], axis=0)
     lo_f, hi_f = q1 - fence * (q3 - q1), q3 + fence * (q3 - q1)
-    lo, hi = np.empty(2), np.empty(2)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
     for a in range(2):
         v = pts[:, a]
-        inner = v[(v >= lo_f[a]) & (v <= hi_f[a])] if q3[a] > q1[a] else v
-        lo[a], hi[a] = (inner.min(), inner.max()) if len(inner) else (v.min(), v.max())
+        inner = v[(v >= lo_f[a]) & (v <= hi_f[a])]
+        if q3[a] > q1[a] and len(inner) and hi[a] - lo[a] > stretch * (inner.max() - inner.min()):
+            lo[a], hi[a] = inner.min(), inner.max()
     return lo, hi
 
 

@@ -51,9 +51,10 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
     event = draw(chart, key=f"scatter-{run.key}-{n}-{method}", on_select="rerun")
     outside = outside_codes(chart.spec)
     if outside:
-        st.caption(f"▲ {len(outside):,} of {n:,} codes lie outside the view, which spans the codes "
-                   f"within {FENCE:g} IQR of each axis's quartiles; they are drawn at its edge as "
-                   "triangles (hover one for its coordinates).")
+        st.caption(f"▲ {len(outside):,} of {n:,} codes lie outside the view, so far out (beyond "
+                   f"{FENCE:g} IQR from the quartiles) that they would more than double its width "
+                   "and squeeze the others into a dot; they are drawn at its edge as triangles "
+                   "(hover one for its coordinates).")
     picked = selected_codes(chart.spec, event.selection)
     where = f" ({NAMES[method]} of the first {view.of:,} test codes)" if d > 2 else ""
     if not picked:

@@ -102,11 +102,17 @@ def test_a_few_outlying_codes_do_not_shrink_the_view_and_are_drawn_at_its_edge()
     assert ringed == items[10]["value"][:2]  # the ring sits where the point is drawn
 
 
-def test_without_outliers_the_view_is_every_point_and_a_flat_axis_is_not_fenced():
+def test_codes_that_only_widen_the_view_a_little_stay_in_it_and_a_flat_axis_is_not_fenced():
     xy, y = _codes()
+    xy[:4] = [[17.0, -2.0], [-15.0, -2.0], [1.0, 0.5], [1.0, -4.5]]  # beyond the fences, not far
     lo, hi = F.view_limits(xy)
-    np.testing.assert_allclose(lo, xy.min(0)) and np.testing.assert_allclose(hi, xy.max(0))
+    np.testing.assert_allclose(lo, xy.min(0))
+    np.testing.assert_allclose(hi, xy.max(0))
     assert F.outside_codes(F.latent_scatter_figure(xy, y).spec) == []
+    xy[0] = [60.0, 0.0]  # now it would more than double the view's width: x is fenced, y not
+    lo, hi = F.view_limits(xy)
+    assert hi[0] < 17 and lo[0] > -15 and (lo[1], hi[1]) == (xy[:, 1].min(), xy[:, 1].max())
+    assert F.outside_codes(F.latent_scatter_figure(xy, y).spec) == [0, 1]
     flat = np.zeros((100, 2))
     flat[:20, 1] = np.linspace(1, 5, 20)  # most points equal on y: IQR 0
     lo, hi = F.view_limits(flat)
