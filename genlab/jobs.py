@@ -140,7 +140,9 @@ def create_run(runs_root: str | os.PathLike, name: str, model: str, model_cfg, t
 
 
 # -- processes ----------------------------------------------------------------------
-def _env(root: str | os.PathLike | None, extra: dict | None) -> dict:
+def child_env(root: str | os.PathLike | None = None, extra: dict | None = None) -> dict:
+    """The environment of a process this module starts: ours, unbuffered, the data root the
+    app showed, genlab importable."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
     env["GENLAB_DATA"] = str(data_root(root).resolve())  # the data the app showed
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -152,7 +154,7 @@ def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append:
     with open(run_dir / log_name, "ab" if append else "wb") as log:
         log.write(f"\n$ {' '.join(argv[1:])}\n".encode())
         log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO, env=_env(root, env), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=REPO, env=child_env(root, env), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     status.track(proc)
     job = {"kind": kind, "pid": proc.pid, "argv": argv, "log": log_name, "started": time.time()}
@@ -325,29 +327,6 @@ def train_size(dataset: str, limit: int | None = None) -> int:
     ``limit``."""
     n = TRAIN_IMAGES[dataset] - DATASETS[dataset].val_size
     return min(n, int(limit)) if limit else n
-
-
-def measured_throughput(model: str, device: str, roots) -> tuple[float, int] | None:
-    """(median training images/s, runs measured) of the logged steps of earlier runs of
-    ``model`` whose status.json says they ran on ``device`` ("cpu", "cuda", "mps"), or
-    None when there are none."""
-    rates, found = [], 0
-    for p in job_dirs(*roots):
-        cfg = runs.read_json(p / runs.CONFIG) or {}
-        ran_on = str((runs.read_json(p / runs.STATUS) or {}).get("device") or "")
-        same = ran_on == device or (device == "cuda" and ran_on not in ("", "cpu", "mps"))
-        if cfg.get("model") != model or not same:  # a GPU run's status holds the GPU's name
-            continue
-        records, _ = runs.read_metrics(p / runs.METRICS)
-        got = [r["images_per_s"] for r in records
-               if r.get("event") == "step" and isinstance(r.get("images_per_s"), (int, float))]
-        if got:
-            rates += got[len(got) // 4:]  # past the first steps' warm-up
-            found += 1
-    if not rates:
-        return None
-    rates.sort()
-    return rates[len(rates) // 2], found
 
 
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")

@@ -67,12 +67,13 @@ def controls_ui(info: dict) -> None:
 
 
 def monitor_ui(info: dict) -> None:
-    path, state, status = info["path"], info["state"], info["status"]
+    path, state = info["path"], info["state"]
     st.subheader(f"{STATE_ICON.get(state, '')} {info['name']}", anchor=False)
     how_far = f" · {epochs_cell(info)}" if budget_words(info["train"]) and state not in ACTIVE else ""
     st.caption(f"{info['model'] or '?'} on {info['dataset'] or '?'} · {state}{how_far} · `{path}`")
     if state in ACTIVE:
         st.progress(*ui.progress(info))
+        ui.speed_ui(info)
     elif state in ("failed", "interrupted", "broken"):
         st.error(f"**{state}**: {info['message'] or 'no message recorded'}", icon=":material/error:")
         with st.expander("Log tail", expanded=state == "failed"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from genlab import jobs, runs
-from genlab.config import TrainConfig, defaults, format_value
+from genlab import jobs, runs, throughput
+from genlab.config import TrainConfig, format_value
 from genlab.data import DATASETS, missing_message
 from genlab.device import available_devices, pick_device
 from genlab.models import FAMILIES, MODELS, family_defaults, family_sources
@@ -111,27 +111,58 @@ def pick_ui() -> tuple[str | None, str]:
     return dataset, model
 
 
-def eta_ui(dataset: str, model: str, roots: list) -> None:
-    """Seconds per epoch expected for this model on this device, from the throughput of
-    earlier runs of it here (their logged images/s)."""
-    device = pick_device(st.session_state.get("t-device", "auto")).type
-    got = jobs.measured_throughput(model, device, roots)
-    n = jobs.train_size(dataset, st.session_state.get("t-limit") or None)
-    epochs = max(int(st.session_state.get("t-epochs") or defaults(TrainConfig)["epochs"]), 0)
+def eta_text(dataset: str, model: str, model_values: dict, train_values: dict, roots: list) -> str | None:
+    """What an epoch of these options should take here: from the logged steps of runs of
+    this very configuration on this device (the one going included), else a short timed
+    probe of it (genlab.throughput.expected_throughput). None while the probe is timing."""
+    try:
+        model_cfg, train_cfg = jobs.check_train(model, dataset, model_values, train_values, build=False)
+    except ValueError:
+        return "The time an epoch takes is estimated once the values below are valid."
+    device = pick_device(train_cfg.device).type
+    try:
+        got = throughput.expected_throughput(model, model_cfg, train_cfg, roots)
+    except jobs.JobError as e:
+        return f"Could not time {model} on {device} here ({e}): the first epoch's progress will tell."
     if got is None:
-        st.caption(f"No earlier {model} run on {device} here to time it by: the first epoch's "
-                   "progress will tell.")
+        return None
+    rate, source = got
+    n, epochs = jobs.train_size(dataset, train_cfg.limit or None), train_cfg.epochs
+    return (f"**Expected: about {fmt_seconds(n / rate)} per epoch** of {n:,} images, "
+            f"{fmt_seconds(epochs * n / rate)} for {epochs} epoch{'s' * (epochs != 1)} "
+            f"({rate:,.0f} images/s, {source}).")
+
+
+def eta_ui(*args) -> None:
+    """The expected time per epoch (:func:`eta_text`); while it is being timed, a fragment
+    that says so and redraws the page once the figure is there."""
+    text = eta_text(*args)
+    if text is None:
+        st.fragment(run_every=1.0)(_eta_wait)(*args)
+    else:
+        st.caption(text)
+
+
+def _eta_wait(*args) -> None:
+    if eta_text(*args) is not None:
+        st.rerun()
+    st.caption("Timing a few training steps of these options here, in a process of its own...")
+
+
+def speed_ui(info: dict) -> None:
+    """A run at work: the images/s its own logged steps show, the estimate corrected."""
+    got, train = throughput.run_throughput(info["path"]), info["train"]
+    if not got or train.get("dataset") not in jobs.TRAIN_IMAGES:
         return
-    rate, count = got
-    st.caption(f"**Expected: about {fmt_seconds(n / rate)} per epoch** of {n:,} images, "
-               f"{fmt_seconds(epochs * n / rate)} for {epochs} epochs, on {device} "
-               f"({rate:,.0f} images/s: the median of {count} earlier {model} run(s) here; "
-               "another batch size or width changes it).")
+    rate, k = got
+    n = jobs.train_size(train["dataset"], train.get("limit") or None)
+    st.caption(f"Measured: {rate:,.0f} images/s over {k} logged step record{'s' * (k != 1)} so far, "
+               f"about {fmt_seconds(n / rate)} per epoch of {n:,} images.")
 
 
 def form_ui(dataset: str, model: str, roots: list) -> None:
     cfg_cls = MODELS[model][1]
-    eta_ui(dataset, model, roots)
+    eta = st.container()  # filled once the form holds the values it is for
     with st.form("train-form", border=True):
         st.markdown(f"**{model} options** (hover **?** for what each does and its range)")
         model_values = grid(jobs.field_specs(cfg_cls), f"m-{model}")
@@ -153,7 +184,13 @@ def form_ui(dataset: str, model: str, roots: list) -> None:
             f"{gpus} GPUs here: train on 1 to {gpus} of them through torchrun "
             "(DistributedDataParallel); the batch size is the global batch, shared by the "
             "processes")) if gpus > 1 else 1
-        go = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+        b1, b2 = st.columns([1, 3])
+        go = b1.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+        b2.form_submit_button("Estimate the time", icon=":material/timer:", help=(
+            "take the values above without starting: the expected time per epoch above the form "
+            "follows them"))
+    with eta:
+        eta_ui(dataset, model, model_values, train_values, roots)
     if go:
         launch(dataset, model, model_values, train_values, name.strip(), where, int(procs))
 

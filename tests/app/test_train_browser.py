@@ -1,6 +1,7 @@
 """Start training in a real browser while runs are listed (issue 24, item 1): `python app.py`
 serves the shipped runs (checkpoints/, read-only) beside an empty run folder, headless
-Chromium fills the Train form for a tiny run (one epoch of 200 images) and clicks Start.
+Chromium waits for the form's expected time per epoch (timed in a process of its own, then
+redrawn), fills the form for a tiny run (one epoch of 200 images) and clicks Start.
 The page shows no traceback, watches the new run at once and, without a refresh (a marker
 set in the window before the click is still there), its polling brings the run's first
 live point. The one deadline is long, only to catch a hang. A screenshot goes to
@@ -96,6 +97,10 @@ def test_start_training_while_runs_are_listed(server):
                                    timeout=PAGE_TIMEOUT_MS)
             _settle(page)
             _no_traceback(page)
+            # the time an epoch should take: timed in a process of its own, then redrawn
+            page.wait_for_selector('[data-testid="stCaptionContainer"]:has-text("Expected: about")',
+                                   timeout=LIVE_TIMEOUT_MS)
+            _settle(page)
             watched = page.get_by_role("combobox", name="Watch", exact=True).input_value()
             assert watched and watched != NAME  # a shipped run is listed and watched
             for label, value in {"epochs": 1, "limit": 200, "batch_size": 100}.items():
