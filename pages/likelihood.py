@@ -88,7 +88,7 @@ for run in chosen:
 if rows:
     summary.header("AUROC across the chosen runs", anchor=False)
     table(rows, O.TABLE_FORMATS, where=summary)
-    summary.caption("One row per run and other set, on the first N images of each test split. "
+    summary.caption(f"One row per run and other set, on the first {n:,} images of each test split. "
                     "AUROC of -log p(x) as a detector of the other set (1: every other image less "
                     "likely, 0.5: no separation, below 0.5: the model prefers the other set); the "
                     "medians in the row's unit, nats per image for binarised models and bits/dim "

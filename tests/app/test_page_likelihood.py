@@ -93,4 +93,4 @@ def test_the_chosen_runs_in_one_auroc_table_and_headings_that_name_the_run(explo
     assert [f"{r['median -log p(x), own test set']:.2f}" for r in rows] == \
         table["median -log p(x), own test set"].tolist()
     assert table["images per set"].tolist() == ["500", "500"]
-    assert "bits/dim" in texts(at) and "nats" in texts(at)
+    assert "One row per run and other set, on the first 500 images of each test split" in texts(at)
