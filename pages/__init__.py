@@ -32,6 +32,7 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
     PageSpec("pages/posterior.py", "True posterior", ":material/blur_circular:", "posterior", True, views.posterior),
     PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True, views.likelihood),
+    PageSpec("pages/lab.py", "2-D lab", ":material/science:", "lab"),
 ]
 
 
