@@ -99,24 +99,25 @@ def layers_figure(family, n: int = 300, panels: int = 6, seed: int = 0) -> go.Fi
     states = family.trace(torch.cat([z, *lines]))
     names = family.layer_names()
     picks = _layer_picks(len(states) - 1, panels)
-    fig = make_subplots(1, len(picks), subplot_titles=[f"{i}: {names[i]}" if i else "base N(0, I)" for i in picks],
-                        horizontal_spacing=0.02)
+    cols = min(3, len(picks))
+    rows = math.ceil(len(picks) / cols)
+    fig = make_subplots(rows, cols, subplot_titles=[f"{i}: {names[i]}" if i else "base N(0, I)" for i in picks],
+                        horizontal_spacing=0.03, vertical_spacing=0.08)
     colour = np.arctan2(z[:, 1].numpy(), z[:, 0].numpy())
-    for col, i in enumerate(picks, start=1):
+    for j, i in enumerate(picks):
+        r, c = j // cols + 1, j % cols + 1
         s = states[i].numpy()
         pts, rest = s[:n], s[n:]
-        chunks = np.split(rest, len(lines))
-        xs, ys = _segments(chunks)
+        xs, ys = _segments(np.split(rest, len(lines)))
         fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(width=1, color="rgba(90,90,90,0.5)"),
-                                   hoverinfo="skip"), 1, col)
+                                   hoverinfo="skip"), r, c)
         fig.add_trace(go.Scattergl(x=np.round(pts[:, 0], 3), y=np.round(pts[:, 1], 3), mode="markers",
-                                   marker=dict(size=3, color=colour, colorscale="HSV"), hoverinfo="skip"), 1, col)
-    fig.update_layout(height=230, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, uirevision="lab")
+                                   marker=dict(size=3, color=colour, colorscale="HSV"), hoverinfo="skip"), r, c)
+    fig.update_layout(height=200 * rows + 20, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      uirevision="lab")
     fig.update_annotations(font_size=11)
-    for col in range(1, len(picks) + 1):
-        fig.update_xaxes(range=RANGE, showticklabels=False, showgrid=False, zeroline=False, row=1, col=col)
-        fig.update_yaxes(range=RANGE, showticklabels=False, showgrid=False, zeroline=False,
-                         scaleanchor=f"x{col if col > 1 else ''}", row=1, col=col)
+    fig.update_xaxes(range=RANGE, showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(range=RANGE, showticklabels=False, showgrid=False, zeroline=False)
     return fig
 
 
