@@ -61,6 +61,7 @@ class LabFamily:
     uses_lr: ClassVar[bool] = True
     fits_by: ClassVar[str] = "samples"  # what it learns from: "samples" or the target's "density"
     headline: ClassVar[str] = "loss"  # the loss part the page plots
+    suggested_lr: ClassVar[float] = 3e-3  # what the benchmark's pictures train at
 
     def __init__(self, target: Target, opts: Options, *, lr: float, seed: int = 0):
         self.target, self.opts, self.steps = target, opts, 0
@@ -340,6 +341,7 @@ class GAN2D(LabFamily):
     objective = "the two-player game (D: cross-entropy; G: -log D(G(z)))"
     view = "critic"
     headline = "d_loss"
+    suggested_lr = 1e-3  # the game is unstable at 3e-3
 
     def build(self) -> None:
         self.gan = SmallGAN(SmallGANConfig(self.opts.latent, self.opts.hidden))
