@@ -106,6 +106,7 @@ def shots(out: Path, steps: int = 600, planar_steps: int = 2000) -> None:
 
     from genlab.lab import figures
 
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     pages = {}
     for target in ("moons", "8gaussians", "u1"):
