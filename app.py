@@ -1,5 +1,5 @@
 """genlab explorer: `python app.py` (or `streamlit run app.py`; the first imports torch and
-the models before the server starts, so no first visit waits for them: pages/launch.py).
+the models before the server starts, so no first visit waits for them: pages/ui/launch.py).
 
 The router: builds the navigation from ``pages.PAGES`` and draws the sidebar every page
 shares (device, data root, run folders). Pages read the run folders from
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__" and "streamlit" not in sys.modules:  # `python app.py [options]`,
-    from pages.launch import serve  # not a script run by Streamlit (which imported itself)
+    from pages.ui.launch import serve  # not a script run by Streamlit (which imported itself)
 
     raise SystemExit(serve(__file__, sys.argv[1:]))
 
@@ -19,9 +19,10 @@ import streamlit as st
 
 from genlab.data import data_root
 from genlab.device import device_name, pick_device
-from genlab.status import runs_roots
-from genlab.tables import datasets_status
-from pages import PAGES, launch
+from genlab.figures.tables import datasets_status
+from genlab.runs.status import runs_roots
+from pages import PAGES
+from pages.ui import launch
 
 # a local file: a ":material/..." page icon makes the browser fetch the favicon from a
 # font server, and an emoji one from a CDN, neither of which works offline
@@ -61,7 +62,7 @@ def _runs_sidebar() -> None:
                             f" `{r}`" for r in roots))
 
 
-launch.wait_for_warm_up()  # never import beside another session's warm-up (pages/launch.py)
+launch.wait_for_warm_up()  # never import beside another session's warm-up (pages/ui/launch.py)
 nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
                              default=not p.url_path) for p in PAGES])
 with st.sidebar:

@@ -23,7 +23,7 @@ A page counts as rendered when the script run has finished, every chart has
 drawn, every image has loaded, no skeleton is left (as tests/app/test_app_browser.py
 waits) and nothing has changed for 0.8 s; its time is that of its last change. The server
 inherits OMP_NUM_THREADS; unset, `python app.py` gives torch half the cores
-(pages/launch.py). Writes benchmarks/results/app_browser.json.
+(pages/ui/launch.py). Writes benchmarks/results/app_browser.json.
 """
 from __future__ import annotations
 
@@ -188,7 +188,8 @@ def import_seconds() -> float:
     was first reported (the app no longer imports plotly), so its figures compare."""
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, torchvision, plotly.graph_objects, "
-                    "sklearn.mixture, genlab.explore, genlab.compare, genlab.train"], cwd=REPO, check=True)
+                    "sklearn.mixture, genlab.evaluation.explore, genlab.evaluation.compare, "
+                    "genlab.training.train"], cwd=REPO, check=True)
     return round(time.perf_counter() - t, 2)
 
 

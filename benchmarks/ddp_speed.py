@@ -36,7 +36,7 @@ from genlab.data import load_split, preprocess  # noqa: E402
 from genlab.models import build_model  # noqa: E402
 
 RUNS = "vae:100,vae:512,vae:2048,vae:4096,realnvp:32,realnvp:64,realnvp:256"
-"""(model:global batch): each family at its default batch (genlab.optim; RealNVP's was 32
+"""(model:global batch): each family at its default batch (genlab.training.optim; RealNVP's was 32
 before it became 64), and larger ones. The VAE's 5.4 MB gradient all-reduce (1.36 M float32
 parameters) weighs against a 50-image half-batch step of ~5 ms; RealNVP has a sixth of the
 parameters and ~10x the compute per image, and larger batches shift both towards compute."""

@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab import runs  # noqa: E402
-from genlab.metrics import evaluate_run  # noqa: E402
 from genlab.device import device_name, pick_device  # noqa: E402
+from genlab.evaluation.metrics import evaluate_run  # noqa: E402
+from genlab.runs import store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     src = Path(args.run)
     with tempfile.TemporaryDirectory(prefix="genlab-eval-speed-") as tmp:
         run = Path(tmp) / src.name
-        shutil.copytree(src, run, ignore=shutil.ignore_patterns(runs.EVAL, "samples"))
+        shutil.copytree(src, run, ignore=shutil.ignore_patterns(store.EVAL, "samples"))
         load_before = os.getloadavg()
         print(f"{src.name}, k={args.k}, device {device_name(device)}, {torch.get_num_threads()} "
               f"threads, load average {load_before[0]:.2f}", flush=True)

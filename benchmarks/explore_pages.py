@@ -72,7 +72,8 @@ def site_pages(run: str) -> dict:
     import plotly.graph_objects  # noqa: F401  what app.py and the pages import, untimed below
     import sklearn.mixture  # noqa: F401
     import streamlit  # noqa: F401
-    import genlab.explore, genlab.figures, genlab.jobs, genlab.tables  # noqa: E401, F401
+    import genlab.evaluation.explore, genlab.figures.curves  # noqa: E401, F401
+    import genlab.figures.tables, genlab.runs.jobs  # noqa: E401, F401
     out = {"imports_s": round(time.perf_counter() - t, 3)}
     home = []
     for _ in range(2):

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genlab.data import load_split  # noqa: E402
-from genlab.fid import FeatureNetError, features, fid_from_features  # noqa: E402
+from genlab.evaluation.fid import FeatureNetError, features, fid_from_features  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUANTILES = (0.05, 0.5, 0.95)

@@ -73,7 +73,7 @@ def read_json(path: Path) -> dict | None:
 
 def trained_as_now(run: Path, options: list[str]) -> bool:
     """Does the run's config.json hold what `genlab train OPTIONS` gives today? Options the
-    command leaves unset come from the family defaults (genlab.optim), so a changed default
+    command leaves unset come from the family defaults (genlab.training.optim), so a changed default
     makes a run shipped before it stale."""
     from genlab.cli import build_parser, parse_train
     from genlab.config import to_dict
@@ -187,7 +187,7 @@ def ship_job(job: lineup.Job, ns: argparse.Namespace) -> str:
         steps = [[py, "-m", "genlab", "ship", s_arg, d_arg],
                  [py, "-m", "genlab", "eval", d_arg, "--k", str(ns.k), "--exact-n", str(job.exact_n),
                   "--quiet"],
-                 [py, "-m", "genlab.explore", d_arg]]
+                 [py, "-m", "genlab.evaluation.explore", d_arg]]
         eval_cpu = 0.0
         for i, argv in enumerate(steps):
             rc, c = timed(argv, log)

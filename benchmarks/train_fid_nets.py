@@ -2,7 +2,7 @@
 
     GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/train_fid_nets.py
 
-Trains :class:`genlab.fid.FeatureNet` on the training split (the validation images are
+Trains :class:`genlab.evaluation.fid.FeatureNet` on the training split (the validation images are
 held out as usual), measures its test accuracy and writes ``checkpoints/fid/<dataset>.pt``
 (weights, loaded with ``weights_only=True``) and ``<dataset>.json`` (accuracy, feature
 dim, training seconds, ...). Datasets whose files are absent (SVHN here) are skipped.
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genlab.data import DATASETS, ImageData, batches, dataset_info, dataset_present, load_split  # noqa: E402
-from genlab.fid import FID_DIR, FeatureNet, accuracy, as_unit_images, net_paths  # noqa: E402
-from genlab.runs import atomic_write_bytes, atomic_write_json  # noqa: E402
+from genlab.evaluation.fid import FID_DIR, FeatureNet, accuracy, as_unit_images, net_paths  # noqa: E402
+from genlab.runs.store import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ without a run directory: what is timed is the loop itself (wall clock of the fit
 call, setup included). Goal: ratio >= 0.9.
 
 The optimiser step (issue 12): fit() now builds its optimisers with
-genlab.optim.build_optimizers, which takes PyTorch's fused Adam kernel where the device has
+genlab.models.base.build_optimizers, which takes PyTorch's fused Adam kernel where the device has
 one (CPU and CUDA), else the foreach one. A third contestant, "fit-forloop", is fit() given
 the optimiser it used before (``torch.optim.Adam(params, lr)``: on CPU PyTorch's default is
 the for-loop step, one small kernel per parameter tensor), alternated with the other two in
@@ -37,12 +37,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genlab.data import ImageData, load_split  # noqa: E402
-from genlab.models import build_model  # noqa: E402
-from genlab.optim import step_kind  # noqa: E402
 from genlab.config import TrainConfig  # noqa: E402
+from genlab.data import ImageData, load_split  # noqa: E402
 from genlab.device import device_name, pick_device  # noqa: E402
-from genlab.loop import fit  # noqa: E402
+from genlab.models import build_model  # noqa: E402
+from genlab.models.base import step_kind  # noqa: E402
+from genlab.training.loop import fit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_CFG = {"latent_dim": 20, "hidden": [512, 512], "arch": "mlp", "preprocess": "dynamic"}

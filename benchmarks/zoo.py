@@ -41,9 +41,9 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 import lineup  # noqa: E402
-from genlab import runs, status  # noqa: E402
-from genlab.metrics import bits_per_dim  # noqa: E402
-from genlab.tables import FID_NOTE, GROUP_TITLES  # noqa: E402
+from genlab.evaluation.metrics import bits_per_dim  # noqa: E402
+from genlab.figures.tables import FID_NOTE, GROUP_TITLES  # noqa: E402
+from genlab.runs import store, status  # noqa: E402
 
 RESULTS = BENCH / "results"
 D_MNIST = 784  # pixels per image: MNIST and Fashion-MNIST are 1x28x28
@@ -437,9 +437,9 @@ def machine() -> str:
 def write_outputs(rows: list[dict], meta: dict, stem: Path) -> tuple[Path, Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
-    runs.atomic_write_bytes(md, zoo_md(rows, meta).encode())
-    runs.atomic_write_json(js, {"meta": meta, "rows": rows, "targets": targets(rows)})
-    runs.atomic_write_bytes(stem.parent / "published.md", published_md().encode())
+    store.atomic_write_bytes(md, zoo_md(rows, meta).encode())
+    store.atomic_write_json(js, {"meta": meta, "rows": rows, "targets": targets(rows)})
+    store.atomic_write_bytes(stem.parent / "published.md", published_md().encode())
     return md, js
 
 
@@ -461,8 +461,8 @@ def _git_rev() -> str:
 
 
 def _complete(run_dir: Path, k: int) -> bool:
-    st = runs.read_json(run_dir / runs.STATUS) or {}
-    ev = runs.read_json(run_dir / runs.EVAL) or {}
+    st = store.read_json(run_dir / store.STATUS) or {}
+    ev = store.read_json(run_dir / store.EVAL) or {}
     return st.get("state") == "done" and ev.get("k") == k
 
 
@@ -502,7 +502,7 @@ def train_and_eval(entry: lineup.Entry, ds: str, ns: argparse.Namespace, root: P
     rc, last = _call(ev, log)
     if rc != 0:
         return f"eval failed: {last}"
-    st = runs.read_json(run_dir / runs.STATUS) or {}
+    st = store.read_json(run_dir / store.STATUS) or {}
     return (f"{st.get('epoch')} epochs, train {(t1 - t0) / 60:.1f} min, "
             f"eval {(time.perf_counter() - t1) / 60:.1f} min")
 
@@ -541,13 +541,13 @@ def run_benchmark(ns: argparse.Namespace) -> Path:
             print(train_and_eval(e, ds, ns, root), f"[{(time.perf_counter() - t0) / 60:.1f} min]",
                   flush=True)
             dirs.append(root / f"{e.name}-{ds}")
-            rows = collect(d for d in dirs if (d / runs.CONFIG).exists())
+            rows = collect(d for d in dirs if (d / store.CONFIG).exists())
             md, _ = write_outputs(rows, meta, Path(ns.out) if ns.out else default_stem(rows))
     return md
 
 
 def table_only(ns: argparse.Namespace) -> Path:
-    found = runs.find_runs(ns.table_only)
+    found = store.find_runs(ns.table_only)
     if not found:
         raise SystemExit(f"zoo: no run directories (with config.json) under {ns.table_only}")
     rows = collect(found)

@@ -66,9 +66,9 @@ def genlab():
     data, models (the registry), config, metrics, posterior."""
     import genlab.config as config
     import genlab.data as data
-    import genlab.metrics as metrics
+    import genlab.evaluation.metrics as metrics
     import genlab.models as models
-    import genlab.posterior as posterior
+    import genlab.evaluation.posterior as posterior
     return data, models, config, metrics, posterior
 
 

@@ -1,2 +1,22 @@
-"""genlab: deep generative models on small image datasets, and honest numbers about them."""
+"""genlab: deep generative models on small image datasets, and honest numbers about them.
+
+The package is in layers; a module imports only from its own layer and the layers above
+it in this list:
+
+1. the ground floor, at the top of the folder: ``data`` (datasets), ``device``, ``config``
+   (the dataclass options), ``nn`` (network blocks), ``flows`` (bijections) and
+   ``distributed`` (torchrun processes, which training and evaluation both run on);
+2. ``models``: one file per family, the contract (``models.base``) and the registry;
+3. ``runs``: what lives on disk: run folders (``runs.store``), their status, the jobs the
+   app starts, and which runs each view can show (``runs.views``);
+4. ``evaluation``: metrics, FID, exact likelihoods by quadrature (``posterior``), OOD,
+   comparison, the latent explorer's codes, the browser decoder's export;
+5. ``training``: the loop, optimisers and schedules, a run from start to checkpoint,
+   its TensorBoard export, the expected time per epoch;
+   ``figures``: chart options and the tables' formatting (besides training: neither of
+   the two imports the other);
+6. ``cli`` (``python -m genlab``), which may import everything.
+
+``lab`` (the 2-D lab) sits beside evaluation: it imports the ground floor and ``models``.
+"""
 __version__ = "0.1.0"

@@ -4,11 +4,11 @@ Model options are built from the config dataclasses in the registry, so ``--help
 lists every option of every model with its default and allowed values, and an
 option given to a model that does not have it is an error rather than ignored.
 Bad arguments give one line on stderr and exit code 2; they are parsed by
-:func:`genlab.runs.new_config`, as the Train page's are, so both say the same.
+:func:`genlab.runs.store.new_config`, as the Train page's are, so both say the same.
 
 A new run's training options that the command line does not set take the model
 family's defaults (its registry entry: genlab.models.family_defaults, filled in by
-runs.new_config: the papers' optimiser, learning rate, schedule, batch size...; ``--help``
+store.new_config: the papers' optimiser, learning rate, schedule, batch size...; ``--help``
 lists them with their sources), and config.json records the values used; the Train page
 starts from the same. A family added with genlab.models.register before :func:`main` runs
 is a family of the CLI like any other.
@@ -25,17 +25,17 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import runs
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
-from .distributed import DistributedError, exit_after_failure, is_main_process, on_main
-from .fid import FID_FEATURES
 from .device import DEVICES, pick_device
-from .loop import TrainingFailed, save_sample_grid
-from .metrics import eval_lines, evaluate_run
+from .distributed import DistributedError, exit_after_failure, is_main_process, on_main
+from .evaluation.fid import FID_FEATURES
+from .evaluation.metrics import eval_lines, evaluate_run
 from .models import FAMILIES, MODELS, family_defaults
-from .status import continue_root, read_only
-from .train import train_run
+from .runs import store
+from .runs.status import continue_root, read_only
+from .training.loop import TrainingFailed, save_sample_grid
+from .training.train import train_run
 
 EXIT_USAGE = 2
 
@@ -178,10 +178,10 @@ def _collect(ns: argparse.Namespace, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in vars(ns).items() if k.startswith(prefix) and v is not None}
 
 
-def parse_train(ns: argparse.Namespace) -> runs.RunConfig:
+def parse_train(ns: argparse.Namespace) -> store.RunConfig:
     """The config of the run that parsed train arguments ask for; ValueError with one
     line per invalid option."""
-    return runs.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
+    return store.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
 
 
 def _err(msg: str) -> str:
@@ -200,15 +200,15 @@ def cmd_train(ns) -> int:
         return EXIT_USAGE
     def create() -> Path:
         if ns.run_dir:
-            run_dir = runs.claim_run_dir(ns.run_dir)
+            run_dir = store.claim_run_dir(ns.run_dir)
         else:
-            name = ns.name or runs.default_run_name(rc.model, rc.train.dataset)
-            run_dir = runs.new_run_dir(ns.runs_dir, name)
-        runs.write_config(run_dir, rc.model, rc.model_config, rc.train, exclusive=True)
+            name = ns.name or store.default_run_name(rc.model, rc.train.dataset)
+            run_dir = store.new_run_dir(ns.runs_dir, name)
+        store.write_config(run_dir, rc.model, rc.model_config, rc.train, exclusive=True)
         return run_dir
     try:  # under torchrun rank 0 creates the run, the other processes are told where
         run_dir = on_main(create, rc.train.device)
-    except (runs.RunError, OSError, ValueError, DistributedError) as e:
+    except (store.RunError, OSError, ValueError, DistributedError) as e:
         print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
         return 1
     if is_main_process():  # under torchrun: said once, not by every process
@@ -221,12 +221,12 @@ def _train_configured(ns) -> int:
     given = list(map(flag, {**_collect(ns, "model."), **_collect(ns, "train.")}))
     run_dir = Path(ns.run_dir) if ns.run_dir else None
     why = None
-    if run_dir is None or not (run_dir / runs.CONFIG).exists():
+    if run_dir is None or not (run_dir / store.CONFIG).exists():
         why = "the following arguments are required: --model (or --run-dir of a configured run)"
     elif given:
-        why = (f"{given[0]}: a configured run trains as {run_dir / runs.CONFIG} says; "
+        why = (f"{given[0]}: a configured run trains as {run_dir / store.CONFIG} says; "
                "give --model to configure a new one")
-    elif on_main(lambda: (run_dir / runs.STATUS).exists() or (run_dir / runs.CHECKPOINT).exists(),
+    elif on_main(lambda: (run_dir / store.STATUS).exists() or (run_dir / store.CHECKPOINT).exists(),
                  _device_of(run_dir)):
         why = (f"{run_dir} has been started already; resume it with "
                f"`python -m genlab resume {run_dir}`")
@@ -247,9 +247,9 @@ def cmd_resume(ns) -> int:
               f"{ns.max_minutes:g})", file=sys.stderr)
         return EXIT_USAGE
     run_dir = Path(ns.run_dir)
-    if (run_dir / runs.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
+    if (run_dir / store.CONFIG).exists() and read_only(run_dir):  # a shipped run: train a copy
         shipped = run_dir  # under torchrun rank 0 makes the one copy
-        run_dir = on_main(lambda: runs.copy_for_resume(shipped, continue_root(shipped)), _device_of(shipped))
+        run_dir = on_main(lambda: store.copy_for_resume(shipped, continue_root(shipped)), _device_of(shipped))
         print(f"{ns.run_dir} is a shipped run (read-only): continuing in a copy, {run_dir}", flush=True)
     return _run(lambda: train_run(run_dir, resume=True, epochs=ns.epochs, max_minutes=ns.max_minutes,
                                   progress=not ns.quiet), run_dir)
@@ -257,14 +257,14 @@ def cmd_resume(ns) -> int:
 
 def _device_of(run_dir: Path) -> str:
     """The device a run's config.json asks for (where a torchrun launch joins before training)."""
-    return (runs.read_json(run_dir / runs.CONFIG) or {}).get("train", {}).get("device", "auto")
+    return (store.read_json(run_dir / store.CONFIG) or {}).get("train", {}).get("device", "auto")
 
 
 def _run(fn, run_dir: Path) -> int:
     """Run a training call; faults become one line on stderr (status.json has it too)."""
     try:
         status = fn()
-    except (DatasetError, runs.RunError, TrainingFailed, ValueError, OSError) as e:
+    except (DatasetError, store.RunError, TrainingFailed, ValueError, OSError) as e:
         print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
         return 1
     except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
@@ -286,7 +286,7 @@ def cmd_eval(ns) -> int:
                            device=ns.device, limit=ns.limit, progress=not ns.quiet,
                            fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n, fid_features=ns.fid_features,
                            command=shlex.join(["python", "-m", "genlab", *ns.argv]))
-    except (DatasetError, runs.RunError, ValueError, OSError) as e:
+    except (DatasetError, store.RunError, ValueError, OSError) as e:
         print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
         return 1
     except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
@@ -306,8 +306,8 @@ def cmd_eval(ns) -> int:
 
 def cmd_ship(ns) -> int:
     try:
-        dst = runs.ship_run(ns.run_dir, ns.dest)
-    except (runs.RunError, OSError, ValueError) as e:
+        dst = store.ship_run(ns.run_dir, ns.dest)
+    except (store.RunError, OSError, ValueError) as e:
         print(f"genlab ship: error: {_err(str(e))}", file=sys.stderr)
         return 1
     size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
@@ -320,7 +320,7 @@ def _sample_target(out: Path) -> str | None:
     if out.suffix.lower() != ".png":
         return f"--out must name a .png file (got {out})"
     for folder in out.resolve().parents:
-        if (folder / runs.CONFIG).exists() and read_only(folder):
+        if (folder / store.CONFIG).exists() and read_only(folder):
             return f"--out {out} is inside the shipped run {folder} (read-only); write it elsewhere"
     return None
 
@@ -339,8 +339,8 @@ def cmd_sample(ns) -> int:
     if why:
         return usage(why)
     try:
-        model, _, _ = runs.load_model(ns.run_dir, map_location=pick_device(ns.device))
-    except (runs.RunError, ValueError, OSError) as e:
+        model, _, _ = store.load_model(ns.run_dir, map_location=pick_device(ns.device))
+    except (store.RunError, ValueError, OSError) as e:
         print(f"genlab sample: error: {_err(str(e))}", file=sys.stderr)
         return 1
     t = (model.caps.temperature or 1.0) if t is None else t
@@ -357,14 +357,14 @@ def cmd_sample(ns) -> int:
 
 
 def cmd_export_tensorboard(ns) -> int:
-    from . import tensorboard_log
+    from .training import tensorboard_log
 
     try:
         res = tensorboard_log.export(ns.run_dir, ns.out)
     except tensorboard_log.ExportError as e:
         print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
         return EXIT_USAGE
-    except (runs.RunError, OSError, ValueError, ImportError) as e:
+    except (store.RunError, OSError, ValueError, ImportError) as e:
         print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
         return 1
     print(f"{sum(res['scalars'].values())} points of {len(res['scalars'])} scalars, "

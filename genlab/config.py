@@ -195,7 +195,7 @@ SCHEDULES = ("constant", "cosine", "exponential", "burda")
 @dataclass
 class OptimConfig:
     """How the weights are updated: optimiser, learning-rate schedule, weight averaging and
-    KL warm-up (genlab.optim builds them). The defaults are the recipe genlab had before
+    KL warm-up (genlab.training.optim builds them). The defaults are the recipe genlab had before
     these options (Adam, constant lr, no averaging, no warm-up), so a config.json that does
     not name them trains as it did; new runs of the CLI and the Train page get their
     model family's defaults (genlab.models.family_defaults, the papers' settings)."""
@@ -242,6 +242,16 @@ def check_optim(cfg) -> None:
     for f in fields(OptimConfig):
         if f.name == "betas":
             _check_value(f.name, f, tuple(cfg.betas))
+
+
+TRAIN_KEYS = ("lr", "batch_size", "clip_grad")  # TrainConfig fields a family may set
+# (each family's training defaults, from its papers, are its registry entry's:
+# genlab.models.family_defaults)
+
+
+def option_names() -> tuple[str, ...]:
+    """The OptimConfig field names (to merge into TrainConfig)."""
+    return tuple(f.name for f in fields(OptimConfig))
 
 
 @dataclass

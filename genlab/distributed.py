@@ -30,11 +30,11 @@ would fit the baseline to rank 0's images only; on CUDA BatchNorm becomes SyncBa
 (PyTorch has none on CPU); ``on_epoch_end`` (ae-gmm's mixture) runs on rank 0, which holds
 every image, and its buffers are broadcast (:meth:`Dist.epoch_end`).
 
-Who uses it: ``genlab.train.train_run`` joins the launch (:func:`setup`) and gives only
-rank 0 the run folder and the callbacks; ``genlab.loop.fit`` steps through :meth:`Dist.wrap`
+Who uses it: ``genlab.training.train.train_run`` joins the launch (:func:`setup`) and gives only
+rank 0 the run folder and the callbacks; ``genlab.training.loop.fit`` steps through :meth:`Dist.wrap`
 on :meth:`Dist.part` of each :meth:`Dist.batches` batch, reduces its records with
 :meth:`Dist.mean_record`, validates on :meth:`Dist.shard` and agrees on a stop request and
-the time budget with :meth:`Dist.any`; ``genlab.metrics.evaluate_run`` shards log p(x) and
+the time budget with :meth:`Dist.any`; ``genlab.evaluation.metrics.evaluate_run`` shards log p(x) and
 gathers it; the CLI creates a run folder through :func:`on_main`.
 
 Faults: a non-finite loss on any rank makes the all-reduced record non-finite on all

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from genlab import views
+from genlab.runs import views
 
 
 class PageSpec(NamedTuple):
@@ -15,7 +15,7 @@ class PageSpec(NamedTuple):
     url_path: str  # the page's URL: http://localhost:8501/<url_path> ("" for the default)
     takes_run: bool = False  # reads st.session_state["run"]: Home offers "open in" links
     # the runs it can show: (model class, model_config) -> bool, the same function its run
-    # picker lists runs by (genlab.views); None: every run with a readable config
+    # picker lists runs by (genlab.runs.views); None: every run with a readable config
     shows: Callable[[type, dict], bool] | None = None
 
     def can_show(self, cls: type | None, cfg: dict) -> bool:

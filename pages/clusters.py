@@ -1,15 +1,17 @@
 """Clusters: a Gaussian mixture over a model's codes, drawn as 2-sigma ellipses (the
 autoencoder + GMM's own mixture, or one fitted on the test codes on demand), its weights,
-and samples from one component (genlab.explore)."""
+and samples from one component (genlab.evaluation.explore)."""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from genlab import explore, views
-from genlab.latent_figures import mixture_figure, weights_figure
-from pages import explore_ui as ui, via_router
-from pages.widgets import draw
+from genlab.evaluation import explore
+from genlab.figures.latent_figures import mixture_figure, weights_figure
+from genlab.runs import views
+from pages import via_router
+from pages.ui import explore_ui as ui
+from pages.ui.widgets import draw
 
 via_router()
 

@@ -1,19 +1,21 @@
 """Compare: 2 to 4 runs on the same dataset side by side: samples, eval tables that
 never mix units, curves on shared axes, reconstructions, and the importance-weighted
-bound as k grows. Models and numbers are cached per run and checkpoint (pages/cache.py);
+bound as k grows. Models and numbers are cached per run and checkpoint (pages/ui/cache.py);
 the eval button is in compare_ui.py."""
 from __future__ import annotations
 
 import streamlit as st
 
-from genlab import compare, runs
 from genlab.data import DatasetError, data_root
-from genlab.figures import bound_figure, overlay_figure
-from genlab.status import RunSummary, runs_roots
-from genlab.tables import (bound_rows, compare_tables, data_group, fid_caption, fid_rows, l1_meaning,
-                           sample_caption)
-from pages import cache, compare_ui as ui, via_router
-from pages.widgets import TEMPERATURE_HELP, draw, read_image, table, temperature_note
+from genlab.evaluation import compare
+from genlab.figures.curves import bound_figure, overlay_figure
+from genlab.figures.tables import (bound_rows, compare_tables, data_group, fid_caption, fid_rows,
+                                   l1_meaning, sample_caption)
+from genlab.runs import store
+from genlab.runs.status import RunSummary, runs_roots
+from pages import via_router
+from pages.ui import cache, compare_ui as ui
+from pages.ui.widgets import TEMPERATURE_HELP, draw, read_image, table, temperature_note
 
 via_router()
 
@@ -156,7 +158,7 @@ def bound_ui(sel: list[RunSummary], dataset: str) -> None:
 
 st.title("Compare")
 roots = st.session_state.get("runs_roots") or runs_roots()
-by_ds = compare.comparable([cache.summary(p) for p in runs.find_runs(*roots)])
+by_ds = compare.comparable([cache.summary(p) for p in store.find_runs(*roots)])
 if not by_ds:
     st.info("No runs to compare yet: train two on the Train page (or `python -m genlab train ...`).",
             icon=":material/info:")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from genlab.status import RunSummary, budget_phrase, order_key, run_dirs, runs_roots
-from genlab.tables import FID_NOTE, OVERVIEW_FORMATS, headline, overview_rows, sample_caption
-from pages import PAGES, cache, via_router
-from pages.widgets import STATE_ICON, Card, draw, table
+from genlab.figures.tables import (FID_NOTE, OVERVIEW_FORMATS, headline, overview_rows,
+                                   sample_caption)
+from genlab.runs.status import RunSummary, budget_phrase, order_key, run_dirs, runs_roots
+from pages import PAGES, via_router
+from pages.ui import cache
+from pages.ui.widgets import STATE_ICON, Card, draw, table
 
 via_router()
 
@@ -149,7 +151,7 @@ def details_ui(shown: list[RunSummary]) -> None:
     """One run's full card, on demand: the run a tile's Details button chose (or picked
     here, or the run the other pages were on). A fresh visit shows none: the card's curves
     are the page's only chart, so a first visit loads no chart script (what one costs a
-    fresh browser: genlab/charts.py)."""
+    fresh browser: genlab/figures/charts.py)."""
     st.header("Details", anchor=False)
     paths = [str(s.path) for s in shown]
     if st.session_state.get(DETAILS) not in paths:  # a fresh visit, or the run filtered out

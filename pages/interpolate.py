@@ -1,6 +1,6 @@
 """Interpolation: between the codes of two test images (a flow encodes and inverts them
 exactly) or two random latents (as in Goodfellow et al. 2014, Fig. 3), linearly, along a great circle
-or through the normal CDF; a strip of frames and a GIF (genlab.explore)."""
+or through the normal CDF; a strip of frames and a GIF (genlab.evaluation.explore)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +8,10 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from genlab import explore, views
-from pages import explore_ui as ui, via_router
+from genlab.evaluation import explore
+from genlab.runs import views
+from pages import via_router
+from pages.ui import explore_ui as ui
 
 via_router()
 

@@ -1,6 +1,6 @@
 """Latent explorer: test-set codes (PCA at once, UMAP on request, both stored beside the
 checkpoint) with click and box selection, live sliders over the latent, the 2-D manifold
-and traversals (genlab.explore), and random draws at a temperature. Flows get their own
+and traversals (genlab.evaluation.explore), and random draws at a temperature. Flows get their own
 sliders and grids (flow_ui.py)."""
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import time
 import streamlit as st
 import torch
 
-from genlab import explore, views
-from genlab.latent_figures import FENCE, latent_scatter_figure, outside_codes, selected_codes
-from pages import cache, explore_ui as ui, flow_ui, live_decoder, via_router
-from pages.widgets import TEMPERATURE_HELP, draw
+from genlab.evaluation import explore
+from genlab.figures.latent_figures import (FENCE, latent_scatter_figure, outside_codes,
+                                           selected_codes)
+from genlab.runs import views
+from pages import via_router
+from pages.ui import cache, explore_ui as ui, flow_ui, live_decoder
+from pages.ui.widgets import TEMPERATURE_HELP, draw
 
 via_router()
 

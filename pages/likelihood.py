@@ -1,18 +1,20 @@
 """Out-of-distribution: what does a likelihood model think is likely? Per-image -log p(x)
 (nats for binarised models, bits/dim for 8-bit ones) on its own test set and on another
 dataset's, the AUROC of -log p(x) as a detector of the other set, and the most and least
-likely images of each (genlab.ood; Nalisnick et al., ICLR 2019)."""
+likely images of each (genlab.evaluation.ood; Nalisnick et al., ICLR 2019)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import streamlit as st
 
-from genlab import ood as O, views
 from genlab.data import data_root
-from genlab.likelihood_figures import ood_histogram_figure
-from pages import cache, likelihood_ui as lui, via_router
-from pages.widgets import draw, table
+from genlab.evaluation import ood as O
+from genlab.figures.likelihood_figures import ood_histogram_figure
+from genlab.runs import views
+from pages import via_router
+from pages.ui import cache, likelihood_ui as lui
+from pages.ui.widgets import draw, table
 
 via_router()
 

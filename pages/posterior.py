@@ -1,19 +1,20 @@
 """True posterior: for a test image and a VAE with a 2-D latent, p(z|x) on a grid
 (normalised by quadrature) with q(z|x)'s contours over it, and the numbers that tie them:
 log p(x) by quadrature, the ELBO, KL(q || p(z|x)) and the importance-weighted estimate as k
-grows (genlab.posterior)."""
+grows (genlab.evaluation.posterior)."""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from genlab import views
 from genlab.data import data_root
-from genlab.latent_figures import latent_scatter_figure, selected_codes
+from genlab.figures.latent_figures import latent_scatter_figure, selected_codes
+from genlab.figures.likelihood_figures import iw_figure, posterior_figure
 from genlab.models import MODELS
-from genlab.likelihood_figures import iw_figure, posterior_figure
-from pages import cache, explore_ui as ui, likelihood_ui as lui, via_router
-from pages.widgets import draw
+from genlab.runs import views
+from pages import via_router
+from pages.ui import cache, explore_ui as ui, likelihood_ui as lui
+from pages.ui.widgets import draw
 
 via_router()
 

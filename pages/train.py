@@ -1,6 +1,6 @@
 """Train: the run being watched at the top (its progress, curves and samples), then the
 form for a new one (dataset, model, options: train_ui.py) and every run in a table. A run
-trains in its own process (genlab.jobs) and this page polls its run directory, so it
+trains in its own process (genlab.runs.jobs) and this page polls its run directory, so it
 stays usable, several runs go at once, and a browser refresh loses nothing. Shipped runs
 are read-only: continuing one trains a copy under runs/."""
 from __future__ import annotations
@@ -9,14 +9,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from genlab import jobs, runs
 from genlab.data import data_root
-from genlab.figures import live_figure
-from genlab.status import (ACTIVE, budget_phrase, budget_words, continue_root, log_tail, read_only,
-                           runs_roots, summarize)
-from genlab.tables import metrics_rows, units_note
-from pages import train_ui as ui, via_router
-from pages.widgets import STATE_ICON, draw, read_image, table
+from genlab.figures.curves import live_figure
+from genlab.figures.tables import metrics_rows, units_note
+from genlab.runs import jobs, store
+from genlab.runs.status import (ACTIVE, budget_phrase, budget_words, continue_root, log_tail,
+                                read_only, runs_roots, summarize)
+from pages import via_router
+from pages.ui import train_ui as ui
+from pages.ui.widgets import STATE_ICON, draw, read_image, table
 
 via_router()
 
@@ -47,7 +48,7 @@ def controls_ui(info: dict) -> None:
                      help="SIGTERM: the trainer finishes its step, saves a checkpoint and stops"):
             st.toast("Stopping..." if jobs.stop(path) else "No process to stop.")
         return
-    if state == "broken" or not (path / runs.CHECKPOINT).exists():
+    if state == "broken" or not (path / store.CHECKPOINT).exists():
         return
     shipped = read_only(path)
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -56,7 +57,7 @@ def controls_ui(info: dict) -> None:
     if c3.button(label, icon=":material/play_circle:", key=f"resume-{path}"):
         try:
             job = jobs.start_resume(path, **asked)
-        except (jobs.JobError, runs.RunError, OSError) as e:
+        except (jobs.JobError, store.RunError, OSError) as e:
             st.error(str(e))
             return
         ui.watch(job["run_dir"], f"Continuing `{path.name}` in a copy, `{job['run_dir']}` (shipped runs "
@@ -81,7 +82,7 @@ def monitor_ui(info: dict) -> None:
     elif state == "stopped":
         st.warning(info["message"] or "stopped", icon=":material/pause_circle:")
     controls_ui(info)
-    summary = summarize(path) if (path / runs.CONFIG).exists() else None
+    summary = summarize(path) if (path / store.CONFIG).exists() else None
     if summary and summary.bad_metric_lines:
         st.warning(f"{summary.bad_metric_lines} unreadable line(s) in metrics.jsonl were skipped "
                    "(a torn last line from a killed process); resume drops them.", icon=":material/warning:")

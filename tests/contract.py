@@ -9,8 +9,8 @@ import torch
 from genlab.config import from_dict
 from genlab.data import ImageData, preprocess
 from genlab.models import MODELS, build_model
-from genlab.runs import load_model, write_config
-from genlab.train import TrainConfig, fit
+from genlab.runs.store import load_model, write_config
+from genlab.training.train import TrainConfig, fit
 
 
 def tiny_batch(model, n: int = 8, seed: int = 0) -> torch.Tensor:
@@ -62,7 +62,7 @@ def check_short_run(model, train: ImageData, val: ImageData, *, epochs: int = 3,
     gradient fails here even when the decoder alone lowers the loss), except those whose
     names start with one of ``unused`` (parameters the model keeps but does not use), and
     the validation loss is clearly below the initial one."""
-    from genlab.metrics import evaluate
+    from genlab.evaluation.metrics import evaluate
 
     before = evaluate(model, val)["loss"]
     start = {k: p.detach().clone() for k, p in model.named_parameters()}

@@ -13,7 +13,7 @@ from contract import (check_checkpoint_round_trip, check_loss_finite, check_samp
                       check_short_run_lowers_loss, check_step_changes_weights)
 from genlab.data import ImageData
 from genlab.models.ae_gmm import AEGMM, AEGMMConfig
-from genlab.runs import load_model
+from genlab.runs.store import load_model
 
 TRUE_MEANS = torch.tensor([[-3.0, 0.0], [2.0, 2.0], [2.0, -2.5]])
 

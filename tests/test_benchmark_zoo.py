@@ -16,13 +16,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import lineup  # noqa: E402
 import zoo  # noqa: E402
-from genlab import runs  # noqa: E402
 from genlab.cli import build_parser, parse_train  # noqa: E402
 from genlab.config import to_dict  # noqa: E402
 from genlab.models import build_model, upgrade_config  # noqa: E402
 from genlab.models.nice import NICEConfig  # noqa: E402
 from genlab.models.vae import VAEConfig  # noqa: E402
-from genlab.train import TrainConfig  # noqa: E402
+from genlab.runs import store  # noqa: E402
+from genlab.training.train import TrainConfig  # noqa: E402
 
 
 def _parse(options: list[str], dataset: str):
@@ -44,7 +44,7 @@ def test_every_lineup_entry_is_a_valid_train_command():
 
 
 def _assert_config_from(options: list[str], run: Path, dataset: str, what: str) -> None:
-    stored = json.loads((run / runs.CONFIG).read_text())
+    stored = json.loads((run / store.CONFIG).read_text())
     # as genlab reads it today (a GAN's old adam_beta1 is train.betas)
     stored["model_config"], stored["train"] = upgrade_config(
         stored["model"], stored["model_config"], json.loads(json.dumps(stored["train"])))
@@ -66,7 +66,7 @@ def test_every_shipped_run_has_the_config_its_recipe_gives(dataset):
     assert len(jobs) == (14 if dataset == "mnist" else 11)
     for run_name, job in jobs.items():
         run = REPO / "checkpoints" / run_name
-        if not (run / runs.CONFIG).exists():
+        if not (run / store.CONFIG).exists():
             continue
         rec_path = run / "recipe.json"
         if rec_path.exists():
@@ -102,11 +102,11 @@ def _fake_run(root: Path, name: str, model: str, cfg, records: list[dict], ev: d
               status: dict) -> Path:
     run = root / name
     run.mkdir()
-    runs.write_config(run, model, cfg, TrainConfig(dataset="mnist", max_minutes=5.0))
-    (run / runs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
-    runs.atomic_write_json(run / runs.STATUS, {"device": "cpu", **status})
+    store.write_config(run, model, cfg, TrainConfig(dataset="mnist", max_minutes=5.0))
+    (run / store.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    store.atomic_write_json(run / store.STATUS, {"device": "cpu", **status})
     if ev is not None:
-        runs.atomic_write_json(run / runs.EVAL, ev)
+        store.atomic_write_json(run / store.EVAL, ev)
     return run
 
 
@@ -139,7 +139,7 @@ def tiny_runs(tmp_path):
 
 
 def test_rows_read_from_run_directories(tiny_runs):
-    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    rows = zoo.collect(store.find_runs(tiny_runs["root"]))
     assert [(r["name"], r["dataset"]) for r in rows] == [
         ("vae-2d", "mnist"), ("nice", "mnist"), ("gan", "mnist")]  # line-up order
     vae, nice, failed = rows
@@ -152,7 +152,7 @@ def test_rows_read_from_run_directories(tiny_runs):
 
 
 def test_markdown_keeps_nats_and_bits_apart(tiny_runs, tmp_path):
-    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    rows = zoo.collect(store.find_runs(tiny_runs["root"]))
     md = zoo.zoo_md(rows, {"source": "x", "command": "zoo", "machine": "test"})
     binarised = md.split("### Binarised")[1].split("###")[0]
     eight_bit = md.split("### 8-bit")[1].split("###")[0]
@@ -172,7 +172,7 @@ def test_markdown_keeps_nats_and_bits_apart(tiny_runs, tmp_path):
 
 
 def test_targets_compare_like_with_like(tiny_runs):
-    rows = zoo.collect(runs.find_runs(tiny_runs["root"]))
+    rows = zoo.collect(store.find_runs(tiny_runs["root"]))
     for r in rows:
         r["name"] = {"vae-2d": "vae-20d"}.get(r["name"], r["name"])
     t = {x["target"].split(" ")[0]: x for x in zoo.targets(rows)}
@@ -182,11 +182,11 @@ def test_targets_compare_like_with_like(tiny_runs):
 
 
 def test_table_only_on_the_shipped_runs(tmp_path):
-    if not (REPO / "checkpoints" / "vae-20d-mnist" / runs.EVAL).exists():
+    if not (REPO / "checkpoints" / "vae-20d-mnist" / store.EVAL).exists():
         pytest.skip("no shipped runs")
     zoo.main(["--table-only", str(REPO / "checkpoints"), "--out", str(tmp_path / "t")])
     data = json.loads((tmp_path / "t.json").read_text())
-    shipped = [p for p in (REPO / "checkpoints").glob("*/" + runs.EVAL)]
+    shipped = [p for p in (REPO / "checkpoints").glob("*/" + store.EVAL)]
     assert len(data["rows"]) == len(shipped) >= 22 and all(r["evaluated"] for r in data["rows"])
     assert all((r["bpd"] is None) == (r["data"] != "8-bit" or r["model"] == "gan") for r in data["rows"])
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from genlab import jobs, runs
 from genlab.cli import _model_options, main
+from genlab.config import TrainConfig
 from genlab.config import defaults as config_defaults, format_value
 from genlab.config import opt
 from genlab.models import FAMILIES, Family
 from genlab.models.vae import VAE
-from genlab.config import TrainConfig
+from genlab.runs import jobs, store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,14 +112,14 @@ def test_train_a_configured_run_dir(data_root, tmp_path, capsys):
         {"epochs": 1, "limit": 200, "batch_size": 100, "n_samples": 4}, root=data_root)
     run = jobs.create_run(tmp_path, "configured", "vae", model_cfg,
                           dataclasses.replace(train_cfg, data_root=str(data_root)))
-    config = (run / runs.CONFIG).read_bytes()
+    config = (run / store.CONFIG).read_bytes()
     code, out, err = run_main(["train", "--run-dir", str(run), "--latent-dim", "3"], capsys)
-    assert code == 2 and err.count("\n") == 1 and "--latent-dim" in err and not (run / runs.STATUS).exists()
+    assert code == 2 and err.count("\n") == 1 and "--latent-dim" in err and not (run / store.STATUS).exists()
     code, out, err = run_main(["train", "--run-dir", str(run), "--quiet"], capsys)
     assert code == 0, err
     assert out.splitlines()[0] == f"run directory: {run}" and "done: epoch 1" in out
-    assert (run / runs.CONFIG).read_bytes() == config  # trained as configured, not rewritten
-    assert runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"] == 1
+    assert (run / store.CONFIG).read_bytes() == config  # trained as configured, not rewritten
+    assert store.load_checkpoint(run / store.CHECKPOINT)["epoch"] == 1
     code, _, err = run_main(["train", "--run-dir", str(run), "--quiet"], capsys)
     assert code == 2 and err.count("\n") == 1 and f"python -m genlab resume {run}" in err
     for argv in (["train"], ["train", "--run-dir", str(tmp_path / "empty")]):
@@ -195,15 +195,15 @@ def test_train_writes_a_complete_run(tiny_run):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == f"run directory: {run_dir}"
     assert "done: epoch 1" in proc.stdout
-    status = runs.read_json(run_dir / runs.STATUS)
+    status = store.read_json(run_dir / store.STATUS)
     assert status["state"] == "done" and status["epoch"] == 1 and status["progress"] == 1.0
-    cfg = json.loads((run_dir / runs.CONFIG).read_text())
+    cfg = json.loads((run_dir / store.CONFIG).read_text())
     assert cfg["model"] == "vae" and cfg["train"]["limit"] == 500 and cfg["train"]["epochs"] == 1
     assert cfg["model_config"]["image_shape"] == [1, 28, 28]
-    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    records, bad = store.read_metrics(run_dir / store.METRICS)
     assert bad == 0 and {(r["epoch"], r["split"]) for r in records if r["event"] == "epoch"} == {
         (1, "train"), (1, "val")}
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 1
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 1
     from PIL import Image
 
     with Image.open(run_dir / "samples" / "epoch_001.png") as im:
@@ -215,23 +215,23 @@ def test_eval_then_resume(tiny_run, capsys):
     assert proc.returncode == 0, proc.stderr
     code, out, err = run_main(["eval", str(run_dir), "--quiet"], capsys)
     assert code == 0, err
-    res = json.loads((run_dir / runs.EVAL).read_text())
+    res = json.loads((run_dir / store.EVAL).read_text())
     assert res["split"] == "test" and res["n_images"] == 10_000 and res["epoch"] == 1
     assert math.isfinite(res["elbo"]) and res["elbo"] < 0
     assert res["elbo"] == pytest.approx(-(res["recon"] + res["kl"]), rel=1e-5)
-    assert "elbo" in out and str(run_dir / runs.EVAL) in out
+    assert "elbo" in out and str(run_dir / store.EVAL) in out
 
-    before = (run_dir / runs.METRICS).read_text()
+    before = (run_dir / store.METRICS).read_text()
     code, out, err = run_main(["resume", str(run_dir), "--epochs", "2", "--quiet"], capsys)
     assert code == 0 and "done: epoch 2" in out, err
-    after = (run_dir / runs.METRICS).read_text()
+    after = (run_dir / store.METRICS).read_text()
     assert after.startswith(before) and len(after) > len(before)  # appended, nothing rewritten
     new = [json.loads(line) for line in after[len(before):].splitlines()]
     assert new and all(r["epoch"] == 2 for r in new)
     assert {r["split"] for r in new if r["event"] == "epoch"} == {"train", "val"}
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 2
     assert (run_dir / "samples" / "epoch_002.png").exists()
-    assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
+    assert store.read_json(run_dir / store.STATUS)["state"] == "done"
 
 
 # -- the training options of issue 12: family defaults, --help, one-line errors ----------
@@ -265,14 +265,14 @@ def test_unset_training_options_take_the_family_defaults(tmp_path, capsys, monke
         code, out, err = run_main(["train", "--model", model, "--runs-dir", str(tmp_path),
                                    "--name", model, *given], capsys)
         assert code == 0, err
-        train = json.loads((tmp_path / model / runs.CONFIG).read_text())["train"]
+        train = json.loads((tmp_path / model / store.CONFIG).read_text())["train"]
         want = {k: list(v) if isinstance(v, tuple) else v for k, v in family_defaults(model).items()}
         if model == "gan":
             want["lr"] = 1e-4
         if model == "vae":
             want["betas"] = [0.8, 0.99]
         assert {k: train[k] for k in want} == want, model
-    assert runs.read_config(tmp_path / "realnvp").train.ema_decay == 0.9988
+    assert store.read_config(tmp_path / "realnvp").train.ema_decay == 0.9988
 
 
 # -- genlab sample ------------------------------------------------------------------------

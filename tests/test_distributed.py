@@ -356,7 +356,7 @@ def two_runs(tmp_path_factory, data_root):
 
 
 def test_two_process_run_writes_the_run_folder_of_one_process(two_runs):
-    from genlab import runs, status
+    from genlab.runs import store, status
 
     one, two, p = two_runs
     assert p.stdout.count("done: epoch 1") == 1  # rank 0 reports for both
@@ -365,11 +365,11 @@ def test_two_process_run_writes_the_run_folder_of_one_process(two_runs):
     assert files(two) == files(one)  # no per-rank files, no missing ones
     st = json.loads((two / "status.json").read_text())
     assert (st["state"], st["processes"], st["step"], st["total_steps"]) == ("done", 2, 16, 16)
-    ref = runs.load_checkpoint(one / runs.CHECKPOINT)
-    ckpt = runs.load_checkpoint(two / runs.CHECKPOINT)
+    ref = store.load_checkpoint(one / store.CHECKPOINT)
+    ckpt = store.load_checkpoint(two / store.CHECKPOINT)
     assert ckpt["model"].keys() == ref["model"].keys()  # the unwrapped model: no "module."
     assert (ckpt["epoch"], ckpt["step"]) == (1, 16)
-    runs.load_model(two)
+    store.load_model(two)
     summary = status.summarize(two)  # what the app's pages read
     assert summary.state == "done" and summary.error is None and summary.sample is not None
     assert [r["step"] for r in summary.metrics] == [r["step"] for r in status.summarize(one).metrics]
@@ -389,15 +389,15 @@ def test_two_process_metrics_equal_one_process_metrics_within_noise(two_runs):
 def test_two_process_run_resumes_on_one_process_and_back(two_runs, data_root, tmp_path):
     import shutil
 
-    from genlab import runs
-    from genlab.train import train_run
+    from genlab.runs import store
+    from genlab.training.train import train_run
 
     run = tmp_path / "run"
     shutil.copytree(two_runs[1], run)
     torch.set_num_threads(1)
     assert train_run(run, resume=True, epochs=2)["state"] == "done"  # on one process (this one)
     _genlab(["resume", str(run), "--epochs", "3", "--quiet"], data_root, procs=2)  # and back
-    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     assert (ckpt["epoch"], ckpt["step"]) == (3, 48)
     recs = _records(run)
     assert [k[2] for k in recs if k[:2] == ("epoch", "val")] == [16, 32, 48]
@@ -414,21 +414,21 @@ def test_two_process_eval_equals_one_process_eval_within_monte_carlo_error(two_r
     import math
     import shutil
 
-    from genlab import runs
     from genlab.data import load_split
-    from genlab.metrics import evaluate_run, log_prob_split
+    from genlab.evaluation.metrics import evaluate_run, log_prob_split
+    from genlab.runs import store
 
     run = tmp_path / "run"
     shutil.copytree(two_runs[1], run)
     args = ["--k", "10", "--limit", "200", "--fid-n", "0", "--device", "cpu", "--quiet"]
     p = _genlab(["eval", str(run), *args], data_root, procs=2)
     assert p.stdout.count("written to") == 1  # rank 0 reports, the other says nothing
-    two = json.loads((run / runs.EVAL).read_text())
+    two = json.loads((run / store.EVAL).read_text())
     one = evaluate_run(run, k=10, limit=200, fid_n=0, device="cpu")
     assert (two["processes"], one["processes"], two["n_images"]) == (2, 1, 200)
     for key in ("loss", "elbo", "kl", "active_units"):  # computed on every image by rank 0
         assert two[key] == pytest.approx(one[key], rel=1e-5), key
-    model, _, rc = runs.load_model(run)
+    model, _, rc = store.load_model(run)
     data = load_split("mnist", "test", data_root, limit=200)
     shards = [Dist(rank=r, world=2).shard(data) for r in (0, 1)]
     lp_two = torch.cat([log_prob_split(model, s, k=10) for s in shards])
@@ -458,17 +458,17 @@ def _rank_pid(run: Path, rank: int, timeout: float = 60) -> int:
 
 
 def _start_long_run(tmp_path, data_root, name: str) -> Path:
-    """A 2-process run started as the Train page starts it (genlab.jobs, under torchrun),
+    """A 2-process run started as the Train page starts it (genlab.runs.jobs, under torchrun),
     waited on until its first epoch's checkpoint is written."""
-    from genlab import jobs, runs
+    from genlab.runs import jobs, store
 
-    rc = runs.new_config("vae", "mnist", {"hidden": (128,)},
+    rc = store.new_config("vae", "mnist", {"hidden": (128,)},
                          {"limit": 512, "batch_size": 32, "log_every": 4, "epochs": 200,
                           "device": "cpu"})
     run = jobs.start_train(tmp_path, name, "vae", rc.model_config, rc.train, root=data_root,
                            env={"OMP_NUM_THREADS": "1"}, processes=2)
     deadline = time.time() + 120
-    while not (run / runs.CHECKPOINT).exists():
+    while not (run / store.CHECKPOINT).exists():
         assert time.time() < deadline, (run / "train.log").read_text()[-2000:]
         assert jobs.status.read_job(run)["alive"], (run / "train.log").read_text()[-2000:]
         time.sleep(0.2)
@@ -476,7 +476,7 @@ def _start_long_run(tmp_path, data_root, name: str) -> Path:
 
 
 def test_stop_button_stops_every_rank_with_a_checkpoint(tmp_path, data_root):
-    from genlab import jobs, runs
+    from genlab.runs import jobs, store
 
     run = _start_long_run(tmp_path, data_root, "stop")
     assert jobs.run_info(run)["job"]["argv"][1:5] == ["-m", "torch.distributed.run", "--standalone",
@@ -487,15 +487,15 @@ def test_stop_button_stops_every_rank_with_a_checkpoint(tmp_path, data_root):
     took = time.time() - t
     st = json.loads((run / "status.json").read_text())
     assert st["state"] == "stopped" and "resume" in st["message"], st
-    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     assert ckpt["step"] == st["step"] and ckpt["epoch"] == st["epoch"] >= 1
     assert jobs.run_info(run)["state"] == "stopped"
     print(f"stopped {took:.2f} s after the Stop button")  # a figure, not a test
 
 
 def test_killed_rank_ends_the_job_marks_the_run_failed_and_it_resumes(tmp_path, data_root):
-    from genlab import jobs, runs
-    from genlab.train import train_run
+    from genlab.runs import jobs, store
+    from genlab.training.train import train_run
 
     run = _start_long_run(tmp_path, data_root, "kill")
     os.kill(_rank_pid(run, 1), signal.SIGKILL)
@@ -508,7 +508,7 @@ def test_killed_rank_ends_the_job_marks_the_run_failed_and_it_resumes(tmp_path, 
     assert "\n" not in st["message"] and "can be resumed" in st["message"]
     assert "genlab: error: rank 0 of 2: lost contact" in log
     assert jobs.run_info(run)["state"] == "failed"
-    epoch = runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"]
+    epoch = store.load_checkpoint(run / store.CHECKPOINT)["epoch"]
     torch.set_num_threads(1)
     res = train_run(run, resume=True, epochs=epoch + 1)  # in this process: one more epoch
     assert (res["state"], res["epoch"]) == ("done", epoch + 1)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from genlab import runs
 from genlab.cli import main
-from genlab.metrics import eval_lines
-from genlab.posterior import IW_GAP_WARN
+from genlab.evaluation.metrics import eval_lines
+from genlab.evaluation.posterior import IW_GAP_WARN
+from genlab.runs import store
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,14 +21,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _copy(name: str, tmp_path):
     dst = tmp_path / name
     shutil.copytree(SHIPPED / name, dst)
-    (dst / runs.EVAL).unlink(missing_ok=True)
+    (dst / store.EVAL).unlink(missing_ok=True)
     return dst
 
 
 def _eval(run, *args, capsys):
     code = main(["eval", str(run), "--fid-n", "0", "--quiet", "--device", "cpu", *args])
     out = capsys.readouterr()
-    return code, out, (json.loads((run / runs.EVAL).read_text()) if code == 0 else None)
+    return code, out, (json.loads((run / store.EVAL).read_text()) if code == 0 else None)
 
 
 def test_2d_vae_eval_has_the_quadrature_beside_the_estimate(tmp_path, data_root, capsys):
@@ -101,8 +101,8 @@ def test_an_iwae_trained_vae_reports_the_kl_its_units_split():
 
 
 def test_every_shipped_2d_vae_has_the_quadrature_beside_its_estimate():
+    from genlab.evaluation.posterior import integrable
     from genlab.models import MODELS
-    from genlab.posterior import integrable
 
     found = []
     for run in sorted(SHIPPED.glob("*/eval.json")):

@@ -1,4 +1,4 @@
-"""genlab.explore: grids through the inverse normal CDF against scipy, interpolation
+"""genlab.evaluation.explore: grids through the inverse normal CDF against scipy, interpolation
 geometry (slerp on the great circle, the path equidistant in the normal CDF), projections, mixtures and
 their ellipses against the Mahalanobis distance, GIF frames read back with Pillow, and
 the latent scale of real (untrained) models of every kind."""
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from scipy.stats import norm
 
-from genlab import explore
+from genlab.evaluation import explore
 from genlab.models import build_model
 
 
@@ -316,10 +316,11 @@ def test_the_shipped_flows_principal_sliders_move_the_image(run, least, data_roo
     least (NICE's stored, plain directions: 2.6-5.5; RealNVP's plain PC 1: 3.9, its
     robust one about 53), and the scatter keeps 99 % of the codes in its view with the
     central 98 % spanning half of it (NICE's plain PCA: 5 % of the width)."""
-    from genlab import latent_figures, runs
-    from genlab.compare import test_images
+    from genlab.evaluation.compare import test_images
+    from genlab.figures import latent_figures
+    from genlab.runs import store
 
-    model, _, _ = runs.load_model(f"checkpoints/{run}", map_location="cpu")
+    model, _, _ = store.load_model(f"checkpoints/{run}", map_location="cpu")
     data = test_images("mnist", 2000, data_root)
     codes = explore.encode_images(model, data.x)
     axes = explore.principal_axes(codes, 6)

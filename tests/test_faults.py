@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import runs, status
 from genlab.cli import main
+from genlab.config import TrainConfig
 from genlab.data import DatasetError, load_split
 from genlab.models import FAMILIES, build_model
 from genlab.models.vae import VAE, VAEConfig
-from genlab.config import TrainConfig
-from genlab.loop import fit
+from genlab.runs import store, status
+from genlab.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "vae", "--latent-dim", "2", "--hidden", "16", "--limit", "200",
@@ -73,7 +73,7 @@ def base_run(data_root, tmp_path_factory) -> Path:
     model = build_model("vae", {"latent_dim": 2, "hidden": [16]})
     tc = TrainConfig(epochs=1, batch_size=50, limit=200, log_every=1, n_samples=4,
                      data_root=str(data_root), device="cpu")
-    runs.write_config(path, "vae", model.cfg, tc)
+    store.write_config(path, "vae", model.cfg, tc)
     train = load_split("mnist", "train", data_root, download=False, limit=200)
     fit(model, train, None, tc, run_dir=path)
     return path
@@ -128,8 +128,8 @@ class RunsCode:
 
 def damage(run: Path, how: str, marker: Path) -> tuple[Path, str]:
     """Damage the run as ``how`` says; returns the file the error must name and a phrase."""
-    ck, cfg_path = run / runs.CHECKPOINT, run / runs.CONFIG
-    good = runs.load_checkpoint(ck)
+    ck, cfg_path = run / store.CHECKPOINT, run / store.CONFIG
+    good = store.load_checkpoint(ck)
     cfg = json.loads(cfg_path.read_text())
     if how == "truncated":
         ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
@@ -189,7 +189,7 @@ def test_a_bad_checkpoint_or_config_is_one_line_in_the_cli(run, how, tmp_path, c
         one_line(err, "error:", path, says)
     assert not marker.exists(), "unpickling the checkpoint ran code"
     if how not in ("config-cut", "train-not-object"):  # these stop before status.json
-        status = runs.read_json(run / runs.STATUS)
+        status = store.read_json(run / store.STATUS)
         assert status["state"] == "failed" and says in status["message"]
 
 
@@ -200,7 +200,7 @@ def test_a_code_carrying_checkpoint_is_refused_by_the_real_command(run, tmp_path
                            "--limit", "10", "--quiet"], cwd=REPO, env=child_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
-    msg = one_line(proc.stderr, run / runs.CHECKPOINT, "refused to load", "Unsupported global")
+    msg = one_line(proc.stderr, run / store.CHECKPOINT, "refused to load", "Unsupported global")
     assert not marker.exists(), "the payload ran"
     print(msg)
 
@@ -233,37 +233,37 @@ def test_sigterm_while_the_data_loads_stops_with_a_checkpoint(data_root, tmp_pat
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() - t0 < 120, "the data load never began"
         time.sleep(0.01)
-    assert runs.read_json(run / runs.STATUS)["state"] == "starting"
+    assert store.read_json(run / store.STATUS)["state"] == "starting"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped: epoch 0" in out and "resume" in out, out
-    status = runs.read_json(run / runs.STATUS)
+    status = store.read_json(run / store.STATUS)
     assert status["state"] == "stopped" and status["epoch"] == 0 and "resume" in status["message"]
-    assert runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"] == 0  # the untrained weights
-    assert runs.read_metrics(run / runs.METRICS) == ([], 0)
+    assert store.load_checkpoint(run / store.CHECKPOINT)["epoch"] == 0  # the untrained weights
+    assert store.read_metrics(run / store.METRICS) == ([], 0)
     code, out, err = run_main(["resume", str(run), "--quiet"], capsys)
     assert code == 0 and "done: epoch 1" in out, err
-    assert runs.load_checkpoint(run / runs.CHECKPOINT)["epoch"] == 1
+    assert store.load_checkpoint(run / store.CHECKPOINT)["epoch"] == 1
 
 
 def test_a_torn_metrics_line_is_reported_then_dropped_on_resume(run, capsys):
     """What a SIGKILL mid-epoch 2 leaves: epoch-1 checkpoint, some epoch-2 step records
     and half a line. read_metrics counts the torn line, resume says what it dropped."""
-    path = run / runs.METRICS
+    path = run / store.METRICS
     with open(path, "a") as f:
         for step in (5, 6):
             f.write(json.dumps({"event": "step", "split": "train", "epoch": 2, "step": step,
                                 "loss": 500.0}) + "\n")
         f.write('{"event": "step", "split": "train", "epo')
-    records, bad = runs.read_metrics(path)
+    records, bad = store.read_metrics(path)
     assert bad == 1 and [r["step"] for r in records][-2:] == [5, 6]
     assert status.summarize(run).bad_metric_lines == 1  # what Home and Train show
     code, out, err = run_main(["resume", str(run), "--epochs", "2", "--quiet"], capsys)
     assert code == 0 and "done: epoch 2" in out, err
     assert f"genlab: warning: {path}: dropped 1 unreadable (torn) line(s) and 2 record(s) " \
            "of the unfinished epoch 2" in err
-    records, bad = runs.read_metrics(path)
+    records, bad = store.read_metrics(path)
     assert bad == 0 and all(r.get("loss") != 500.0 for r in records)
     steps = [r["step"] for r in records if r["event"] == "step"]
     assert steps == list(range(1, 9))  # every step once: 4 per epoch
@@ -300,9 +300,9 @@ def test_non_finite_loss_fails_the_run_naming_step_and_part(value, data_root, tm
     assert code == 1
     # 4 steps per epoch: step 6 is in epoch 2; -log p(x|z) = +inf shows as recon inf
     msg = one_line(err, "genlab: error: non-finite recon", "at step 6", "checkpoint is kept")
-    status = runs.read_json(run / runs.STATUS)
+    status = store.read_json(run / store.STATUS)
     assert status["state"] == "failed" and status["message"] == msg.split("error: ", 1)[1]
-    model, ckpt, _ = runs.load_model(run)  # the last good checkpoint: epoch 1, finite
+    model, ckpt, _ = store.load_model(run)  # the last good checkpoint: epoch 1, finite
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert torch.isfinite(model.decode(torch.zeros(1, 2))).all()
     print(msg)
@@ -350,7 +350,7 @@ def _fail_checkpoint_writes(monkeypatch, how: str, after: int) -> None:
 
         def fsync(fd):
             name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-            if name.startswith(f".{runs.CHECKPOINT}."):
+            if name.startswith(f".{store.CHECKPOINT}."):
                 seen["n"] += 1
                 if seen["n"] > after:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -363,7 +363,7 @@ def _fail_checkpoint_writes(monkeypatch, how: str, after: int) -> None:
         real = tempfile.mkstemp
 
         def mkstemp(*args, prefix="", **kwargs):
-            if prefix.startswith(f".{runs.CHECKPOINT}."):
+            if prefix.startswith(f".{store.CHECKPOINT}."):
                 seen["n"] += 1
                 if seen["n"] > after:
                     raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
@@ -382,10 +382,10 @@ def test_a_failed_checkpoint_write_keeps_the_last_one_and_leaves_no_temp_files(
     code, out, err = run_main(["train", "--run-dir", str(run), "--data-root", str(data_root),
                                "--epochs", "3", *TINY], capsys)
     assert code == 1
-    msg = one_line(err, f"genlab: error: cannot write {run / runs.CHECKPOINT}: {says}")
-    status = runs.read_json(run / runs.STATUS)
+    msg = one_line(err, f"genlab: error: cannot write {run / store.CHECKPOINT}: {says}")
+    status = store.read_json(run / store.STATUS)
     assert status["state"] == "failed" and status["message"] == msg.split("error: ", 1)[1]
-    assert runs.load_model(run)[1]["epoch"] == 1  # the epoch-1 checkpoint, whole
+    assert store.load_model(run)[1]["epoch"] == 1  # the epoch-1 checkpoint, whole
     leftovers = [p.name for p in run.rglob("*") if p.name.startswith(".") or "tmp" in p.name]
     assert leftovers == [], leftovers
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png"]
@@ -400,13 +400,13 @@ def test_trainings_given_the_same_run_dir_at_once_get_it_once(tmp_path):
     barrier, results, refused = threading.Barrier(n), [], []
 
     def claim(i: int):
-        runs.claim_run_dir(target)
+        store.claim_run_dir(target)
         barrier.wait()  # all claimed the empty folder
         try:
-            runs.write_config(target, "vae", VAEConfig(latent_dim=i + 1, hidden=(16,)),
+            store.write_config(target, "vae", VAEConfig(latent_dim=i + 1, hidden=(16,)),
                               TrainConfig(), exclusive=True)
             results.append(i)
-        except runs.RunError as e:
+        except store.RunError as e:
             refused.append(str(e))
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
@@ -416,16 +416,16 @@ def test_trainings_given_the_same_run_dir_at_once_get_it_once(tmp_path):
         t.join()
     assert len(results) == 1 and len(refused) == n - 1
     assert all("already holds a run" in e and str(target) in e for e in refused), refused[0]
-    assert runs.read_config(target).model_config.latent_dim == results[0] + 1  # not overwritten
-    assert sorted(p.name for p in target.iterdir()) == [runs.CONFIG]  # no temporary files left
-    with pytest.raises(runs.RunError, match="already holds a run"):
-        runs.claim_run_dir(target)
+    assert store.read_config(target).model_config.latent_dim == results[0] + 1  # not overwritten
+    assert sorted(p.name for p in target.iterdir()) == [store.CONFIG]  # no temporary files left
+    with pytest.raises(store.RunError, match="already holds a run"):
+        store.claim_run_dir(target)
 
 
 def _new_dir(args) -> str:
     root, barrier = args
     barrier.wait()
-    return str(runs.new_run_dir(root, "race"))
+    return str(store.new_run_dir(root, "race"))
 
 
 def test_processes_asking_for_the_same_name_get_distinct_dirs(tmp_path):
@@ -495,5 +495,5 @@ def test_a_damaged_training_file_fails_train_with_one_line(mnist_copy, tmp_path,
                              *TINY], capsys)
     assert code == 1
     msg = one_line(err, "genlab: error: dataset 'mnist': file", victim, "truncated")
-    assert runs.read_json(run / runs.STATUS)["state"] == "failed"
+    assert store.read_json(run / store.STATUS)["state"] == "failed"
     print(msg)

@@ -13,8 +13,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from genlab import fid as F
 from genlab.data import dataset_present, load_split
+from genlab.evaluation import fid as F
 
 D64 = torch.float64
 
@@ -333,9 +333,10 @@ def test_inception_features_are_torchvisions_pool3(random_inception, torch_home)
 
 def test_eval_with_inception_features_records_them_and_the_app_labels_them(
         random_inception, torch_home, data_root, tmp_path, capsys, monkeypatch):
-    from genlab import runs, tables
     from genlab.cli import main
-    from genlab.status import RunSummary, summarize
+    from genlab.figures import tables
+    from genlab.runs import store
+    from genlab.runs.status import RunSummary, summarize
 
     torch_home(random_inception[0])
     _no_downloads(monkeypatch)
@@ -343,13 +344,13 @@ def test_eval_with_inception_features_records_them_and_the_app_labels_them(
     assert main(["train", "--run-dir", str(run), "--data-root", str(data_root), "--epochs", "1",
                  *INCEPTION_TINY]) == 0
     assert main(["eval", str(run), "--limit", "100", "--fid-n", "100", "--quiet"]) == 0
-    genlab_ev = runs.read_json(run / runs.EVAL)
+    genlab_ev = store.read_json(run / store.EVAL)
     assert genlab_ev["fid_features"] == "genlab-mnist" and "fid_note" not in genlab_ev
     capsys.readouterr()
     code = main(["eval", str(run), "--fid-features", "inception", "--limit", "2", "--fid-n", "2",
                  "--device", "cpu", "--quiet"])
     assert code == 0, capsys.readouterr().err
-    ev = runs.read_json(run / runs.EVAL)
+    ev = store.read_json(run / store.EVAL)
     assert ev["fid_features"] == F.INCEPTION_ID == "inception-v3-torchvision"
     assert "torchvision" in ev["fid_note"] and "approximately" in ev["fid_note"]
     assert ev["fid_n"] == 2 and math.isfinite(ev["fid"]) and ev["fid"] >= 0

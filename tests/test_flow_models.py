@@ -209,7 +209,7 @@ def test_latent_models_scale_their_prior_and_refuse_bad_temperatures():
 def test_seeded_samples_repeat_leave_the_global_rng_and_the_slider_range_follows_caps():
     """What the app's temperature sliders draw with (issue 15, section 5): the same seed and
     T give the same images, the global RNG is untouched, the range comes from caps."""
-    from pages.widgets import temperature_note
+    from pages.ui.widgets import temperature_note
 
     expect = {"vae": (0.05, 1.5, 1.0), "nice": (0.05, 1.5, 0.7), "gan": (0.05, 1.0, 1.0),
               "binary-vae": None}

@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli
 
 from genlab.data import ImageData
 from genlab.models import build_model
-from genlab.train import TrainConfig, fit
+from genlab.training.train import TrainConfig, fit
 
 from contract import (check_checkpoint_round_trip, check_loss_finite, check_sample,
                       check_step_changes_weights, tiny_batch)
@@ -175,8 +175,8 @@ def test_gan_temperature_one_is_the_untruncated_prior_and_above_one_is_refused()
 def test_old_gan_configs_fold_adam_beta1_into_the_training_betas(tmp_path):
     import json
 
-    from genlab import runs
     from genlab.models import upgrade_config
+    from genlab.runs import store
 
     m, t = upgrade_config("gan", {"latent_dim": 8, "adam_beta1": 0.5}, {"lr": 2e-4})
     assert m == {"latent_dim": 8} and t == {"lr": 2e-4, "betas": [0.5, 0.999]}
@@ -184,10 +184,10 @@ def test_old_gan_configs_fold_adam_beta1_into_the_training_betas(tmp_path):
     assert build_model("gan", {**TINY["gan"], "adam_beta1": 0.5}).cfg.latent_dim == 8  # an old checkpoint's
     cfg = {"model": "gan", "model_config": {**TINY["gan"], "adam_beta1": 0.5},
            "train": {"dataset": "mnist", "betas": [0.9, 0.999]}}
-    (tmp_path / runs.CONFIG).write_text(json.dumps(cfg))
-    with pytest.raises(runs.RunError) as e:
-        runs.read_config(tmp_path)
+    (tmp_path / store.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(store.RunError) as e:
+        store.read_config(tmp_path)
     assert "\n" not in str(e.value) and "adam_beta1 (0.5) and train.betas" in str(e.value)
     cfg["train"]["betas"] = [0.5, 0.99]  # agreeing: kept as written
-    (tmp_path / runs.CONFIG).write_text(json.dumps(cfg))
-    assert runs.read_config(tmp_path).train.betas == (0.5, 0.99)
+    (tmp_path / store.CONFIG).write_text(json.dumps(cfg))
+    assert store.read_config(tmp_path).train.betas == (0.5, 0.99)

@@ -1,4 +1,4 @@
-"""genlab.jobs: the launch form mirrors the config metadata, the launched command is
+"""genlab.runs.jobs: the launch form mirrors the config metadata, the launched command is
 exactly the validated configs, and real subprocess runs start, stop on SIGTERM with a
 checkpoint, resume to the end, and report a failure in their run directory."""
 from __future__ import annotations
@@ -10,10 +10,11 @@ import time
 import pytest
 import torch
 
-from genlab import cli, jobs, runs, status
+from genlab import cli
 from genlab.models import MODELS
 from genlab.models.vae import VAEConfig
-from genlab.train import TrainConfig
+from genlab.runs import jobs, store, status
+from genlab.training.train import TrainConfig
 
 CHILD_ENV = {"OMP_NUM_THREADS": "1"}  # two cores, shared: keep child processes small
 TINY = ({"latent_dim": 2, "hidden": "32"},
@@ -31,7 +32,7 @@ def _wait_for(pred, timeout: float, what: str):
 
 
 def _epoch_records(run_dir) -> list[tuple[int, str]]:
-    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    records, bad = store.read_metrics(run_dir / store.METRICS)
     assert bad == 0
     return [(r["epoch"], r["split"]) for r in records if r["event"] == "epoch"]
 
@@ -57,7 +58,7 @@ def test_launch_command_is_the_validated_config(model, data_root, tmp_path):
     model_cfg, train_cfg = jobs.check_train(model, "mnist", {}, {"epochs": 3, "lr": 2.5e-4},
                                             root=data_root, build=False)
     run = jobs.create_run(tmp_path / "app", "x", model, model_cfg, train_cfg)
-    rc = runs.read_config(run)
+    rc = store.read_config(run)
     assert (rc.model, rc.model_config, rc.train) == (model, model_cfg, train_cfg)
     assert rc.model_config.image_shape == (1, 28, 28) and rc.train.lr == 2.5e-4
     ns = cli.build_parser().parse_args(["train", "--model", model, "--epochs", "3", "--lr", "2.5e-4"])
@@ -126,19 +127,19 @@ def test_start_stop_resume_a_real_run(tmp_path, data_root):
                                             root=data_root)
     run = jobs.start_train(tmp_path, "tiny", "vae", model_cfg, train_cfg, root=data_root, env=CHILD_ENV)
     assert run == tmp_path.resolve() / "tiny" and status.read_job(run)["alive"]
-    _wait_for(lambda: (runs.read_json(run / runs.STATUS) or {}).get("epoch", 0) >= 2, 90,
+    _wait_for(lambda: (store.read_json(run / store.STATUS) or {}).get("epoch", 0) >= 2, 90,
               "the second epoch to begin")  # status "epoch": the one in progress
     with pytest.raises(jobs.JobError, match="still running"):
         jobs.start_resume(run)
     assert jobs.stop(run) and jobs.wait(run, 60)
-    st = runs.read_json(run / runs.STATUS)
+    st = store.read_json(run / store.STATUS)
     assert st["state"] == "stopped" and "resume" in st["message"]
     done = st["epoch"]
-    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     assert ckpt["epoch"] == done >= 1 and not status.read_job(run)["alive"] and not jobs.stop(run)
     jobs.start_resume(run, epochs=done + 1, root=data_root, env=CHILD_ENV)
     assert jobs.wait(run, 90)
-    st = runs.read_json(run / runs.STATUS)
+    st = store.read_json(run / store.STATUS)
     assert (st["state"], st["epoch"]) == ("done", done + 1), status.log_tail(run)
     assert _epoch_records(run) == [(e, s) for e in range(1, done + 2) for s in ("train", "val")]
     log = (run / status.TRAIN_LOG).read_text()
@@ -154,7 +155,7 @@ def test_a_failing_run_reports_its_error(tmp_path, data_root):
     run = jobs.start_train(tmp_path / "runs", "doomed", "vae", model_cfg, train_cfg, root=empty,
                            env=CHILD_ENV)
     assert jobs.wait(run, 90)
-    st = runs.read_json(run / runs.STATUS)
+    st = store.read_json(run / store.STATUS)
     assert st["state"] == "failed" and "mnist" in st["message"] and str(empty) in st["message"]
     assert "genlab: error:" in status.log_tail(run, lines=3)
     with pytest.raises(jobs.JobError, match="no checkpoint"):
@@ -169,11 +170,11 @@ def test_a_dead_or_foreign_pid_is_not_alive(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    runs.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": dead.pid})
+    store.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": dead.pid})
     assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:  # alive, but not a genlab process for this run: never signalled
-        runs.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": sleeper.pid})
+        store.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": sleeper.pid})
         assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
         assert sleeper.poll() is None
     finally:
@@ -197,7 +198,7 @@ def test_log_tail_and_eval_progress(tmp_path):
 
 def test_job_dirs_lists_runs_and_jobs_that_died_early(tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / runs.CONFIG).write_text("{}")
+    (tmp_path / "a" / store.CONFIG).write_text("{}")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / status.JOB).write_text(json.dumps({"kind": "train", "pid": 1}))
     (tmp_path / "c").mkdir()  # neither: not listed

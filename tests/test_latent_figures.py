@@ -1,4 +1,4 @@
-"""genlab.latent_figures: the ECharts options of codes and mixtures are JSON the browser
+"""genlab.figures.latent_figures: the ECharts options of codes and mixtures are JSON the browser
 takes as it is, a selection maps back to the codes, and equal axes are equal on screen."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from genlab import latent_figures as F
+from genlab.figures import latent_figures as F
 
 
 def _codes(n=300, seed=0):

@@ -1,4 +1,4 @@
-"""genlab.likelihood_figures: the ECharts options of the posterior, IW and OOD charts are
+"""genlab.figures.likelihood_figures: the ECharts options of the posterior, IW and OOD charts are
 plain JSON; the contours (contourpy) lie on their levels; fine grids are averaged down."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import groupby
 import numpy as np
 import pytest
 
-from genlab import likelihood_figures as F
+from genlab.figures import likelihood_figures as F
 
 
 def _lines(points: list) -> list[np.ndarray]:

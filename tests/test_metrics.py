@@ -1,4 +1,4 @@
-"""genlab.metrics: bits/dim against hand-computed values, the Bernoulli log-likelihood
+"""genlab.evaluation.metrics: bits/dim against hand-computed values, the Bernoulli log-likelihood
 against float64, the importance-weighted estimate of trained models against their ELBO
 and across k, and `eval` on tiny real runs writing a complete eval.json (with the
 proposal of the estimate). FID's own properties are in tests/test_fid.py; tables that
@@ -14,14 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab import runs
 from genlab.cli import main
 from genlab.data import ImageData, load_split, prepare, preprocess
-from genlab.metrics import bits_per_dim, log_prob_split
+from genlab.evaluation.metrics import bits_per_dim, log_prob_split
 from genlab.models import build_model
 from genlab.models.base import Capabilities, GenerativeModel
 from genlab.nn import bernoulli_log_prob
-from genlab.train import TrainConfig, fit, train_run
+from genlab.runs import store
+from genlab.training.train import TrainConfig, fit, train_run
 
 
 # -- bits/dim -------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ class Uniform(GenerativeModel):
 
 
 def test_eval_reports_8_bits_per_dim_for_the_uniform_density():
-    from genlab.metrics import _nll
+    from genlab.evaluation.metrics import _nll
 
     x = torch.randint(0, 256, (30, 1, 28, 28), dtype=torch.uint8)
     out = _nll(Uniform(), ImageData(x, torch.zeros(30, dtype=torch.long), "mnist", "test"),
@@ -185,11 +185,11 @@ def tiny_runs(data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for name, (cfg, _, _) in TINY.items():
-        run = runs.new_run_dir(root, name)
+        run = store.new_run_dir(root, name)
         model = build_model(name, cfg)
         train_cfg = TrainConfig(dataset="mnist", epochs=1, batch_size=100, limit=300, log_every=100,
                                 n_samples=4, data_root=str(data_root), device="cpu")
-        runs.write_config(run, name, model.cfg, train_cfg)
+        store.write_config(run, name, model.cfg, train_cfg)
         assert train_run(run)["state"] == "done"
         out[name] = run
     return out
@@ -202,7 +202,7 @@ def test_eval_writes_a_complete_eval_json(name, tiny_runs, capsys):
                  "--device", "cpu"])
     printed = capsys.readouterr().out
     assert code == 0
-    ev = json.loads((run / runs.EVAL).read_text())
+    ev = json.loads((run / store.EVAL).read_text())
     assert ev["split"] == "test" and ev["n_images"] == 100 and ev["k"] == 5
     assert ev["data"] == kind and ev["dataset"] == "mnist" and ev["epoch"] == 1
     assert ev["seconds"] > 0 and math.isfinite(ev["fid"]) and ev["fid"] > 0 and ev["fid_n"] == 100

@@ -1,4 +1,4 @@
-"""genlab.mlp_export: a pure-numpy forward of each exported MLP decoder equals the model's
+"""genlab.evaluation.mlp_export: a pure-numpy forward of each exported MLP decoder equals the model's
 own decode within 1e-5 (the GAN's batch norm folded, with non-trivial running statistics;
 a Gaussian decoder's mean rows kept), on tiny models and on the shipped runs; convolutional
 and flow decoders are not exported."""
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from genlab import runs
-from genlab.mlp_export import CHECK_TOL, MLPExport, decode_error, export_decoder
+from genlab.evaluation.mlp_export import CHECK_TOL, MLPExport, decode_error, export_decoder
 from genlab.models import build_model
+from genlab.runs import store
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -90,7 +90,7 @@ def test_a_wrong_export_is_refused():
 @pytest.mark.parametrize("run", ["vae-2d-mnist", "binary-vae-mnist", "ae-gmm-mnist", "gan-mnist",
                                  "vae-planar-mnist"])
 def test_shipped_mlp_decoders_export(run):
-    model, _, _ = runs.load_model(SHIPPED / run, map_location="cpu")
+    model, _, _ = store.load_model(SHIPPED / run, map_location="cpu")
     export = export_decoder(model)
     assert isinstance(export, MLPExport)
     assert decode_error(model, export, n=64, seed=3) < CHECK_TOL

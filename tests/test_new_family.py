@@ -19,14 +19,14 @@ import torch
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from genlab import runs
 from genlab.cli import main
 from genlab.config import opt
-from genlab.mlp_export import export_decoder
+from genlab.evaluation.mlp_export import export_decoder
 from genlab.models import FAMILIES, Family, register
 from genlab.models.base import (Capabilities, LatentVariableModel, image_shape_field,
                                 latent_dim_field, preprocess_field)
 from genlab.nn import bernoulli_log_prob, log_normal, log_std_normal
+from genlab.runs import store
 from pages import PAGES
 
 from contract import check_checkpoint_round_trip, check_loss_finite, check_sample, check_step_changes_weights
@@ -157,19 +157,19 @@ def test_train_help_lists_the_family_its_options_and_its_defaults_with_the_sourc
 
 
 def test_the_cli_trains_it_with_its_defaults_and_evaluates_it(trained):
-    cfg = json.loads((trained / runs.CONFIG).read_text())
+    cfg = json.loads((trained / store.CONFIG).read_text())
     assert cfg["model"] == NAME and cfg["train"]["lr"] == 3e-3 and cfg["train"]["batch_size"] == 50
-    records = [json.loads(line) for line in (trained / runs.METRICS).read_text().splitlines()]
+    records = [json.loads(line) for line in (trained / store.METRICS).read_text().splitlines()]
     val = [r["loss"] for r in records if r.get("event") == "epoch" and r.get("split") == "val"]
     assert len(val) == 2 and val[1] < val[0]  # it learned something
-    ev = json.loads((trained / runs.EVAL).read_text())
+    ev = json.loads((trained / store.EVAL).read_text())
     assert ev["model"] == NAME and ev["k"] == 20 and ev["n_images"] == 40
     assert 50 < ev["nll_nats"] < 800 and ev["elbo"] < -ev["nll_nats"] + 1e-6  # ELBO <= log p(x), in nats
     # the True posterior's quadrature, through the family's own log_q: beside the estimate
     assert ev["nll_exact_n_images"] == 8 and ev["nll_exact_converged"] >= 7
     assert ev["nll_exact_nats"] <= ev["nll_nats_same_images"] + 1e-6  # IW(k) is low in expectation
     assert ev["latent_dim"] == 2 and len(ev["code_variance"]) == 2
-    model, _, _ = runs.load_model(trained, map_location="cpu")
+    model, _, _ = store.load_model(trained, map_location="cpu")
     export = export_decoder(model)  # the browser's live decoder, through mlp_decoder
     assert isinstance(model, TinyGauss) and export is not None and export.output == "sigmoid"
 
@@ -178,7 +178,7 @@ def test_home_offers_the_pages_that_fit_its_capabilities(trained, monkeypatch):
     """Home's run card offers a page exactly when that page's run picker lists the run
     (PageSpec.can_show, the picker's own function): here every page that takes a run, as
     the family encodes, decodes, has a prior, a likelihood and q(z|x) on a 2-D latent."""
-    cfg = json.loads((trained / runs.CONFIG).read_text())["model_config"]
+    cfg = json.loads((trained / store.CONFIG).read_text())["model_config"]
     fits = {p.title for p in PAGES if p.can_show(TinyGauss, cfg)}
     assert fits >= {"Latent explorer", "Clusters", "Interpolation", "True posterior", "Out-of-distribution"}
     monkeypatch.setenv("GENLAB_RUNS", str(trained.parent))

@@ -1,4 +1,4 @@
-"""genlab.ood: the AUROC against a hand-counted Mann-Whitney statistic with ties,
+"""genlab.evaluation.ood: the AUROC against a hand-counted Mann-Whitney statistic with ties,
 per-image scores against metrics (nats, bits/dim), image matching (greyscale, resize),
 extremes, determinism, and a real MNIST vs Fashion-MNIST comparison."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import ood
 from genlab.data import ImageData, load_split
-from genlab.metrics import bits_per_dim, log_prob_split
+from genlab.evaluation import ood
+from genlab.evaluation.metrics import bits_per_dim, log_prob_split
 from genlab.models import build_model
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "vae-2d-mnist"
@@ -110,7 +110,7 @@ def test_ood_compare_extremes_and_errors():
 
 @pytest.mark.skipif(not (SHIPPED / "checkpoint.pt").exists(), reason="shipped vae-2d-mnist absent")
 def test_shipped_vae_mnist_against_fashion_mnist(data_root):
-    from genlab.runs import load_model
+    from genlab.runs.store import load_model
 
     model, _, _ = load_model(SHIPPED)
     if not dict(ood.ood_partners("mnist", data_root))["fashion-mnist"]:

@@ -1,4 +1,4 @@
-"""genlab.optim: learning rates against their formulas, the weight average against its
+"""genlab.training.optim: learning rates against their formulas, the weight average against its
 recursion, the fused/foreach step, the KL ramp, and a stopped-and-resumed run (schedule,
 average and warm-up all on) equal to one that never stopped."""
 from __future__ import annotations
@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from genlab.config import TRAIN_KEYS, OptimConfig, option_names
 from genlab.config import from_dict, to_dict, validate
 from genlab.flows import ActNorm
 from genlab.models import FAMILIES, Family, family_defaults, family_sources
-from genlab.optim import (TRAIN_KEYS, EMA, OptimConfig, TrainingSchedule, beta_at,
-                          build_optimizers, build_schedulers, burda_stage, lr_factor,
-                          option_names, step_kind)
+from genlab.models.base import build_optimizers, step_kind
+from genlab.training.optim import (EMA, TrainingSchedule, beta_at, build_schedulers, burda_stage,
+                                   lr_factor)
 
 SPE = 10  # steps per epoch in the schedule tests
 

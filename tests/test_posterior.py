@@ -1,4 +1,4 @@
-"""genlab.posterior: quadrature over a 2-D latent against a linear-Gaussian model whose
+"""genlab.evaluation.posterior: quadrature over a 2-D latent against a linear-Gaussian model whose
 marginal and posterior are known in closed form, flow posteriors' grid density against
 their own sampler, the step-halving criterion against a much finer grid on the shipped
 vae-2d-mnist, and the IW-convergence warning."""
@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from genlab import posterior as P
 from genlab.data import load_split, preprocess
-from genlab.explore import model_inputs
+from genlab.evaluation import posterior as P
+from genlab.evaluation.explore import model_inputs
 from genlab.models import build_model
 from genlab.models.vae import VAE, Posterior, VAEConfig
 from genlab.nn import log_normal
@@ -254,7 +254,7 @@ def test_split_inputs_are_the_images_eval_scores(data_root):
 def test_shipped_vae_2d_grid_meets_the_step_halving_criterion(data_root):
     """On real images: the chosen grid is within tol of a grid 3-6x finer found by a wider,
     finer search with a looser mass threshold."""
-    from genlab.runs import load_model
+    from genlab.runs.store import load_model
 
     model, _, _ = load_model(SHIPPED)
     data = load_split("mnist", "test", data_root, download=False, limit=4)
@@ -276,7 +276,7 @@ def test_log_px_does_not_depend_on_q(data_root):
     so the ELBO and KL change, but p(x) = integral of p(x|z) p(z) does not."""
     import dataclasses
 
-    from genlab.runs import load_model
+    from genlab.runs.store import load_model
 
     vae, _, _ = load_model(SHIPPED)
     flowed = build_model("vae-flow-posterior", {**dataclasses.asdict(vae.cfg), "flow": "realnvp",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genlab import runs
 from genlab.cli import build_parser, parse_train
+from genlab.runs import store
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
@@ -46,7 +46,7 @@ def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
     def as_today(run, job):  # the config.json `genlab train` writes for the job today
         rc = parse_train(build_parser().parse_args(["train", *job.options,
                                                     *lineup.budget_flags(job.budget_min)]))
-        runs.write_config(run, rc.model, rc.model_config, rc.train)
+        store.write_config(run, rc.model, rc.model_config, rc.train)
 
     for job in jobs[1:3]:
         (scratch / job.run).mkdir(parents=True)
@@ -90,7 +90,7 @@ def test_a_run_trained_before_a_default_changed_is_stale(tmp_path):
     job = next(j for j in lineup.recipe_jobs(["mnist"]) if j.run == "vae-2d-mnist")
     options = [*job.options, *lineup.budget_flags(job.budget_min)]
     rc = parse_train(build_parser().parse_args(["train", *options]))
-    runs.write_config(tmp_path, rc.model, rc.model_config, rc.train)
+    store.write_config(tmp_path, rc.model, rc.model_config, rc.train)
     assert recipe.trained_as_now(tmp_path, options)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["train"]["ema_decay"] = 0.5

@@ -80,7 +80,7 @@ def test_eval_kl_per_dim_is_one_value_per_unit_summing_to_kl(name):
     model declares it (one value per latent unit, summing to the split's "kl"), nothing
     where its KL does not split over units."""
     from genlab.data import ImageData
-    from genlab.metrics import evaluate, latent_stats
+    from genlab.evaluation.metrics import evaluate, latent_stats
 
     torch.manual_seed(0)
     model = build_model(name, {"latent_dim": 5, "hidden": [32]})

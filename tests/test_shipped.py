@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from genlab.data import ImageData, load_split, preprocess
-from genlab.metrics import latent_stats, log_prob_split
+from genlab.evaluation.metrics import latent_stats, log_prob_split
 from genlab.models import MODELS
-from genlab.runs import load_model
+from genlab.runs.store import load_model
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 RUNS = sorted(p.parent for p in CHECKPOINTS.glob("*/eval.json"))

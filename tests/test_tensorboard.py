@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from genlab import runs
-from genlab import tensorboard_log as T
 from genlab.cli import main
+from genlab.runs import store
+from genlab.training import tensorboard_log as T
 
 pytest.importorskip("tensorboard", reason="the reader is TensorBoard's own (requirements-dev.txt)")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -44,7 +44,7 @@ def assert_matches_run(acc: EventAccumulator, run_dir: Path) -> dict[str, list]:
     """Every scalar of every metrics record at its step, nothing else; every sample grid,
     byte for byte, at its epoch's last step; config.json as hyperparameters. Returns the
     scalars read back (tag -> [(step, value)])."""
-    records, _ = runs.read_metrics(run_dir / runs.METRICS)
+    records, _ = store.read_metrics(run_dir / store.METRICS)
     expected: dict[str, list] = {}
     for r in records:
         for tag, v in T.scalars(r):
@@ -65,7 +65,7 @@ def assert_matches_run(acc: EventAccumulator, run_dir: Path) -> dict[str, list]:
     exp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     ssi = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/session_start_info"]).session_start_info
-    config = runs.read_config_dict(run_dir)
+    config = store.read_config_dict(run_dir)
     values = {k: v.string_value if v.HasField("string_value") else
               v.bool_value if v.HasField("bool_value") else v.number_value
               for k, v in ssi.hparams.items()}
@@ -139,7 +139,7 @@ def test_without_tensorboardx_a_run_trains_and_says_once_how_to_turn_logs_on(
                                "--epochs", "1", *TINY], capsys)
     assert code == 0 and "done: epoch 1" in out, err
     assert err.count("TensorBoard logs are off") == 1 and T.INSTALL in err
-    assert not list(run.glob("*tfevents*")) and (run / runs.CHECKPOINT).exists()
+    assert not list(run.glob("*tfevents*")) and (run / store.CHECKPOINT).exists()
     assert T.callbacks(run) == ()
     assert capsys.readouterr().err == ""  # said once per process
     code, _, err = run_main(["export-tensorboard", str(run), "--out", str(tmp_path / "tb")], capsys)
@@ -154,7 +154,7 @@ def _files(folder: Path) -> dict:
 
 
 def test_export_of_a_shipped_run_reads_back_and_leaves_it_untouched(tmp_path, capsys):
-    assert runs.read_json(SHIPPED / runs.STATUS).get("shipped_from")  # a shipped run
+    assert store.read_json(SHIPPED / store.STATUS).get("shipped_from")  # a shipped run
     before = _files(SHIPPED)
     out = tmp_path / "tb" / SHIPPED.name
     code, printed, err = run_main(["export-tensorboard", str(SHIPPED), "--out", str(out)], capsys)
@@ -163,7 +163,7 @@ def test_export_of_a_shipped_run_reads_back_and_leaves_it_untouched(tmp_path, ca
     got = assert_matches_run(read_back(out), SHIPPED)
     n_points = sum(len(v) for v in got.values())
     assert f"{n_points} points of {len(got)} scalars, 2 sample grids" in printed
-    records, _ = runs.read_metrics(SHIPPED / runs.METRICS)
+    records, _ = store.read_metrics(SHIPPED / store.METRICS)
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
     assert got["epoch_val/loss"][-1] == (last_val["step"], pytest.approx(last_val["loss"]))
     for tag in ("train/loss", "train/kl_weight", "train/lr", "epoch_val/loss", "epoch_val/kl"):

@@ -1,4 +1,4 @@
-"""genlab.throughput: the time an epoch should take comes from this very configuration on
+"""genlab.training.throughput: the time an epoch should take comes from this very configuration on
 this device (issue 24, item 9): a probe of a few real training steps in a process of its
 own, remembered per configuration, and the logged steps of runs of the same configuration
 here (not another width, batch size or device, not a shipped run, not the steps a resumed
@@ -10,7 +10,8 @@ import json
 import math
 import sys
 
-from genlab import jobs, runs, throughput
+from genlab.runs import jobs, store
+from genlab.training import throughput
 from test_jobs import TINY
 
 
@@ -28,7 +29,7 @@ def test_a_probe_times_this_configuration_in_its_own_process_once(data_root, mon
     wider = dataclasses.replace(model_cfg, hidden=(48,))
     assert throughput.throughput_key("vae", wider, train_cfg) != throughput.throughput_key("vae", model_cfg, train_cfg)
     assert throughput.probe_throughput("vae", wider, train_cfg, wait=True)[0] > 0 and len(started) == 1
-    assert "from genlab.throughput import probe_main" in started[0][0][-2]
+    assert "from genlab.training.throughput import probe_main" in started[0][0][-2]
 
 
 def test_a_probe_that_fails_says_why_in_one_line(monkeypatch, capsys):
@@ -55,8 +56,8 @@ def test_measured_throughput_counts_only_runs_of_this_configuration(tmp_path, da
             ("on-gpu", model_cfg, {"device": "cuda:0 (a GPU)"}, steps(90000)),
             ("shipped", model_cfg, {"device": "cpu", "shipped_from": "x"}, steps(7243))]:
         run = jobs.create_run(tmp_path, name, "vae", cfg, train_cfg)
-        runs.atomic_write_json(run / runs.STATUS, {"state": "done", **st})
-        (run / runs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+        store.atomic_write_json(run / store.STATUS, {"state": "done", **st})
+        (run / store.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
     assert throughput.run_throughput(tmp_path / "same") == (900, 3)
     assert throughput.run_throughput(tmp_path / "resumed") == (1100, 3)  # its latest process's steps
     assert throughput.measured_throughput("vae", model_cfg, train_cfg, [tmp_path]) == (1100, 2)

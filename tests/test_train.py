@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import runs
 from genlab.cli import main as cli_main
+from genlab.config import TrainConfig, validate
+from genlab.evaluation.metrics import evaluate
 from genlab.models import build_model
 from genlab.models.gan import GANConfig
 from genlab.models.vae import VAE, VAEConfig
-from genlab.config import TrainConfig, validate
-from genlab.loop import TrainingFailed, _step_context, fit
-from genlab.metrics import evaluate
+from genlab.runs import store
+from genlab.training.loop import TrainingFailed, _step_context, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_VAE = {"latent_dim": 20, "hidden": [256]}
@@ -71,7 +71,7 @@ def test_callbacks_see_every_step_and_epoch(short_fit):
 
 
 def test_metrics_jsonl_is_valid_and_complete(short_fit):
-    path = short_fit["run_dir"] / runs.METRICS
+    path = short_fit["run_dir"] / store.METRICS
     lines = path.read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all(isinstance(r, dict) and RECORD_KEYS <= set(r) for r in records)
@@ -87,7 +87,7 @@ def test_metrics_jsonl_is_valid_and_complete(short_fit):
     assert seconds == sorted(seconds)
     val = [r["loss"] for r in records if r["event"] == "epoch" and r["split"] == "val"]
     assert val[-1] < val[0]
-    assert runs.read_metrics(path) == (records, 0)
+    assert store.read_metrics(path) == (records, 0)
     run_dir = short_fit["run_dir"]
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
         f"epoch_{e:03d}.png" for e in (1, 2, 3, 4)]
@@ -119,7 +119,7 @@ def test_nan_guard_names_step_and_part_and_keeps_checkpoint(mnist_small, tmp_pat
 
     def keep_epoch1(event, s):
         if event == "epoch" and s.epoch == 1:
-            ck = tmp_path / runs.CHECKPOINT
+            ck = tmp_path / store.CHECKPOINT
             snapshot.update(data=ck.read_bytes(), mtime=ck.stat().st_mtime_ns)
 
     cfg = TrainConfig(epochs=3, batch_size=64, log_every=50)  # 32 steps/epoch: logs at 32, 50
@@ -129,11 +129,11 @@ def test_nan_guard_names_step_and_part_and_keeps_checkpoint(mnist_small, tmp_pat
     assert msg.startswith("non-finite ") and "at step 40 " in msg and "checkpoint is kept" in msg
     named = msg.split("stopped")[0]
     assert "recon" in named and "elbo" in named and "kl" not in named, msg  # KL stayed finite
-    ck = tmp_path / runs.CHECKPOINT
+    ck = tmp_path / store.CHECKPOINT
     assert ck.read_bytes() == snapshot["data"] and ck.stat().st_mtime_ns == snapshot["mtime"]
-    assert runs.load_checkpoint(ck)["epoch"] == 1
+    assert store.load_checkpoint(ck)["epoch"] == 1
     assert not (tmp_path / "samples" / "epoch_002.png").exists()
-    records, bad = runs.read_metrics(tmp_path / runs.METRICS)
+    records, bad = store.read_metrics(tmp_path / store.METRICS)
     assert bad == 0 and max(r["step"] for r in records) == 32  # no record with a NaN in it
     assert all(math.isfinite(r["loss"]) for r in records)
 
@@ -161,11 +161,11 @@ def _wait_for(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
 
 
 def _records(run_dir: Path) -> list[dict]:
-    return runs.read_metrics(run_dir / runs.METRICS)[0]
+    return store.read_metrics(run_dir / store.METRICS)[0]
 
 
 def _assert_clean_metrics(run_dir: Path, epochs: int, spe: int) -> None:
-    records, bad = runs.read_metrics(run_dir / runs.METRICS)
+    records, bad = store.read_metrics(run_dir / store.METRICS)
     assert bad == 0
     keys = [(r["event"], r["split"], r["epoch"], r["step"]) for r in records]
     assert len(keys) == len(set(keys)), "duplicate records"
@@ -183,15 +183,15 @@ def test_sigterm_stops_cleanly_and_resume_finishes(data_root, tmp_path, capsys):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert f"run directory: {run_dir}" in out and "stopped" in out
-    status = runs.read_json(run_dir / runs.STATUS)
+    status = store.read_json(run_dir / store.STATUS)
     assert status["state"] == "stopped" and "resume" in status["message"]
-    ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    ckpt = store.load_checkpoint(run_dir / store.CHECKPOINT)
     assert ckpt["epoch"] == status["epoch"] < 2  # epochs done; the steps done are kept
     assert ckpt["step"] == status["step"] > ckpt["epoch"] * spe, "expected a stop mid-epoch"
     assert cli_main(["resume", str(run_dir), "--quiet"]) == 0
     assert "done: epoch 2" in capsys.readouterr().out
-    assert runs.read_json(run_dir / runs.STATUS)["state"] == "done"
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    assert store.read_json(run_dir / store.STATUS)["state"] == "done"
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 2
     _assert_clean_metrics(run_dir, 2, spe)
 
 
@@ -207,40 +207,40 @@ def test_sigkill_mid_epoch_then_resume_from_last_epoch(data_root, tmp_path):
     proc.communicate(timeout=30)
     records = _records(run_dir)
     assert not any(r["event"] == "epoch" and r["epoch"] == 2 for r in records), "not mid-epoch"
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 1
-    with open(run_dir / runs.METRICS, "ab") as f:  # as if killed in the middle of a write
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 1
+    with open(run_dir / store.METRICS, "ab") as f:  # as if killed in the middle of a write
         f.write(b'{"event": "step", "split": "train", "epo')
-    assert runs.read_metrics(run_dir / runs.METRICS)[1] == 1  # the torn line is reported
+    assert store.read_metrics(run_dir / store.METRICS)[1] == 1  # the torn line is reported
     assert cli_main(["resume", str(run_dir), "--quiet"]) == 0
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 2
     _assert_clean_metrics(run_dir, 2, spe)
     first_resumed = next(r for r in _records(run_dir) if r["event"] == "step" and r["epoch"] == 2)
     assert first_resumed["step"] == spe + 2  # epoch 2 restarted from the epoch-1 checkpoint
 
 
 def test_truncate_metrics_drops_partial_epoch_and_torn_line(tmp_path):
-    path = tmp_path / runs.METRICS
+    path = tmp_path / store.METRICS
     recs = [{"event": "step", "epoch": 1, "step": 5}, {"event": "epoch", "epoch": 1, "step": 10},
             {"event": "step", "epoch": 2, "step": 15}]
     path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"event": "st')
-    assert runs.read_metrics(path) == (recs, 1)
-    assert runs.truncate_metrics(path, 1) == 2
-    assert runs.read_metrics(path) == (recs[:2], 0)
-    assert runs.truncate_metrics(path, 1) == 0  # idempotent
+    assert store.read_metrics(path) == (recs, 1)
+    assert store.truncate_metrics(path, 1) == 2
+    assert store.read_metrics(path) == (recs[:2], 0)
+    assert store.truncate_metrics(path, 1) == 0  # idempotent
     path.write_text("".join(json.dumps(r) + "\n" for r in recs + [{"event": "step", "epoch": 2,
                                                                   "step": 20}]))
-    assert runs.truncate_metrics(path, 1, step=15) == 1  # stopped at 15: its records kept
-    assert runs.read_metrics(path) == (recs, 0)
+    assert store.truncate_metrics(path, 1, step=15) == 1  # stopped at 15: its records kept
+    assert store.read_metrics(path) == (recs, 0)
 
 
 # -- the time budget (--max-minutes) ---------------------------------------------------
 def test_time_budget_stops_before_an_epoch_that_would_overrun(mnist_small, tmp_path, monkeypatch):
     """Each epoch takes 40 s on a fake clock; with 1.5 min, epoch 2 ends at 80 s and a
     third would end at 120 s > 90 s: two epochs, then done, checkpoint at epoch 2."""
-    import genlab.loop
+    import genlab.training.loop
 
     now = [0.0]
-    monkeypatch.setattr(genlab.loop, "_clock", lambda: now[0])
+    monkeypatch.setattr(genlab.training.loop, "_clock", lambda: now[0])
 
     def tick(event, s):
         if event == "epoch":
@@ -252,7 +252,7 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun(mnist_small, tmp_p
     result = fit(model, train, val, cfg, run_dir=tmp_path, callbacks=(tick,))
     assert result["state"] == "done" and result["epoch"] == 2 and result["step"] == 8
     assert result["budget_stop"] == pytest.approx(80 / 60, abs=1e-3)
-    assert runs.load_checkpoint(tmp_path / runs.CHECKPOINT)["epoch"] == 2
+    assert store.load_checkpoint(tmp_path / store.CHECKPOINT)["epoch"] == 2
     ends = [r["epoch"] for r in _records(tmp_path) if r["event"] == "epoch"]
     assert ends == [1, 1, 2, 2]
     now[0] = 0.0  # the budget never cuts the last planned epoch short of cfg.epochs ...
@@ -264,11 +264,11 @@ def test_a_cpu_budget_counts_cpu_time_not_wall_time(mnist_small, tmp_path, monke
     """budget_clock="cpu": epochs take 40 s of CPU time but 400 s of wall time (a busy
     machine); a 1.5-minute budget still gives two epochs, as the wall budget does with 40 s
     epochs, and the wall clock with the same epochs stops after one."""
-    import genlab.loop
+    import genlab.training.loop
 
     wall, cpu = [0.0], [0.0]
-    monkeypatch.setattr(genlab.loop, "_clock", lambda: wall[0])
-    monkeypatch.setattr(genlab.loop, "_cpu_clock", lambda: cpu[0])
+    monkeypatch.setattr(genlab.training.loop, "_clock", lambda: wall[0])
+    monkeypatch.setattr(genlab.training.loop, "_cpu_clock", lambda: cpu[0])
 
     def tick(event, s):
         if event == "epoch":
@@ -296,17 +296,17 @@ def test_max_minutes_cli_ends_done_and_resumes(data_root, tmp_path, capsys):
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "done: epoch 1," in out and "stopped by time budget after 1 epoch:" in out, out
-    status = runs.read_json(run_dir / runs.STATUS)
+    status = store.read_json(run_dir / store.STATUS)
     assert status["state"] == "done" and status["epoch"] == 1 and "time budget" in status["message"]
-    assert runs.read_config(run_dir).train.max_minutes == 0.0001
+    assert store.read_config(run_dir).train.max_minutes == 0.0001
     assert cli_main(["resume", str(run_dir), "--quiet"]) == 0  # one more budget: one more epoch
     assert "done: epoch 2," in capsys.readouterr().out
-    assert runs.load_checkpoint(run_dir / runs.CHECKPOINT)["epoch"] == 2
+    assert store.load_checkpoint(run_dir / store.CHECKPOINT)["epoch"] == 2
     _assert_clean_metrics(run_dir, 2, 5)
     # resume --max-minutes overrides the budget for this resume only (0: none): to epoch 4
     assert cli_main(["resume", str(run_dir), "--epochs", "4", "--max-minutes", "0", "--quiet"]) == 0
     assert "done: epoch 4," in capsys.readouterr().out
-    assert runs.read_config(run_dir).train.max_minutes == 0.0001  # config.json unchanged
+    assert store.read_config(run_dir).train.max_minutes == 0.0001  # config.json unchanged
 
 
 # -- bf16 autocast and torch.compile (flags meant for CUDA; both run on CPU too) ------
@@ -376,7 +376,7 @@ def _scheduled_run(path: Path, data_root: Path, epochs: int) -> Path:
     tc = TrainConfig(epochs=epochs, batch_size=100, limit=500, data_root=str(data_root),
                      n_samples=4, log_every=1, **SCHEDULED)
     path.mkdir()
-    runs.write_config(path, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
+    store.write_config(path, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
     return path
 
 
@@ -384,13 +384,13 @@ def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_roo
                                                                        monkeypatch):
     """Stopped (SIGTERM after epoch 1) and resumed equals never stopped: weights, averaged
     weights, optimiser and schedule state, and every metrics record (lr, kl_weight too)."""
-    import genlab.train
-    from genlab.train import train_run
+    import genlab.training.train
+    from genlab.training.train import train_run
 
     straight = _scheduled_run(tmp_path / "straight", data_root, epochs=2)
     assert train_run(straight)["state"] == "done"
     split = _scheduled_run(tmp_path / "split", data_root, epochs=2)
-    real = genlab.train._status_callback
+    real = genlab.training.train._status_callback
 
     def stop_after_epoch_1(*args, **kw):
         cb = real(*args, **kw)
@@ -401,13 +401,13 @@ def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_roo
                 os.kill(os.getpid(), signal.SIGTERM)  # caught by train_run's StopRequested
         return wrapped
 
-    monkeypatch.setattr(genlab.train, "_status_callback", stop_after_epoch_1)
+    monkeypatch.setattr(genlab.training.train, "_status_callback", stop_after_epoch_1)
     assert train_run(split)["state"] == "stopped"
-    assert runs.load_checkpoint(split / runs.CHECKPOINT)["epoch"] == 1
-    monkeypatch.setattr(genlab.train, "_status_callback", real)
+    assert store.load_checkpoint(split / store.CHECKPOINT)["epoch"] == 1
+    monkeypatch.setattr(genlab.training.train, "_status_callback", real)
     assert train_run(split, resume=True)["state"] == "done"
-    a = runs.load_checkpoint(straight / runs.CHECKPOINT)
-    b = runs.load_checkpoint(split / runs.CHECKPOINT)
+    a = store.load_checkpoint(straight / store.CHECKPOINT)
+    b = store.load_checkpoint(split / store.CHECKPOINT)
     assert a["step"] == b["step"] == 10
     for key in ("model", "live_model"):  # averaged and live weights, bit for bit
         assert set(a[key]) == set(b[key])
@@ -418,7 +418,7 @@ def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_roo
     assert sa["schedulers"] == sb["schedulers"]
     assert b["optimizers"][0]["state"][0]["step"] == 10
     drop = ("seconds", "cpu_seconds", "images_per_s")
-    rec_a, rec_b = (runs.read_metrics(r / runs.METRICS)[0] for r in (straight, split))
+    rec_a, rec_b = (store.read_metrics(r / store.METRICS)[0] for r in (straight, split))
     assert [{k: v for k, v in r.items() if k not in drop} for r in rec_a] == \
            [{k: v for k, v in r.items() if k not in drop} for r in rec_b]
     # the schedule really ran: warm-up, then cosine; the KL weight rose to 1 over 1.5 epochs
@@ -435,9 +435,9 @@ def test_a_scheduled_averaged_warmed_up_run_resumes_as_if_never_stopped(data_roo
 def _sigterm_at_step(monkeypatch, step: int):
     """train_run's callbacks send SIGTERM (the Stop button's signal) right after ``step``;
     returns the real status callback, to put back."""
-    import genlab.train
+    import genlab.training.train
 
-    real = genlab.train._status_callback
+    real = genlab.training.train._status_callback
 
     def stopping(*args, **kw):
         cb = real(*args, **kw)
@@ -448,7 +448,7 @@ def _sigterm_at_step(monkeypatch, step: int):
                 os.kill(os.getpid(), signal.SIGTERM)  # caught by train_run's StopRequested
         return wrapped
 
-    monkeypatch.setattr(genlab.train, "_status_callback", stopping)
+    monkeypatch.setattr(genlab.training.train, "_status_callback", stopping)
     return real
 
 
@@ -466,8 +466,8 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tm
     every 3: the window of steps 13-14 is open), then resumed: the same weights, averaged
     and live, optimiser and schedule state, and the same records step by step (loss, lr,
     kl_weight) as a run that never stopped, each step logged once."""
-    import genlab.train
-    from genlab.train import train_run
+    import genlab.training.train
+    from genlab.training.train import train_run
 
     kind, mcfg, options = MID_EPOCH_RUNS[name]
     tc = TrainConfig(epochs=3, batch_size=50, limit=500, data_root=str(data_root), n_samples=4,
@@ -475,26 +475,26 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tm
     straight, split = tmp_path / "straight", tmp_path / "split"
     for path in (straight, split):
         path.mkdir()
-        runs.write_config(path, kind, mcfg, tc)
+        store.write_config(path, kind, mcfg, tc)
     assert train_run(straight)["state"] == "done"
     real = _sigterm_at_step(monkeypatch, 14)
     stopped = train_run(split)
     assert stopped["state"] == "stopped" and stopped["step"] == 14, stopped
-    assert runs.load_checkpoint(split / runs.CHECKPOINT)["step"] == 14  # no step thrown away
-    monkeypatch.setattr(genlab.train, "_status_callback", real)
-    real_load = genlab.train.load_split
+    assert store.load_checkpoint(split / store.CHECKPOINT)["step"] == 14  # no step thrown away
+    monkeypatch.setattr(genlab.training.train, "_status_callback", real)
+    real_load = genlab.training.train.load_split
 
     def load_then_stop(*args, **kw):  # Stop again while the resume loads its data
         os.kill(os.getpid(), signal.SIGTERM)
         return real_load(*args, **kw)
 
-    monkeypatch.setattr(genlab.train, "load_split", load_then_stop)
+    monkeypatch.setattr(genlab.training.train, "load_split", load_then_stop)
     assert train_run(split, resume=True)["state"] == "stopped"  # saved where it stood, again
-    monkeypatch.setattr(genlab.train, "load_split", real_load)
+    monkeypatch.setattr(genlab.training.train, "load_split", real_load)
     assert train_run(split, resume=True)["state"] == "done"
 
-    a = runs.load_checkpoint(straight / runs.CHECKPOINT)
-    b = runs.load_checkpoint(split / runs.CHECKPOINT)
+    a = store.load_checkpoint(straight / store.CHECKPOINT)
+    b = store.load_checkpoint(split / store.CHECKPOINT)
     assert a["step"] == b["step"] == 30 and a["epoch"] == b["epoch"] == 3
     for key in ("model", "live_model"):
         assert set(a[key]) == set(b[key])
@@ -508,7 +508,7 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tm
             assert all(torch.equal(v, ob["state"][p][k]) for k, v in s.items()), p
     drop = ("seconds", "cpu_seconds", "images_per_s")
     rec_a, rec_b = ([{k: v for k, v in r.items() if k not in drop}
-                     for r in runs.read_metrics(r / runs.METRICS)[0]] for r in (straight, split))
+                     for r in store.read_metrics(r / store.METRICS)[0]] for r in (straight, split))
     assert [r["step"] for r in rec_b if r["event"] == "step"] == [3, 6, 9, 10, 12, 15, 18, 20,
                                                                  21, 24, 27, 30]
     assert rec_a == rec_b
@@ -518,33 +518,33 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tm
 
 
 def test_the_averaged_weights_are_validated_sampled_and_saved(data_root, tmp_path, monkeypatch):
-    import genlab.loop
-    from genlab.loop import save_sample_grid
-    from genlab.train import train_run
+    import genlab.training.loop
+    from genlab.training.loop import save_sample_grid
+    from genlab.training.train import train_run
 
     validated = []
-    real = genlab.loop.evaluate
+    real = genlab.training.loop.evaluate
 
     def spy(model, data, **kw):
         validated.append({k: v.clone() for k, v in model.state_dict().items()})
         return real(model, data, **kw)
 
-    monkeypatch.setattr(genlab.loop, "evaluate", spy)
+    monkeypatch.setattr(genlab.training.loop, "evaluate", spy)
     run = _scheduled_run(tmp_path / "run", data_root, epochs=2)
     assert train_run(run)["state"] == "done"
-    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     assert len(validated) == 2 and set(validated[-1]) == set(ckpt["model"]) == set(ckpt["live_model"])
     differ = [k for k in ckpt["model"] if not torch.equal(ckpt["model"][k], ckpt["live_model"][k])]
     assert differ, "averaged and live weights should differ after 10 steps at decay 0.9"
     for k, v in ckpt["model"].items():  # what was validated is what was saved as "model"
         assert torch.equal(validated[-1][k], v), k
-    model, _, rc = runs.load_model(run)  # what eval and the app read: the averaged weights
+    model, _, rc = store.load_model(run)  # what eval and the app read: the averaged weights
     for k, v in model.state_dict().items():
         assert torch.equal(v, ckpt["model"][k]), k
     save_sample_grid(model, tmp_path / "again.png", 4, rc.train.seed)  # the grid was drawn from them
     assert (tmp_path / "again.png").read_bytes() == (run / "samples" / "epoch_002.png").read_bytes()
-    shipped = runs.ship_run(run, tmp_path / "shipped")  # ships the averaged weights only
-    s = runs.load_checkpoint(shipped / runs.CHECKPOINT)
+    shipped = store.ship_run(run, tmp_path / "shipped")  # ships the averaged weights only
+    s = store.load_checkpoint(shipped / store.CHECKPOINT)
     assert not {"live_model", "schedule"} & set(s)
     assert all(torch.equal(s["model"][k].float(), ckpt["model"][k].float()) for k in differ
                if s["model"][k].dtype == torch.float32)
@@ -558,8 +558,8 @@ def test_flows_write_grids_at_temperature_1_and_their_default(mnist_small, tmp_p
     fit(model, train, None, TrainConfig(epochs=1, batch_size=250, n_samples=4), run_dir=tmp_path)
     assert (tmp_path / "samples" / "epoch_001.png").exists()
     assert (tmp_path / "samples" / "t0.7" / "epoch_001.png").exists()
-    assert runs.sample_grid(tmp_path, 1, 0.7) == tmp_path / "samples" / "t0.7" / "epoch_001.png"
-    assert runs.latest_sample(tmp_path).name == "epoch_001.png"  # the T = 1 grid, as before
+    assert store.sample_grid(tmp_path, 1, 0.7) == tmp_path / "samples" / "t0.7" / "epoch_001.png"
+    assert store.latest_sample(tmp_path).name == "epoch_001.png"  # the T = 1 grid, as before
 
 
 def test_a_checkpoint_from_before_the_schedule_resumes(data_root, tmp_path):
@@ -567,25 +567,25 @@ def test_a_checkpoint_from_before_the_schedule_resumes(data_root, tmp_path):
     optimiser state) and a config.json without the new fields resume as they trained."""
     import json as _json
 
-    from genlab.train import train_run
+    from genlab.training.train import train_run
 
     run = tmp_path / "old"
     run.mkdir()
     tc = TrainConfig(epochs=1, batch_size=100, limit=500, data_root=str(data_root), n_samples=4)
-    runs.write_config(run, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
+    store.write_config(run, "vae", VAEConfig(latent_dim=4, hidden=(32,)), tc)
     assert train_run(run)["state"] == "done"
-    cfg = _json.loads((run / runs.CONFIG).read_text())  # as an old genlab wrote it
+    cfg = _json.loads((run / store.CONFIG).read_text())  # as an old genlab wrote it
     for name in ("optimizer", "betas", "eps", "weight_decay", "lr_schedule", "warmup_steps",
                  "lr_floor", "lr_gamma", "ema_decay", "ema_warmup", "kl_warmup_epochs"):
         del cfg["train"][name]
-    (run / runs.CONFIG).write_text(_json.dumps(cfg))
-    ckpt = runs.load_checkpoint(run / runs.CHECKPOINT)
+    (run / store.CONFIG).write_text(_json.dumps(cfg))
+    ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     del ckpt["schedule"]
     for group in ckpt["optimizers"][0]["param_groups"]:
         group.update(fused=None, foreach=None)
-    runs.save_checkpoint(run / runs.CHECKPOINT, ckpt)
+    store.save_checkpoint(run / store.CHECKPOINT, ckpt)
     assert train_run(run, resume=True, epochs=2)["state"] == "done"
-    records = runs.read_metrics(run / runs.METRICS)[0]
+    records = store.read_metrics(run / store.METRICS)[0]
     assert {r["lr"] for r in records if r["event"] == "step"} == {1e-3}  # constant, as before
-    after = runs.load_checkpoint(run / runs.CHECKPOINT)
+    after = store.load_checkpoint(run / store.CHECKPOINT)
     assert after["step"] == 10 and after["schedule"]["steps"] == 10 and "live_model" not in after

@@ -151,7 +151,7 @@ def test_iwae_log_prob_is_finite_and_above_the_elbo(name, cfg):
 
 @pytest.mark.parametrize("name,cfg", VARIANTS, ids=IDS)
 def test_latent_stats_leave_out_the_gaussian_kl_per_dim(name, cfg, mnist_small):
-    from genlab.metrics import latent_stats
+    from genlab.evaluation.metrics import latent_stats
 
     _, val = mnist_small
     stats = latent_stats(build_model(name, {**SMALL, **cfg}), val, batch_size=250)

@@ -34,7 +34,7 @@ from ..models.gan import GENERATOR_CAPS, _GAN
 from ..models.mixture import Mixture
 from ..models.vae import VAE, VAEConfig
 from ..nn import log_std_normal, mlp
-from ..optim import build_optimizers
+from ..models.base import build_optimizers
 from .quadrature import log_normaliser
 from .targets import BOX, Grid, Target
 

@@ -21,8 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import TrainConfig, defaults
-from ..optim import TRAIN_KEYS, option_names
+from ..config import TRAIN_KEYS, TrainConfig, defaults, option_names
 from .ae_gmm import AEGMM, AEGMMConfig
 from .base import Capabilities, GenerativeModel
 from .binary_vae import BinaryVAE, BinaryVAEConfig

@@ -3,7 +3,7 @@
 A model is an ``nn.Module`` built from a dataclass config. ``loss(x)`` returns a dict
 with "loss" and named parts (per-image means, nats); ``sample(n)`` returns images in
 [0, 1]. Models with several optimisers (GANs) override ``param_groups`` (the parameters
-of each optimiser) and ``train_step``, so :func:`genlab.loop.fit` stays the one loop.
+of each optimiser) and ``train_step``, so :func:`genlab.training.loop.fit` stays the one loop.
 
 What a model can do beyond that is declared once per model class, in its ``caps``
 (a :class:`Capabilities`): evaluation, exploration, the comparison code and the app read
@@ -16,6 +16,7 @@ made); :func:`genlab.models.register` enforces it and gives the class its ``kind
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,11 +26,47 @@ from torch import nn
 from ..config import OptimConfig, opt
 from ..data import PREPROCESS, ImageData
 from ..nn import ARCHS
-from ..optim import build_optimizers
 
 LIKELIHOODS = ("exact", "importance")
 PRIORS = ("normal", "bernoulli", "logistic", "learned")
 Q_DENSITIES = ("gaussian", "flow")
+
+
+# -- optimisers (the default configure_optimizers; the loop and the 2-D lab build theirs here)
+_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
+
+
+def _fused_supported(name: str, device: torch.device) -> bool:
+    """Whether PyTorch has a fused step for optimiser ``name`` on ``device`` (Adam and
+    AdamW on CPU, CUDA, MPS...; Adamax has none)."""
+    if name == "adamax":
+        return False
+    try:
+        p = nn.Parameter(torch.zeros(1, device=device))
+        _CLASSES[name]([p], lr=1e-3, fused=True)
+        return True
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
+def build_optimizers(groups: Sequence[Iterable[nn.Parameter]], cfg, device: torch.device | str,
+                     *, lr: float) -> list[torch.optim.Optimizer]:
+    """One optimiser per parameter group (a GAN: [discriminator, generator]), all with
+    ``cfg``'s optimizer, betas, eps and weight decay and learning rate ``lr``; fused where
+    the device has a fused kernel for it, else foreach. ``cfg``: an OptimConfig or a config
+    with its fields."""
+    device = torch.device(device)
+    cls = _CLASSES[cfg.optimizer]
+    step = {"fused": True} if _fused_supported(cfg.optimizer, device) else {"foreach": True}
+    return [cls(list(g), lr=lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                weight_decay=cfg.weight_decay, **step) for g in groups]
+
+
+def step_kind(optimizer: torch.optim.Optimizer) -> str:
+    """How the optimiser steps: "fused", "foreach" or "for-loop"."""
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
 
 
 @dataclass(frozen=True)
@@ -194,7 +231,7 @@ class GenerativeModel(nn.Module):
     def mlp_decoder(self) -> tuple[nn.Module, str] | None:
         """The network that maps latents (B, d) to the decoder's output, and how that output
         becomes pixels in [0, 1], for runtimes that evaluate the decoder as a plain MLP
-        (genlab.mlp_export, the browser's live decoder): "sigmoid" (logits), "tanh01"
+        (genlab.evaluation.mlp_export, the browser's live decoder): "sigmoid" (logits), "tanh01"
         ((tanh(t) + 1) / 2 of a network ending in tanh) or "clamp" (its first C*H*W outputs
         are the pixel means, clamped). None: decode is more than one network (a flow)."""
         return None
@@ -221,7 +258,7 @@ class GenerativeModel(nn.Module):
 
     def configure_optimizers(self, lr: float, options=None) -> list[torch.optim.Optimizer]:
         """One optimiser per :meth:`param_groups` group, as ``options`` (a TrainConfig or
-        OptimConfig; default: Adam with PyTorch's betas) says: genlab.optim.build_optimizers."""
+        OptimConfig; default: Adam with PyTorch's betas) says: build_optimizers."""
         return build_optimizers(self.param_groups(), options or OptimConfig(), self.device, lr=lr)
 
     def train_step(self, x: torch.Tensor, optimizers: list[torch.optim.Optimizer], *,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from genlab import runs
 from genlab.config import from_dict, to_dict
 from genlab.models import build_model, model_entry
-from genlab.train import TrainConfig, train_run
+from genlab.runs import store
+from genlab.training.train import TrainConfig, train_run
 from runs_fixture import GOOD, REPO
 
 AE_GMM, GAN, FLOW, CORRUPT = "ae-gmm-tiny", "gan-tiny", "realnvp-tiny", "vae-corrupt"
@@ -27,11 +27,11 @@ def _train_cfg(data_root: Path, **kw) -> TrainConfig:
 
 def save_untrained(root: Path, name: str, model: str, config: dict, data_root: Path) -> Path:
     """A run folder holding an untrained model's checkpoint, as fit() would write it."""
-    run = runs.new_run_dir(root, name)
+    run = store.new_run_dir(root, name)
     cfg = from_dict(model_entry(model)[1], config)
-    runs.write_config(run, model, cfg, _train_cfg(data_root, epochs=1))
+    store.write_config(run, model, cfg, _train_cfg(data_root, epochs=1))
     net = build_model(model, to_dict(cfg))
-    runs.save_checkpoint(run / runs.CHECKPOINT, {"kind": model, "model": net.state_dict(),
+    store.save_checkpoint(run / store.CHECKPOINT, {"kind": model, "model": net.state_dict(),
                                                  "config": to_dict(cfg), "epoch": 1})
     return run
 
@@ -39,14 +39,14 @@ def save_untrained(root: Path, name: str, model: str, config: dict, data_root: P
 def make_explore_runs(root: Path, data_root: Path) -> Path:
     from genlab.models.ae_gmm import AEGMMConfig
 
-    run = runs.new_run_dir(root, AE_GMM)
-    runs.write_config(run, "ae-gmm", AEGMMConfig(latent_dim=2, hidden=(32,), n_components=4),
+    run = store.new_run_dir(root, AE_GMM)
+    store.write_config(run, "ae-gmm", AEGMMConfig(latent_dim=2, hidden=(32,), n_components=4),
                       _train_cfg(data_root, epochs=1, limit=300))
     train_run(run)
     save_untrained(root, GAN, "gan", {"latent_dim": 8, "hidden": [32, 64]}, data_root)
     save_untrained(root, FLOW, "realnvp", {"scales": 1, "couplings": 1, "width": 8}, data_root)
     bad = save_untrained(root, CORRUPT, "vae", {"latent_dim": 2, "hidden": [16]}, data_root)
-    (bad / runs.CHECKPOINT).write_bytes(b"PK\x03\x04 not a zip archive")
+    (bad / store.CHECKPOINT).write_bytes(b"PK\x03\x04 not a zip archive")
     return root
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from genlab import runs
 from genlab.models.vae import VAEConfig
-from genlab.train import TrainConfig, train_run
+from genlab.runs import store
+from genlab.training.train import TrainConfig, train_run
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD, FAILED, BROKEN = "vae-mnist-tiny", "vae-mnist-failed", "broken-config"
@@ -47,13 +47,13 @@ def shown(table) -> "pandas.DataFrame":
 
 def train_tiny(root: Path, data_root: Path) -> Path:
     """A real 2-epoch VAE run on 500 MNIST images, evaluated on 200 test images."""
-    from genlab.metrics import evaluate_run
+    from genlab.evaluation.metrics import evaluate_run
 
-    run = runs.new_run_dir(root, GOOD)
+    run = store.new_run_dir(root, GOOD)
     model_cfg = VAEConfig(latent_dim=2, hidden=(64,))
     train_cfg = TrainConfig(dataset="mnist", epochs=2, batch_size=100, limit=500, log_every=1,
                             n_samples=16, data_root=str(data_root), device="cpu")
-    runs.write_config(run, "vae", model_cfg, train_cfg)
+    store.write_config(run, "vae", model_cfg, train_cfg)
     train_run(run)
     evaluate_run(run, k=5, limit=200, device="cpu")
     return run
@@ -64,10 +64,10 @@ def fake_failed(root: Path, good: Path) -> Path:
     only sample grid is not a PNG."""
     run = root / FAILED
     run.mkdir()
-    shutil.copy(good / runs.CONFIG, run / runs.CONFIG)
-    lines = (good / runs.METRICS).read_text().splitlines()[:3]
-    (run / runs.METRICS).write_text("\n".join(lines) + '\n{"loss": 12')
-    runs.atomic_write_json(run / runs.STATUS, {"state": "failed", "message": FAIL_MSG})
+    shutil.copy(good / store.CONFIG, run / store.CONFIG)
+    lines = (good / store.METRICS).read_text().splitlines()[:3]
+    (run / store.METRICS).write_text("\n".join(lines) + '\n{"loss": 12')
+    store.atomic_write_json(run / store.STATUS, {"state": "failed", "message": FAIL_MSG})
     (run / "samples").mkdir()
     (run / "samples" / "epoch_001.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     return run
@@ -76,7 +76,7 @@ def fake_failed(root: Path, good: Path) -> Path:
 def fake_broken(root: Path) -> Path:
     run = root / BROKEN
     run.mkdir()
-    (run / runs.CONFIG).write_text('{"model": "vae", "model_config": ')  # cut short
+    (run / store.CONFIG).write_text('{"model": "vae", "model_config": ')  # cut short
     return run
 
 

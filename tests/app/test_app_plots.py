@@ -1,4 +1,4 @@
-"""genlab.status, genlab.tables and genlab.figures: the run states, data shaping and
+"""genlab.runs.status, genlab.figures.tables and genlab.figures: the run states, data shaping and
 charts behind the app's pages, without streamlit (and the pages' image reading)."""
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from genlab import figures, runs, status, tables
-from genlab.status import RunSummary
-from pages.widgets import read_image, run_card
+from genlab.figures import curves, tables
+from genlab.runs import store, status
+from genlab.runs.status import RunSummary
+from pages.ui.widgets import read_image, run_card
 
 
 def _records(n_steps: int = 6, steps_per_epoch: int = 3) -> list[dict]:
@@ -42,7 +43,7 @@ def _ys(series: dict) -> list:
 
 def test_curves_one_panel_per_metric_train_per_step_val_per_epoch():
     recs = _records()
-    chart = figures.curves_figure(recs)
+    chart = curves.curves_figure(recs)
     spec = chart.spec
     json.dumps(spec, allow_nan=False)  # plain JSON: what st.echarts_chart sends
     assert [t["text"] for t in spec["title"]] == ["loss", "recon", "kl"]  # elbo = -loss is left out
@@ -58,7 +59,7 @@ def test_curves_one_panel_per_metric_train_per_step_val_per_epoch():
     assert spec["legend"]["data"] == ["train (per step)", "validation (per epoch)"]  # once per split
     assert [a["name"] for a in spec["xAxis"]] == ["step", "step", "step"]  # one row: all bottom
     assert spec["animation"] is False and chart.height > 260
-    tall = figures.curves_figure(recs, max_cols=2)  # 3 panels, 2 a row: the title only at the bottom
+    tall = curves.curves_figure(recs, max_cols=2)  # 3 panels, 2 a row: the title only at the bottom
     assert [a["name"] for a in tall.spec["xAxis"]] == ["", "", "step"]
     assert tall.height > chart.height
     tops = [g["top"] for g in tall.spec["grid"]]
@@ -68,8 +69,8 @@ def test_curves_one_panel_per_metric_train_per_step_val_per_epoch():
 
 def test_curves_are_strided_to_a_bounded_size():
     recs = [{"event": "step", "split": "train", "step": s, "loss": float(s)} for s in range(1, 10_001)]
-    xs = _xs(figures.curves_figure(recs).spec["series"][0])
-    assert len(xs) <= figures.MAX_POINTS
+    xs = _xs(curves.curves_figure(recs).spec["series"][0])
+    assert len(xs) <= curves.MAX_POINTS
     assert xs[0] == 1 and xs[1] - xs[0] == 5
 
 
@@ -154,8 +155,8 @@ def test_read_image(tmp_path):
 
 
 def test_run_card_of_a_broken_run_never_raises(tmp_path):
-    (tmp_path / runs.CONFIG).write_text("[1, 2")
-    (tmp_path / runs.METRICS).write_bytes(b'{"loss": 1.0, "event": "step", "split": "train", '
+    (tmp_path / store.CONFIG).write_text("[1, 2")
+    (tmp_path / store.METRICS).write_bytes(b'{"loss": 1.0, "event": "step", "split": "train", '
                                           b'"step": 1}\n\xff\xfe garbage\n')
     card = run_card(tmp_path)
     assert card.summary.state == "broken" and "not valid JSON" in card.summary.message
@@ -166,9 +167,9 @@ def test_run_card_of_a_broken_run_never_raises(tmp_path):
 
 
 def test_run_stamp_changes_with_the_files(tmp_path):
-    (tmp_path / runs.CONFIG).write_text("{}")
+    (tmp_path / store.CONFIG).write_text("{}")
     before = status.run_stamp(tmp_path)
-    with open(tmp_path / runs.METRICS, "a") as f:
+    with open(tmp_path / store.METRICS, "a") as f:
         f.write(json.dumps({"loss": 1.0}) + "\n")
     assert status.run_stamp(tmp_path) != before
 

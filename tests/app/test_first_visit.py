@@ -1,7 +1,7 @@
 """Every page opened first after Home, each in a fresh Python process (issue 24, item 3).
 
 A fresh process is the point: whatever an earlier test imported would hide a race between
-the page's own imports and the warm-up (pages/launch.py). Here Home's script run is the
+the page's own imports and the warm-up (pages/ui/launch.py). Here Home's script run is the
 first in its process, as a new user's is, and then the page; the subprocess runs AppTest
 as a person would, without this folder's conftest (so Streamlit's pages/-folder emulation
 is on, as AppTest has it: the page's file runs alone first, then pages.via_router reruns it

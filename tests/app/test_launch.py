@@ -1,4 +1,4 @@
-"""pages/launch.py: `python app.py` warms the heavy imports in the server's process."""
+"""pages/ui/launch.py: `python app.py` warms the heavy imports in the server's process."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pages.launch import WARM
+from pages.ui.launch import WARM
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_the_warm_up_imports_once_in_the_thread_that_asks():
     """No thread of its own (issue 24, item 3: a warm-up thread's torchvision beside a page's
     torchvision.transforms.v2 left a half-initialised module); a missing module does not
     stop the others; a second call does nothing."""
-    code = ("import sys, threading; from pages.launch import warm_up; "
+    code = ("import sys, threading; from pages.ui.launch import warm_up; "
             "first = warm_up(('genlab.flows', 'no_such_module_here')); "
             "print('genlab.flows' in sys.modules, 'torch' in sys.modules, threading.active_count(), "
             "first, warm_up(('genlab.flows',)))")
@@ -38,7 +38,7 @@ def test_a_script_run_waits_while_another_session_warms(tmp_path):
     importing goes on only once every module is fully imported."""
     (tmp_path / "slow_warm_module.py").write_text(SLOW_MODULE)
     code = ("import pathlib, sys, threading, time; sys.path.insert(0, sys.argv[1]); "
-            "from pages.launch import warm_up, wait_for_warm_up; "
+            "from pages.ui.launch import warm_up, wait_for_warm_up; "
             "t = threading.Thread(target=warm_up, args=(('slow_warm_module',),)); t.start(); "
             "started = pathlib.Path(sys.argv[1], 'slow_warm_module.started'); "
             "[time.sleep(0.01) for _ in iter(lambda: started.exists(), True)]; "
@@ -51,7 +51,7 @@ def test_the_warm_up_leaves_what_it_imported_out_of_every_collection():
     """Streamlit's full collection after each script run walked the ~480,000 objects of
     the imports with the GIL held (0.35 s in which the server answered nothing); frozen
     (gc.freeze), no collection walks them, and what is created later is still collected."""
-    code = ("import gc; from pages.launch import warm_up; "
+    code = ("import gc; from pages.ui.launch import warm_up; "
             "warm_up(('genlab.flows',)); import torch; "
             "later = [[]]; tracked = {id(o) for o in gc.get_objects()}; "
             "print(gc.get_freeze_count() > 10000, id(torch.nn.Module) in tracked, "
@@ -68,7 +68,7 @@ def _run(code: str, args: list[str] = (), **env) -> list[str]:
 
 
 def test_the_server_leaves_the_browser_half_the_cores_unless_told():
-    code = ("import os, torch; from pages.launch import share_cores; before = torch.get_num_threads(); "
+    code = ("import os, torch; from pages.ui.launch import share_cores; before = torch.get_num_threads(); "
             "print(before, share_cores(), os.cpu_count())")
     _, got, cpus = map(int, _run(code))
     assert got == max(1, cpus // 2)
@@ -83,8 +83,8 @@ def test_serve_starts_streamlit_with_the_router_in_charge_and_the_imports_done()
     code = ("import sys, torch; import streamlit.web.cli as cli; "
             "from streamlit.runtime.pages_manager import PagesManager; "
             "cli.main = lambda: print(PagesManager.uses_pages_directory, torch.get_num_threads(), "
-            "'genlab.explore' in sys.modules, ' '.join(sys.argv[1:])) or 0; "
-            "from pages.launch import serve; raise SystemExit(serve('app.py', ['--server.port', '1']))")
+            "'genlab.evaluation.explore' in sys.modules, ' '.join(sys.argv[1:])) or 0; "
+            "from pages.ui.launch import serve; raise SystemExit(serve('app.py', ['--server.port', '1']))")
     out = _run(code, OMP_NUM_THREADS="1")
     assert out[-7:] == ["False", "1", "True", "run", "app.py", "--server.port", "1"]
 
@@ -92,7 +92,7 @@ def test_serve_starts_streamlit_with_the_router_in_charge_and_the_imports_done()
 
 SERVED = """
 import asyncio, os
-from pages.launch import pin_base_url
+from pages.ui.launch import pin_base_url
 pin_base_url()
 from starlette.responses import FileResponse
 from streamlit import file_util

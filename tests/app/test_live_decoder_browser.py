@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from genlab import explore, runs
+from genlab.evaluation import explore
+from genlab.runs import store
 from test_app_browser import (CHROMIUM, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _choose,  # noqa: F401
                               _image_src, _nudge, _open, _require_browser, _screenshot, _settle,
                               server)
@@ -55,7 +56,7 @@ def _frame(page):
 
 
 def _server_pixels(run: str, codes: list[list[float]]) -> np.ndarray:
-    model, _, _ = runs.load_model(SHIPPED / run, map_location="cpu")
+    model, _, _ = store.load_model(SHIPPED / run, map_location="cpu")
     x = explore.decode_latents(model, torch.tensor(codes, dtype=torch.float32))  # (n, 1, H, W)
     return (x[:, 0] * 255).round().to(torch.uint8).flatten(1).numpy()
 

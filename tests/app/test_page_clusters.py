@@ -7,7 +7,7 @@ import numpy as np
 
 from explore_fixture import (AE_GMM, FLOW, explore_root, explore_runs, figures,  # noqa: F401
                              image_by_caption)
-from genlab import runs
+from genlab.runs import store
 from runs_fixture import GOOD, run_page
 
 PAGE = "pages/clusters.py"
@@ -24,7 +24,7 @@ def drawn(at) -> tuple[int, int, list[float]]:
 def test_the_runs_mixture_then_a_refit_with_another_count(explore_runs):
     at = run_page(PAGE, explore_runs[AE_GMM])
     assert not at.exception, [e.value for e in at.exception]
-    model, _, _ = runs.load_model(explore_runs[AE_GMM])
+    model, _, _ = store.load_model(explore_runs[AE_GMM])
     n_ellipses, n_means, weights = drawn(at)
     assert n_ellipses == n_means == len(weights) == 4
     np.testing.assert_allclose(weights, model.gmm.weights.numpy(), rtol=1e-6)  # the stored one

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genlab import jobs, runs, status
+from genlab.runs import jobs, store, status
 from runs_fixture import GOOD, REPO, run_page, texts
 
 PAGE = "pages/compare.py"
@@ -21,12 +21,12 @@ BINARISED, EIGHT_BIT = "Binarised pixels: nats per image", "8-bit pixels: bits/d
 
 def _train_flow(root: Path, data_root: Path) -> None:
     """A real NICE run on dequantised (8-bit) MNIST, 1 epoch on 300 images, evaluated."""
-    from genlab.metrics import evaluate_run
+    from genlab.evaluation.metrics import evaluate_run
     from genlab.models.nice import NICEConfig
-    from genlab.train import TrainConfig, train_run
+    from genlab.training.train import TrainConfig, train_run
 
-    run = runs.new_run_dir(root, FLOW)
-    runs.write_config(run, "nice", NICEConfig(couplings=2, hidden=(16,)),
+    run = store.new_run_dir(root, FLOW)
+    store.write_config(run, "nice", NICEConfig(couplings=2, hidden=(16,)),
                       TrainConfig(dataset="mnist", epochs=1, batch_size=100, limit=300, log_every=1,
                                   n_samples=4, data_root=str(data_root), device="cpu"))
     train_run(run)
@@ -38,9 +38,9 @@ def compare_root(runs_root, data_root, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("compare-runs")
     shutil.copytree(runs_root / GOOD, root / GOOD)
     shutil.copytree(runs_root / GOOD, root / NOEVAL)
-    (root / NOEVAL / runs.EVAL).unlink()
+    (root / NOEVAL / store.EVAL).unlink()
     shutil.copytree(runs_root / GOOD, root / CORRUPT)
-    ckpt = root / CORRUPT / runs.CHECKPOINT
+    ckpt = root / CORRUPT / store.CHECKPOINT
     ckpt.write_bytes(ckpt.read_bytes()[:300])  # truncated
     _train_flow(root, data_root)
     return root
@@ -78,11 +78,11 @@ def test_units_never_share_a_table(env):
     eight_bit = next(f for t, f in found.items() if t.startswith("8-bit"))
     assert list(binarised["run"]) == [GOOD] and list(eight_bit["run"]) == [FLOW]
     assert "bits/dim" in eight_bit.columns and "bits/dim" not in binarised.columns
-    ev = json.loads((env / GOOD / runs.EVAL).read_text())
+    ev = json.loads((env / GOOD / store.EVAL).read_text())
     row = binarised.iloc[0]
     assert row["−log p(x) (nats)"] == pytest.approx(ev["nll_nats"])
     assert row["−ELBO (nats)"] == pytest.approx(-ev["elbo"]) and row["k"] == ev["k"]
-    flow = json.loads((env / FLOW / runs.EVAL).read_text())
+    flow = json.loads((env / FLOW / store.EVAL).read_text())
     assert eight_bit.iloc[0]["bits/dim"] == pytest.approx(flow["bpd"])
     fid = next(d.value for d in at.table if "FID" in d.value.columns)  # both families, one table
     assert list(fid["run"]) == [GOOD, FLOW] and fid.iloc[1]["FID"] == pytest.approx(flow["fid"])
@@ -101,11 +101,11 @@ def test_evaluate_button_fills_the_table(env):
         assert time.time() < deadline, status.log_tail(env / NOEVAL, status.EVAL_LOG)
         at.run()  # the page's progress fragment
         assert not at.exception
-    assert (env / NOEVAL / runs.EVAL).exists(), status.log_tail(env / NOEVAL, status.EVAL_LOG)
+    assert (env / NOEVAL / store.EVAL).exists(), status.log_tail(env / NOEVAL, status.EVAL_LOG)
     at.run()
     binarised = next(f for t, f in tables(at).items() if t.startswith("Binarised"))
     assert list(binarised["run"]) == [GOOD, NOEVAL]  # both runs in the one table
-    ev = json.loads((env / NOEVAL / runs.EVAL).read_text())
+    ev = json.loads((env / NOEVAL / store.EVAL).read_text())
     assert (ev["k"], ev["n_images"]) == (1, 1000)
     if "nll_exact_n_images" in ev:  # a 2-D latent: the app integrates the first few exactly
         assert ev["nll_exact_n_images"] == jobs.APP_EXACT_N
@@ -121,7 +121,7 @@ def test_k_slider_tightens_the_bound(env):
     assert list(table.columns) == ["run", "data", "L_1", "L_1 is"]
     assert table.iloc[0]["L_1 is"] == "ELBO"  # a VAE's (the autoencoder + GMM has none)
     l1 = table.iloc[0]["L_1"]
-    ev = json.loads((env / GOOD / runs.EVAL).read_text())  # ELBO on the same 200 test images
+    ev = json.loads((env / GOOD / store.EVAL).read_text())  # ELBO on the same 200 test images
     assert l1 == pytest.approx(ev["elbo"], abs=3.0)  # one-sample estimate vs closed-form KL
     at = at.select_slider(key="bound-k").set_value(20).run()
     assert not at.exception

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import jobs, runs, status
 from genlab.data import DATASETS
 from genlab.models import build_model
+from genlab.runs import jobs, store, status
 from runs_fixture import GOOD, REPO, run_page, texts
 
 
@@ -32,18 +32,18 @@ class RunsCode:
 
 # run name -> (the file the error names, what it says)
 FAULTS = {
-    "vae-truncated": (runs.CHECKPOINT, "not a readable checkpoint"),
-    "vae-empty": (runs.CHECKPOINT, "checkpoint file is empty"),
-    "vae-gan-weights": (runs.CHECKPOINT, "holds a 'gan' model but config.json says 'vae'"),
-    "vae-code": (runs.CHECKPOINT, "refused to load"),
-    "vae-latent-edited": (runs.CHECKPOINT, "weights do not fit the model in config.json"),
-    "vae-latent-zero": (runs.CONFIG, "latent_dim must be >= 1"),
+    "vae-truncated": (store.CHECKPOINT, "not a readable checkpoint"),
+    "vae-empty": (store.CHECKPOINT, "checkpoint file is empty"),
+    "vae-gan-weights": (store.CHECKPOINT, "holds a 'gan' model but config.json says 'vae'"),
+    "vae-code": (store.CHECKPOINT, "refused to load"),
+    "vae-latent-edited": (store.CHECKPOINT, "weights do not fit the model in config.json"),
+    "vae-latent-zero": (store.CONFIG, "latent_dim must be >= 1"),
 }
 
 
 def _damage(run: Path, name: str, marker: Path) -> None:
-    ck, cfg_path = run / runs.CHECKPOINT, run / runs.CONFIG
-    good = runs.load_checkpoint(ck)
+    ck, cfg_path = run / store.CHECKPOINT, run / store.CONFIG
+    good = store.load_checkpoint(ck)
     cfg = json.loads(cfg_path.read_text())
     if name == "vae-truncated":
         ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
@@ -146,7 +146,7 @@ def test_a_damaged_checkpoint_is_broken_everywhere_with_one_reason(faults):
     the same one-line reason, and no page opens on it by default."""
     bad = faults / "vae-truncated"
     reason = status.checkpoint_damage(bad)
-    assert reason and "not a readable checkpoint" in reason and str(bad / runs.CHECKPOINT) in reason
+    assert reason and "not a readable checkpoint" in reason and str(bad / store.CHECKPOINT) in reason
     assert status.checkpoint_damage(faults / GOOD) is None
     home = run_page("pages/home.py")
     assert home.table[0].value.set_index("run").loc["vae-truncated", "status"] == "broken"

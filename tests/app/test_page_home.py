@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from genlab import runs, status, tables, views
-from genlab.metrics import evaluate_run
+from genlab.evaluation.metrics import evaluate_run
+from genlab.figures import tables
 from genlab.models.gan import GANConfig
 from genlab.models.realnvp import RealNVPConfig
-from genlab.train import TrainConfig, train_run
+from genlab.runs import store, status, views
+from genlab.training.train import TrainConfig, train_run
 from pages import PAGES
 from runs_fixture import GOOD, REPO, run_page, shown, texts
 
@@ -25,8 +26,8 @@ BUDGET = {"epochs": 100000, "max_minutes": 8.0, "budget_clock": "cpu"}  # as the
 
 
 def _tiny(root: Path, name: str, model: str, cfg, data_root: Path) -> Path:
-    run = runs.new_run_dir(root, name)
-    runs.write_config(run, model, cfg, TrainConfig(
+    run = store.new_run_dir(root, name)
+    store.write_config(run, model, cfg, TrainConfig(
         dataset="mnist", epochs=1, batch_size=100, limit=200, log_every=1, n_samples=4,
         data_root=str(data_root), device="cpu"))
     train_run(run)
@@ -41,13 +42,13 @@ def home_root(runs_root, data_root, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("home-runs")
     for name in (GOOD, NO_CONFIG, BAD_EVAL):
         shutil.copytree(runs_root / GOOD, root / name)
-    (root / NO_CONFIG / runs.CONFIG).unlink()
-    (root / BAD_EVAL / runs.EVAL).write_text('{"split": "test", "nll_nats": 8')  # cut short
+    (root / NO_CONFIG / store.CONFIG).unlink()
+    (root / BAD_EVAL / store.EVAL).write_text('{"split": "test", "nll_nats": 8')  # cut short
     flow = _tiny(root, FLOW, "realnvp", RealNVPConfig(scales=1, couplings=1, width=8), data_root)
     evaluate_run(flow, k=1, limit=100, device="cpu")
-    cfg = json.loads((flow / runs.CONFIG).read_text())
+    cfg = json.loads((flow / store.CONFIG).read_text())
     cfg["train"].update(BUDGET)
-    (flow / runs.CONFIG).write_text(json.dumps(cfg))
+    (flow / store.CONFIG).write_text(json.dumps(cfg))
     _tiny(root, GAN, "gan", GANConfig(latent_dim=8, hidden=(32,)), data_root)
     return root
 
@@ -81,7 +82,7 @@ def test_each_run_is_shown_at_its_default_temperature_and_says_which(home, tmp_p
     grid, and one whose only grid is its T = 1 grid: the flow's tile shows the pixels of the
     first, not of the second."""
     flow_t1 = home / FLOW / "samples" / "epoch_001.png"
-    flow_t07 = runs.sample_grid(home / FLOW, 1, 0.7)
+    flow_t07 = store.sample_grid(home / FLOW, 1, 0.7)
     assert flow_t1.read_bytes() != flow_t07.read_bytes()  # the two grids differ
     root = tmp_path / "runs"
     for name in (FLOW, GOOD):
@@ -111,13 +112,13 @@ def test_a_run_without_its_default_temperature_grid_falls_back_to_t1_and_says_so
     s = status.summarize(old)
     assert s.sample == old / "samples" / "epoch_001.png" and s.sample_temperature == 1.0
     assert tables.sample_caption(s) == "samples after epoch 1, T = 1 (no grid at realnvp's default T = 0.7)"
-    assert status.summarize(home / FLOW).sample == runs.sample_grid(home / FLOW, 1, 0.7)
+    assert status.summarize(home / FLOW).sample == store.sample_grid(home / FLOW, 1, 0.7)
 
 
 # -- item 7: faults named as what they are ---------------------------------------------------
 def test_a_garbage_eval_json_is_named_not_called_missing(home):
     at = _card(home, BAD_EVAL)
-    path = home / BAD_EVAL / runs.EVAL
+    path = home / BAD_EVAL / store.EVAL
     warnings = [w.value for w in at.warning]
     line = next(w for w in warnings if f"{path}: not valid JSON" in w and "python -m genlab eval" in w)
     assert "\n" not in line.strip()
@@ -130,13 +131,13 @@ def test_a_garbage_eval_json_is_named_not_called_missing(home):
     warnings = [w.value for w in compare.warning]
     assert any(f"**{BAD_EVAL}**: {path}: not valid JSON" in w for w in warnings), warnings
     assert not any(w.startswith("No eval.json yet") and BAD_EVAL in w for w in warnings), warnings
-    shutil.move(home / GOOD / runs.EVAL, home / "eval.kept")
+    shutil.move(home / GOOD / store.EVAL, home / "eval.kept")
     try:  # a run with no eval.json at all still says so
         good = _card(home, GOOD)
         assert f"No eval.json yet: `python -m genlab eval {home / GOOD}`" in texts(good)
-        assert not [w for w in good.warning if str(home / GOOD / runs.EVAL) in w.value]
+        assert not [w for w in good.warning if str(home / GOOD / store.EVAL) in w.value]
     finally:
-        shutil.move(home / "eval.kept", home / GOOD / runs.EVAL)
+        shutil.move(home / "eval.kept", home / GOOD / store.EVAL)
 
 
 def test_a_run_whose_config_was_deleted_is_listed_as_broken_with_the_reason(home):
@@ -144,12 +145,12 @@ def test_a_run_whose_config_was_deleted_is_listed_as_broken_with_the_reason(home
     assert at.header[0].value == "Runs (5)"
     overview = at.table[0].value.set_index("run")
     assert overview.loc[NO_CONFIG, "status"] == "broken"
-    path = home / NO_CONFIG / runs.CONFIG
+    path = home / NO_CONFIG / store.CONFIG
     errors = [e.value for e in at.error]
     assert any(f"**{NO_CONFIG}** broken: {path}: missing" in e and "checkpoint.pt" in e
                and "cannot be rebuilt" in e for e in errors), errors
     assert NO_CONFIG in [Path(p).name for p in map(str, status.run_dirs(home))]
-    assert NO_CONFIG not in [p.name for p in runs.find_runs(home)]  # the pages' pickers' list
+    assert NO_CONFIG not in [p.name for p in store.find_runs(home)]  # the pages' pickers' list
     latent = run_page("pages/latent.py")
     assert not latent.exception
     assert str(home / NO_CONFIG) not in latent.selectbox(key="pick_run").options
@@ -177,7 +178,7 @@ def test_home_offers_each_page_only_for_the_runs_it_can_show(home):
 
 
 def test_each_page_lists_runs_by_the_function_pages_names():
-    """The pickers pass genlab.views' functions (not a copy of the test): each page's
+    """The pickers pass genlab.runs.views' functions (not a copy of the test): each page's
     source names the function its PageSpec holds, and no page compares a family's name."""
     for p in (p for p in PAGES if p.shows is not None):
         source = (REPO / p.file).read_text()
@@ -202,7 +203,7 @@ def test_the_runs_table_keeps_one_unit_a_column(home):
             "test −log p(x) (nats)", "test bits/dim"} <= set(cols)
     last_val = {}
     for name in (GOOD, FLOW, GAN):
-        recs = [json.loads(line) for line in (home / name / runs.METRICS).open()]
+        recs = [json.loads(line) for line in (home / name / store.METRICS).open()]
         last_val[name] = [r for r in recs if r.get("event") == "epoch" and r.get("split") == "val"][-1]
     assert table.loc[GOOD, "val loss (nats)"] == pytest.approx(last_val[GOOD]["loss"])
     assert table.loc[FLOW, "val bits/dim"] == pytest.approx(last_val[FLOW]["bpd"])
@@ -213,7 +214,7 @@ def test_the_runs_table_keeps_one_unit_a_column(home):
     assert cells.loc[FLOW, "val loss (nats)"] == "—" and cells.loc[GAN, "val loss (nats)"] == "—"
     assert cells.loc[GOOD, "val bits/dim"] == "—" and cells.loc[GOOD, "val D loss"] == "—"
     assert cells.loc[FLOW, "test −log p(x) (nats)"] == "—"
-    ev = json.loads((home / FLOW / runs.EVAL).read_text())
+    ev = json.loads((home / FLOW / store.EVAL).read_text())
     assert table.loc[FLOW, "test bits/dim"] == pytest.approx(ev["bpd"])
     assert "nats per image" in texts(at) and "bits/dim on 8-bit pixels" in texts(at)
 

@@ -97,9 +97,10 @@ def test_the_norm_caption_describes_the_path_shown(explore_runs):
     and the other paths' lowest |z| between the same latents."""
     import torch
 
-    from genlab import explore, runs
+    from genlab.evaluation import explore
+    from genlab.runs import store
 
-    model, _, _ = runs.load_model(explore_runs[GAN], map_location="cpu")
+    model, _, _ = store.load_model(explore_runs[GAN], map_location="cpu")
     ends = explore.prior_latents(model, 2, seed=0)
     at = run_page(PAGE, explore_runs[GAN])
     for method, name in (("normal-cdf", "normal-CDF"), ("linear", "linear"), ("spherical", "spherical")):

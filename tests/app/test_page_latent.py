@@ -150,7 +150,7 @@ def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch,
     """Issue 13, item 2: the shipped 20-D posterior-flow VAE (the run the page used to open
     on, with UMAP of 10,000 codes on its critical path) draws PCA and UMAP from its stored
     projections.npz: no test image beyond the first is encoded, and UMAP is not run."""
-    from genlab import explore
+    from genlab.evaluation import explore
 
     monkeypatch.setenv("GENLAB_RUNS", str(REPO / "checkpoints"))
     monkeypatch.setenv("GENLAB_DATA", str(data_root))
@@ -172,7 +172,7 @@ def test_umap_is_computed_in_the_background_on_request(explore_runs):
     drawn (and written beside the checkpoint: not a shipped run)."""
     import time
 
-    from genlab import explore
+    from genlab.evaluation import explore
 
     at = run_page(PAGE, explore_runs[FLOW])
     assert figures(at)[0]["xAxis"]["name"] == "PCA 1"
@@ -209,7 +209,7 @@ def _images(monkeypatch) -> list[tuple[str, tuple, object]]:
 
 def _select(monkeypatch, pick) -> None:
     """The scatter's selection, as selected_codes maps it back (a click, a box)."""
-    from genlab import latent_figures
+    from genlab.figures import latent_figures
 
     monkeypatch.setattr(latent_figures, "selected_codes", lambda spec, selection: list(pick))
 
@@ -232,8 +232,8 @@ def test_one_clicked_code_shows_its_input_and_reconstruction_at_a_sensible_size(
 def test_a_box_selection_shows_a_spread_of_its_classes(explore_runs, monkeypatch, data_root):
     """Issue 24, item 10: a box or lasso selects series by series (one per class), so the
     first 16 were all 0s; the 16 shown now come from every class selected."""
-    from genlab import explore
     from genlab.data import load_split
+    from genlab.evaluation import explore
 
     labels = load_split("mnist", "test", data_root, limit=2000).y.numpy()
     pick = [int(i) for c in range(10) for i in np.flatnonzero(labels == c)]  # class by class
@@ -255,7 +255,7 @@ def test_nice_codes_far_out_neither_shrink_the_scatter_nor_steer_the_sliders(mon
     (sd 53) moved nothing. Its projections.npz predates the robust directions, so PCA and
     the directions are computed from the page's codes; its UMAP is still the stored one;
     nothing is written beside the shipped checkpoint."""
-    from genlab import explore
+    from genlab.evaluation import explore
 
     run = REPO / "checkpoints" / "nice-mnist"
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}

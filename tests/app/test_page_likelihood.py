@@ -1,6 +1,6 @@
 """Out-of-distribution (AppTest): the fixture's 2-D VAE scored on MNIST and Fashion-MNIST
 (histograms of both as an ECharts chart, each the densities of its per-image scores, the
-AUROC equal to genlab.ood's on the same images, the extremes in likelihood order and a
+AUROC equal to genlab.evaluation.ood's on the same images, the extremes in likelihood order and a
 computed verdict), another image count recomputes it; with no likelihood model in the
 folder the page says how to train one."""
 from __future__ import annotations
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from explore_fixture import FLOW, explore_root, explore_runs, figures  # noqa: F401
-from genlab import ood, runs
 from genlab.data import load_split
+from genlab.evaluation import ood
+from genlab.runs import store
 from runs_fixture import GOOD, run_page, shown, texts
 
 PAGE = "pages/likelihood.py"
@@ -45,7 +46,7 @@ def test_two_datasets_their_auroc_and_a_verdict(explore_runs, data_root):
     bars = _histogram(at)
     assert [b["name"] for b in bars] == NAMES
     shown = float(next(m for m in at.metric if m.label.startswith("AUROC")).value)
-    model, _, _ = runs.load_model(explore_runs[GOOD], map_location="cpu")
+    model, _, _ = store.load_model(explore_runs[GOOD], map_location="cpu")
     ref = ood.ood_compare(model, load_split("mnist", "test", data_root, limit=500),
                           load_split("fashion-mnist", "test", data_root, limit=500), k=10)
     assert shown == pytest.approx(ref.auroc, abs=5e-4)  # same images, same seed, 3 decimals

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from explore_fixture import AE_GMM, CORRUPT, explore_root, explore_runs, figures  # noqa: F401
-from genlab import explore, posterior as P, runs
 from genlab.data import load_split
+from genlab.evaluation import explore, posterior as P
+from genlab.runs import store
 from runs_fixture import GOOD, run_page
 
 PAGE = "pages/posterior.py"
@@ -37,7 +38,7 @@ def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
     assert v["kl"] >= 0 and v["kl_direct"] == pytest.approx(v["kl"], abs=0.02)
 
     # the heatmap is the quadrature's grid for test image 0, computed here on its own
-    model, _, _ = runs.load_model(explore_runs[GOOD], map_location="cpu")
+    model, _, _ = store.load_model(explore_runs[GOOD], map_location="cpu")
     x = explore.model_inputs(model, load_split("mnist", "test", data_root, limit=1).x[:1])
     ref = P.posterior_view(model, x, elbo_samples=10)
     assert ref.log_px == pytest.approx(v["log_px"], abs=1e-6)

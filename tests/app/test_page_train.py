@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from genlab import jobs, runs, status, throughput
+from genlab.runs import jobs, store, status
+from genlab.training import throughput
 from runs_fixture import FAIL_MSG, FAILED, run_page, texts
 
 PAGE = "pages/train.py"
@@ -115,7 +116,7 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     order = page_order(at)
     assert order.index(("subheader", "from-the-page")) < order.index(("expander", "Start a new run"))
     deadline = time.time() + RUN_TIMEOUT_S
-    while (runs.read_json(run / runs.STATUS) or {}).get("state") not in ("done", "failed"):
+    while (store.read_json(run / store.STATUS) or {}).get("state") not in ("done", "failed"):
         assert time.time() < deadline, status.log_tail(run)
         at.run()  # what the page's polling fragment does every 2 s
         assert not at.exception, [e.value for e in at.exception]
@@ -123,11 +124,11 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     jobs.wait(run, 30)
     at.run()
     assert not at.exception
-    assert runs.read_json(run / runs.STATUS)["state"] == "done", status.log_tail(run)
+    assert store.read_json(run / store.STATUS)["state"] == "done", status.log_tail(run)
     table = next(d.value for d in at.table if "run" in d.value.columns)
     row = table[table["run"] == "from-the-page"].iloc[0]
     assert (row["model"], row["state"], row["progress"], row["epoch"]) == ("vae", "done", 1.0, "1/1")
-    records, _ = runs.read_metrics(run / runs.METRICS)
+    records, _ = store.read_metrics(run / store.METRICS)
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
     metrics = next(d.value for d in at.table if "metric" in d.value.columns).set_index("metric")
     assert metrics.loc["loss", "val"] == pytest.approx(last_val["loss"])  # shown as written
@@ -159,7 +160,7 @@ def test_a_torn_metrics_line_is_reported_not_fatal(app_runs, tmp_path, monkeypat
 
     root = tmp_path / "runs"
     shutil.copytree(app_runs / GOOD, root / "torn")
-    with open(root / "torn" / runs.METRICS, "a") as f:
+    with open(root / "torn" / store.METRICS, "a") as f:
         f.write('{"event": "step", "split": "train", "epo')  # no newline: torn mid-write
     monkeypatch.setenv("GENLAB_RUNS", str(root))
     at = run_page(PAGE)
@@ -189,9 +190,9 @@ def test_an_out_of_range_number_says_what_is_allowed(train_env, key, value, need
 def _earlier_run(root, name: str, model_cfg, train_cfg, rate: float, state: dict) -> None:
     run = root / name
     run.mkdir(parents=True)
-    runs.write_config(run, "vae", model_cfg, train_cfg)
-    runs.atomic_write_json(run / runs.STATUS, {"device": "cpu", **state})
-    (run / runs.METRICS).write_text("".join(
+    store.write_config(run, "vae", model_cfg, train_cfg)
+    store.atomic_write_json(run / store.STATUS, {"device": "cpu", **state})
+    (run / store.METRICS).write_text("".join(
         f'{{"event": "step", "split": "train", "epoch": 1, "step": {i}, "images_per_s": {rate}}}\n'
         for i in range(8)))
 

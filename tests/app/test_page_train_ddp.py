@@ -1,13 +1,13 @@
 """AppTest of the Train page's process count (issue 14): offered only where more than one
 GPU is visible (torch.cuda.device_count() is patched, no GPU is needed), and a run started
 with N processes is launched through torchrun; jobs.start_train refuses more processes
-than GPUs. Nothing is trained: genlab.jobs._launch is replaced by a recorder."""
+than GPUs. Nothing is trained: genlab.runs.jobs._launch is replaced by a recorder."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from genlab import jobs, runs
+from genlab.runs import jobs, store
 from runs_fixture import run_page
 
 PAGE = "pages/train.py"
@@ -43,13 +43,13 @@ def test_several_gpus_start_training_through_torchrun(train_env, monkeypatch, la
     run = train_env.resolve() / "four"
     assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
                         "-m", "genlab", "train", "--run-dir", str(run), "--quiet"]
-    assert (run / runs.CONFIG).exists()
+    assert (run / store.CONFIG).exists()
 
 
 def test_more_processes_than_gpus_is_refused_before_anything_is_written(tmp_path, monkeypatch,
                                                                        launched):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    rc = runs.new_config("vae", "mnist", {}, {"device": "cuda"})
+    rc = store.new_config("vae", "mnist", {}, {"device": "cuda"})
     with pytest.raises(jobs.JobError, match="3 processes but 2 GPUs visible"):
         jobs.start_train(tmp_path, "x", "vae", rc.model_config, rc.train, processes=3)
     with pytest.raises(jobs.JobError, match="processes must be between 1 and 64"):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from genlab import jobs, runs, status
-from pages.train_ui import WATCH
+from genlab.runs import jobs, store, status
+from pages.ui.train_ui import WATCH
 from runs_fixture import BROKEN, FAILED, GOOD, run_page, texts
 
 PAGE = "pages/train.py"
@@ -29,7 +29,7 @@ def listed(tmp_path, runs_root, data_root, monkeypatch) -> Path:
     for name in (GOOD, FAILED, BROKEN):
         shutil.copytree(runs_root / name, mine / name)
     src = Path(shutil.copytree(runs_root / GOOD, shipped / SHIPPED))
-    runs.atomic_write_json(src / runs.STATUS, {**runs.read_json(src / runs.STATUS), "shipped_from": GOOD})
+    store.atomic_write_json(src / store.STATUS, {**store.read_json(src / store.STATUS), "shipped_from": GOOD})
     monkeypatch.setenv("GENLAB_RUNS", f"{mine},{shipped}")
     monkeypatch.setenv("GENLAB_DATA", str(data_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -79,7 +79,7 @@ def test_start_resume_and_continue_while_runs_are_listed(listed):
     assert [s.value for s in at.subheader][0].endswith("new-run")
     assert "Started" in "\n".join(s.value for s in at.success)
     at = _watch_until_live(at, new)
-    assert runs.read_json(new / runs.STATUS)["state"] == "done", status.log_tail(new)
+    assert store.read_json(new / store.STATUS)["state"] == "done", status.log_tail(new)
 
     # Resume another run (a done one: train one epoch further)
     good = str(listed / "runs" / GOOD)
@@ -90,7 +90,7 @@ def test_start_resume_and_continue_while_runs_are_listed(listed):
     assert at.session_state[WATCH] == good
     assert "Resumed" in "\n".join(s.value for s in at.success)
     at = _watch_until_live(at, Path(good), more_than=before)
-    assert runs.read_json(Path(good) / runs.STATUS)["epoch"] == 3, status.log_tail(good)
+    assert store.read_json(Path(good) / store.STATUS)["epoch"] == 3, status.log_tail(good)
 
     # Continue the shipped run in a copy: the copy is watched
     shipped = str(listed / "checkpoints" / SHIPPED)

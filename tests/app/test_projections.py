@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from genlab import explore, runs
+from genlab.evaluation import explore
+from genlab.runs import store
 from runs_fixture import REPO
 
 SHIPPED = REPO / "checkpoints"
 ENCODERS = sorted(p for p in SHIPPED.glob("*/config.json")
-                  if runs.read_config_dict(p.parent)["model"] not in ("gan", "dcgan"))
+                  if store.read_config_dict(p.parent)["model"] not in ("gan", "dcgan"))
 
 
 @pytest.mark.parametrize("config", ENCODERS, ids=lambda p: p.parent.name)
 def test_each_shipped_run_carries_its_projections(config):
     run = config.parent
-    proj = explore.load_projections(run, explore.checkpoint_digest(run / runs.CHECKPOINT))
+    proj = explore.load_projections(run, explore.checkpoint_digest(run / store.CHECKPOINT))
     assert proj is not None, f"{run.name}: no projections.npz for this checkpoint"
     d = len(proj.variance)
     assert proj.n == explore.PROJ_N and set(proj.xy) == ({"pca", "umap"} if d > 2 else {"pca"})
@@ -55,11 +56,11 @@ def test_a_flows_principal_direction_moves_the_image_a_pixel_dimension_does_not(
     """nice-mnist, the issue's case: the first coordinate from its slider's minimum to its
     maximum changes the decoded image by a few grey levels; PC 1 from -3 to +3 standard
     deviations changes it by far more (20 times, and 40 grey levels at least)."""
-    from genlab.compare import test_images
+    from genlab.evaluation.compare import test_images
 
     run = SHIPPED / "nice-mnist"
-    model, _, _ = runs.load_model(run)
-    proj = explore.load_projections(run, explore.checkpoint_digest(run / runs.CHECKPOINT))
+    model, _, _ = store.load_model(run)
+    proj = explore.load_projections(run, explore.checkpoint_digest(run / store.CHECKPOINT))
     base = explore.encode_images(model, test_images("mnist", 1, data_root).x)[0]
     ref = explore.latent_reference(model)
     z = base.repeat(2, 1)

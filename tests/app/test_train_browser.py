@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from genlab import jobs, status
+from genlab.runs import jobs, status
 from runs_fixture import REPO
 from test_app_browser import (CHROMIUM, IDLE, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _free_port,
                               _require_browser, _settle)

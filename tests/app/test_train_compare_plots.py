@@ -10,13 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab import compare, figures, runs, status, tables
 from genlab.data import preprocess
+from genlab.evaluation import compare
+from genlab.figures import curves, tables
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
+from genlab.runs import store, status
 from runs_fixture import REPO
-from genlab.status import RunSummary
-from genlab.train import TrainConfig
+from genlab.runs.status import RunSummary
+from genlab.training.train import TrainConfig
 
 
 def _gan_records() -> list[dict]:
@@ -32,13 +34,13 @@ def _gan_records() -> list[dict]:
 
 
 def test_live_panels_group_adversarial_and_gradient_metrics():
-    assert figures.live_panels(["loss", "d_loss", "g_loss", "d_real", "d_fake"]) == [
+    assert curves.live_panels(["loss", "d_loss", "g_loss", "d_real", "d_fake"]) == [
         ("D and G losses", ["d_loss", "g_loss"], False),
         ("D outputs: mean D(x), mean D(G(z))", ["d_real", "d_fake"], False)]
-    panels = figures.live_panels(["loss", "elbo", "recon", "kl", "grad_var", "grad_var_nobaseline"])
+    panels = curves.live_panels(["loss", "elbo", "recon", "kl", "grad_var", "grad_var_nobaseline"])
     assert [p[0] for p in panels] == ["loss", "encoder gradient variance", "recon", "kl"]
     assert panels[1] == ("encoder gradient variance", ["grad_var", "grad_var_nobaseline"], True)
-    assert figures.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
+    assert curves.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
 
 
 def _by_name(spec: dict) -> dict[str, list[dict]]:
@@ -49,7 +51,7 @@ def _by_name(spec: dict) -> dict[str, list[dict]]:
 
 
 def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
-    spec = figures.live_figure(_gan_records()).spec
+    spec = curves.live_figure(_gan_records()).spec
     assert [t["text"] for t in spec["title"]] == ["D and G losses", "D outputs: mean D(x), mean D(G(z))"]
     by_name = _by_name(spec)
     d_train = by_name["d_loss"][0]
@@ -63,7 +65,7 @@ def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
     assert [a["type"] for a in spec["yAxis"]] == ["value", "value"]
     bvae = [{"event": "step", "split": "train", "step": s, "loss": 1.0, "grad_var": 10.0 ** s,
              "grad_var_nobaseline": 10.0 ** (s + 2)} for s in (1, 2)]
-    spec = figures.live_figure(bvae).spec
+    spec = curves.live_figure(bvae).spec
     assert [a["type"] for a in spec["yAxis"]] == ["value", "log"]  # the gradient-variance panel
     assert {s["yAxisIndex"] for s in _by_name(spec)["grad_var"]} == {1}
     assert spec["legend"]["data"] == ["train (per step)", "validation (per epoch)", "grad_var",
@@ -75,7 +77,7 @@ def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
          for e in (1, 2, 3) for s in ("train", "val")]
     b = [{"event": "epoch", "split": s, "epoch": e, "step": 7 * e, "loss": 9.0 - e}
          for e in (1, 2) for s in ("train", "val")]
-    spec = figures.overlay_figure([("a", a), ("b", b)]).spec
+    spec = curves.overlay_figure([("a", a), ("b", b)]).spec
     assert [t["text"] for t in spec["title"]] == ["loss"]  # kl is not in run b
     series = spec["series"]
     assert [s["name"] for s in series] == ["a · val", "a · train", "b · val", "b · train"]
@@ -111,7 +113,7 @@ def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
 
 
 def test_bound_figure_has_a_log_k_axis():
-    spec = figures.bound_figure({"run": {10: -95.0, 1: -100.0}, "other": {1: -90.0}}).spec
+    spec = curves.bound_figure({"run": {10: -95.0, 1: -100.0}, "other": {1: -90.0}}).spec
     assert spec["xAxis"]["type"] == "log" and spec["xAxis"]["name"] == "importance samples k"
     assert spec["series"][0]["data"] == [[1, -100.0], [10, -95.0]]  # sorted by k
     assert spec["series"][0]["color"] != spec["series"][1]["color"]
@@ -177,19 +179,19 @@ def test_bound_candidates_and_rows():
 
 
 def _config(run):
-    runs.write_config(run, "vae", VAEConfig(latent_dim=2, hidden=(8,)), TrainConfig(dataset="mnist"))
+    store.write_config(run, "vae", VAEConfig(latent_dim=2, hidden=(8,)), TrainConfig(dataset="mnist"))
 
 
 def test_run_info_and_the_run_to_watch(tmp_path):
-    from genlab import jobs
+    from genlab.runs import jobs
 
     done = tmp_path / "done"
     done.mkdir()
     _config(done)
-    runs.atomic_write_json(done / runs.STATUS, {"state": "done", "message": ""})
+    store.atomic_write_json(done / store.STATUS, {"state": "done", "message": ""})
     early = tmp_path / "died-early"
     early.mkdir()
-    runs.atomic_write_json(early / status.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
+    store.atomic_write_json(early / status.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
     (early / status.TRAIN_LOG).write_text("Traceback ...\nValueError: no such dataset\n")
     info = {p.name: jobs.run_info(p) for p in (done, early)}
     assert (info["done"]["state"], info["done"]["model"], info["done"]["dataset"]) == ("done", "vae", "mnist")
@@ -203,7 +205,7 @@ def test_run_info_and_the_run_to_watch(tmp_path):
 
 
 def test_field_step_is_a_tenth_of_the_defaults_magnitude():
-    from genlab import jobs
+    from genlab.runs import jobs
 
     def spec(default, hi=None):
         return jobs.FieldSpec("x", "float", default, None, hi, False, None, "")
@@ -240,12 +242,12 @@ def test_fid_sits_in_its_own_table_across_families_and_says_it_is_not_inception(
 
 
 def test_the_train_page_and_home_agree_on_every_state(tmp_path):
-    """One rule (genlab.status.run_state): the Train page's poll (jobs.run_info) and the
+    """One rule (genlab.runs.status.run_state): the Train page's poll (jobs.run_info) and the
     summaries of Home and Compare give every run folder the same state and message."""
     import subprocess
     import sys
 
-    from genlab import jobs
+    from genlab.runs import jobs
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -256,14 +258,14 @@ def test_the_train_page_and_home_agree_on_every_state(tmp_path):
     for name, st in cases.items():
         (tmp_path / name).mkdir()
         _config(tmp_path / name)
-        runs.atomic_write_json(tmp_path / name / runs.STATUS, st)
+        store.atomic_write_json(tmp_path / name / store.STATUS, st)
     (tmp_path / "died-early").mkdir()
     _config(tmp_path / "died-early")
-    runs.atomic_write_json(tmp_path / "died-early" / status.JOB, {"kind": "train", "pid": dead.pid})
+    store.atomic_write_json(tmp_path / "died-early" / status.JOB, {"kind": "train", "pid": dead.pid})
     (tmp_path / "died-early" / status.TRAIN_LOG).write_text("genlab: error: no data\n")
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / runs.CONFIG).write_text('{"model": "vae"')
-    runs.atomic_write_json(tmp_path / "broken" / runs.STATUS, {"state": "done"})
+    (tmp_path / "broken" / store.CONFIG).write_text('{"model": "vae"')
+    store.atomic_write_json(tmp_path / "broken" / store.STATUS, {"state": "done"})
     seen = {}
     for p in sorted(tmp_path.iterdir()):
         info, s = jobs.run_info(p), status.summarize(p)
@@ -276,8 +278,8 @@ def test_the_train_page_and_home_agree_on_every_state(tmp_path):
 def test_the_bound_at_k_1_is_named_for_what_it_is():
     """Issue 13, item 11: L_1 is the ELBO of a VAE; the autoencoder + GMM has no ELBO (a
     deterministic encoder), so its L_1 is named as the one-sample importance estimate."""
-    from genlab.status import summarize
-    from genlab.tables import bound_rows, l1_meaning
+    from genlab.figures.tables import bound_rows, l1_meaning
+    from genlab.runs.status import summarize
 
     shipped = REPO / "checkpoints"
     assert l1_meaning(summarize(shipped / "vae-2d-mnist")) == "ELBO"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from genlab import cli, jobs, runs, status
-from genlab.loop import TrainState
-from genlab.train import _status_callback
+from genlab import cli
+from genlab.runs import jobs, store, status
+from genlab.training.loop import TrainState
+from genlab.training.train import _status_callback
 from runs_fixture import GOOD
 
 
@@ -35,16 +36,16 @@ def test_a_process_that_wrote_its_last_state_is_not_starting(tmp_path):
 def test_a_resumed_runs_time_left_counts_its_own_steps(tmp_path):
     """Resumed at step 920 of 1000: after 8 of its own 80 steps in 4 s, 36 s are left (the
     old rule read the whole run's 92.8 % as done by this process: 'about 0 s left')."""
-    runs.atomic_write_json(tmp_path / runs.STATUS, {})
+    store.atomic_write_json(tmp_path / store.STATUS, {})
     cb = _status_callback(tmp_path, time.time() - 4.0, start_step=920)
     cb("log", TrainState(epoch=11, step=928, total_steps=1000, steps_per_epoch=100))
-    eta = runs.read_json(tmp_path / runs.STATUS)["eta_s"]
+    eta = store.read_json(tmp_path / store.STATUS)["eta_s"]
     assert 30 < eta < 42, eta
 
 
 def _shipped(tmp_path: Path, runs_root: Path) -> Path:
     src = Path(shutil.copytree(runs_root / GOOD, tmp_path / "checkpoints" / GOOD))
-    runs.atomic_write_json(src / runs.STATUS, {**runs.read_json(src / runs.STATUS), "shipped_from": GOOD})
+    store.atomic_write_json(src / store.STATUS, {**store.read_json(src / store.STATUS), "shipped_from": GOOD})
     return src
 
 
@@ -64,8 +65,8 @@ def test_continuing_a_shipped_run_trains_a_copy(tmp_path, runs_root, data_root, 
     copy = Path(job["run_dir"])
     assert copy.parent == (tmp_path / "runs").resolve() and copy.name == f"{GOOD}-continued"
     assert jobs.wait(copy, 120), status.log_tail(copy)
-    assert runs.read_json(copy / runs.STATUS)["state"] == "done", status.log_tail(copy)
-    assert runs.read_json(copy / runs.STATUS)["continued_from"] == str(src.resolve())
+    assert store.read_json(copy / store.STATUS)["state"] == "done", status.log_tail(copy)
+    assert store.read_json(copy / store.STATUS)["continued_from"] == str(src.resolve())
     assert _files(src) == before  # not one byte or time of the shipped run changed
 
 
@@ -78,7 +79,7 @@ def test_the_cli_resumes_a_shipped_run_in_a_copy(tmp_path, runs_root, data_root,
     assert cli.main(["resume", str(src), "--epochs", "3", "--quiet"]) == 0
     assert "continuing in a copy" in capsys.readouterr().out
     copy = tmp_path / "runs" / f"{GOOD}-continued"
-    assert runs.read_json(copy / runs.STATUS)["state"] == "done"
+    assert store.read_json(copy / store.STATUS)["state"] == "done"
     assert _files(src) == before
 
 
@@ -86,10 +87,10 @@ def _budget_limited(tmp_path: Path, runs_root: Path) -> Path:
     """A shipped-like run as the recipe trains them: a 3-CPU-minute budget ends it, its
     100000 epochs only a cap."""
     src = _shipped(tmp_path, runs_root)
-    cfg = runs.read_json(src / runs.CONFIG)
+    cfg = store.read_json(src / store.CONFIG)
     cfg["train"].update(epochs=100000, max_minutes=3.0, budget_clock="cpu")
-    runs.atomic_write_json(src / runs.CONFIG, cfg)
-    runs.atomic_write_json(src / runs.STATUS, {**runs.read_json(src / runs.STATUS), "total_epochs": 100000})
+    store.atomic_write_json(src / store.CONFIG, cfg)
+    store.atomic_write_json(src / store.STATUS, {**store.read_json(src / store.STATUS), "total_epochs": 100000})
     return src
 
 

@@ -1,0 +1,269 @@
+"""Evaluation: ELBO parts, importance-weighted log p(x), bits/dim.
+
+Units: log-likelihoods are nats per image. Models of binarised pixels give nats on
+binarised data; models of dequantised pixels give densities on [0, 1]-scaled pixels,
+which :func:`bits_per_dim` turns into bits/dim on the 8-bit data. What is computed for
+a model follows its declared ``caps`` (see :class:`genlab.models.base.Capabilities`).
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from .. import distributed
+from ..data import load_split, prepare, preprocess, batches
+from ..device import pick_device
+from ..nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
+from ..runs import store
+from .fid import (INCEPTION_NOTE, FeatureNetError, check_features, features_id, fid_model,
+                  is_inception)
+from .posterior import can_integrate, exact_eval_entries, exact_log_px, iw_convergence
+
+
+def data_kind(preprocess_how: str) -> str:
+    """What the model's numbers are measured on."""
+    return "8-bit" if preprocess_how == "dequantize" else "binarised"
+
+
+@torch.inference_mode()
+def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
+                   progress=None) -> torch.Tensor:
+    """log p(x) per image over a split (nats): exact for flows, IWAE(k) for latent models.
+
+    Images go at most ``batch_size`` at a time; for an importance-sampled model, few
+    enough that the batch's k samples fill about one of its passes (SAMPLES_PER_PASS
+    decoder rows: one image a batch at k=1000), so each image is encoded once and memory
+    stays bounded for k up to 5000. The results go into one preallocated tensor: a
+    list of thousands of small tensors kept between the passes' large temporaries
+    fragments the C heap, and memory grew by gigabytes over the test split. The
+    preprocessing noise is seeded."""
+    model.eval()
+    if model.caps.likelihood == "importance":
+        batch_size = max(1, min(batch_size, model.SAMPLES_PER_PASS // k))
+    data = prepare(data, model.preprocess)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    out, i = torch.empty(len(data), dtype=torch.float64), 0
+    for idx in batches(len(data), batch_size, shuffle=False):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        out[i:i + len(idx)] = model.log_prob(x, k=k)
+        i += len(idx)
+        if progress:
+            progress(len(idx))
+    return out
+
+
+@torch.no_grad()
+def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
+                 threshold: float = 0.01) -> dict:
+    """Active units (Burda et al. 2016: Cov_x(E_q[z]) > 0.01) and, for models that declare
+    ``caps.kl_per_dim``, the KL of each latent unit averaged over the split (one value per
+    unit; they sum to the split's mean "kl")."""
+    model.eval()
+    data = prepare(data, model.preprocess)
+    g = torch.Generator().manual_seed(seed)
+    codes, kls = [], []
+    for idx in batches(len(data), batch_size, shuffle=False):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        codes.append(model.encode(x).double().cpu())  # (B, d)
+        if model.caps.kl_per_dim:
+            kls.append(model.kl_per_dim(x).double().cpu())  # (B, d)
+    var = torch.cat(codes).var(0)  # Cov_x(E_q[z]) diagonal
+    out = {"active_units": int((var > threshold).sum()), "latent_dim": int(var.numel()),
+           "code_variance": [round(float(v), 5) for v in var]}
+    if kls:
+        out["kl_per_dim"] = [round(float(v), 5) for v in torch.cat(kls).mean(0)]
+    return out
+
+
+def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
+                 device: str = "auto", limit: int | None = None, progress: bool = False,
+                 fid_n: int = 10000, exact_n: int | None = None, command: str | None = None,
+                 fid_features: str = "genlab") -> dict:
+    """Evaluate a run on a split and write eval.json (atomically); returns its contents.
+
+    eval.json: split, n_images, epoch, data ("binarised" or "8-bit"), k, the loss parts
+    (``elbo`` etc.), ``nll_nats`` (exact for flows, IWAE(k) for latent models) with the
+    ``proposal`` of its importance sampling ("exact (change of variables)" for flows), ``bpd``
+    for models of 8-bit data, latent statistics (latent-variable models only), ``fid`` of ``fid_n`` samples against the
+    split (0 skips it) in ``fid_features``' space (genlab.evaluation.fid: "genlab", the shipped feature
+    nets, or "inception", Inception-v3 from torch's hub cache, whose missing weights are an
+    InceptionWeightsMissing before anything runs), named by ``fid_features`` in eval.json,
+    and the seconds it took.
+    ``nll_sem`` is the standard error of ``nll_nats`` over the images (their spread / sqrt N),
+    not an error of the estimator. An importance-weighted estimate at k >= 10 also records
+    the estimate at k/10 and a warning when the two still differ by more than 0.2 nats
+    (posterior.iw_convergence). A VAE with a 2-D latent also gets log p(x) by quadrature
+    (posterior.exact_eval_entries) on the first ``exact_n`` images (None: all, 0: skip),
+    with the importance-weighted figure on the same images beside it.
+
+    Under torchrun (``torchrun --nproc-per-node N -m genlab eval RUN``) the log p(x) passes
+    are sharded: each process takes a contiguous share of the images (its own seeded
+    noise), the per-image values are gathered in order and ``images_per_s`` is summed over
+    the processes; rank 0 does the rest and writes eval.json, the others return {}.
+
+    Provenance: ``genlab_commit`` (the git commit of the code that evaluated, "+dirty" when
+    genlab/ had uncommitted changes; None outside a git checkout) and ``command`` (the
+    command line, when the caller gives it)."""
+    if exact_n is not None and exact_n < 0:
+        raise ValueError(f"exact_n must be >= 0 (0 skips the quadrature; got {exact_n})")
+    if fid_n:  # missing Inception weights: said now, not after the log p(x) passes
+        check_features(fid_features)
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    dist = distributed.setup(pick_device(device))  # one process, or this one's torchrun place
+    dev = dist.device
+    progress = progress and dist.is_main
+    model, ckpt, rc = store.load_model(run_dir, map_location=dev)
+    data = load_split(rc.train.dataset, split, data_root or rc.train.data_root or None,
+                      limit=limit)
+    torch.manual_seed(0)
+    result = {"model": rc.model, "dataset": rc.train.dataset, "split": split,
+              "n_images": len(data), "epoch": ckpt.get("epoch"),
+              "data": data_kind(model.preprocess), "k": k, "device": str(dev),
+              "processes": dist.world}
+    result.update(evaluate(model, data))  # loss parts: loss, elbo, recon, kl, bpd, ...
+    if model.caps.likelihood:
+        nll, lp = _nll_per_image(model, data, k=k, progress=progress, dist=dist)
+        result.update(nll)
+        if model.caps.likelihood == "importance" and k >= 10:
+            result.update(_iw_tenth(model, data, lp, k, dist))
+    distributed.teardown(dist)  # the other processes are done: rank 0 goes on alone
+    if not dist.is_main:
+        return {}
+    if model.caps.likelihood:
+        if can_integrate(model) and exact_n != 0:
+            result.update(_exact(model, data, lp, exact_n, progress=progress))
+    if model.caps.latent_stats:  # not flows: their "code" is x transformed, every unit active
+        result.update(latent_stats(model, data))
+    if fid_n:
+        result.update(_fid(model, data, fid_n, fid_features))
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["genlab_commit"] = code_version()
+    if command:
+        result["command"] = command
+    store.atomic_write_json(run_dir / store.EVAL, result)
+    return result
+
+
+def code_version() -> str | None:
+    """The git commit of this genlab checkout, "+dirty" if genlab/ has uncommitted changes;
+    None when it is not a git checkout (an installed copy) or git is missing."""
+    src = Path(__file__).resolve().parents[1]  # genlab/
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _fid(model, data, n: int, fid_features: str = "genlab") -> dict:
+    """FID of n samples against the split, for every model that samples (GANs included),
+    with the features that made it."""
+    t0, n = time.perf_counter(), min(n, len(data))
+    made_by = {"fid_features": features_id(fid_features, data.dataset)}
+    if is_inception(made_by["fid_features"]):
+        made_by["fid_note"] = INCEPTION_NOTE
+    try:
+        score = fid_model(model, data, n=n, fid_features=fid_features)
+    except FeatureNetError as e:  # no shipped feature network for this dataset
+        return {"fid": None, "fid_error": str(e), **made_by}
+    return {"fid": score, "fid_n": n, **made_by, "fid_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _iw_tenth(model, data, lp: torch.Tensor, k: int, dist=None) -> dict:
+    """The estimate at k/10 on the same images and noise, beside the one at k."""
+    t0 = time.perf_counter()
+    dist = dist or distributed.Dist()
+    lp_tenth = dist.gather(log_prob_split(model, dist.shard(data), k=k // 10))
+    return {**iw_convergence(lp, lp_tenth, k), "nll_k_tenth_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _exact(model, data, lp: torch.Tensor, n: int | None, *, progress: bool) -> dict:
+    """log p(x) by quadrature on the first n images (eval's own binarisation), and the
+    importance-weighted figure of the same images."""
+    n = len(data) if n is None else min(n, len(data))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, unit="img", desc="log p(x) by quadrature")
+    q = exact_log_px(model, data, limit=n, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    return {**exact_eval_entries(q), "nll_exact_n_images": n,
+            "nll_nats_same_images": float(-lp[:n].mean())}
+
+
+def eval_lines(res: dict) -> list[str]:
+    """What the CLI prints after eval.json's fields: each log p(x) figure with what its
+    ``±`` is, and the warnings."""
+    lines = []
+    if "nll_nats" in res:
+        k = "exact" if res.get("proposal", "").startswith("exact") else f"IW k={res['k']}"
+        lines.append(f"-log p(x) ({k}): {res['nll_nats']:.2f} ± {res['nll_sem']:.2f} nats "
+                     f"(± = standard error over {res['n_images']} images, their spread, not the "
+                     "estimator's error)")
+    if "nll_nats_k_tenth" in res:
+        lines.append(f"-log p(x) (IW k={res['k_tenth']}): {res['nll_nats_k_tenth']:.2f} nats, "
+                     f"{res['nll_gap_k_tenth']:+.2f} from k={res['k']}")
+    if "nll_exact_nats" in res:
+        lines.append(f"-log p(x) (quadrature, first {res['nll_exact_n_images']} images): "
+                     f"{res['nll_exact_nats']:.2f} ± {res['nll_exact_sem']:.2f} nats, against "
+                     f"{res['nll_nats_same_images']:.2f} by IW k={res['k']} on the same images; "
+                     f"KL(q || p(z|x)) {res['kl_q_posterior']:.2f} nats")
+    if res.get("nll_warning"):
+        lines.append(f"warning: {res['nll_warning']}")
+    return lines
+
+
+def _nll(model, data, *, k: int, progress: bool) -> dict:
+    return _nll_per_image(model, data, k=k, progress=progress)[0]
+
+
+def _nll_per_image(model, data, *, k: int, progress: bool,
+                   dist=None) -> tuple[dict, torch.Tensor]:
+    """eval.json's log p(x) entries and the per-image log p(x) (N,) they come from
+    (each process of ``dist`` its share of the images, gathered in order)."""
+    dist = dist or distributed.Dist()
+    mine = dist.shard(data)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(mine), unit="img", desc=f"log p(x), k={k}")
+    t0 = time.perf_counter()
+    lp = log_prob_split(model, mine, k=k, progress=bar.update if bar else None)
+    seconds = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    lp = dist.gather(lp)
+    rate = dist.sum(len(mine) / max(seconds, 1e-9))  # images/s of all processes together
+    out = {"nll_nats": float(-lp.mean()), "nll_sem": float(lp.std() / math.sqrt(len(lp))),
+           "nll_seconds": round(seconds, 2), "images_per_s": round(rate, 1),
+           "nll_method": model.log_prob_method, "proposal": model.proposal}
+    if model.preprocess == "dequantize":
+        out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
+    return out, lp
+
+
+@torch.no_grad()
+def evaluate(model, data, *, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
+    """Mean of ``model.eval_metrics`` (the loss parts) over a split, with seeded
+    preprocessing noise: the validation records of training and eval.json's loss parts."""
+    model.eval()
+    data = prepare(data, model.preprocess)
+    g = torch.Generator(device=data.x.device).manual_seed(seed)
+    sums: dict[str, torch.Tensor] = {}
+    for idx in batches(len(data), batch_size, shuffle=False, device=data.x.device):
+        x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
+        for k, v in model.eval_metrics(x).items():
+            sums[k] = sums.get(k, 0.0) + v.double() * len(idx)
+    return {k: float(v) / len(data) for k, v in sums.items()}
