@@ -1,7 +1,9 @@
 """genlab: deep generative models on small image datasets, and honest numbers about them.
 
-The package is in layers; a module imports only from its own layer and the layers above
-it in this list:
+The package is in layers, lowest first; a module imports only from its own part (its
+subpackage) and from the layers listed before its own (``LAYERS`` below;
+tests/test_layers.py checks every import, those inside functions too, and that there is
+no cycle):
 
 1. the ground floor, at the top of the folder: ``data`` (datasets), ``device``, ``config``
    (the dataclass options), ``nn`` (network blocks), ``flows`` (bijections) and
@@ -15,8 +17,22 @@ it in this list:
    its TensorBoard export, the expected time per epoch;
    ``figures``: chart options and the tables' formatting (besides training: neither of
    the two imports the other);
-6. ``cli`` (``python -m genlab``), which may import everything.
+6. ``cli`` (``genlab train|resume|eval|sample|ship``), which may import everything, and
+   ``__main__`` (``python -m genlab``) above it.
 
 ``lab`` (the 2-D lab) sits beside evaluation: it imports the ground floor and ``models``.
+Two parts of one layer never import each other, except on the ground floor (``config``
+reads ``data`` and ``device``, ``flows`` reads ``nn``, ``distributed`` reads ``data``).
 """
 __version__ = "0.1.0"
+
+LAYERS = (
+    ("data", "device", "config", "nn", "flows", "distributed"),
+    ("models",),
+    ("runs",),
+    ("evaluation", "lab"),
+    ("training", "figures"),
+    ("cli",),
+    ("__main__",),
+)
+"""genlab's modules and subpackages, lowest layer first."""

@@ -225,16 +225,6 @@ def exit_after_failure(code: int = 1) -> NoReturn:
     os._exit(code)
 
 
-@contextmanager
-def session(device: torch.device | str = "cpu", *, timeout_s: float | None = None):
-    """``with session(device) as dist:`` -- :func:`setup`, then :func:`teardown`."""
-    dist = setup(device, timeout_s=timeout_s)
-    try:
-        yield dist
-    finally:
-        teardown(dist)
-
-
 _NOISE = re.compile(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\] |Got the following error when "
                     r"running the callback: \w+: |\. This is typically caused by.*$")
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from genlab.evaluation import explore
 from genlab.figures.latent_figures import mixture_figure, weights_figure
+from genlab.models.mixture import Mixture
 from genlab.runs import views
 from pages import via_router
 from pages.ui import explore_ui as ui
@@ -18,7 +19,7 @@ via_router()
 MAX_DIM = 64  # full-covariance mixtures beyond this need far more codes than a test set
 
 
-def mixture_ui(run: ui.Run, codes: np.ndarray | None, n: int) -> explore.Mixture | None:
+def mixture_ui(run: ui.Run, codes: np.ndarray | None, n: int) -> Mixture | None:
     stored = explore.model_mixture(run.model)
     k = st.slider("Components", 1, 50, stored.n_components if stored else 10, key=f"k-{run.key}",
                   help="Moving it refits scikit-learn's GaussianMixture (full covariances).")
@@ -38,7 +39,7 @@ def mixture_ui(run: ui.Run, codes: np.ndarray | None, n: int) -> explore.Mixture
     return mix
 
 
-def view_ui(run: ui.Run, mix: explore.Mixture, codes: np.ndarray | None, labels) -> None:
+def view_ui(run: ui.Run, mix: Mixture, codes: np.ndarray | None, labels) -> None:
     d = mix.means.shape[1]
     mean, comps = explore.pca_basis(codes if codes is not None else mix.means)
     flat = mix.project(mean, comps)  # exact 2-D marginals of the components

@@ -14,6 +14,7 @@ from scipy.stats import norm
 
 from genlab.evaluation import explore
 from genlab.models import build_model
+from genlab.models.mixture import fit_mixture
 
 
 def std_ref(d: int) -> explore.LatentRef:
@@ -127,7 +128,7 @@ def test_fit_mixture_recovers_separated_clusters_and_projects_exactly():
     rng = np.random.default_rng(1)
     centres = np.array([[-6.0, 0, 0], [6.0, 0, 0]])
     x = np.concatenate([rng.normal(size=(300, 3)) + centres[0], rng.normal(size=(100, 3)) + centres[1]])
-    mix = explore.fit_mixture(x, 2, seed=0)
+    mix = fit_mixture(x, 2, seed=0)
     order = np.argsort(mix.means[:, 0])
     np.testing.assert_allclose(mix.means[order], centres, atol=0.3)
     np.testing.assert_allclose(mix.weights[order], [0.75, 0.25], atol=1e-6)
@@ -316,7 +317,7 @@ def test_the_shipped_flows_principal_sliders_move_the_image(run, least, data_roo
     least (NICE's stored, plain directions: 2.6-5.5; RealNVP's plain PC 1: 3.9, its
     robust one about 53), and the scatter keeps 99 % of the codes in its view with the
     central 98 % spanning half of it (NICE's plain PCA: 5 % of the width)."""
-    from genlab.evaluation.compare import test_images
+    from genlab.evaluation.images import test_images
     from genlab.figures import latent_figures
     from genlab.runs import store
 

@@ -13,7 +13,7 @@ from torch.distributions import MultivariateNormal
 
 from genlab.data import load_split, preprocess
 from genlab.evaluation import posterior as P
-from genlab.evaluation.explore import model_inputs
+from genlab.evaluation.images import model_inputs
 from genlab.models import build_model
 from genlab.models.vae import VAE, Posterior, VAEConfig
 from genlab.nn import log_normal

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
 
 import torch
 
-from ..data import DATASETS, ImageData, load_split
+from ..data import DATASETS, ImageData
 from ..runs.status import ACTIVE, RunSummary
-from .explore import grid_image, model_inputs
+from .images import grid_image, model_inputs
 from .metrics import log_prob_split
 
 K_CHOICES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -31,12 +30,6 @@ def comparable(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
         if s.model and s.dataset in DATASETS:
             out.setdefault(s.dataset, []).append(s)
     return out
-
-
-def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> ImageData:
-    """The first ``n`` test images (uint8); a DatasetError saying what to do when they are
-    missing (genlab.data.missing_message) or damaged."""
-    return load_split(dataset, "test", root, download=False, limit=n)
 
 
 @torch.no_grad()

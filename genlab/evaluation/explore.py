@@ -29,8 +29,9 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.distributions import Normal
 
-from ..data import binarize_static, preprocess
-from ..models.mixture import Mixture, fit_mixture  # noqa: F401  (the pages read them here)
+from ..runs import store
+from .images import grid_image, model_inputs, test_images
+from ..models.mixture import Mixture
 
 STD_NORMAL = Normal(0.0, 1.0)
 PROJECTIONS = ("umap", "pca")
@@ -279,15 +280,6 @@ def component_latents(mix: Mixture, k: int, n: int, *, seed: int = 0) -> torch.T
 
 
 # -- images ------------------------------------------------------------------------------
-def model_inputs(model, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
-    """uint8 images (B, C, H, W) -> the model's inputs in [0, 1] as in training (binarised
-    or dequantised, with a seeded generator so the same image gives the same code)."""
-    how = model.preprocess
-    if how == "static":
-        x = binarize_static(x)
-    return preprocess(x, how, generator=torch.Generator(device=x.device).manual_seed(seed))
-
-
 @torch.no_grad()
 def encode_images(model, x: torch.Tensor, *, batch_size: int = 500, seed: int = 0) -> torch.Tensor:
     """Codes (N, d) on the CPU of uint8 images (N, C, H, W)."""
@@ -302,17 +294,6 @@ def decode_latents(model, z: torch.Tensor, *, batch_size: int = 500) -> torch.Te
     dev, dtype = model.device, next(model.parameters()).dtype
     return torch.cat([model.decode(b.to(dev, dtype)).float().clamp(0, 1).cpu()
                       for b in z.split(batch_size)])
-
-
-def grid_image(images: torch.Tensor, nrow: int, *, scale: int = 1, padding: int = 2) -> np.ndarray:
-    """torchvision's make_grid of images (n, C, H, W) in [0, 1] (or uint8 0..255) as uint8
-    (H', W', 3), enlarged ``scale`` times by pixel repetition (sharp pixels, no smoothing)."""
-    from torchvision.utils import make_grid
-
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    g = make_grid(x.cpu().clamp(0, 1), nrow=nrow, padding=padding, pad_value=1.0)  # (3, H', W')
-    g = g.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    return (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def gif_bytes(frames: torch.Tensor, *, duration_ms: int = 120, scale: int = 4,
@@ -492,9 +473,6 @@ def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
                     root=None, write: bool = True) -> Projections:
     """Encode the first n test images of a run with its checkpoint, project the codes by
     ``methods`` and (``write``) store the result beside the checkpoint."""
-    from ..runs import store  # here, not at the top: compare imports this module (a cycle)
-    from .compare import test_images
-
     model, _, rc = store.load_model(run_dir, map_location="cpu")
     if not model.caps.encode:
         raise ValueError(f"{Path(run_dir).name}: a {rc.model} has no encoder, so no codes to project")

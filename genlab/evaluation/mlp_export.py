@@ -50,10 +50,6 @@ class MLPExport:
     def latent_dim(self) -> int:
         return self.layers[0].weight.shape[1]
 
-    @property
-    def n_params(self) -> int:
-        return sum(layer.weight.size + layer.bias.size for layer in self.layers)
-
     def forward(self, z: np.ndarray) -> np.ndarray:
         """Pixels in [0, 1] (n, C, H, W) float32 of codes z (n, d), in numpy float32."""
         h = np.asarray(z, dtype=np.float32)

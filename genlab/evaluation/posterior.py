@@ -37,7 +37,7 @@ import torch
 
 from ..data import ImageData
 from ..runs.views import integrable
-from .explore import model_inputs
+from .images import model_inputs
 
 IW_KS = (1, 10, 100, 1000, 5000)
 IW_GAP_WARN = 0.2  # nats: the estimate at k/10 and at k still differ by more -> warning
@@ -303,7 +303,7 @@ def _converged(out: dict, change, elbo_change, at_edge, spec: GridSpec) -> torch
 @torch.inference_mode()
 def quadrature(model, x: torch.Tensor, spec: GridSpec | None = None) -> Quadrature:
     """log p(x), the ELBO and KL(q || p(z|x)) by quadrature for a batch of model inputs
-    x (B, C, H, W) (preprocessed as the model expects: explore.model_inputs)."""
+    x (B, C, H, W) (preprocessed as the model expects: images.model_inputs)."""
     check_model(model)
     spec = spec or GridSpec()
     t0 = time.perf_counter()
@@ -388,7 +388,7 @@ def exact_log_px(model, data: ImageData, *, seed: int = 0, batch_size: int = 16,
                  limit: int | None = None, spec: GridSpec | None = None, progress=None) -> Quadrature:
     """Per-image quadrature log p(x) (and ELBO, KL(q || p(z|x))) over a split, on the
     images eval scores: the split binarised in order with a generator seeded ``seed``
-    (explore.model_inputs; Bernoulli and uniform draws from a CPU generator do not depend
+    (images.model_inputs; Bernoulli and uniform draws from a CPU generator do not depend
     on how metrics.log_prob_split cuts the split into batches). ``progress(n)`` is
     called per batch. Cost: 9k-70k decoder rows an image (search 64^2, then 32^2, 64^2,
     ... as needed); shipped vae-2d-mnist, 200 test images: 17 s on one idle CPU core. The
@@ -437,18 +437,6 @@ def iw_convergence(log_px_k: torch.Tensor, log_px_tenth: torch.Tensor, k: int, *
                    f"{threshold}); a larger k would lower it further")
     return {"k_tenth": k // 10, "nll_nats_k_tenth": nll_t, "nll_gap_k_tenth": gap,
             "nll_warning": warning}
-
-
-def iw_convergence_split(model, data: ImageData, k: int, *, seed: int = 0,
-                         threshold: float = IW_GAP_WARN) -> dict:
-    """:func:`iw_convergence` of a split, with metrics.log_prob_split at k and k/10."""
-    from .metrics import log_prob_split
-
-    if k < 10:
-        raise ValueError(f"the check compares k with k/10, so k must be >= 10 (got {k})")
-    lp = log_prob_split(model, data, k=k, seed=seed)
-    lp_t = log_prob_split(model, data, k=k // 10, seed=seed)
-    return {"k": k, "nll_nats": float(-lp.mean()), **iw_convergence(lp, lp_t, k, threshold=threshold)}
 
 
 @torch.inference_mode()

@@ -26,10 +26,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from ..config import OPTIMIZERS, SCHEDULES, OptimConfig, check_optim  # noqa: F401
+from ..config import SCHEDULES
 
 BURDA_STAGES = 8  # Burda et al. 2016: lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7
-check = check_optim  # what field bounds cannot say (betas is a pair); TrainConfig calls it
 
 
 # -- learning-rate schedule ----------------------------------------------------------

@@ -20,6 +20,8 @@ import torch
 from genlab.data import ImageData, load_split
 from genlab.device import one_thread
 from genlab.evaluation import compare, explore
+from genlab.evaluation.images import test_images as load_test_images
+from genlab.models.mixture import fit_mixture
 from genlab.runs import store, status
 from pages.ui.widgets import Card, read_image, run_card
 
@@ -102,7 +104,7 @@ def test_images(dataset: str, n: int, root: str, download: bool = False) -> Imag
     (``download``: let torchvision fetch them)."""
     if download:
         return load_split(dataset, "test", root, download=True, limit=n)
-    return compare.test_images(dataset, n, root)
+    return load_test_images(dataset, n, root)
 
 
 def _model(path: str, stamp: int | None) -> torch.nn.Module:
@@ -165,7 +167,7 @@ def projection_job(path: str, stamp: int | None, root: str, methods: tuple[str, 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def mixture(path: str, stamp: int | None, dataset: str, root: str, n: int, k: int, seed: int):
-    return explore.fit_mixture(codes(path, stamp, dataset, root, n), k, seed=seed)
+    return fit_mixture(codes(path, stamp, dataset, root, n), k, seed=seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

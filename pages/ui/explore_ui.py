@@ -17,6 +17,7 @@ from genlab.data import DATASETS, DatasetError, ImageData, data_root
 from genlab.device import one_thread
 from genlab.evaluation import explore
 from genlab.models import model_entry
+from genlab.models.mixture import Mixture
 from genlab.runs import store
 from genlab.runs.status import checkpoint_damage, checkpoint_stamp, order_key, runs_roots
 from pages.ui import cache
@@ -195,7 +196,7 @@ def encode_few(run: Run, x: torch.Tensor) -> torch.Tensor:
         return explore.encode_images(run.model, x)
 
 
-def mixture(run: Run, n: int, k: int, seed: int = 0) -> explore.Mixture:
+def mixture(run: Run, n: int, k: int, seed: int = 0) -> Mixture:
     """A k-component mixture fitted on the codes of n test images (cached)."""
     with st.spinner(f"Fitting {k} components to {n} codes ..."):
         return cache.mixture(run.path, run.stamp, run.dataset, str(data_root()), n, k, seed)

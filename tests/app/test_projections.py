@@ -56,7 +56,7 @@ def test_a_flows_principal_direction_moves_the_image_a_pixel_dimension_does_not(
     """nice-mnist, the issue's case: the first coordinate from its slider's minimum to its
     maximum changes the decoded image by a few grey levels; PC 1 from -3 to +3 standard
     deviations changes it by far more (20 times, and 40 grey levels at least)."""
-    from genlab.evaluation.compare import test_images
+    from genlab.evaluation.images import test_images
 
     run = SHIPPED / "nice-mnist"
     model, _, _ = store.load_model(run)
