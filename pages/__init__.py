@@ -45,7 +45,9 @@ def via_router() -> None:
     no wide layout, the folder's files as the menu, and every later visit the same until
     someone opened ``/``. Here the page turns that mode off and reruns the session: the
     rerun goes through app.py, whose ``st.navigation`` finds the same page (the old mode's
-    page ids are the file stems, which are the ``url_path``s above). A no-op otherwise."""
+    page ids are the file stems, which are the ``url_path``s above). A no-op otherwise.
+    The flag is Streamlit's private one (1.67 has no public switch; st.navigation clears
+    it the same way): tests/app/test_via_router.py fails when Streamlit changes it."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
