@@ -2,12 +2,13 @@
 and watch genlab's families fit it live on a CPU: flows (RealNVP, NICE, Glow-style by
 maximum likelihood; planar and radial by reverse KL), a VAE, a GAN and a Gaussian mixture
 by EM, side by side, with the exact KL(target || model) from the grid's quadrature. The
-page's whole state is in its URL (genlab.lab.state); the helpers are pages/lab_ui.py."""
+page's whole state is in its URL (genlab.lab.state); the helpers are pages/ui/lab_ui.py."""
 from __future__ import annotations
 
 import streamlit as st
 
-from pages import lab_ui as ui, via_router
+from pages import via_router
+from pages.ui import lab_ui as ui
 
 via_router()
 
