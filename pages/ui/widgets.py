@@ -7,7 +7,7 @@ import io
 import numbers
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -15,6 +15,9 @@ from genlab.figures.charts import Chart
 from genlab.figures.curves import curves_figure
 from genlab.figures.tables import eval_line, key_config, metrics_rows, units_note
 from genlab.runs.status import RunSummary, summarize
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:material/pending:]",
               "starting": ":blue[:material/pending:]", "stopped": ":orange[:material/pause_circle:]",
@@ -71,13 +74,29 @@ def table(rows: list[dict], formats: dict[str, str] | None = None, *, where=None
     (where or st).table(styler)
 
 
-def draw(c: Chart, *, key: str, where=None, **kw):
-    """Draw a genlab chart (an ECharts option and its size: genlab/figures/charts.py) with
-    Streamlit's ``st.echarts_chart`` in ``where`` (default: the page); ``kw`` passes on
-    (``on_select``). Returns what the element returns: its selection state when selectable."""
+PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": False,
+                 "modeBarButtonsToRemove": ["sendDataToCloud"]}
+"""plotly.js's options for every chart the app draws: no plotly logo or cloud button (the
+modebar keeps zoom, pan, autoscale and selection), no scroll-wheel zoom (the page scrolls)."""
+
+
+def draw(fig, *, key: str, where=None, **kw):
+    """Draw a genlab figure (a ``plotly.graph_objects.Figure`` from genlab/figures/) with
+    Streamlit's ``st.plotly_chart`` in ``where`` (default: the page): the figure's own
+    ``layout.height``, its ``layout.width`` where it sets one (equal axes), else the
+    page's width. ``kw`` passes on (``on_select``, ``selection_mode``). Returns what the
+    element returns: its selection state when selectable.
+
+    Until every figure module is plotly, a ``genlab.figures.charts.Chart`` (an ECharts
+    option) is still drawn with ``st.echarts_chart``."""
     import streamlit as st
 
-    return (where or st).echarts_chart(c.spec, height=c.height, width=c.width or "stretch", key=key, **kw)
+    where = where or st
+    if isinstance(fig, Chart):  # temporary: the ECharts figures not yet converted
+        return where.echarts_chart(fig.spec, height=fig.height, width=fig.width or "stretch", key=key, **kw)
+    width = "content" if fig.layout.width else "stretch"  # "content": the figure's layout.width
+    return where.plotly_chart(fig, width=width, height="content", key=key,
+                              config={**PLOTLY_CONFIG, **kw.pop("config", {})}, **kw)
 
 
 TEMPERATURE_HELP = ("Samples drawn now from the checkpoint at temperature T: the prior's draws "
@@ -106,7 +125,7 @@ class Card(NamedTuple):
     rows: list[dict]  # metrics by source (train, val, test)
     eval: str  # eval.json in one line
     units: str
-    figure: Chart | None  # training curves
+    figure: go.Figure | Chart | None  # training curves
     image: bytes | None  # the latest sample grid
     image_error: str | None  # why it cannot be shown
 
