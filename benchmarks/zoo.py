@@ -116,7 +116,7 @@ def run_row(run_dir: str | Path) -> dict:
     info = status.summarize(run_dir)
     ev, st = info.eval or {}, info.status
     minutes, img_s = train_time(info.metrics)
-    epochs = st.get("epoch") or max((int(r.get("epoch", 0)) for r in info.metrics
+    epochs = st.epoch or max((int(r.get("epoch", 0)) for r in info.metrics
                                      if r.get("event") == "epoch"), default=None)
     row = {
         "run": str(run_dir), "name": entry_name(Path(run_dir), info.dataset),
@@ -125,8 +125,8 @@ def run_row(run_dir: str | Path) -> dict:
         "latent_dim": (info.config or {}).get("latent_dim"),
         "epochs": epochs, "train_min": minutes, "img_s": img_s,
         "budget_min": info.train.get("max_minutes") or None,
-        "budget_clock": info.train.get("budget_clock", "wall"), "device": st.get("device"),
-        "state": st.get("state"), "message": st.get("message") or info.error or "",
+        "budget_clock": info.train.get("budget_clock", "wall"), "device": st.device,
+        "state": st.state, "message": st.message or info.error or "",
         "evaluated": bool(ev),
     }
     for key in ("elbo", "nll_nats", "nll_sem", "k", "bpd", "fid", "fid_n", "n_images",

@@ -84,7 +84,7 @@ def problems_ui(shown: list[RunSummary]) -> None:
 
 def status_ui(s: RunSummary) -> None:
     if s.state in ("running", "starting"):
-        st.progress(min(float(s.status.get("progress") or 0.0), 1.0), text=s.message or s.state)
+        st.progress(min(float(s.status.progress or 0.0), 1.0), text=s.message or s.state)
     elif s.state == "stopped":
         st.warning(s.message or f"stopped; continue with `python -m genlab resume {s.path}`",
                    icon=":material/pause_circle:")

@@ -24,25 +24,25 @@ via_router()
 POLL_S = 2.0
 
 
-def table_ui(infos: list[dict]) -> None:
-    rows = [{"run": i["name"], "model": i["model"], "dataset": i["dataset"], "state": i["state"],
-             "progress": float(i["status"].get("progress") or (1.0 if i["state"] == "done" else 0.0)),
+def table_ui(infos: list[jobs.RunInfo]) -> None:
+    rows = [{"run": i.name, "model": i.model, "dataset": i.dataset, "state": i.state,
+             "progress": float(i.status.progress or (1.0 if i.state == "done" else 0.0)),
              "epoch": epochs_cell(i),
-             "note": i["message"]} for i in infos]
+             "note": i.message} for i in infos]
     if not any(r["note"] for r in rows):
         rows = [{k: v for k, v in r.items() if k != "note"} for r in rows]
     table(rows, {"progress": "{:.0%}"})
 
 
-def epochs_cell(info: dict) -> str:
-    epoch = info["status"].get("epoch", 0)
-    if budget_words(info["train"]):  # its epochs only a cap: "67 epochs in an 8-CPU-minute budget"
-        return budget_phrase(epoch, info["train"])
-    return f"{epoch}/{info['status'].get('total_epochs', '?')}"
+def epochs_cell(info: jobs.RunInfo) -> str:
+    epoch = info.status.epoch or 0
+    if budget_words(info.train):  # its epochs only a cap: "67 epochs in an 8-CPU-minute budget"
+        return budget_phrase(epoch, info.train)
+    return f"{epoch}/{info.status.total_epochs or '?'}"
 
 
-def controls_ui(info: dict) -> None:
-    path, state = info["path"], info["state"]
+def controls_ui(info: jobs.RunInfo) -> None:
+    path, state = info.path, info.state
     if state in ACTIVE:
         if st.button("Stop", icon=":material/stop_circle:", key=f"stop-{path}",
                      help="SIGTERM: the trainer finishes its step, saves a checkpoint and stops"):
@@ -60,27 +60,27 @@ def controls_ui(info: dict) -> None:
         except (jobs.JobError, store.RunError, OSError) as e:
             st.error(str(e))
             return
-        ui.watch(job["run_dir"], f"Continuing `{path.name}` in a copy, `{job['run_dir']}` (shipped runs "
+        ui.watch(job.run_dir, f"Continuing `{path.name}` in a copy, `{job.run_dir}` (shipped runs "
                  "are read-only)." if shipped else f"Resumed `{path.name}`.")
     if shipped:
         st.caption(f"{path.name} is a shipped run: read-only. Continuing it copies it into "
                    f"`{continue_root(path)}` first and trains the copy.")
 
 
-def monitor_ui(info: dict) -> None:
-    path, state = info["path"], info["state"]
-    st.subheader(f"{STATE_ICON.get(state, '')} {info['name']}", anchor=False)
-    how_far = f" · {epochs_cell(info)}" if budget_words(info["train"]) and state not in ACTIVE else ""
-    st.caption(f"{info['model'] or '?'} on {info['dataset'] or '?'} · {state}{how_far} · `{path}`")
+def monitor_ui(info: jobs.RunInfo) -> None:
+    path, state = info.path, info.state
+    st.subheader(f"{STATE_ICON.get(state, '')} {info.name}", anchor=False)
+    how_far = f" · {epochs_cell(info)}" if budget_words(info.train) and state not in ACTIVE else ""
+    st.caption(f"{info.model or '?'} on {info.dataset or '?'} · {state}{how_far} · `{path}`")
     if state in ACTIVE:
         st.progress(*ui.progress(info))
         ui.speed_ui(info)
     elif state in ("failed", "interrupted", "broken"):
-        st.error(f"**{state}**: {info['message'] or 'no message recorded'}", icon=":material/error:")
+        st.error(f"**{state}**: {info.message or 'no message recorded'}", icon=":material/error:")
         with st.expander("Log tail", expanded=state == "failed"):
             st.code(log_tail(path, lines=20) or "(no log: started outside the app)", language=None)
     elif state == "stopped":
-        st.warning(info["message"] or "stopped", icon=":material/pause_circle:")
+        st.warning(info.message or "stopped", icon=":material/pause_circle:")
     controls_ui(info)
     summary = summarize(path) if (path / store.CONFIG).exists() else None
     if summary and summary.bad_metric_lines:
@@ -113,13 +113,13 @@ def runs_section(roots: list, was_active: bool) -> None:
     if not infos:
         st.info("No runs yet in these folders: start one below.", icon=":material/info:")
         return
-    active = any(i["state"] in ACTIVE for i in infos)
-    by_path = {str(i["path"]): i for i in infos}
+    active = any(i.state in ACTIVE for i in infos)
+    by_path = {str(i.path): i for i in infos}
     ui.take_watch(by_path)
     if st.session_state.get(ui.WATCH) not in by_path:  # first visit, refresh, or a run removed
         st.session_state[ui.WATCH] = jobs.default_watch(infos, st.query_params.get("watch"),
                                                         st.session_state.get("run"))
-    pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p]["name"], key=ui.WATCH,
+    pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p].name, key=ui.WATCH,
                         on_change=remember_watch)
     monitor_ui(by_path[pick])
     with st.expander(f"All runs ({len(infos)})", expanded=False):
@@ -135,7 +135,7 @@ st.caption(f"Training runs in its own process (`python -m genlab train --run-dir
            "while something trains. Leave or refresh the page: the runs go on.")
 if said := st.session_state.pop(ui.STARTED, None):
     st.success(said, icon=":material/rocket_launch:")
-busy = any(jobs.run_info(p)["state"] in ACTIVE for p in jobs.job_dirs(*roots))
+busy = any(jobs.run_info(p).state in ACTIVE for p in jobs.job_dirs(*roots))
 st.fragment(run_every=POLL_S if busy else None)(runs_section)(roots, busy)
 if not busy:
     st.button("Refresh", icon=":material/refresh:", key="train-refresh")

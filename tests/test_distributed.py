@@ -470,7 +470,7 @@ def _start_long_run(tmp_path, data_root, name: str) -> Path:
     deadline = time.time() + 120
     while not (run / store.CHECKPOINT).exists():
         assert time.time() < deadline, (run / "train.log").read_text()[-2000:]
-        assert jobs.status.read_job(run)["alive"], (run / "train.log").read_text()[-2000:]
+        assert jobs.status.read_job(run).alive, (run / "train.log").read_text()[-2000:]
         time.sleep(0.2)
     return run
 
@@ -479,7 +479,7 @@ def test_stop_button_stops_every_rank_with_a_checkpoint(tmp_path, data_root):
     from genlab.runs import jobs, store
 
     run = _start_long_run(tmp_path, data_root, "stop")
-    assert jobs.run_info(run)["job"]["argv"][1:5] == ["-m", "torch.distributed.run", "--standalone",
+    assert list(jobs.run_info(run).job.argv[1:5]) == ["-m", "torch.distributed.run", "--standalone",
                                                       "--nproc-per-node"]
     t = time.time()
     assert jobs.stop(run)  # SIGTERM to torchrun's group; torchrun passes it to both ranks
@@ -489,7 +489,7 @@ def test_stop_button_stops_every_rank_with_a_checkpoint(tmp_path, data_root):
     assert st["state"] == "stopped" and "resume" in st["message"], st
     ckpt = store.load_checkpoint(run / store.CHECKPOINT)
     assert ckpt["step"] == st["step"] and ckpt["epoch"] == st["epoch"] >= 1
-    assert jobs.run_info(run)["state"] == "stopped"
+    assert jobs.run_info(run).state == "stopped"
     print(f"stopped {took:.2f} s after the Stop button")  # a figure, not a test
 
 
@@ -507,7 +507,7 @@ def test_killed_rank_ends_the_job_marks_the_run_failed_and_it_resumes(tmp_path, 
     assert st["state"] == "failed" and "lost contact with the other processes" in st["message"], st
     assert "\n" not in st["message"] and "can be resumed" in st["message"]
     assert "genlab: error: rank 0 of 2: lost contact" in log
-    assert jobs.run_info(run)["state"] == "failed"
+    assert jobs.run_info(run).state == "failed"
     epoch = store.load_checkpoint(run / store.CHECKPOINT)["epoch"]
     torch.set_num_threads(1)
     res = train_run(run, resume=True, epochs=epoch + 1)  # in this process: one more epoch

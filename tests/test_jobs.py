@@ -126,7 +126,7 @@ def test_start_stop_resume_a_real_run(tmp_path, data_root):
     model_cfg, train_cfg = jobs.check_train("vae", "mnist", TINY[0], {**TINY[1], "epochs": 200},
                                             root=data_root)
     run = jobs.start_train(tmp_path, "tiny", "vae", model_cfg, train_cfg, root=data_root, env=CHILD_ENV)
-    assert run == tmp_path.resolve() / "tiny" and status.read_job(run)["alive"]
+    assert run == tmp_path.resolve() / "tiny" and status.read_job(run).alive
     _wait_for(lambda: (store.read_json(run / store.STATUS) or {}).get("epoch", 0) >= 2, 90,
               "the second epoch to begin")  # status "epoch": the one in progress
     with pytest.raises(jobs.JobError, match="still running"):
@@ -136,7 +136,7 @@ def test_start_stop_resume_a_real_run(tmp_path, data_root):
     assert st["state"] == "stopped" and "resume" in st["message"]
     done = st["epoch"]
     ckpt = store.load_checkpoint(run / store.CHECKPOINT)
-    assert ckpt["epoch"] == done >= 1 and not status.read_job(run)["alive"] and not jobs.stop(run)
+    assert ckpt["epoch"] == done >= 1 and not status.read_job(run).alive and not jobs.stop(run)
     jobs.start_resume(run, epochs=done + 1, root=data_root, env=CHILD_ENV)
     assert jobs.wait(run, 90)
     st = store.read_json(run / store.STATUS)
@@ -171,11 +171,11 @@ def test_a_dead_or_foreign_pid_is_not_alive(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     store.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": dead.pid})
-    assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
+    assert status.read_job(tmp_path).alive is False and not jobs.stop(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:  # alive, but not a genlab process for this run: never signalled
         store.atomic_write_json(tmp_path / status.JOB, {"kind": "train", "pid": sleeper.pid})
-        assert status.read_job(tmp_path)["alive"] is False and not jobs.stop(tmp_path)
+        assert status.read_job(tmp_path).alive is False and not jobs.stop(tmp_path)
         assert sleeper.poll() is None
     finally:
         sleeper.kill()

@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..data import DATASETS, ImageData
-from ..runs.status import ACTIVE, RunSummary
+from ..runs.status import ACTIVE, Job, RunSummary
 from .images import grid_image, model_inputs
 from .metrics import log_prob_split
 
@@ -64,20 +64,20 @@ def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) 
             else 0.0, "n": len(lp), "k": k}
 
 
-def eval_plan(todo: list[RunSummary], job_of: dict[str, dict]) -> dict[str, list]:
+def eval_plan(todo: list[RunSummary], job_of: dict[str, Job | None]) -> dict[str, list]:
     """What the Compare page's eval button can do for runs without eval.json. ``todo``:
     run summaries (name, state, ckpt); ``job_of``: name -> the run's job.json as
-    ``status.read_job`` gives it ({} for none). Returns names "evaluating", "training"
+    ``status.read_job`` gives it (None for none). Returns names "evaluating", "training"
     (a process is at work: evaluate later), "no_ckpt" (nothing to evaluate), and the
     summaries it "can" evaluate now and those whose eval job to "show"."""
-    evaluating = sorted(n for n, j in job_of.items() if j.get("alive") and j.get("kind") == "eval")
-    training = sorted({n for n, j in job_of.items() if j.get("alive") and j.get("kind") != "eval"}
+    evaluating = sorted(n for n, j in job_of.items() if j and j.alive and j.kind == "eval")
+    training = sorted({n for n, j in job_of.items() if j and j.alive and j.kind != "eval"}
                       | {s.name for s in todo if s.state in ACTIVE})
     busy = set(evaluating) | set(training)
     return {"evaluating": evaluating, "training": training,
             "no_ckpt": [s.name for s in todo if not s.ckpt and s.name not in training],
             "can": [s for s in todo if s.ckpt and s.name not in busy],
-            "show": [s for s in todo if job_of.get(s.name, {}).get("kind") == "eval"]}
+            "show": [s for s in todo if (j := job_of.get(s.name)) and j.kind == "eval"]}
 
 
 def bound_candidates(summaries: list[RunSummary]) -> list[RunSummary]:

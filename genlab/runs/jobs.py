@@ -150,15 +150,15 @@ def child_env(root: str | os.PathLike | None = None, extra: dict | None = None) 
 
 
 def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append: bool,
-            root=None, env: dict | None = None) -> dict:
+            root: str | os.PathLike | None = None, env: dict | None = None) -> status.Job:
     with open(run_dir / log_name, "ab" if append else "wb") as log:
         log.write(f"\n$ {' '.join(argv[1:])}\n".encode())
         log.flush()
         proc = subprocess.Popen(argv, cwd=REPO, env=child_env(root, env), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     status.track(proc)
-    job = {"kind": kind, "pid": proc.pid, "argv": argv, "log": log_name, "started": time.time()}
-    store.atomic_write_json(run_dir / JOB, job)
+    job = status.Job(kind, proc.pid, run_dir, tuple(argv), log_name, time.time(), alive=True)
+    store.atomic_write_json(run_dir / JOB, job.to_json())
     return job
 
 
@@ -183,14 +183,14 @@ def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, 
 
 def _refuse_if_busy(run_dir: Path) -> None:
     job = status.read_job(run_dir)
-    if job and job["alive"]:
-        raise JobError(f"{run_dir.name}: a {job['kind']} process (pid {job['pid']}) is still "
+    if job and job.alive:
+        raise JobError(f"{run_dir.name}: a {job.kind} process (pid {job.pid}) is still "
                        "running; stop it first or wait for it to finish")
 
 
 def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
                  max_minutes: float | None = None, root: str | os.PathLike | None = None,
-                 env: dict | None = None, copy_to: str | os.PathLike | None = None) -> dict:
+                 env: dict | None = None, copy_to: str | os.PathLike | None = None) -> status.Job:
     """Continue a stopped, interrupted or failed run from its last checkpoint
     (``python -m genlab resume``), up to ``epochs`` in all when given, for at most
     ``max_minutes`` more on the run's budget clock when given (0: no time limit). A read-only run (a
@@ -213,8 +213,7 @@ def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
     argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
     argv += ["--epochs", str(int(epochs))] if epochs else []
     argv += ["--max-minutes", f"{float(max_minutes):g}"] if max_minutes is not None else []
-    return {**_launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env),
-            "run_dir": str(run_dir)}
+    return _launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env)
 
 
 APP_EXACT_N = 200
@@ -225,7 +224,7 @@ minute; ``genlab eval`` alone integrates the whole split unless told --exact-n."
 
 def start_eval(run_dir: str | os.PathLike, *, k: int = 1, limit: int | None = None,
                device: str = "auto", root: str | os.PathLike | None = None,
-               env: dict | None = None, exact_n: int = APP_EXACT_N) -> dict:
+               env: dict | None = None, exact_n: int = APP_EXACT_N) -> status.Job:
     """Start ``python -m genlab eval`` (writes eval.json); progress: :func:`eval_progress`."""
     run_dir = Path(run_dir).resolve()
     _refuse_if_busy(run_dir)
@@ -244,15 +243,15 @@ def stop(run_dir: str | os.PathLike) -> bool:
     checkpoint and writes status "stopped". False when nothing is running."""
     run_dir = Path(run_dir)
     job = status.read_job(run_dir)
-    if job and job["alive"]:
+    if job and job.alive:
         try:
-            os.killpg(job["pid"], signal.SIGTERM)  # its own session: the whole group
+            os.killpg(job.pid, signal.SIGTERM)  # its own session: the whole group
         except ProcessLookupError:
             return False
         return True
-    st = store.read_json(run_dir / store.STATUS) or {}  # a run started from a terminal
-    pid = st.get("pid")
-    if st.get("state") in status.ACTIVE and isinstance(pid, int) and status.pid_alive(pid, "genlab"):
+    st = status.read_status(run_dir)  # a run started from a terminal
+    pid = st.pid
+    if st.state in status.ACTIVE and pid is not None and status.pid_alive(pid, "genlab"):
         os.kill(pid, signal.SIGTERM)
         return True
     return False
@@ -263,7 +262,7 @@ def wait(run_dir: str | os.PathLike, timeout: float = 60.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = status.read_job(run_dir)
-        if not job or not job["alive"]:
+        if not job or not job.alive:
             return True
         time.sleep(0.1)
     return False
@@ -286,13 +285,26 @@ def _newest_mtime(p: Path) -> float:
     return max(times, default=0.0)
 
 
-def run_info(path: Path) -> dict:
+@dataclass(frozen=True)
+class RunInfo:
     """A run directory's state from its small files (config.json, status.json, job.json),
-    cheap enough to poll every second or two: name, model, dataset, state and one-line
-    message (:func:`genlab.runs.status.run_state`), the status, the job and the training
-    options as config.json stores them."""
+    cheap enough to poll every second or two (:func:`run_info`)."""
+    path: Path
+    name: str
+    model: str | None  # None: no readable config.json (a job that died early)
+    dataset: str | None
+    state: str  # :func:`genlab.runs.status.run_state`
+    message: str
+    status: status.RunStatus
+    job: status.Job | None
+    train: dict  # the training options as config.json stores them
+
+
+def run_info(path: Path) -> RunInfo:
+    """The run's :class:`RunInfo`: name, model, dataset, state and one-line message, the
+    status, the job and the training options."""
     cfg = store.read_json(path / store.CONFIG) or {}
-    st = store.read_json(path / store.STATUS) or {}
+    st = status.read_status(path)
     job = status.read_job(path)
     error = None
     if (path / store.CONFIG).exists():  # a job that died early may have written none
@@ -302,20 +314,19 @@ def run_info(path: Path) -> dict:
             error = str(e)
     state, msg = status.run_state(path, st, job, error=error or status.checkpoint_damage(path),
                                   has_metrics=(path / store.METRICS).exists())
-    return {"path": path, "name": path.name, "model": cfg.get("model"),
-            "dataset": (cfg.get("train") or {}).get("dataset"), "state": state, "message": msg,
-            "status": st, "job": job, "train": cfg.get("train") or {}}
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    return RunInfo(path, path.name, cfg.get("model"), train.get("dataset"), state, msg, st, job, train)
 
 
-def default_watch(infos: list[dict], named: str | None = None, here: str | None = None) -> str:
+def default_watch(infos: list[RunInfo], named: str | None = None, here: str | None = None) -> str:
     """Which run to show (a path): the one ``named`` (a run folder's name, from the URL),
     else ``here`` (a path, opened from another page), else the newest one at work, else
     the newest with a readable config, else the first."""
-    paths = {str(i["path"]): i for i in infos}
-    return next((p for p, i in paths.items() if named and i["name"] == named), None) or (
+    paths = {str(i.path): i for i in infos}
+    return next((p for p, i in paths.items() if named and i.name == named), None) or (
         here if here in paths else None) or next(
-        (p for p, i in paths.items() if i["state"] in status.ACTIVE), None) or next(
-        (p for p, i in paths.items() if i["model"]), str(infos[0]["path"]))
+        (p for p, i in paths.items() if i.state in status.ACTIVE), None) or next(
+        (p for p, i in paths.items() if i.model), str(infos[0].path))
 
 
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "svhn": 73_257}

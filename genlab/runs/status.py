@@ -16,6 +16,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..data import DATASETS
 from ..models import MODELS, model_entry
@@ -65,14 +66,87 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
     return True
 
 
-def read_job(run_dir: str | os.PathLike) -> dict | None:
-    """job.json with ``alive`` added (its process is a live genlab process for this run),
-    or None when the app never started a process here."""
+def _of(value: Any, *types: type) -> Any:
+    """``value`` when it is one of ``types`` (a bool is no number here), else None: a
+    hand-edited or torn file's wrong value reads as missing."""
+    if isinstance(value, bool) and bool not in types:
+        return None
+    return value if isinstance(value, types) else None
+
+
+@dataclass(frozen=True)
+class Job:
+    """job.json: the latest process the app started for a run (genlab.runs.jobs writes
+    it) and, as read back, whether that process is alive. ``run_dir``: the folder it
+    works in (resuming a shipped run trains a copy: the copy's)."""
+    kind: str  # "train", "resume" or "eval"
+    pid: int
+    run_dir: Path
+    argv: tuple[str, ...] = ()
+    log: str = TRAIN_LOG
+    started: float = 0.0  # time.time() at the start
+    alive: bool = False  # a live genlab process for this run (as of reading)
+
+    def to_json(self) -> dict:
+        """What job.json holds (not ``alive`` nor ``run_dir``, which reading finds)."""
+        return {"kind": self.kind, "pid": self.pid, "argv": list(self.argv), "log": self.log,
+                "started": self.started}
+
+
+def read_job(run_dir: str | os.PathLike) -> Job | None:
+    """job.json with ``alive`` found (its process is a live genlab process for this run),
+    or None when the app never started a process here (or job.json has no pid)."""
     run_dir = Path(run_dir)
     job = store.read_json(run_dir / JOB)
-    if not job or not isinstance(job.get("pid"), int):
+    pid = _of((job or {}).get("pid"), int)
+    if pid is None:
         return None
-    return {**job, "alive": pid_alive(job["pid"], run_dir.name)}
+    argv = job.get("argv")
+    return Job(kind=_of(job.get("kind"), str) or "train", pid=pid, run_dir=run_dir,
+               argv=tuple(map(str, argv)) if isinstance(argv, list) else (),
+               log=_of(job.get("log"), str) or TRAIN_LOG,
+               started=float(_of(job.get("started"), int, float) or 0.0),
+               alive=pid_alive(pid, run_dir.name))
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """status.json as the trainer writes it (genlab.training.train; genlab.runs.store.
+    write_status merges each update in): ``state`` is None without a status.json."""
+    state: str | None = None  # starting, running, stopped, done, failed
+    message: str = ""
+    pid: int | None = None  # the training process (rank 0's under torchrun)
+    started: float | None = None  # time.time() when this process started
+    updated: float | None = None  # time.time() of the last write
+    epoch: int | None = None  # epochs done
+    total_epochs: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    progress: float | None = None  # of the training, 0..1
+    eta_s: float | None = None  # seconds left, as the trainer estimates them
+    device: str | None = None
+    processes: int | None = None
+    shipped_from: str | None = None  # a shipped run: where it was trained (read-only here)
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> RunStatus:
+        """From status.json's object (None: no readable file); unknown keys are left out,
+        values of the wrong type read as missing."""
+        d = d or {}
+        num = (int, float)
+        return cls(state=_of(d.get("state"), str), message=_of(d.get("message"), str) or "",
+                   pid=_of(d.get("pid"), int), started=_of(d.get("started"), *num),
+                   updated=_of(d.get("updated"), *num), epoch=_of(d.get("epoch"), int),
+                   total_epochs=_of(d.get("total_epochs"), int), step=_of(d.get("step"), int),
+                   total_steps=_of(d.get("total_steps"), int),
+                   progress=_of(d.get("progress"), *num), eta_s=_of(d.get("eta_s"), *num),
+                   device=_of(d.get("device"), str), processes=_of(d.get("processes"), int),
+                   shipped_from=_of(d.get("shipped_from"), str))
+
+
+def read_status(run_dir: str | os.PathLike) -> RunStatus:
+    """The run's status.json (an empty RunStatus without one)."""
+    return RunStatus.from_json(store.read_json(Path(run_dir) / store.STATUS))
 
 
 def log_tail(run_dir: str | os.PathLike, name: str = TRAIN_LOG, lines: int = 15) -> str:
@@ -115,7 +189,7 @@ def budget_phrase(epoch, train: dict) -> str:
 
 
 # -- the one rule -------------------------------------------------------------------------
-def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
+def run_state(run_dir: str | os.PathLike, status: RunStatus, job: Job | None, *,
               error: str | None = None, has_metrics: bool = True) -> tuple[str, str]:
     """(state, one-line message) of a run, in this order:
     1. a train or resume process the app started is alive while status.json is older
@@ -126,30 +200,29 @@ def run_state(run_dir: str | os.PathLike, status: dict, job: dict | None, *,
     4. status.json's state, where "running"/"starting" whose pid is gone is "interrupted"
        (continue with resume); without status.json, "stopped" if there are metrics, else
        "unknown". A running run's message is its epoch, progress and time left."""
-    pid = status.get("pid")
-    at_work = status.get("state") in ACTIVE and (not pid or pid_alive(pid))
+    pid = status.pid
+    at_work = status.state in ACTIVE and (not pid or pid_alive(pid))
     exiting = False
-    if job and job["alive"] and job.get("kind") != "eval" and not at_work:
-        updated, started = float(status.get("updated") or 0), float(job.get("started") or 0)
+    if job and job.alive and job.kind != "eval" and not at_work:
+        updated, started = float(status.updated or 0), job.started
         if not (updated and started) or updated < started:  # status.json is older than the job
-            return "starting", f"{job['kind']} process {job['pid']} is starting"
+            return "starting", f"{job.kind} process {job.pid} is starting"
         exiting = True  # it wrote its last status (stopped, done, failed) and is exiting
-    if job and not job["alive"] and not status:
-        return "failed", log_tail(run_dir, job.get("log") or TRAIN_LOG, lines=1) or \
-            "the process exited before training"
+    if job and not job.alive and status == RunStatus():
+        return "failed", log_tail(run_dir, job.log, lines=1) or "the process exited before training"
     if error:
         return "broken", error
-    state = status.get("state") or ("stopped" if has_metrics else "unknown")
-    msg = status.get("message") or ""
+    state = status.state or ("stopped" if has_metrics else "unknown")
+    msg = status.message
     if state in ACTIVE and not at_work:
         return "interrupted", (f"the training process (pid {pid}) is gone; continue with "
                                f"`python -m genlab resume {run_dir}`")
     if exiting:
         msg = f"{msg + '; ' if msg else ''}its process is exiting"
-    if state == "running" and status.get("total_steps"):
-        eta = status.get("eta_s")
-        msg = (f"epoch {status.get('epoch')}/{status.get('total_epochs', '?')}, "
-               f"{100 * float(status.get('progress') or 0):.0f}%"
+    if state == "running" and status.total_steps:
+        eta = status.eta_s
+        msg = (f"epoch {status.epoch}/{status.total_epochs or '?'}, "
+               f"{100 * float(status.progress or 0):.0f}%"
                + (f", about {fmt_seconds(eta)} left" if eta is not None else ""))
     return state, msg
 
@@ -166,7 +239,7 @@ class RunSummary:
     dataset: str | None = None
     config: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
-    status: dict = field(default_factory=dict)
+    status: RunStatus = field(default_factory=RunStatus)
     metrics: list[dict] = field(default_factory=list)
     bad_metric_lines: int = 0  # torn or unreadable lines of metrics.jsonl, skipped
     last_train: dict | None = None  # the latest epoch's training record
@@ -194,8 +267,7 @@ def read_only(run_dir: str | os.PathLike) -> bool:
     says where it was shipped from; see store.ship_run) or a folder this process cannot
     write. Continuing one trains a copy (store.copy_for_resume)."""
     run_dir = Path(run_dir)
-    st = store.read_json(run_dir / store.STATUS) or {}
-    return bool(st.get("shipped_from")) or not os.access(run_dir, os.W_OK)
+    return bool(read_status(run_dir).shipped_from) or not os.access(run_dir, os.W_OK)
 
 
 def continue_root(run_dir: str | os.PathLike) -> Path:
@@ -284,7 +356,7 @@ def _read(run_dir: Path) -> RunSummary:
     if sample is None and temperature != 1.0:  # a run from before the tempered grids
         temperature, sample = 1.0, latest_sample(run_dir, 1.0)
     return RunSummary(
-        path=run_dir, name=run_dir.name, **cfg, status=store.read_json(run_dir / store.STATUS) or {},
+        path=run_dir, name=run_dir.name, **cfg, status=read_status(run_dir),
         metrics=records, bad_metric_lines=bad,
         last_train=next((r for r in reversed(epochs) if r.get("split") == "train"), None),
         last_val=next((r for r in reversed(epochs) if r.get("split") == "val"), None),

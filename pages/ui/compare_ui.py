@@ -25,7 +25,7 @@ def eval_ui(sel: list[RunSummary], missing: list[str]) -> None:
     unreadable = {s.name: s.eval_error for s in todo if s.eval_error}  # there, but not readable
     for name, why in unreadable.items():
         st.warning(f"**{name}**: {why}; evaluating it again rewrites it.", icon=":material/warning:")
-    plan = compare.eval_plan(todo, {s.name: status.read_job(s.path) or {} for s in todo})
+    plan = compare.eval_plan(todo, {s.name: status.read_job(s.path) for s in todo})
     none_yet = [n for n in missing if n not in unreadable]
     text = (f"No eval.json yet for {', '.join(none_yet)}." if none_yet else "") + "".join(
         f" {', '.join(names)}: {why}." for names, why in (
@@ -54,10 +54,10 @@ def eval_ui(sel: list[RunSummary], missing: list[str]) -> None:
 def eval_progress_ui(todo: list[RunSummary], was_busy: bool) -> None:
     alive = False
     for s in todo:
-        job = status.read_job(s.path) or {}
-        if job.get("kind") != "eval":
+        job = status.read_job(s.path)
+        if not job or job.kind != "eval":
             continue
-        if job["alive"]:
+        if job.alive:
             alive = True
             frac, what = jobs.eval_progress(s.path)
             st.progress(frac or 0.0, text=f"{s.name}: {what}")

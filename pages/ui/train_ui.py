@@ -150,9 +150,9 @@ def _eta_wait(*args) -> None:
     st.caption("Timing a few training steps of these options here, in a process of its own...")
 
 
-def speed_ui(info: dict) -> None:
+def speed_ui(info: jobs.RunInfo) -> None:
     """A run at work: the images/s its own logged steps show, the estimate corrected."""
-    got, train = throughput.run_throughput(info["path"]), info["train"]
+    got, train = throughput.run_throughput(info.path), info.train
     if not got or train.get("dataset") not in jobs.TRAIN_IMAGES:
         return
     rate, k = got
@@ -240,14 +240,14 @@ EPOCHS_MAX = next(s.hi for s in jobs.field_specs(TrainConfig) if s.name == "epoc
 MORE_EPOCHS = 5  # what "more epochs" offers first when a budget-limited run is continued
 
 
-def resume_ui(info: dict, cols) -> dict:
+def resume_ui(info: jobs.RunInfo, cols) -> dict:
     """What Resume (or Continue in a copy) asks for, as jobs.start_resume's keywords, from
     widgets in the two columns ``cols``. A run its time budget ends (the shipped ones: their
     100000 epochs are only a cap) continues for another budget or a few more epochs; any
     other run trains until the epoch asked."""
-    path, train = info["path"], info["train"]
-    total = int(info["status"].get("total_epochs") or train.get("epochs") or 1)
-    done = int(info["status"].get("epoch") or 0)
+    path, train = info.path, info.train
+    total = int(info.status.total_epochs or train.get("epochs") or 1)
+    done = int(info.status.epoch or 0)
     if not budget_words(train):
         return {"epochs": int(cols[0].number_input(
             "Train until epoch", min_value=max(done + 1, 1), max_value=EPOCHS_MAX,
@@ -265,15 +265,15 @@ def resume_ui(info: dict, cols) -> dict:
     return {"epochs": None if total > done else EPOCHS_MAX, "max_minutes": float(minutes)}
 
 
-def progress(info: dict) -> tuple[float, str]:
+def progress(info: jobs.RunInfo) -> tuple[float, str]:
     """(fraction done, what the bar says) of a run at work. A budget-limited run reads as
     one: its epoch in the budget and the time left, the bar the time used of elapsed + left
     (its epochs, only a cap, would read 0 %)."""
-    status, train = info["status"], info["train"]
-    fraction, text = float(status.get("progress") or 0.0), info["message"] or info["state"]
-    if info["state"] == "running" and budget_words(train) and status.get("epoch"):
-        eta, used = status.get("eta_s"), float(status.get("updated") or 0) - float(status.get("started") or 0)
-        text = f"epoch {status['epoch']} in {budget_words(train)}" + (
+    status, train = info.status, info.train
+    fraction, text = float(status.progress or 0.0), info.message or info.state
+    if info.state == "running" and budget_words(train) and status.epoch:
+        eta, used = status.eta_s, float(status.updated or 0) - float(status.started or 0)
+        text = f"epoch {status.epoch} in {budget_words(train)}" + (
             f", about {fmt_seconds(eta)} left" if eta is not None else "")
         fraction = used / (used + eta) if eta is not None and used + eta > 0 else 0.0
     return min(max(fraction, 0.0), 1.0), text

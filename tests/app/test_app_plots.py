@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -112,18 +113,21 @@ def test_runs_roots_parsing(monkeypatch):
     assert [str(p) for p in status.runs_roots(" x, y ,x,, ")] == ["x", "y"]
 
 
+S = status.RunStatus.from_json  # status.json's object, typed
+
+
 def test_run_state_running_dead_failed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     alive = {"state": "running", "pid": os.getpid(), "epoch": 2, "total_epochs": 4,
              "progress": 0.375, "eta_s": 75, "total_steps": 8}
-    assert status.run_state(tmp_path, alive, None) == ("running", "epoch 2/4, 38%, about 1m 15s left")
-    state, msg = status.run_state(tmp_path, {"state": "running", "pid": dead.pid}, None)
+    assert status.run_state(tmp_path, S(alive), None) == ("running", "epoch 2/4, 38%, about 1m 15s left")
+    state, msg = status.run_state(tmp_path, S({"state": "running", "pid": dead.pid}), None)
     assert state == "interrupted" and f"python -m genlab resume {tmp_path}" in msg
-    assert status.run_state(tmp_path, {"state": "failed", "message": "boom"}, None) == ("failed", "boom")
-    assert status.run_state(tmp_path, {}, None, error="bad config") == ("broken", "bad config")
-    assert status.run_state(tmp_path, {}, None, has_metrics=False) == ("unknown", "")
-    assert status.run_state(tmp_path, {}, None) == ("stopped", "")  # metrics, no status.json
+    assert status.run_state(tmp_path, S({"state": "failed", "message": "boom"}), None) == ("failed", "boom")
+    assert status.run_state(tmp_path, S({}), None, error="bad config") == ("broken", "bad config")
+    assert status.run_state(tmp_path, S({}), None, has_metrics=False) == ("unknown", "")
+    assert status.run_state(tmp_path, S({}), None) == ("stopped", "")  # metrics, no status.json
 
 
 def test_a_job_decides_the_state_only_until_the_trainer_reports(tmp_path):
@@ -133,14 +137,14 @@ def test_a_job_decides_the_state_only_until_the_trainer_reports(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / status.TRAIN_LOG).write_text("$ -m genlab train\nValueError: no such dataset\n")
-    me = {"kind": "resume", "pid": os.getpid(), "alive": True}
+    me = status.Job("resume", os.getpid(), tmp_path, alive=True)
     done = {"state": "done", "message": ""}
-    assert status.run_state(tmp_path, done, me) == ("starting", f"resume process {os.getpid()} is starting")
-    assert status.run_state(tmp_path, done, {**me, "kind": "eval"}) == ("done", "")
-    assert status.run_state(tmp_path, {"state": "running", "pid": os.getpid()}, me)[0] == "running"
-    gone = {"kind": "train", "pid": dead.pid, "alive": False}
-    assert status.run_state(tmp_path, {}, gone) == ("failed", "ValueError: no such dataset")
-    assert status.run_state(tmp_path, done, gone) == ("done", "")
+    assert status.run_state(tmp_path, S(done), me) == ("starting", f"resume process {os.getpid()} is starting")
+    assert status.run_state(tmp_path, S(done), replace(me, kind="eval")) == ("done", "")
+    assert status.run_state(tmp_path, S({"state": "running", "pid": os.getpid()}), me)[0] == "running"
+    gone = status.Job("train", dead.pid, tmp_path, alive=False)
+    assert status.run_state(tmp_path, S({}), gone) == ("failed", "ValueError: no such dataset")
+    assert status.run_state(tmp_path, S(done), gone) == ("done", "")
 
 
 def test_read_image(tmp_path):

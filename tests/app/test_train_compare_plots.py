@@ -158,9 +158,9 @@ def _todo(name, state="done", ckpt=1):
 def test_eval_plan_skips_runs_at_work_and_runs_without_a_checkpoint():
     todo = [_todo("ready"), _todo("training", "running"), _todo("bare", ckpt=None),
             _todo("evaluating"), _todo("child", "done")]
-    plan = compare.eval_plan(todo, {"ready": {}, "training": {}, "bare": {},
-                                    "evaluating": {"alive": True, "kind": "eval"},
-                                    "child": {"alive": True, "kind": "resume"}})
+    plan = compare.eval_plan(todo, {"ready": None, "training": None, "bare": None,
+                                    "evaluating": status.Job("eval", 1, Path("/r"), alive=True),
+                                    "child": status.Job("resume", 2, Path("/r"), alive=True)})
     assert plan["evaluating"] == ["evaluating"]
     assert plan["training"] == ["child", "training"]  # a live resume counts as training
     assert plan["no_ckpt"] == ["bare"]
@@ -194,9 +194,10 @@ def test_run_info_and_the_run_to_watch(tmp_path):
     store.atomic_write_json(early / status.JOB, {"kind": "train", "pid": 2 ** 22 + 12345})
     (early / status.TRAIN_LOG).write_text("Traceback ...\nValueError: no such dataset\n")
     info = {p.name: jobs.run_info(p) for p in (done, early)}
-    assert (info["done"]["state"], info["done"]["model"], info["done"]["dataset"]) == ("done", "vae", "mnist")
-    assert info["died-early"]["state"] == "failed"
-    assert info["died-early"]["message"] == "ValueError: no such dataset"
+    assert (info["done"].state, info["done"].model, info["done"].dataset) == ("done", "vae", "mnist")
+    assert info["died-early"].state == "failed" and info["died-early"].model is None
+    assert info["died-early"].message == "ValueError: no such dataset"
+    assert info["died-early"].job.kind == "train" and not info["died-early"].job.alive
     infos = [info["died-early"], info["done"]]
     assert jobs.default_watch(infos) == str(done)  # the newest with a config
     assert jobs.default_watch(infos, named="died-early") == str(early)  # ?watch= in the URL
@@ -269,7 +270,7 @@ def test_the_train_page_and_home_agree_on_every_state(tmp_path):
     seen = {}
     for p in sorted(tmp_path.iterdir()):
         info, s = jobs.run_info(p), status.summarize(p)
-        assert (info["state"], info["message"]) == (s.state, s.message), p.name
+        assert (info.state, info.message) == (s.state, s.message), p.name
         seen[p.name] = s.state
     assert seen == {"broken": "broken", "done": "done", "failed": "failed", "interrupted": "interrupted",
                     "died-early": "failed", "stopped": "stopped"}

@@ -18,19 +18,19 @@ from genlab.training.train import _status_callback
 from runs_fixture import GOOD
 
 
-def _job(started: float) -> dict:
-    return {"kind": "resume", "pid": os.getpid(), "alive": True, "started": started}
+def _job(started: float) -> status.Job:
+    return status.Job("resume", os.getpid(), Path("."), alive=True, started=started)
 
 
 def test_a_process_that_wrote_its_last_state_is_not_starting(tmp_path):
     t = time.time()
     before = {"state": "stopped", "updated": t - 50}  # from the last run, before this job
-    assert status.run_state(tmp_path, before, _job(t - 1))[0] == "starting"
+    assert status.run_state(tmp_path, status.RunStatus.from_json(before), _job(t - 1))[0] == "starting"
     after = {"state": "stopped", "updated": t, "message": "stopped at epoch 3"}  # after Stop
-    state, msg = status.run_state(tmp_path, after, _job(t - 1))
+    state, msg = status.run_state(tmp_path, status.RunStatus.from_json(after), _job(t - 1))
     assert state == "stopped" and "exiting" in msg and "starting" not in msg
     done = {"state": "done", "updated": t}  # a finished resume, its process not gone yet
-    assert status.run_state(tmp_path, done, _job(t - 1))[0] == "done"
+    assert status.run_state(tmp_path, status.RunStatus.from_json(done), _job(t - 1))[0] == "done"
 
 
 def test_a_resumed_runs_time_left_counts_its_own_steps(tmp_path):
@@ -62,7 +62,7 @@ def test_continuing_a_shipped_run_trains_a_copy(tmp_path, runs_root, data_root, 
     monkeypatch.setenv("GENLAB_DATA", str(data_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     job = jobs.start_resume(src, epochs=3, copy_to=tmp_path / "runs")
-    copy = Path(job["run_dir"])
+    copy = job.run_dir
     assert copy.parent == (tmp_path / "runs").resolve() and copy.name == f"{GOOD}-continued"
     assert jobs.wait(copy, 120), status.log_tail(copy)
     assert store.read_json(copy / store.STATUS)["state"] == "done", status.log_tail(copy)
@@ -105,7 +105,8 @@ def test_a_budget_limited_run_reads_as_one_and_continues_for_a_budget_or_more_ep
     monkeypatch.setenv("GENLAB_RUNS", f"{tmp_path / 'runs'},{src.parent}")
     monkeypatch.chdir(REPO)
     launched = []
-    monkeypatch.setattr(jobs, "_launch", lambda run_dir, kind, argv, *a, **k: launched.append(argv) or {})
+    monkeypatch.setattr(jobs, "_launch", lambda run_dir, kind, argv, *a, **k: launched.append(argv) or
+                        status.Job(kind, 1, run_dir, tuple(argv)))
     at = run_page("pages/train.py")
     at = at.get_by_key("train-watch").set_value(str(src)).run()
     assert not at.exception, [e.value for e in at.exception]
