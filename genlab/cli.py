@@ -24,6 +24,7 @@ import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
@@ -43,7 +44,7 @@ EXIT_USAGE = 2
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error on one line (no usage block) and exits 2."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str) -> NoReturn:  # noqa: D102
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
@@ -189,7 +190,7 @@ def _err(msg: str) -> str:
     return msg.strip().splitlines()[0] if msg.strip() else "unknown error"
 
 
-def cmd_train(ns) -> int:
+def cmd_train(ns: argparse.Namespace) -> int:
     if ns.model is None:
         return _train_configured(ns)
     try:
@@ -238,7 +239,7 @@ def _train_configured(ns) -> int:
     return _run(lambda: train_run(run_dir, progress=not ns.quiet), run_dir)
 
 
-def cmd_resume(ns) -> int:
+def cmd_resume(ns: argparse.Namespace) -> int:
     if ns.epochs is not None and ns.epochs < 1:
         print("genlab resume: error: --epochs must be >= 1", file=sys.stderr)
         return EXIT_USAGE
@@ -277,7 +278,7 @@ def _run(fn, run_dir: Path) -> int:
     return 0 if state in ("done", "stopped") else 1
 
 
-def cmd_eval(ns) -> int:
+def cmd_eval(ns: argparse.Namespace) -> int:
     if not 1 <= ns.k <= 5000:
         print(f"genlab eval: error: --k must be between 1 and 5000 (got {ns.k})", file=sys.stderr)
         return EXIT_USAGE
@@ -304,7 +305,7 @@ def cmd_eval(ns) -> int:
     return 0
 
 
-def cmd_ship(ns) -> int:
+def cmd_ship(ns: argparse.Namespace) -> int:
     try:
         dst = store.ship_run(ns.run_dir, ns.dest)
     except (store.RunError, OSError, ValueError) as e:
@@ -325,7 +326,7 @@ def _sample_target(out: Path) -> str | None:
     return None
 
 
-def cmd_sample(ns) -> int:
+def cmd_sample(ns: argparse.Namespace) -> int:
     def usage(msg: str) -> int:
         print(f"genlab sample: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
@@ -356,7 +357,7 @@ def cmd_sample(ns) -> int:
     return 0
 
 
-def cmd_export_tensorboard(ns) -> int:
+def cmd_export_tensorboard(ns: argparse.Namespace) -> int:
     from .training import tensorboard_log
 
     try:

@@ -19,7 +19,7 @@ from .device import DEVICES
 
 def opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
         lo_open: bool = False, choices: tuple | None = None, cli: bool = True,
-        length: int | None = None):
+        length: int | None = None) -> Any:
     """A config field with help text and allowed values.
 
     lo/hi bound numbers (and every element of a tuple); ``lo_open`` makes the
@@ -40,7 +40,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def field_type(cls, f: dataclasses.Field) -> Any:
+def field_type(cls: type, f: dataclasses.Field) -> Any:
     return typing.get_type_hints(cls)[f.name]
 
 
@@ -104,14 +104,14 @@ def _check_value(name: str, f: dataclasses.Field, value: Any) -> None:
             raise ValueError(f"{name} must be {describe(f)} (got {v:g})")
 
 
-def validate(cfg, label=lambda name: name) -> None:
+def validate(cfg: Any, label: Callable[[str], str] = lambda name: name) -> None:
     """Raise ValueError naming the first field outside its allowed values
     (``label`` turns a field name into what the user typed, e.g. a CLI flag)."""
     for f in fields(cfg):
         _check_value(label(f.name), f, getattr(cfg, f.name))
 
 
-def coerce(cls, f: dataclasses.Field, value: Any, label: Callable[[str], str] = str) -> Any:
+def coerce(cls: type, f: dataclasses.Field, value: Any, label: Callable[[str], str] = str) -> Any:
     """Bring a JSON, command-line or form value to the field's type (lists -> tuples);
     ValueError naming the field as ``label`` spells it and the kind of value it takes."""
     t = field_type(cls, f)
@@ -141,7 +141,7 @@ def _coerce(t: Any, value: Any) -> Any:
     return value
 
 
-def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str):
+def from_dict(cls: type, d: dict, *, what: str = "", label: Callable[[str], str] = str) -> Any:
     """The one parser of config values: build a ``cls`` from ``d`` (JSON values, or
     strings as typed), each brought to its field's type and checked against its bounds.
 
@@ -174,11 +174,11 @@ def from_dict(cls, d: dict, *, what: str = "", label: Callable[[str], str] = str
     return cfg
 
 
-def to_dict(cfg) -> dict:
+def to_dict(cfg: Any) -> dict:
     return asdict(cfg)
 
 
-def defaults(cls) -> dict:
+def defaults(cls: type) -> dict:
     out = {}
     for f in fields(cls):
         if f.default is not MISSING:
@@ -236,7 +236,7 @@ class OptimConfig:
         check_optim(self)
 
 
-def check_optim(cfg) -> None:
+def check_optim(cfg: Any) -> None:
     """What a config with the OptimConfig fields must hold beyond the types (the betas are
     a pair, each in range); ValueError naming the field. Called on construction."""
     for f in fields(OptimConfig):

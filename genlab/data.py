@@ -271,7 +271,7 @@ def prepare(data: ImageData, how: str) -> ImageData:
 
 
 def batches(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-            device: torch.device | str = "cpu"):
+            device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
     """Index tensors for one pass over n items (the last batch may be smaller)."""
     order = (torch.randperm(n, generator=generator).to(device) if shuffle
              else torch.arange(n, device=device))

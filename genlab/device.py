@@ -1,6 +1,7 @@
 """Which torch device to train or evaluate on: ``auto`` picks cuda > mps > cpu."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -40,7 +41,7 @@ def device_name(device: torch.device) -> str:
 
 
 @contextmanager
-def one_thread():
+def one_thread() -> Iterator[None]:
     """Torch on one CPU thread for a few images (a slider's decode, a strip of samples):
     such work is a string of tiny ops, and on a busy machine (a training run beside the app)
     each op of a multi-threaded pool waits until all its threads get a core: 10 to 40 times

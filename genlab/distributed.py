@@ -52,6 +52,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Callable, NoReturn, TypeVar
 
@@ -85,7 +86,7 @@ class Launch:
     local_rank: int
 
 
-def launch_env(environ=None) -> Launch | None:
+def launch_env(environ: Mapping[str, str] | None = None) -> Launch | None:
     """The torchrun launch this process is part of, from its environment; None for a plain
     single process (no RANK/WORLD_SIZE, or WORLD_SIZE=1). ValueError naming the variable
     when one is missing or not a number in range."""
@@ -113,7 +114,7 @@ def launch_env(environ=None) -> Launch | None:
     return Launch(rank, world, local)
 
 
-def is_main_process(environ=None) -> bool:
+def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process is rank 0 of its torchrun launch, or runs alone; read from the
     environment before any setup (a malformed one counts as rank 0: setup names it)."""
     try:
@@ -137,7 +138,7 @@ def _timeout_s(timeout_s: float | None) -> float:
 
 
 def setup(device: torch.device | str = "cpu", *, timeout_s: float | None = None,
-          environ=None) -> "Dist":
+          environ: Mapping[str, str] | None = None) -> "Dist":
     """Join the torchrun launch this process belongs to, if any, and return its :class:`Dist`.
 
     ``device``: the device type fit chose (cpu or cuda). Under torchrun each process takes
@@ -364,7 +365,7 @@ class Dist:
             tdist.all_gather(out, pad)
         return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(t.device)
 
-    def share(self, obj):
+    def share(self, obj: T) -> T:
         """Rank 0's ``obj`` (picklable) on every process."""
         if not self.active:
             return obj

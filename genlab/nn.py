@@ -105,7 +105,7 @@ class ResBlock(nn.Module):
 LOG_2PI = math.log(2 * math.pi)
 
 
-def bits_per_dim(nll_nats, num_dims: int):
+def bits_per_dim(nll_nats: float | torch.Tensor, num_dims: int) -> float | torch.Tensor:
     """bits/dim on 8-bit data from -log p(x) in nats (a float or a tensor) of a density on
     [0, 1]-scaled pixels: the 8-bit bins have width 1/256, so each of the D dimensions
     adds log 256 nats, and nats become bits by dividing by log 2,

@@ -12,9 +12,12 @@ from __future__ import annotations
 import io
 import math
 
+from typing import Callable
+
 import torch
 
 from ..data import DATASETS, ImageData
+from ..models.base import GenerativeModel
 from ..runs.status import ACTIVE, Job, RunSummary
 from .images import grid_image, model_inputs
 from .metrics import log_prob_split
@@ -33,7 +36,7 @@ def comparable(summaries: list[RunSummary]) -> dict[str, list[RunSummary]]:
 
 
 @torch.no_grad()
-def reconstruct(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+def reconstruct(model: GenerativeModel, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """decode(encode(x)) of uint8 images (B, C, H, W) -> images in [0, 1], (B, C, H, W):
     the posterior mean's decoding for VAEs, the exact inverse for flows."""
     model.eval()
@@ -50,13 +53,14 @@ def image_row_png(images: torch.Tensor, nrow: int | None = None, *, scale: int =
     return buf.getvalue()
 
 
-def is_exact(model) -> bool:
+def is_exact(model: GenerativeModel) -> bool:
     """Does ``log_prob`` of this model (or model class) give log p(x) exactly (flows),
     so that k changes nothing?"""
     return model.caps.likelihood == "exact"
 
 
-def bound_at_k(model, data: ImageData, k: int, *, seed: int = 0, progress=None) -> dict:
+def bound_at_k(model: GenerativeModel, data: ImageData, k: int, *, seed: int = 0,
+               progress: Callable[[int], object] | None = None) -> dict:
     """The k-sample importance-weighted bound L_k on log p(x), averaged over ``data``
     (nats per image): its mean, standard error and the number of images."""
     lp = log_prob_split(model, data, k=k, batch_size=100, seed=seed, progress=progress)  # (N,)

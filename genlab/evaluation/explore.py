@@ -29,9 +29,10 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.distributions import Normal
 
+from ..models.base import GenerativeModel
+from ..models.mixture import Mixture
 from ..runs import store
 from .images import grid_image, model_inputs, test_images
-from ..models.mixture import Mixture
 
 STD_NORMAL = Normal(0.0, 1.0)
 PROJECTIONS = ("umap", "pca")
@@ -40,13 +41,13 @@ CDF_EPS = 1e-6  # keeps Phi(z) inside (0, 1) so that Phi^-1 stays finite
 
 
 # -- what a model can do (a model class or an instance): its caps, read directly --------------
-def has_prior(model) -> bool:
+def has_prior(model: GenerativeModel) -> bool:
     """Random latents can be drawn: a prior (VAEs, flows, GANs) or a mixture (ae-gmm)."""
     return model.caps.prior is not None
 
 
 @torch.no_grad()
-def prior_latents(model, n: int, *, seed: int = 0) -> torch.Tensor:
+def prior_latents(model: GenerativeModel, n: int, *, seed: int = 0) -> torch.Tensor:
     """n latents (n, d) on the CPU from the model's prior, seeded; the global RNG is left
     as it was."""
     if not has_prior(model):
@@ -57,7 +58,7 @@ def prior_latents(model, n: int, *, seed: int = 0) -> torch.Tensor:
     return z.detach().float().cpu()
 
 
-def standard_normal_prior(model) -> bool:
+def standard_normal_prior(model: GenerativeModel) -> bool:
     """True when the model declares p(z) = N(0, I)."""
     return model.prior_family == "normal"
 
@@ -79,7 +80,7 @@ class LatentRef:
         return self.center.shape[0]
 
 
-def latent_reference(model, *, n: int = 4096, span: float = 3.0) -> LatentRef:
+def latent_reference(model: GenerativeModel, *, n: int = 4096, span: float = 3.0) -> LatentRef:
     """N(0, I) priors: centre 0, scale 1; Bernoulli priors: [0, 1]; others: the mean and
     standard deviation of n prior draws. Sliders span centre +- ``span`` scales."""
     z = prior_latents(model, n)  # (n, d)
@@ -222,7 +223,7 @@ def pca_basis(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- a few of many selected codes --------------------------------------------------------
-def spread_sample(picked: list[int], labels, k: int, *, seed: int = 0) -> list[int]:
+def spread_sample(picked: list[int], labels: np.ndarray | list, k: int, *, seed: int = 0) -> list[int]:
     """At most k of the selected codes' indices ``picked``, spread over their classes
     (``labels`` of every code): all of them, in the selection's order, when there are at
     most k; else each class in the selection gets a share of k in proportion to how many
@@ -255,7 +256,7 @@ def spread_sample(picked: list[int], labels, k: int, *, seed: int = 0) -> list[i
 
 
 # -- Gaussian mixtures on codes ------------------------------------------------------------
-def model_mixture(model) -> Mixture | None:
+def model_mixture(model: GenerativeModel) -> Mixture | None:
     """The mixture a model carries (ae-gmm, ``caps.mixture``), or None."""
     return model.gmm.as_mixture() if model.caps.mixture else None
 
@@ -281,7 +282,7 @@ def component_latents(mix: Mixture, k: int, n: int, *, seed: int = 0) -> torch.T
 
 # -- images ------------------------------------------------------------------------------
 @torch.no_grad()
-def encode_images(model, x: torch.Tensor, *, batch_size: int = 500, seed: int = 0) -> torch.Tensor:
+def encode_images(model: GenerativeModel, x: torch.Tensor, *, batch_size: int = 500, seed: int = 0) -> torch.Tensor:
     """Codes (N, d) on the CPU of uint8 images (N, C, H, W)."""
     dev = model.device
     inputs = model_inputs(model, x, seed=seed)
@@ -289,7 +290,7 @@ def encode_images(model, x: torch.Tensor, *, batch_size: int = 500, seed: int = 
 
 
 @torch.no_grad()
-def decode_latents(model, z: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+def decode_latents(model: GenerativeModel, z: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
     """Images (n, C, H, W) in [0, 1] on the CPU from latents (n, d)."""
     dev, dtype = model.device, next(model.parameters()).dtype
     return torch.cat([model.decode(b.to(dev, dtype)).float().clamp(0, 1).cpu()
@@ -371,7 +372,8 @@ def principal_axes(codes: np.ndarray | torch.Tensor, k: int = 16) -> PrincipalAx
     return PrincipalAxes(mean.float(), vh.float(), sd.float())
 
 
-def axes_manifold(axes: PrincipalAxes, base: torch.Tensor, n: int, dims=(0, 1)) -> torch.Tensor:
+def axes_manifold(axes: PrincipalAxes, base: torch.Tensor, n: int,
+                  dims: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """(n*n, d): the Kingma & Welling grid over two principal directions (their
     coordinates through the inverse normal CDF, in standard deviations), row-major from
     the top row, the rest of ``base`` kept."""
@@ -413,7 +415,7 @@ class Projections:
     robust: bool = True
 
 
-def checkpoint_digest(path) -> str:
+def checkpoint_digest(path: str | os.PathLike) -> str:
     """SHA-1 of a checkpoint file: what a stored projection belongs to (a file's time
     does not survive a copy or a clone)."""
     h = hashlib.sha1()
@@ -423,14 +425,14 @@ def checkpoint_digest(path) -> str:
     return h.hexdigest()
 
 
-def compute_projections(codes: np.ndarray, methods=("pca",), *, k: int = PROJ_AXES) -> Projections:
+def compute_projections(codes: np.ndarray, methods: tuple[str, ...] = ("pca",), *, k: int = PROJ_AXES) -> Projections:
     """Projections of codes (N, d) by each of ``methods``, their variance and principal axes."""
     x = np.asarray(codes, dtype=np.float32)
     return Projections(len(x), {m: project(x, m) for m in methods}, x.var(0),
                        principal_axes(x, k))
 
 
-def save_projections(run_dir, proj: Projections, digest: str) -> None:
+def save_projections(run_dir: str | os.PathLike, proj: Projections, digest: str) -> None:
     """Write ``projections.npz`` beside the checkpoint (atomic): float16 points and
     directions, float32 statistics, the checkpoint's digest; no pickled objects."""
     arrays = {f"xy_{m}": v.astype(np.float16) for m, v in proj.xy.items()}
@@ -449,7 +451,7 @@ def save_projections(run_dir, proj: Projections, digest: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def load_projections(run_dir, digest: str | None) -> Projections | None:
+def load_projections(run_dir: str | os.PathLike, digest: str | None) -> Projections | None:
     """The stored projections of this checkpoint (``digest``), or None when there are
     none, they belong to another checkpoint, or the file cannot be read."""
     path = Path(run_dir) / PROJ_FILE
@@ -469,8 +471,9 @@ def load_projections(run_dir, digest: str | None) -> Projections | None:
         return None
 
 
-def run_projections(run_dir, methods=("pca", "umap"), *, n: int = PROJ_N,
-                    root=None, write: bool = True) -> Projections:
+def run_projections(run_dir: str | os.PathLike, methods: tuple[str, ...] = ("pca", "umap"), *,
+                    n: int = PROJ_N, root: str | os.PathLike | None = None,
+                    write: bool = True) -> Projections:
     """Encode the first n test images of a run with its checkpoint, project the codes by
     ``methods`` and (``write``) store the result beside the checkpoint."""
     model, _, rc = store.load_model(run_dir, map_location="cpu")

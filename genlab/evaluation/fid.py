@@ -231,7 +231,7 @@ def inception_net() -> InceptionFeatures:
     return load_inception()
 
 
-def feature_space(fid_features: str, dataset: str):
+def feature_space(fid_features: str, dataset: str) -> nn.Module:
     """The network whose features FID is measured in: the shipped net of ``dataset`` for
     "genlab", Inception-v3 for "inception" (see FID_FEATURES)."""
     if fid_features == "genlab":

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data import ImageData, binarize_static, load_split, preprocess
+from ..models.base import GenerativeModel
 
 
 def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> ImageData:
@@ -18,7 +19,7 @@ def test_images(dataset: str, n: int, root: str | os.PathLike | None = None) -> 
     return load_split(dataset, "test", root, download=False, limit=n)
 
 
-def model_inputs(model, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+def model_inputs(model: GenerativeModel, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     """uint8 images (B, C, H, W) -> the model's inputs in [0, 1] as in training (binarised
     or dequantised, with a seeded generator so the same image gives the same code)."""
     how = model.preprocess

@@ -8,16 +8,19 @@ a model follows its declared ``caps`` (see :class:`genlab.models.base.Capabiliti
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .. import distributed
-from ..data import load_split, prepare, preprocess, batches
+from ..data import ImageData, batches, load_split, prepare, preprocess
 from ..device import pick_device
 from ..nn import bits_per_dim  # noqa: F401  (the one formula; evaluation's import point)
+from ..models.base import GenerativeModel
 from ..runs import store
 from .fid import (INCEPTION_NOTE, FeatureNetError, check_features, features_id, fid_model,
                   is_inception)
@@ -30,8 +33,8 @@ def data_kind(preprocess_how: str) -> str:
 
 
 @torch.inference_mode()
-def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
-                   progress=None) -> torch.Tensor:
+def log_prob_split(model: GenerativeModel, data: ImageData, *, k: int, batch_size: int = 100,
+                   seed: int = 0, progress: Callable[[int], object] | None = None) -> torch.Tensor:
     """log p(x) per image over a split (nats): exact for flows, IWAE(k) for latent models.
 
     Images go at most ``batch_size`` at a time; for an importance-sampled model, few
@@ -58,7 +61,7 @@ def log_prob_split(model, data, *, k: int, batch_size: int = 100, seed: int = 0,
 
 
 @torch.no_grad()
-def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
+def latent_stats(model: GenerativeModel, data: ImageData, *, batch_size: int = 500, seed: int = 0,
                  threshold: float = 0.01) -> dict:
     """Active units (Burda et al. 2016: Cov_x(E_q[z]) > 0.01) and, for models that declare
     ``caps.kl_per_dim``, the KL of each latent unit averaged over the split (one value per
@@ -80,7 +83,8 @@ def latent_stats(model, data, *, batch_size: int = 500, seed: int = 0,
     return out
 
 
-def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test", data_root=None,
+def evaluate_run(run_dir: str | Path, *, k: int = 1, split: str = "test",
+                 data_root: str | os.PathLike | None = None,
                  device: str = "auto", limit: int | None = None, progress: bool = False,
                  fid_n: int = 10000, exact_n: int | None = None, command: str | None = None,
                  fid_features: str = "genlab") -> dict:
@@ -255,7 +259,7 @@ def _nll_per_image(model, data, *, k: int, progress: bool,
 
 
 @torch.no_grad()
-def evaluate(model, data, *, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
+def evaluate(model: GenerativeModel, data: ImageData, *, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
     """Mean of ``model.eval_metrics`` (the loss parts) over a split, with seeded
     preprocessing noise: the validation records of training and eval.json's loss parts."""
     model.eval()

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.base import GenerativeModel
+
 ACTS = ("identity", "relu", "leaky_relu", "tanh", "sigmoid")
 OUTPUTS = ("sigmoid", "tanh01", "clamp")
 CHECK_TOL = 1e-5  # the export must reproduce model.decode within this on random codes
@@ -142,7 +144,7 @@ def _raw_export(model) -> MLPExport:
 
 
 @torch.no_grad()
-def decode_error(model, export: MLPExport, n: int = 16, seed: int = 0) -> float:
+def decode_error(model: GenerativeModel, export: MLPExport, n: int = 16, seed: int = 0) -> float:
     """Largest |export.forward(z) - model.decode(z)| over n random codes (pixels in [0, 1])."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, export.latent_dim, generator=g, dtype=torch.float32) * 2
@@ -152,7 +154,7 @@ def decode_error(model, export: MLPExport, n: int = 16, seed: int = 0) -> float:
     return float(np.abs(export.forward(z.numpy()) - ref).max())
 
 
-def export_decoder(model) -> MLPExport | None:
+def export_decoder(model: GenerativeModel) -> MLPExport | None:
     """The model's decoder as dense layers and an output transform, or None when its
     decoder is not a plain MLP or the export would not reproduce ``model.decode``."""
     try:

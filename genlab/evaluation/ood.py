@@ -24,6 +24,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageData, dataset_present, load_split
+from ..models.base import GenerativeModel
 from .metrics import bits_per_dim, data_kind, log_prob_split
 
 # the other datasets each one is compared with, in the order a page offers them
@@ -34,12 +35,12 @@ OOD_PARTNERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def score_unit(model) -> str:
+def score_unit(model: GenerativeModel) -> str:
     """"bits/dim" for models of 8-bit (dequantised) pixels, "nats" for binarised ones."""
     return "bits/dim" if data_kind(model.preprocess) == "8-bit" else "nats"
 
 
-def per_image_scores(model, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
+def per_image_scores(model: GenerativeModel, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
     """-log p(x) of each image (N,) float64, in :func:`score_unit` (see the module docstring),
     on the images eval scores (metrics.log_prob_split, seeded)."""
     if model.caps.likelihood is None:
@@ -54,7 +55,7 @@ def per_image_scores(model, data: ImageData, *, k: int = 100, seed: int = 0) -> 
     return nll
 
 
-def match_images(data: ImageData, shape) -> tuple[ImageData, str]:
+def match_images(data: ImageData, shape: tuple[int, int, int]) -> tuple[ImageData, str]:
     """Another dataset's uint8 images brought to ``shape`` (C, H, W), and a note of what was
     done ("" when nothing was)."""
     c, h, w = shape
@@ -83,7 +84,7 @@ def ood_partners(dataset: str, root: str | os.PathLike | None = None) -> list[tu
     return [(name, dataset_present(name, root)) for name in OOD_PARTNERS[dataset]]
 
 
-def load_matched(name: str, shape, root: str | os.PathLike | None = None, *, split: str = "test",
+def load_matched(name: str, shape: tuple[int, int, int], root: str | os.PathLike | None = None, *, split: str = "test",
                  limit: int | None = None) -> tuple[ImageData, str]:
     """A dataset's split (no download) matched to ``shape``, and the note of what was done."""
     return match_images(load_split(name, split, root, download=False, limit=limit), shape)
@@ -137,7 +138,7 @@ class OODResult:
                 "share_out_more_likely_than_median_in": float((self.score_out < med_in).double().mean())}
 
 
-def ood_compare(model, in_data: ImageData, out_data: ImageData, *, note: str = "", k: int = 100,
+def ood_compare(model: GenerativeModel, in_data: ImageData, out_data: ImageData, *, note: str = "", k: int = 100,
                 seed: int = 0, n_extremes: int = 8) -> OODResult:
     """Scores of both sets (same seed), the AUROC of -log p(x) for the out set, and the most
     and least likely images of each. ``out_data`` must already match the model's shape
@@ -150,7 +151,7 @@ def ood_compare(model, in_data: ImageData, out_data: ImageData, *, note: str = "
                      auroc(s_in, s_out), ml_in, ll_in, ml_out, ll_out)
 
 
-def ood_for_model(model, dataset: str, root: str | os.PathLike | None = None, *, k: int = 100,
+def ood_for_model(model: GenerativeModel, dataset: str, root: str | os.PathLike | None = None, *, k: int = 100,
                   limit: int | None = None, seed: int = 0, n_extremes: int = 8) -> dict[str, OODResult]:
     """A model trained on ``dataset``: its test split against each partner present under
     root (absent ones are left out; :func:`ood_partners` says which), keyed by partner."""

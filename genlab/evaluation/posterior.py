@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from ..data import ImageData
+from ..models.base import GenerativeModel
 from ..runs.views import integrable
 from .images import model_inputs
 
@@ -44,7 +46,7 @@ IW_GAP_WARN = 0.2  # nats: the estimate at k/10 and at k still differ by more ->
 
 
 # -- model access: what the model declares (caps.q_density) and its hooks -------------------
-def check_model(model) -> None:
+def check_model(model: GenerativeModel) -> None:
     """ValueError unless ``model`` has a posterior density at any z (``caps.q_density``:
     ``log_q``, ``log_likelihood``, ``log_prior``) and a 2-D latent to integrate over."""
     if model.caps.q_density is None:
@@ -57,12 +59,12 @@ def check_model(model) -> None:
                          f"latent_dim={d}")
 
 
-def can_integrate(model) -> bool:
+def can_integrate(model: GenerativeModel) -> bool:
     """Whether :func:`check_model` accepts the model (eval and the pages ask this first)."""
     return integrable(type(model), vars(model.cfg).get("latent_dim"))  # flows have none
 
 
-def log_joint(model, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def log_joint(model: GenerativeModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """log p(x|z) + log p(z): x (B, C, H, W), z (G, B, d) -> (G, B)."""
     return model.log_likelihood(x, z) + model.log_prior(z)
 
@@ -301,7 +303,7 @@ def _converged(out: dict, change, elbo_change, at_edge, spec: GridSpec) -> torch
 
 
 @torch.inference_mode()
-def quadrature(model, x: torch.Tensor, spec: GridSpec | None = None) -> Quadrature:
+def quadrature(model: GenerativeModel, x: torch.Tensor, spec: GridSpec | None = None) -> Quadrature:
     """log p(x), the ELBO and KL(q || p(z|x)) by quadrature for a batch of model inputs
     x (B, C, H, W) (preprocessed as the model expects: images.model_inputs)."""
     check_model(model)
@@ -350,8 +352,8 @@ class PosteriorView:
 
 
 @torch.inference_mode()
-def posterior_view(model, x: torch.Tensor, *, spec: GridSpec | None = None, ks=IW_KS,
-                   elbo_samples: int = 10000, seed: int = 0) -> PosteriorView:
+def posterior_view(model: GenerativeModel, x: torch.Tensor, *, spec: GridSpec | None = None,
+                   ks: tuple[int, ...] = IW_KS, elbo_samples: int = 10000, seed: int = 0) -> PosteriorView:
     """The true posterior p(z|x), q(z|x) and log p(x), ELBO, KL, IW(k) for one model input
     x (C, H, W) or (1, C, H, W). Random draws (IW, Monte Carlo ELBO) are seeded."""
     check_model(model)
@@ -384,8 +386,9 @@ def posterior_view(model, x: torch.Tensor, *, spec: GridSpec | None = None, ks=I
 
 
 # -- a split, and what eval.json gets -------------------------------------------------------
-def exact_log_px(model, data: ImageData, *, seed: int = 0, batch_size: int = 16,
-                 limit: int | None = None, spec: GridSpec | None = None, progress=None) -> Quadrature:
+def exact_log_px(model: GenerativeModel, data: ImageData, *, seed: int = 0, batch_size: int = 16,
+                 limit: int | None = None, spec: GridSpec | None = None,
+                 progress: Callable[[int], object] | None = None) -> Quadrature:
     """Per-image quadrature log p(x) (and ELBO, KL(q || p(z|x))) over a split, on the
     images eval scores: the split binarised in order with a generator seeded ``seed``
     (images.model_inputs; Bernoulli and uniform draws from a CPU generator do not depend
@@ -440,7 +443,7 @@ def iw_convergence(log_px_k: torch.Tensor, log_px_tenth: torch.Tensor, k: int, *
 
 
 @torch.inference_mode()
-def iw_repeats(model, x: torch.Tensor, ks=IW_KS, *, repeats: int = 5, seed: int = 0) -> dict[int, list[float]]:
+def iw_repeats(model: GenerativeModel, x: torch.Tensor, ks: tuple[int, ...] = IW_KS, *, repeats: int = 5, seed: int = 0) -> dict[int, list[float]]:
     """The importance-weighted estimate of log p(x) for one model input x (1, C, H, W),
     ``repeats`` seeded draws at each k: how far one estimate scatters, and where their
     mean climbs as k grows."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ def _fused_supported(name: str, device: torch.device) -> bool:
         return False
 
 
-def build_optimizers(groups: Sequence[Iterable[nn.Parameter]], cfg, device: torch.device | str,
+def build_optimizers(groups: Sequence[Iterable[nn.Parameter]], cfg: OptimConfig, device: torch.device | str,
                      *, lr: float) -> list[torch.optim.Optimizer]:
     """One optimiser per parameter group (a GAN: [discriminator, generator]), all with
     ``cfg``'s optimizer, betas, eps and weight decay and learning rate ``lr``; fused where
@@ -140,16 +140,16 @@ class Capabilities:
         return self.encode and not self.bijective
 
 
-def image_shape_field():
+def image_shape_field() -> Any:
     return opt((1, 28, 28), "image shape (C, H, W); set from the dataset", lo=1, cli=False)
 
 
-def preprocess_field(default: str):
+def preprocess_field(default: str) -> Any:
     return opt(default, "how uint8 pixels become inputs: dynamic/static binarisation or "
                "uniform dequantisation to [0, 1]", choices=PREPROCESS)
 
 
-def latent_dim_field(default: int):
+def latent_dim_field(default: int) -> Any:
     return opt(default, "size of the latent z", lo=1, hi=1024)
 
 
@@ -180,7 +180,7 @@ class GenerativeModel(nn.Module):
     log_prob_method: ClassVar[str | None] = None
     proposal: ClassVar[str | None] = None
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Any):
         super().__init__()
         self.cfg = cfg
 
@@ -256,7 +256,7 @@ class GenerativeModel(nn.Module):
         optimisers (one group by default; a GAN: discriminator, generator)."""
         return [list(self.parameters())]
 
-    def configure_optimizers(self, lr: float, options=None) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self, lr: float, options: OptimConfig | None = None) -> list[torch.optim.Optimizer]:
         """One optimiser per :meth:`param_groups` group, as ``options`` (a TrainConfig or
         OptimConfig; default: Adam with PyTorch's betas) says: build_optimizers."""
         return build_optimizers(self.param_groups(), options or OptimConfig(), self.device, lr=lr)

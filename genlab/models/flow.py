@@ -10,6 +10,7 @@ Reference:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from .base import Capabilities, GenerativeModel
 FLOW_PRIORS = ("logistic", "gaussian")
 
 
-def dequantize_field():
+def dequantize_field() -> Any:
     return opt("dequantize", "flows model uniformly dequantised pixels in [0, 1]",
                choices=("dequantize",))
 
@@ -54,7 +55,7 @@ class FlowModel(GenerativeModel):
     log_prob_method = "exact change of variables"
     proposal = "exact (change of variables)"
 
-    def __init__(self, cfg, flow: Bijection):
+    def __init__(self, cfg: Any, flow: Bijection):
         super().__init__(cfg)
         self.flow = flow
         self.D = math.prod(cfg.image_shape)
@@ -87,7 +88,7 @@ class FlowModel(GenerativeModel):
         t = self.check_temperature(temperature)
         return prior_sample(n, self.D, self.prior, next(self.parameters()), t)
 
-    def log_prob(self, x: torch.Tensor, k: int = 1, **_) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, k: int = 1, **_: object) -> torch.Tensor:
         """Exact log p(x) in nats per image (B,); k is ignored (no sampling)."""
         z, log_det = self(x)
         return self.log_prior(z) + log_det

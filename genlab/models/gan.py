@@ -52,7 +52,8 @@ def fold_adam_beta1(model_config: dict, train: dict) -> tuple[dict, dict]:
     return model_config, train
 
 
-def truncated_noise(n: int, d: int, temperature: float, device) -> torch.Tensor:
+def truncated_noise(n: int, d: int, temperature: float,
+                    device: torch.device | str) -> torch.Tensor:
     """(n, d) standard normal draws truncated to [-tau, tau] where the truncated normal's
     standard deviation is ``temperature`` T <= 1 (T = 1: no truncation). The truncation
     trick of Brock et al. 2019 (BigGAN), its threshold picked so that T means what it means

@@ -31,7 +31,7 @@ class Mixture:
         return Mixture(self.weights, (self.means - mean) @ p.T, p @ self.covariances @ p.T)
 
 
-def fit_mixture(codes, n_components: int, *, seed: int = 0) -> Mixture:
+def fit_mixture(codes: np.ndarray | torch.Tensor, n_components: int, *, seed: int = 0) -> Mixture:
     """scikit-learn's GaussianMixture (full covariances, EM from k-means) fitted on codes
     (N, d), an array or a tensor, in float64."""
     from sklearn.mixture import GaussianMixture

@@ -12,6 +12,7 @@ estimated by Monte Carlo with the posterior samples: log q(z|x) - log p(z).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -22,12 +23,12 @@ from .base import Capabilities
 from .vae import VAE, Posterior, VAEConfig
 
 
-def flow_hidden_field():
+def flow_hidden_field() -> Any:
     return opt((128, 128), "hidden widths of each latent coupling net (scale and translation "
                "MLPs), comma-separated", lo=1, hi=8192)
 
 
-def num_flows_field(default: int):
+def num_flows_field(default: int) -> Any:
     return opt(default, "number of flow layers (RealNVP couplings or planar maps)", lo=0, hi=64)
 
 

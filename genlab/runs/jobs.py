@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import defaults, describe, field_type, format_value
+from ..config import TrainConfig, defaults, describe, field_type, format_value
 from ..data import DATASETS, data_root, dataset_present, missing_message
 from ..device import pick_device
 from ..models import model_entry
@@ -62,7 +62,7 @@ def _kind(cls, f: dataclasses.Field) -> str:
     return {bool: "bool", int: "int", float: "float"}.get(t, "text")
 
 
-def field_specs(cls, *, skip: tuple[str, ...] = ()) -> list[FieldSpec]:
+def field_specs(cls: type, *, skip: tuple[str, ...] = ()) -> list[FieldSpec]:
     """The user-settable fields of a config dataclass (``cli=False`` ones left out),
     with their bounds, choices, default and a help line stating them."""
     values = defaults(cls)
@@ -86,7 +86,7 @@ def field_step(spec: FieldSpec) -> float:
 
 
 def check_train(model: str, dataset: str, model_values: dict, train_values: dict, *,
-                root: str | os.PathLike | None = None, build: bool = True):
+                root: str | os.PathLike | None = None, build: bool = True) -> tuple[Any, TrainConfig]:
     """Validate a training request as ``python -m genlab train`` does (the same parse,
     so the same one-line errors), then what the launched process would find: the dataset
     under the data root, the device, a model those options build. Returns (model config,
@@ -131,7 +131,8 @@ def max_processes() -> int:
     return max(torch.cuda.device_count(), 1)
 
 
-def create_run(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg) -> Path:
+def create_run(runs_root: str | os.PathLike, name: str, model: str, model_cfg: Any,
+               train_cfg: TrainConfig) -> Path:
     """A new run directory under ``runs_root`` (``name``, or ``name-1``, ... when taken)
     holding config.json, written as ``python -m genlab train`` writes it."""
     run_dir = store.new_run_dir(Path(runs_root).resolve(), check_name(name))
@@ -162,7 +163,8 @@ def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append:
     return job
 
 
-def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg, train_cfg, *,
+def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg: Any,
+                train_cfg: TrainConfig, *,
                 root: str | os.PathLike | None = None, env: dict | None = None,
                 processes: int = 1) -> Path:
     """Write config.json in a new run directory (:func:`create_run`) and start

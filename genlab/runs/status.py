@@ -177,7 +177,7 @@ def budget_words(train: dict) -> str:
     return f"{article} {n}-{clock}minute budget"
 
 
-def budget_phrase(epoch, train: dict) -> str:
+def budget_phrase(epoch: int | None, train: dict) -> str:
     """How far a run got, read as what bounds it: "67 epochs in an 8-CPU-minute budget"
     for a run with a time budget (its epochs are then only a cap, such as the shipped
     recipe's 100000), "epoch 20 of 20 (within a 5-minute budget)" for one that reached its

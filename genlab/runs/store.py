@@ -74,7 +74,7 @@ def _write_error(path: Path, e: OSError) -> OSError:
     return err
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
+def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
@@ -84,7 +84,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``: it can never run code.
 
     Raises RunError naming the file for a missing, empty, truncated, foreign or
@@ -198,7 +198,7 @@ def default_run_name(model: str, dataset: str) -> str:
     return f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def write_status(run_dir: str | os.PathLike, **fields) -> dict:
+def write_status(run_dir: str | os.PathLike, **fields: object) -> dict:
     """Merge ``fields`` into status.json (atomic) and return the new status."""
     path = Path(run_dir) / STATUS
     status = read_json(path) or {}
@@ -265,7 +265,7 @@ def _parsed(errors: list[str], cls, values: dict):
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
-def write_config(run_dir: str | os.PathLike, model: str, model_cfg, train_cfg, *,
+def write_config(run_dir: str | os.PathLike, model: str, model_cfg: Any, train_cfg: TrainConfig, *,
                  exclusive: bool = False) -> None:
     """Write config.json. ``exclusive``: only if the folder holds none yet (a hard link
     of the finished file, which fails when the name exists), so of two trainings given
@@ -346,7 +346,7 @@ def build_run_model(rc: RunConfig, run_dir: str | os.PathLike) -> GenerativeMode
         raise RunError(f"{Path(run_dir) / CONFIG}: {e}") from None
 
 
-def load_model(run_dir: str | os.PathLike, map_location="cpu") -> tuple[GenerativeModel, dict, RunConfig]:
+def load_model(run_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[GenerativeModel, dict, RunConfig]:
     """Rebuild a run's model from config.json and checkpoint.pt (weights_only)."""
     run_dir = Path(run_dir)
     rc = read_config(run_dir)

@@ -22,7 +22,7 @@ def interpolation(cls: type, cfg: dict | None = None) -> bool:
     return cls.caps.decode and (cls.caps.encode or cls.caps.prior is not None)
 
 
-def integrable(cls: type, latent_dim) -> bool:
+def integrable(cls: type, latent_dim: object) -> bool:
     """Whether genlab.evaluation.posterior can integrate p(x|z) p(z) over a grid for a model class and
     a latent size (a run's stored config: the pages list runs without building their
     models): a declared q(z|x) density and a 2-D latent."""

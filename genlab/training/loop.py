@@ -177,7 +177,7 @@ def _step_context(precision: str, device: torch.device):
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def checkpoint_payload(model: GenerativeModel, optimizers, *, epoch: int, step: int,
+def checkpoint_payload(model: GenerativeModel, optimizers: list[torch.optim.Optimizer], *, epoch: int, step: int,
                        schedule: TrainingSchedule | None = None,
                        position: dict | None = None) -> dict:
     """What checkpoint.pt holds. "model" is what evaluation, the app and shipping read: the

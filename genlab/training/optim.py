@@ -18,15 +18,15 @@ Steps are counted from 0: step s is the (s+1)-th optimiser update of the run.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from ..config import SCHEDULES
+from ..config import SCHEDULES, OptimConfig
 
 BURDA_STAGES = 8  # Burda et al. 2016: lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7
 
@@ -41,7 +41,7 @@ def burda_stage(epoch: int) -> int:
     return i
 
 
-def lr_factor(step: int, cfg, *, steps_per_epoch: int, total_steps: int) -> float:
+def lr_factor(step: int, cfg: OptimConfig, *, steps_per_epoch: int, total_steps: int) -> float:
     """The learning rate of step ``step`` (0-based) as a fraction of lr.
 
     Warm-up (step < W = warmup_steps): (step+1)/W. After it, with t = step - W steps since
@@ -64,7 +64,7 @@ def lr_factor(step: int, cfg, *, steps_per_epoch: int, total_steps: int) -> floa
     raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {cfg.lr_schedule!r})")
 
 
-def build_schedulers(optimizers: Sequence[torch.optim.Optimizer], cfg, *, steps_per_epoch: int,
+def build_schedulers(optimizers: Sequence[torch.optim.Optimizer], cfg: OptimConfig, *, steps_per_epoch: int,
                      total_steps: int) -> list[LambdaLR]:
     """A LambdaLR per optimiser over :func:`lr_factor`: after k ``step()`` calls (one per
     optimiser step) the optimiser's lr is lr * lr_factor(k). The factor is a closure, so
@@ -124,7 +124,7 @@ class EMA:
             get_ema_multi_avg_fn(self.decay_at(self.num_updates))(self.params, current, None)
 
     @contextmanager
-    def averaged(self, model: nn.Module):
+    def averaged(self, model: nn.Module) -> Iterator[nn.Module]:
         """Inside: the model holds the averaged parameters (its buffers stay); after, its
         own again, bit for bit, also when the body raises."""
         live = [p.detach().clone() for p in model.parameters()]
@@ -175,7 +175,7 @@ class TrainingSchedule:
     saves :meth:`state_dict` in the checkpoint beside the model's and the optimisers'.
     """
 
-    def __init__(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], cfg, *,
+    def __init__(self, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], cfg: OptimConfig, *,
                  steps_per_epoch: int, total_steps: int):
         self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
         self.optimizers = list(optimizers)
@@ -213,7 +213,7 @@ class TrainingSchedule:
             out["kl_weight"] = beta_at(last / self.steps_per_epoch, self.cfg.kl_warmup_epochs, beta)
         return out
 
-    def averaged(self, model: nn.Module):
+    def averaged(self, model: nn.Module) -> AbstractContextManager[nn.Module]:
         """Context: the model holds the averaged weights (no-op without averaging)."""
         return self.ema.averaged(model) if self.ema is not None else nullcontext(model)
 

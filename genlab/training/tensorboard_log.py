@@ -121,7 +121,7 @@ def scalar_events(record: dict, wall: float) -> list:
     return [_event(record.get("step", 0), wall, summary=summary_pb2.Summary(value=values))] if values else []
 
 
-def image_event(tag: str, png: bytes, step: int, wall: float):
+def image_event(tag: str, png: bytes, step: int, wall: float) -> bytes:
     """A PNG as an image summary, its bytes as they are (no decoding and re-encoding)."""
     from PIL import Image
 

@@ -17,15 +17,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from ..config import TrainConfig
 from ..device import pick_device
 from ..models import model_entry
 from ..runs import store, status
 from ..runs.jobs import REPO, JobError, child_env, job_dirs
 
 
-def throughput_key(model: str, model_cfg, train_cfg) -> str:
+def throughput_key(model: str, model_cfg: Any, train_cfg: TrainConfig) -> str:
     """What a training step's speed depends on, as one string: the model and its config,
     the batch size, precision and compilation, and the kind of device it trains on."""
     from ..config import to_dict
@@ -54,7 +57,8 @@ def run_throughput(run_dir: str | os.PathLike) -> tuple[float, int] | None:
     return (got[len(got) // 2], len(got)) if got else None
 
 
-def measured_throughput(model: str, model_cfg, train_cfg, roots) -> tuple[float, int] | None:
+def measured_throughput(model: str, model_cfg: Any, train_cfg: TrainConfig,
+                        roots: Sequence[str | os.PathLike]) -> tuple[float, int] | None:
     """(median of the runs' images/s, runs measured) over the logged steps of runs here of
     this very model, config, batch size and precision (:func:`throughput_key`) whose
     status.json says they ran on this kind of device; a run at work counts from its first
@@ -85,7 +89,7 @@ _PROBES: dict[str, dict] = {}  # throughput_key -> {"proc", "started"} while tim
 _PROBES_LOCK = threading.Lock()
 
 
-def probe_throughput(model: str, model_cfg, train_cfg, *, wait: bool = False) -> tuple[float, int] | None:
+def probe_throughput(model: str, model_cfg: Any, train_cfg: TrainConfig, *, wait: bool = False) -> tuple[float, int] | None:
     """(training images/s, steps timed) of a few training steps of a fresh ``model`` with
     these configs, timed in a process of its own started as a training process is (its
     device, its threads, the load beside it: :func:`probe_main`), once per
@@ -189,7 +193,8 @@ def _probe(model: str, model_cfg, train_cfg) -> tuple[float, int]:
     return train_cfg.batch_size * (steps - 1) / max(time.perf_counter() - t0, 1e-9), steps - 1
 
 
-def expected_throughput(model: str, model_cfg, train_cfg, roots) -> tuple[float, str] | None:
+def expected_throughput(model: str, model_cfg: Any, train_cfg: TrainConfig,
+                        roots: Sequence[str | os.PathLike]) -> tuple[float, str] | None:
     """(training images/s expected for these configs here, where the figure comes from):
     the runs of this configuration on this device (the one going included, from its first
     logged steps), else a short timed probe of it (:func:`probe_throughput`); None while
