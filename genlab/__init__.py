@@ -5,9 +5,9 @@ subpackage) and from the layers listed before its own (``LAYERS`` below;
 tests/test_layers.py checks every import, those inside functions too, and that there is
 no cycle):
 
-1. the ground floor, at the top of the folder: ``data`` (datasets), ``device``, ``config``
-   (the dataclass options), ``nn`` (network blocks), ``flows`` (bijections) and
-   ``distributed`` (torchrun processes, which training and evaluation both run on);
+1. the ground floor, at the top of the folder: ``data`` (datasets), ``device``,
+   ``errors`` (one-line messages), ``config`` (the dataclass options), ``nn`` (network
+   blocks), ``flows`` (bijections) and ``distributed`` (torchrun processes, which training and evaluation both run on);
 2. ``models``: one file per family, the contract (``models.base``) and the registry;
 3. ``runs``: what lives on disk: run folders (``runs.store``), their status, the jobs the
    app starts, and which runs each view can show (``runs.views``);
@@ -27,7 +27,7 @@ reads ``data`` and ``device``, ``flows`` reads ``nn``, ``distributed`` reads ``d
 __version__ = "0.1.0"
 
 LAYERS = (
-    ("data", "device", "config", "nn", "flows", "distributed"),
+    ("data", "device", "errors", "config", "nn", "flows", "distributed"),
     ("models",),
     ("runs",),
     ("evaluation", "lab"),

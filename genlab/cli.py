@@ -30,6 +30,7 @@ from .config import TrainConfig, defaults, describe, flag, format_value
 from .data import DatasetError
 from .device import DEVICES, pick_device
 from .distributed import DistributedError, exit_after_failure, is_main_process, on_main
+from .errors import first_line
 from .evaluation.fid import FID_FEATURES
 from .evaluation.metrics import eval_lines, evaluate_run
 from .models import FAMILIES, MODELS, family_defaults
@@ -185,11 +186,6 @@ def parse_train(ns: argparse.Namespace) -> store.RunConfig:
     return store.new_config(ns.model, ns.dataset, _collect(ns, "model."), _collect(ns, "train."))
 
 
-def _err(msg: str) -> str:
-    """The first line of an error message: errors are one line, never a traceback."""
-    return msg.strip().splitlines()[0] if msg.strip() else "unknown error"
-
-
 def cmd_train(ns: argparse.Namespace) -> int:
     if ns.model is None:
         return _train_configured(ns)
@@ -210,7 +206,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     try:  # under torchrun rank 0 creates the run, the other processes are told where
         run_dir = on_main(create, rc.train.device)
     except (store.RunError, OSError, ValueError, DistributedError) as e:
-        print(f"genlab train: error: cannot create the run: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab train: error: cannot create the run: {first_line(e)}", file=sys.stderr)
         return 1
     if is_main_process():  # under torchrun: said once, not by every process
         print(f"run directory: {run_dir}", flush=True)
@@ -266,10 +262,10 @@ def _run(fn, run_dir: Path) -> int:
     try:
         status = fn()
     except (DatasetError, store.RunError, TrainingFailed, ValueError, OSError) as e:
-        print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab: error: {first_line(e)}", file=sys.stderr)
         return 1
     except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
-        print(f"genlab: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab: error: {first_line(e)}", file=sys.stderr)
         exit_after_failure(1)
     state = status.get("state")
     if is_main_process():  # under torchrun rank 0 reports for every process
@@ -288,10 +284,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
                            fid_n=max(ns.fid_n, 0), exact_n=ns.exact_n, fid_features=ns.fid_features,
                            command=shlex.join(["python", "-m", "genlab", *ns.argv]))
     except (DatasetError, store.RunError, ValueError, OSError) as e:
-        print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab eval: error: {first_line(e)}", file=sys.stderr)
         return 1
     except DistributedError as e:  # a lost torchrun process: end now, never hang at exit
-        print(f"genlab eval: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab eval: error: {first_line(e)}", file=sys.stderr)
         exit_after_failure(1)
     if not res:  # another process of a torchrun launch: rank 0 writes and reports
         return 0
@@ -309,7 +305,7 @@ def cmd_ship(ns: argparse.Namespace) -> int:
     try:
         dst = store.ship_run(ns.run_dir, ns.dest)
     except (store.RunError, OSError, ValueError) as e:
-        print(f"genlab ship: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab ship: error: {first_line(e)}", file=sys.stderr)
         return 1
     size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
     print(f"shipped {ns.run_dir} -> {dst} ({size / 1e6:.2f} MB)")
@@ -342,16 +338,16 @@ def cmd_sample(ns: argparse.Namespace) -> int:
     try:
         model, _, _ = store.load_model(ns.run_dir, map_location=pick_device(ns.device))
     except (store.RunError, ValueError, OSError) as e:
-        print(f"genlab sample: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab sample: error: {first_line(e)}", file=sys.stderr)
         return 1
     t = (model.caps.temperature or 1.0) if t is None else t
     try:
         model.check_temperature(t)
         save_sample_grid(model, out, ns.n, ns.seed, temperature=t)
     except ValueError as e:  # a temperature this model cannot sample at
-        return usage(_err(str(e)))
+        return usage(first_line(e))
     except OSError as e:
-        print(f"genlab sample: error: cannot write {out}: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab sample: error: cannot write {out}: {first_line(e)}", file=sys.stderr)
         return 1
     print(f"{ns.n} samples of {ns.run_dir} at temperature {t:g} written to {out}")
     return 0
@@ -363,10 +359,10 @@ def cmd_export_tensorboard(ns: argparse.Namespace) -> int:
     try:
         res = tensorboard_log.export(ns.run_dir, ns.out)
     except tensorboard_log.ExportError as e:
-        print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab export-tensorboard: error: {first_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except (store.RunError, OSError, ValueError, ImportError) as e:
-        print(f"genlab export-tensorboard: error: {_err(str(e))}", file=sys.stderr)
+        print(f"genlab export-tensorboard: error: {first_line(e)}", file=sys.stderr)
         return 1
     print(f"{sum(res['scalars'].values())} points of {len(res['scalars'])} scalars, "
           f"{res['images']} sample grids and {res['hparams']} hyperparameters written to "

@@ -3,13 +3,12 @@ per-image scores against metrics (nats, bits/dim), image matching (greyscale, re
 extremes, determinism, and a real MNIST vs Fashion-MNIST comparison."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from genlab.data import ImageData, load_split
+from genlab.data import ImageData
 from genlab.evaluation import ood
 from genlab.evaluation.metrics import bits_per_dim, log_prob_split
 from genlab.models import build_model

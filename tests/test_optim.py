@@ -344,7 +344,7 @@ def test_stopped_and_resumed_equals_uninterrupted(cfg, optimizer_first):
     resumed[0].load_state_dict(ckpt["model"])
     train(*resumed, range(n // 2, n))
 
-    (m1, o1, s1), (m2, o2, s2) = straight, resumed
+    (m1, _, s1), (m2, _, s2) = straight, resumed
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(a, b), k
     for a, b in zip(s1.ema.params, s2.ema.params):

@@ -29,6 +29,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch.distributions import Normal
 
+from ..errors import first_line
 from ..models.base import GenerativeModel
 from ..models.mixture import Mixture
 from ..runs import store
@@ -493,6 +494,6 @@ if __name__ == "__main__":  # python -m genlab.evaluation.explore RUN_DIR...: st
         try:
             p = run_projections(arg)
         except (ValueError, RuntimeError) as e:
-            print(f"{arg}: skipped ({str(e).splitlines()[0]})", flush=True)
+            print(f"{arg}: skipped ({first_line(e)})", flush=True)
             continue
         print(f"{arg}: {', '.join(p.xy)} of {p.n} codes in {time.perf_counter() - t0:.0f} s", flush=True)

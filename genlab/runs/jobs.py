@@ -26,6 +26,7 @@ from typing import Any
 from ..config import TrainConfig, defaults, describe, field_type, format_value
 from ..data import DATASETS, data_root, dataset_present, missing_message
 from ..device import pick_device
+from ..errors import first_line
 from ..models import model_entry
 from . import store, status
 
@@ -101,7 +102,7 @@ def check_train(model: str, dataset: str, model_values: dict, train_values: dict
             model_entry(model)[0](rc.model_config)
         except Exception as e:  # a shape the architecture cannot take, for instance
             raise ValueError(f"{model} cannot be built with these options: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                             f"{first_line(e)}") from None
     return rc.model_config, rc.train
 
 

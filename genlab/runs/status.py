@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DATASETS
+from ..errors import first_line
 from ..models import MODELS, model_entry
 from . import store
 
@@ -336,7 +337,7 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     try:
         return refresh(_read(run_dir))
     except Exception as e:  # an unreadable folder: one line, never a traceback
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         return RunSummary(run_dir, run_dir.name, error=f"{run_dir}: {why}", state="broken",
                           message=f"{run_dir}: {why}")
 
@@ -381,7 +382,7 @@ def read_eval(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
     except FileNotFoundError:
         return None, None
     except (OSError, UnicodeDecodeError) as e:
-        return None, f"{path}: unreadable ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})"
+        return None, f"{path}: unreadable ({first_line(e, 160)})"
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:

@@ -18,6 +18,7 @@ from .. import distributed
 from ..config import TrainConfig, flag, validate
 from ..data import load_split
 from ..device import device_name, pick_device
+from ..errors import first_line
 from ..runs import store
 from . import tensorboard_log
 from .loop import Callback, StopRequested, TrainState, fit
@@ -87,7 +88,7 @@ def train_run(run_dir: str | Path, *, resume: bool = False, epochs: int | None =
 def _record_failure(run_dir: Path, e: Exception) -> None:
     try:
         store.write_status(run_dir, state="failed",
-                          message=str(e).splitlines()[0] if str(e) else type(e).__name__)
+                          message=first_line(e))
     except OSError:  # the disk that failed the run may refuse this too: report the first fault
         pass
 
@@ -158,7 +159,7 @@ def _resume_from(run_dir: Path, cfg: TrainConfig, device: torch.device, main: bo
             o.load_state_dict(sd)
         start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         raise store.RunError(f"{path}: optimiser state or epoch/step counters do not fit the "
                             f"model ({why})") from None
     saved = {"schedule": ckpt.get("schedule"), "position": ckpt.get("position")}

@@ -20,6 +20,7 @@ import torch
 from genlab.data import ImageData, load_split
 from genlab.device import one_thread
 from genlab.evaluation import compare, explore
+from genlab.errors import first_line
 from genlab.evaluation.images import test_images as load_test_images
 from genlab.models.mixture import fit_mixture
 from genlab.runs import store, status
@@ -77,7 +78,7 @@ def _load(path: str, stamp: int | None) -> Loaded | str:
     try:
         model, _, rc = store.load_model(path, map_location="cpu")
     except Exception as e:  # a corrupt checkpoint, a config that no longer fits: one line
-        return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return first_line(e)
     ok = explore.has_prior(model) and model.caps.decode
     return Loaded(model, rc.model, rc.train.dataset, explore.latent_reference(model) if ok else None)
 
