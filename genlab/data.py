@@ -36,21 +36,28 @@ class DatasetInfo:
     val_size: int  # held out from the training split, fixed and seeded
     folder: str  # where torchvision looks under the data root
     files: tuple[str, ...]  # what torchvision expects in that folder
+    train_images: int  # the training split's images, before the validation ones are held out
+
+    def train_size(self, limit: int | None = None) -> int:
+        """Training images a run sees per epoch: the training split without its
+        validation part, or ``limit`` when smaller."""
+        n = self.train_images - self.val_size
+        return min(n, int(limit)) if limit else n
 
 
 _DIGITS = tuple(str(i) for i in range(10))
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", (1, 28, 28), _DIGITS, 5000, "MNIST/raw", _MNIST_FILES),
+    "mnist": DatasetInfo("mnist", (1, 28, 28), _DIGITS, 5000, "MNIST/raw", _MNIST_FILES, 60_000),
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", (1, 28, 28),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        5000, "FashionMNIST/raw", _MNIST_FILES),
+        5000, "FashionMNIST/raw", _MNIST_FILES, 60_000),
     # SVHN (Netzer et al. 2011): 73,257 train images (8,257 held out here), 26,032 test
     "svhn": DatasetInfo("svhn", (3, 32, 32), _DIGITS, 8257, ".",
-                        ("train_32x32.mat", "test_32x32.mat")),
+                        ("train_32x32.mat", "test_32x32.mat"), 73_257),
 }
 SPLITS = ("train", "val", "test")
 

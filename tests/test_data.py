@@ -27,6 +27,9 @@ def test_split_sizes_and_dtype(data_root, name):
         assert d.y.dtype == torch.int64 and d.y.shape == (n,)
         assert 0 <= int(d.y.min()) and int(d.y.max()) == 9
         assert d.x.is_contiguous()
+    info = DATASETS[name]  # what the app's time estimates count an epoch as
+    assert info.train_size() == sizes["train"] and info.train_size(1000) == 1000
+    assert info.train_images == sizes["train"] + sizes["val"]
 
 
 def test_val_is_a_fixed_partition_of_torchvision_train(data_root):

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from genlab.lab.families import FAMILIES, Options, make_family
 from genlab.lab.state import LabState, from_query, to_query

@@ -332,15 +332,9 @@ def default_watch(infos: list[RunInfo], named: str | None = None, here: str | No
         (p for p, i in paths.items() if i.model), str(infos[0].path))
 
 
-TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "svhn": 73_257}
-"""Images in each dataset's training split before the validation images are held out."""
-
-
 def train_size(dataset: str, limit: int | None = None) -> int:
-    """Training images a run sees per epoch: the split without its validation part, or
-    ``limit``."""
-    n = TRAIN_IMAGES[dataset] - DATASETS[dataset].val_size
-    return min(n, int(limit)) if limit else n
+    """Training images a run sees per epoch (:meth:`genlab.data.DatasetInfo.train_size`)."""
+    return DATASETS[dataset].train_size(limit)
 
 
 _PROGRESS_RE = re.compile(r"(\d+)/(\d+) \[")

@@ -153,7 +153,7 @@ def _eta_wait(*args) -> None:
 def speed_ui(info: jobs.RunInfo) -> None:
     """A run at work: the images/s its own logged steps show, the estimate corrected."""
     got, train = throughput.run_throughput(info.path), info.train
-    if not got or train.get("dataset") not in jobs.TRAIN_IMAGES:
+    if not got or train.get("dataset") not in DATASETS:
         return
     rate, k = got
     n = jobs.train_size(train["dataset"], train.get("limit") or None)
