@@ -19,9 +19,10 @@ import torch
 
 from genlab.data import ImageData, load_split
 from genlab.device import one_thread
-from genlab.evaluation import compare, explore
 from genlab.errors import first_line
+from genlab.evaluation import compare, explore
 from genlab.evaluation.images import test_images as load_test_images
+from genlab.evaluation.mlp_export import export_decoder
 from genlab.models.mixture import fit_mixture
 from genlab.runs import store, status
 from pages.ui.widgets import Card, read_image, run_card
@@ -126,6 +127,14 @@ def projection(path: str, stamp: int | None, dataset: str, root: str, n: int, me
 @st.cache_resource(show_spinner=False, max_entries=16)
 def axes(path: str, stamp: int | None, dataset: str, root: str, n: int) -> explore.PrincipalAxes:
     return explore.principal_axes(codes(path, stamp, dataset, root, n), explore.PROJ_AXES)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def decoder_json(path: str, stamp: int | None) -> dict | None:
+    """The run's MLP decoder as the live decoder component's JSON (None: not an MLP), once
+    per checkpoint (read-only: shared by every session)."""
+    export = export_decoder(_model(path, stamp))
+    return None if export is None else export.to_json()
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

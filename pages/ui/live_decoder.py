@@ -13,19 +13,11 @@ import streamlit as st
 import streamlit.components.v1 as components
 import torch
 
-from genlab.evaluation.mlp_export import export_decoder
+from pages.ui import cache
 
 _COMPONENT = components.declare_component(
     "latent_decoder", path=str(Path(__file__).parent / "components" / "latent_decoder"))
 SCALE = 6  # screen pixels per image pixel
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _export(path: str, stamp: int | None, _model: torch.nn.Module) -> dict | None:
-    """The run's MLP decoder as the component's JSON (None: not an MLP), once per checkpoint
-    (keyed by the run's path and checkpoint stamp; the model is not hashed)."""
-    export = export_decoder(_model)
-    return None if export is None else export.to_json()
 
 
 def live_sliders(run, dims: list[int], base: torch.Tensor, version: int = 0) -> bool:
@@ -33,7 +25,7 @@ def live_sliders(run, dims: list[int], base: torch.Tensor, version: int = 0) -> 
     True, or return False (drawing only the switch) when the model's decoder is not an MLP
     or the person chose the server path. A new ``version`` (or base, or dims) puts the
     sliders back at ``base``."""
-    model = _export(run.path, run.stamp, run.model)
+    model = cache.decoder_json(run.path, run.stamp)
     if model is None:
         return False
     on = st.toggle("Decode in the browser while dragging", value=True, key="live_decoder",
