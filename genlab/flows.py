@@ -32,7 +32,7 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 def sum_except_batch(t: torch.Tensor) -> torch.Tensor:
     """(B, ...) -> (B,)"""
-    return t.reshape(t.shape[0], -1).sum(-1)
+    return t.sum(-1) if t.dim() == 2 else t.reshape(t.shape[0], -1).sum(-1)
 
 
 def _feature_view(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -122,6 +122,7 @@ class AffineCoupling(Bijection):
     def __init__(self, mask: torch.Tensor, net: nn.Module):
         super().__init__()
         self.register_buffer("mask", mask)
+        self.register_buffer("keep_b", 1.0 - mask, persistent=False)  # 1 on the changed part B
         self.net = net
         if self.params_per_dim == 2:
             self.scale = nn.Parameter(torch.ones(mask.shape[1]))
@@ -135,8 +136,7 @@ class AffineCoupling(Bijection):
         x_a = x * self.mask
         params = self.net(x_a) if context is None else self.net(x_a, context)
         log_s, t = self._scale_and_shift(params, x)
-        keep_b = 1.0 - self.mask
-        return log_s * keep_b, t * keep_b  # zero on the kept part A
+        return log_s * self.keep_b, t * self.keep_b  # zero on the kept part A
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Pair:
         log_s, t = self._params(x, context)
@@ -162,13 +162,20 @@ class ConditionerMLP(nn.Module):
     """MLP conditioner for vector couplings: the scale s and translation t of the affine
     coupling (Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017)
     as two separate nets, the scale net's output going through the coupling's tanh and
-    the translation net's output linear, both on [x_A, context]. The last layers start at zero, so a new coupling is the identity."""
+    the translation net's output linear, both on [x_A, context]; or, with ``shared``, one
+    net whose last layer gives both (as the paper's image conditioners and nflows' do: half
+    the work, which decides the speed of tiny 2-D flows). The last layers start at zero, so
+    a new coupling is the identity."""
 
-    def __init__(self, dim: int, hidden: Sequence[int], context_dim: int = 0, *, scale: bool = True):
+    def __init__(self, dim: int, hidden: Sequence[int], context_dim: int = 0, *, scale: bool = True,
+                 shared: bool = False):
         super().__init__()
         sizes = [dim + context_dim, *hidden, dim]
-        self.t_net = mlp(sizes)
-        self.s_net = mlp(sizes) if scale else None
+        if shared and scale:  # one net: [raw log-scale, shift] (B, 2d)
+            self.t_net, self.s_net = mlp([*sizes[:-1], 2 * dim]), None
+        else:
+            self.t_net = mlp(sizes)
+            self.s_net = mlp(sizes) if scale else None
         for net in (self.t_net, self.s_net):
             if net is not None:
                 nn.init.zeros_(net[-1].weight)
@@ -176,16 +183,17 @@ class ConditionerMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         h = x if context is None else torch.cat([x, context], dim=-1)  # (B, d + c)
-        t = self.t_net(h)  # (B, d)
+        t = self.t_net(h)  # (B, d), or (B, 2d) shared
         return t if self.s_net is None else torch.cat([self.s_net(h), t], dim=1)  # (B, 2d)
 
 
 def vector_coupling(dim: int, hidden: int | Sequence[int], parity: int, context_dim: int = 0, *,
-                    additive: bool = False, mask_kind: str = "half") -> AffineCoupling:
+                    additive: bool = False, mask_kind: str = "half", shared: bool = False) -> AffineCoupling:
     """An MLP coupling on (B, dim) vectors with a half (or alternating) mask;
-    ``hidden`` is one width (two hidden layers) or a list of widths."""
+    ``hidden`` is one width (two hidden layers) or a list of widths; ``shared``: one
+    conditioner net for scale and shift (:class:`ConditionerMLP`)."""
     widths = (hidden, hidden) if isinstance(hidden, int) else tuple(hidden)
-    net = ConditionerMLP(dim, widths, context_dim, scale=not additive)
+    net = ConditionerMLP(dim, widths, context_dim, scale=not additive, shared=shared)
     cls = AdditiveCoupling if additive else AffineCoupling
     return cls(half_mask(dim, parity, mask_kind), net)
 

@@ -82,6 +82,10 @@ CASES = {
     "affine-vector": lambda: (randomize(vector_coupling(6, 8, 0)), torch.randn(4, 6), None),
     "affine-context": lambda: (randomize(vector_coupling(5, (8, 8), 1, context_dim=3)),
                                torch.randn(4, 5), torch.randn(4, 3)),
+    "affine-shared": lambda: (randomize(vector_coupling(6, 8, 1, shared=True)), torch.randn(4, 6), None),
+    "affine-shared-context": lambda: (randomize(vector_coupling(5, (8, 8), 0, context_dim=3,
+                                                                shared=True)),
+                                      torch.randn(4, 5), torch.randn(4, 3)),
     "additive-alternate": lambda: (randomize(vector_coupling(6, 8, 1, additive=True,
                                                              mask_kind="alternate")),
                                    torch.randn(4, 6), None),
@@ -136,6 +140,30 @@ def test_new_couplings_start_as_identity_and_context_matters():
     assert torch.equal(y, x) and torch.equal(ld, torch.zeros(4))
     f = randomize(vector_coupling(6, 8, 0, context_dim=2))
     assert not torch.allclose(f(x, ctx)[0], f(x, ctx + 1)[0])
+
+
+def test_shared_conditioner_is_one_net_starting_at_identity_and_keep_b_is_not_saved():
+    """``shared``: one MLP whose last layer gives [raw log-scale, shift] (2d outputs), zero at
+    the start; an additive coupling has no scale, so ``shared`` changes nothing there. The
+    cached complement of the mask is no state: checkpoints keep the keys they had."""
+    f = vector_coupling(6, 8, 0, context_dim=2, shared=True)
+    assert f.net.s_net is None and f.net.t_net[-1].out_features == 12
+    x, ctx = torch.randn(4, 6), torch.randn(4, 2)
+    y, ld = f(x, ctx)
+    assert torch.equal(y, x) and torch.equal(ld, torch.zeros(4))
+    assert vector_coupling(6, 8, 0, additive=True, shared=True).net.t_net[-1].out_features == 6
+    two = vector_coupling(6, 8, 0)
+    assert sum(p.numel() for p in f.parameters()) < sum(p.numel() for p in two.parameters())
+    assert "keep_b" not in two.state_dict() and "mask" in two.state_dict()
+    torch.testing.assert_close(two.keep_b, 1 - two.mask)
+
+
+def test_sum_except_batch_sums_every_dimension_but_the_first():
+    from genlab.flows import sum_except_batch
+
+    for shape in [(3, 4), (3, 2, 5), (3, 1, 2, 2), (3, 1)]:
+        t = torch.randn(*shape, dtype=torch.double)
+        torch.testing.assert_close(sum_except_batch(t), t.flatten(1).sum(-1))
 
 
 def test_masks_and_squeeze_layout():
