@@ -208,7 +208,8 @@ def test_a_code_carrying_checkpoint_is_refused_by_the_real_command(run, tmp_path
 # -- signals and torn metrics ----------------------------------------------------------------
 SLOW_LOAD = """
 import pathlib, signal, sys, time
-from genlab import cli, train
+from genlab import cli
+from genlab.training import train
 ready, real = pathlib.Path(sys.argv[1]), train.load_split
 def slow_load(*args, **kwargs):  # a slow disk: the load goes on until SIGTERM has come
     ready.touch()
