@@ -62,6 +62,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .data import ImageData, batches
+from .errors import first_line
 
 TIMEOUT_S = 120.0
 """Default bound (s) on any one collective: a process that stops answering fails the
@@ -232,8 +233,7 @@ _NOISE = re.compile(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\] |Got the following error 
 
 def _first_line(e: BaseException) -> str:
     """The cause in a few words: gloo's message without its source path and advice."""
-    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return _NOISE.sub("", line).strip()[:200] or type(e).__name__
+    return _NOISE.sub("", first_line(e)).strip()[:200] or type(e).__name__
 
 
 _COMM_SIGNS = ("connection closed", "connection reset", "timed out", "timeout", "pair closure",
@@ -446,8 +446,8 @@ _SYNC_KW = ("forward_sync_buffers" if "forward_sync_buffers" in
 
 
 class SyncedStep:
-    """``step(x, optimizers, clip_grad=..., of=N)``: ``model.train_step`` on this process's
-    part ``x`` of a global batch of N images, with every network's gradient averaged over
+    """``step(x, optimizers, clip_grad=..., of=N, y=labels)``: ``model.train_step`` on this
+    process's part ``x`` (and its labels y) of a global batch of N images, with every network's gradient averaged over
     the processes (weighted by images) before ``train_step`` clips and steps, the buffers'
     updates averaged the same way, and, on the first step of a fresh run, data-dependent
     layers initialised from the whole global batch. ``step.model`` is the plain model. In one
@@ -509,26 +509,27 @@ class SyncedStep:
             for name, net in plain.items():
                 setattr(self.model, name, net)
 
-    def _data_init(self, x: torch.Tensor) -> None:
+    def _data_init(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         """Data-dependent layers initialise from the global batch, as in one process."""
         xg = self.dist.gather(x)
+        yg = self.dist.gather(y) if y is not None else None
         with torch.no_grad():
-            self.model.loss(xg)
+            self.model.batch_loss(xg, yg)
         self.dist.broadcast_state(self.model, buffers_only=False)  # bit-identical replicas
         self._pending_init = False
 
     def __call__(self, x: torch.Tensor, optimizers, *, clip_grad: float | None = None,
-                 of: int | None = None) -> dict[str, torch.Tensor]:
+                 of: int | None = None, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if not self.dist.active:
-            return self.model.train_step(x, optimizers, clip_grad=clip_grad)
+            return self.model.train_step(x, optimizers, clip_grad=clip_grad, y=y)
         if self._pending_init:
-            self._data_init(x)
+            self._data_init(x, y)
         n_global = of if of is not None else int(self.dist.sum(len(x)))
         self._hook.share = len(x) / n_global
         bufs = [b for b in self.model.buffers() if b.is_floating_point()]
         before = [b.clone() for b in bufs]
         with self.dist._comm("a training step's gradient all-reduce"), self._wrapped():
-            out = self.model.train_step(x, optimizers, clip_grad=clip_grad)
+            out = self.model.train_step(x, optimizers, clip_grad=clip_grad, y=y)
         if bufs:
             self._average_updates(bufs, before)
         return out

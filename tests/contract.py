@@ -20,8 +20,16 @@ def tiny_batch(model, n: int = 8, seed: int = 0) -> torch.Tensor:
     return preprocess(x, model.preprocess, generator=g)
 
 
+def tiny_labels(model, n: int = 8, seed: int = 0) -> torch.Tensor:
+    """n class labels (n,), one of each class in turn from ``seed`` on: what a batch of
+    labelled images brings (only class-conditional models read them, through
+    ``batch_loss`` / ``label_kwargs``, which the others ignore)."""
+    k = model.num_classes if model.caps.conditional else 10
+    return (torch.arange(n) + seed) % k
+
+
 def check_loss_finite(model) -> dict:
-    out = model.loss(tiny_batch(model))
+    out = model.batch_loss(tiny_batch(model), tiny_labels(model))
     assert "loss" in out and out["loss"].dim() == 0
     for k, v in out.items():
         assert torch.isfinite(v).all(), f"{k} is not finite"
@@ -33,7 +41,7 @@ def check_step_changes_weights(model, lr: float = 1e-3) -> None:
     statistics do not count: they change without any gradient)."""
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
     model.train()
-    out = model.train_step(tiny_batch(model), model.configure_optimizers(lr))
+    out = model.train_step(tiny_batch(model), model.configure_optimizers(lr), y=tiny_labels(model))
     assert all(torch.isfinite(v).all() for v in out.values())
     changed = [k for k, p in model.named_parameters() if not torch.equal(p, before[k])]
     assert changed, "one train_step changed no parameters"
@@ -87,9 +95,9 @@ def check_checkpoint_round_trip(name: str, cfg: dict, tmp_path, train: ImageData
     assert ckpt["epoch"] == 1
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
-    x = tiny_batch(model)
+    x, y = tiny_batch(model), tiny_labels(model)
     torch.manual_seed(1)
-    a = model.loss(x)["loss"]
+    a = model.batch_loss(x, y)["loss"]
     torch.manual_seed(1)
-    b = loaded.loss(x)["loss"]
+    b = loaded.batch_loss(x, y)["loss"]
     assert torch.allclose(a, b)

@@ -28,7 +28,8 @@ from genlab.data import ImageData, preprocess  # noqa: E402
 from genlab.models import FAMILIES, MODELS, build_model  # noqa: E402
 
 SHAPE = (1, 8, 8)
-EQUAL_MODELS = ("vae", "realnvp", "gan", "binary-vae", "vae-flow-posterior")  # the last: a bypassed net
+EQUAL_MODELS = ("vae", "realnvp", "gan", "binary-vae", "vae-flow-posterior",  # a bypassed net
+                "cvae", "realnvp-cond", "nice-cond", "cgan")  # the labels go with the images
 LR = 1e-3
 
 
@@ -49,6 +50,12 @@ def global_batch(model, n: int, seed: int = 1) -> torch.Tensor:
     """The preprocessed global batch, in the default dtype (float64 in the equality tests)."""
     x = preprocess(images(n, seed), model.preprocess, generator=torch.Generator().manual_seed(seed))
     return x.to(torch.get_default_dtype())
+
+
+def global_labels(n: int, seed: int = 1) -> torch.Tensor:
+    """The class labels (n,) in 0..9 of the global batch, the same on every process (what
+    fit hands every model beside its images; only class-conditional ones read them)."""
+    return torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed + 500))
 
 
 class SameNoisePerImage(TorchFunctionMode):
@@ -100,9 +107,9 @@ def equal_steps(name: str, dist, n_global: int, steps: int = 1) -> dict:
     mine = parts[dist.rank]
     out = {}
     for s in range(steps):
-        x = global_batch(model, n_global, seed=1 + s)
+        x, y = global_batch(model, n_global, seed=1 + s), global_labels(n_global, seed=1 + s)
         with SameNoisePerImage(int(mine[0]), len(mine), n_global):
-            step(dist.part(x), optimizers, of=n_global)
+            step(dist.part(x), optimizers, of=n_global, y=dist.part(y))
         out[s + 1] = step_record(model)
     return out
 
@@ -149,6 +156,14 @@ def job_main(dist, out: Path) -> None:
     dist.broadcast_state(gm)
     res["gmm_k2"] = {n: b.clone() for n, b in gm.gmm.named_buffers()}
 
+    # a class-conditional model's p(y): from rank 0's labels (each rank holds other ones
+    # here, to tell them apart), then shared
+    cv = tiny_model("cvae")
+    dist.wrap(cv)
+    labels = torch.full((40,), 3) if dist.is_main else torch.full((40,), 7)
+    dist.epoch_end(cv, ImageData(images(40, seed=3), labels, "mnist", "train"))
+    res["class_prior"] = cv.log_class_prior.clone()
+
     # every registry model: replicas stay bit-identical over two real (noisy) steps
     res["replicas"] = {}
     for name in MODELS:
@@ -156,7 +171,8 @@ def job_main(dist, out: Path) -> None:
         step, opts = dist.wrap(model), model.configure_optimizers(LR)
         torch.manual_seed(dist.seed(11))
         for s in range(2):
-            step(dist.part(global_batch(model, 16, seed=20 + s)), opts, clip_grad=1.0, of=16)
+            step(dist.part(global_batch(model, 16, seed=20 + s)), opts, clip_grad=1.0, of=16,
+                 y=dist.part(global_labels(16, seed=20 + s)))
         res["replicas"][name] = step_record(model)["params"] | {
             "buf." + n: b.clone() for n, b in model.named_buffers()}
 

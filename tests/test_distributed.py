@@ -10,6 +10,7 @@ lr * sign(g) and blind to the gradient's scale, so gradients are compared as wel
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -121,13 +122,14 @@ def test_single_process_is_a_no_op():
     assert d.wrap(model).nets == {}  # nothing wrapped: train_step as it is
 
 
-def test_single_process_step_is_the_models_train_step():
-    ref, model = W.tiny_model("vae"), W.tiny_model("vae")
-    x = W.global_batch(model, 32)
+@pytest.mark.parametrize("name", ["vae", "cvae", "cgan"])
+def test_single_process_step_is_the_models_train_step(name):
+    ref, model = W.tiny_model(name), W.tiny_model(name)
+    x, y = W.global_batch(model, 32), W.global_labels(32)
     torch.manual_seed(3)
-    ref.train_step(x, ref.configure_optimizers(W.LR))
+    ref.train_step(x, ref.configure_optimizers(W.LR), y=y)
     torch.manual_seed(3)
-    Dist().wrap(model)(x, model.configure_optimizers(W.LR), of=32)
+    Dist().wrap(model)(x, model.configure_optimizers(W.LR), of=32, y=y)
     for a, b in zip(ref.parameters(), model.parameters()):
         assert torch.equal(a, b)
 
@@ -235,6 +237,15 @@ def test_mixture_is_fitted_once_on_every_image_and_shared(main_job):
             assert torch.equal(res["gmm"][n], b), n
     first, second = (res["gmm_k2"] for res in main_job)  # rank 0's refit, K = 2, shared
     assert first["means"].shape == (2, 2) and all(torch.equal(first[n], second[n]) for n in first)
+
+
+def test_class_prior_is_counted_once_on_rank_0_and_shared(main_job):
+    """p(y) of a class-conditional model after an epoch: rank 0's label counts (all 3s
+    here; rank 1 held 7s), add-one smoothed, (40 + 1) / 50 for class 3, on both ranks."""
+    expected = torch.full((10,), 1 / 50).log()
+    expected[3] = math.log(41 / 50)
+    for res in main_job:
+        torch.testing.assert_close(res["class_prior"], expected)
 
 
 @pytest.mark.parametrize("name", list(W.MODELS))

@@ -8,7 +8,7 @@ import torch
 from genlab.data import DATASETS
 from genlab.models import MODELS, build_model
 
-from contract import check_loss_finite, check_sample, tiny_batch
+from contract import check_loss_finite, check_sample, tiny_batch, tiny_labels
 
 SHAPES = sorted({tuple(spec.shape) for spec in DATASETS.values()})
 
@@ -21,13 +21,18 @@ def test_default_model_on_every_dataset_shape(name, shape):
     check_loss_finite(model)
     check_sample(model, n=2)
     x = tiny_batch(model, n=2)
+    given = model.label_kwargs(tiny_labels(model, 2))  # {} unless class-conditional
     if model.caps.encode:
-        z = model.encode(x)
-        assert z.shape[0] == 2 and torch.isfinite(z).all()
-        assert model.decode(z).shape == x.shape
+        for kw in ({}, given):  # a conditional model: its own class for x, then the given one
+            z = model.encode(x, **kw)
+            assert z.shape[0] == 2 and torch.isfinite(z).all()
+            assert model.decode(z, **kw).shape == x.shape
     if model.caps.likelihood:
-        lp = model.log_prob(x, k=2)
-        assert lp.shape == (2,) and torch.isfinite(lp).all()
+        for kw in ({}, given):  # log p(x), then log p(x|y)
+            lp = model.log_prob(x, k=2, **kw)
+            assert lp.shape == (2,) and torch.isfinite(lp).all()
+    if model.caps.conditional:
+        assert model.sample(2, **given).shape == x.shape
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -57,17 +62,20 @@ def test_every_tensor_follows_the_models_device(name, no_distribution_checks):
     torch.manual_seed(0)
     model = build_model(name, {"image_shape": [3, 32, 32]})
     model.train()
-    model.loss(tiny_batch(model, n=4))
+    model.batch_loss(tiny_batch(model, n=4), tiny_labels(model, 4))
     model = model.to("meta")
     x = torch.rand(4, 3, 32, 32, device="meta")
+    y = tiny_labels(model, 4).to("meta")  # the training loop's labels live on the device
     if model.preprocess != "dequantize":
         x = x.round()
-    for part in model.loss(x).values():
+    for part in model.batch_loss(x, y).values():
         assert part.device.type == "meta"
     assert model.sample(2).device.type == "meta"
     if model.caps.encode:
-        assert model.decode(model.encode(x)).device.type == "meta"
+        assert model.decode(model.encode(x, **model.label_kwargs(y)),
+                            **model.label_kwargs(y)).device.type == "meta"
     if model.caps.likelihood:
+        assert model.log_prob(x, k=3, **model.label_kwargs(y)).device.type == "meta"
         assert model.log_prob(x, k=3).device.type == "meta"
 
 
@@ -164,8 +172,9 @@ def test_no_family_name_is_compared_outside_the_registry():
 
     repo = Path(__file__).resolve().parents[1]
     names, found = set(MODELS), []
-    files = [*repo.glob("genlab/*.py"), *repo.glob("pages/**/*.py"), *repo.glob("benchmarks/*.py")]
-    assert len(files) > 40
+    files = [*(p for p in repo.glob("genlab/**/*.py") if "models" not in p.parts),
+             *repo.glob("pages/**/*.py"), *repo.glob("benchmarks/*.py")]
+    assert len(files) > 60 and any("evaluation" in p.parts for p in files)
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare):

@@ -17,7 +17,9 @@ import torch
 from genlab.cli import main as cli_main
 from genlab.config import TrainConfig, validate
 from genlab.evaluation.metrics import evaluate
-from genlab.models import build_model
+from genlab.models import MODELS, build_model
+from genlab.models.cgan import CGANConfig
+from genlab.models.cvae import CVAEConfig
 from genlab.models.gan import GANConfig
 from genlab.models.vae import VAE, VAEConfig
 from genlab.runs import store
@@ -456,6 +458,10 @@ MID_EPOCH_RUNS = {  # model, its config, options: each with an lr schedule and w
     "vae": ("vae", VAEConfig(latent_dim=4, hidden=(32,)), SCHEDULED),  # KL warm-up over 15 steps
     "gan": ("gan", GANConfig(latent_dim=4, hidden=(32,), d_hidden=(32,)),  # its own train_step,
             dict(lr_schedule="cosine", warmup_steps=3, lr_floor=0.1, ema_decay=0.9)),  # dropout
+    # class-conditional: the labels of each step, and p(y) (a buffer set after each epoch)
+    "cvae": ("cvae", CVAEConfig(latent_dim=4, hidden=(32,)), SCHEDULED),
+    "cgan": ("cgan", CGANConfig(latent_dim=4, hidden=(32,), d_hidden=(32,), label_dim=4),
+             dict(lr_schedule="cosine", warmup_steps=3, lr_floor=0.1, ema_decay=0.9)),
 }
 
 
@@ -512,7 +518,7 @@ def test_a_run_stopped_mid_epoch_resumes_as_if_never_stopped(name, data_root, tm
     assert [r["step"] for r in rec_b if r["event"] == "step"] == [3, 6, 9, 10, 12, 15, 18, 20,
                                                                  21, 24, 27, 30]
     assert rec_a == rec_b
-    if kind == "vae":  # the warm-up really ran through the stop: weight s / 15 at step s
+    if MODELS[kind][0].caps.kl_warmup:  # the warm-up really ran through the stop: s / 15 at step s
         kl_w = {r["step"]: r["kl_weight"] for r in rec_b if r["event"] == "step"}
         assert kl_w[12] == pytest.approx(11 / 15) and kl_w[15] == pytest.approx(14 / 15)
 

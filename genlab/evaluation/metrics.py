@@ -72,9 +72,10 @@ def latent_stats(model: GenerativeModel, data: ImageData, *, batch_size: int = 5
     codes, kls = [], []
     for idx in batches(len(data), batch_size, shuffle=False):
         x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
-        codes.append(model.encode(x).double().cpu())  # (B, d)
+        given = model.label_kwargs(data.y[idx].to(model.device))  # q(z|x, y): its own label
+        codes.append(model.encode(x, **given).double().cpu())  # (B, d)
         if model.caps.kl_per_dim:
-            kls.append(model.kl_per_dim(x).double().cpu())  # (B, d)
+            kls.append(model.kl_per_dim(x, **given).double().cpu())  # (B, d)
     var = torch.cat(codes).var(0)  # Cov_x(E_q[z]) diagonal
     out = {"active_units": int((var > threshold).sum()), "latent_dim": int(var.numel()),
            "code_variance": [round(float(v), 5) for v in var]}
@@ -260,14 +261,15 @@ def _nll_per_image(model, data, *, k: int, progress: bool,
 
 @torch.no_grad()
 def evaluate(model: GenerativeModel, data: ImageData, *, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
-    """Mean of ``model.eval_metrics`` (the loss parts) over a split, with seeded
-    preprocessing noise: the validation records of training and eval.json's loss parts."""
+    """Mean of ``model.eval_metrics`` (the loss parts) over a split, each batch with its
+    labels (which only class-conditional models read), with seeded preprocessing noise: the
+    validation records of training and eval.json's loss parts."""
     model.eval()
     data = prepare(data, model.preprocess)
     g = torch.Generator(device=data.x.device).manual_seed(seed)
     sums: dict[str, torch.Tensor] = {}
     for idx in batches(len(data), batch_size, shuffle=False, device=data.x.device):
         x = preprocess(data.x[idx], model.preprocess, generator=g).to(model.device)
-        for k, v in model.eval_metrics(x).items():
+        for k, v in model.eval_metrics(x, data.y[idx].to(model.device)).items():
             sums[k] = sums.get(k, 0.0) + v.double() * len(idx)
     return {k: float(v) / len(data) for k, v in sums.items()}

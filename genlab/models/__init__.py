@@ -25,6 +25,9 @@ from ..config import TRAIN_KEYS, TrainConfig, defaults, option_names
 from .ae_gmm import AEGMM, AEGMMConfig
 from .base import Capabilities, GenerativeModel
 from .binary_vae import BinaryVAE, BinaryVAEConfig
+from .cgan import CGAN, CGANConfig
+from .cvae import CVAE, CVAEConfig
+from .flow_cond import NICECond, NICECondConfig, RealNVPCond, RealNVPCondConfig
 from .gan import DCGAN, GAN, DCGANConfig, GANConfig
 from .nice import NICE, NICEConfig
 from .realnvp import RealNVP, RealNVPConfig
@@ -34,8 +37,8 @@ from .vae_flow_posterior import VAEFlowPosterior, VAEFlowPosteriorConfig
 from .vae_flow_prior import VAEFlowPrior, VAEFlowPriorConfig
 
 __all__ = ["FAMILIES", "MODELS", "Capabilities", "Family", "GenerativeModel", "build_model",
-           "family", "family_defaults", "family_sources", "legacy_values", "model_entry",
-           "register", "upgrade_config"]
+           "conditional_variants", "family", "family_defaults", "family_sources",
+           "legacy_values", "model_entry", "register", "unconditional_family", "upgrade_config"]
 
 NAME_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")  # "vae-flow-prior": a CLI and file-name word
 
@@ -47,7 +50,9 @@ class Family:
     the user sets none; ``sources``: where each value comes from, one line a claim (shown
     by ``train --help`` and the Train form). ``tiny``: model options small enough that a
     step on 8x8 images takes milliseconds (the tests). ``legacy``: the values it trained
-    with before these options existed, where they differ from TrainConfig's."""
+    with before these options existed, where they differ from TrainConfig's.
+    ``unconditional``: for a class-conditional variant (``caps.conditional``), the family it
+    is the variant of (what the Compare page sets beside it)."""
     name: str
     model_cls: type[GenerativeModel]
     config_cls: type
@@ -55,6 +60,7 @@ class Family:
     sources: tuple[str, ...] = ()
     tiny: Mapping[str, Any] = field(default_factory=dict)
     legacy: Mapping[str, Any] = field(default_factory=dict)
+    unconditional: str | None = None
 
     def __post_init__(self):
         what = f"model family {self.name!r}"
@@ -72,6 +78,9 @@ class Family:
                                  f"family sets ({', '.join(allowed)})")
         if self.defaults and not self.sources:
             raise ValueError(f"{what}: training defaults need their sources")
+        if self.unconditional is not None and not self.model_cls.caps.conditional:
+            raise ValueError(f"{what}: only a class-conditional model (caps.conditional) is "
+                             f"the variant of an unconditional family")
         object.__setattr__(self, "sources", tuple(self.sources))
 
 
@@ -91,6 +100,10 @@ def register(fam: Family) -> Family:
     if vars(cls).get("kind") not in (None, fam.name):
         raise ValueError(f"{cls.__name__} is family {cls.kind!r}'s class already; "
                          f"subclass it for {fam.name!r}")
+    base = FAMILIES.get(fam.unconditional) if fam.unconditional is not None else None
+    if fam.unconditional is not None and (base is None or base.model_cls.caps.conditional):
+        raise ValueError(f"model family {fam.name!r}: its unconditional family "
+                         f"{fam.unconditional!r} is not a registered unconditional family")
     cls.kind = fam.name
     FAMILIES[fam.name] = fam
     return fam
@@ -127,6 +140,18 @@ def model_entry(name: str) -> tuple[type[GenerativeModel], type]:
     """(model class, config class) of family ``name``; ValueError when unknown."""
     fam = family(name)
     return fam.model_cls, fam.config_cls
+
+
+def unconditional_family(name: str) -> str | None:
+    """The family that class-conditional family ``name`` is the variant of (None for the
+    others)."""
+    return family(name).unconditional
+
+
+def conditional_variants(name: str) -> list[str]:
+    """The class-conditional families that are variants of family ``name``."""
+    family(name)
+    return [f.name for f in FAMILIES.values() if f.unconditional == name]
 
 
 def family_defaults(name: str) -> dict:
@@ -259,6 +284,14 @@ _AE = {
 }
 _FLOW_TINY = {"num_flows": 2, "flow_hidden": (8,)}
 
+
+def _conditional(recipe: dict, family: str) -> dict:
+    """A class-conditional variant of ``family``: it trains with that family's recipe."""
+    return {**recipe, "unconditional": family,
+            "sources": (*recipe["sources"], f"The class-conditional variant keeps "
+                        f"{family}'s recipe above; not tuned for it separately.")}
+
+
 # -- the families ----------------------------------------------------------------------------
 for _fam in (
     Family("vae", VAE, VAEConfig, **_VAE, tiny={"latent_dim": 3, "hidden": (16,)}),
@@ -278,6 +311,16 @@ for _fam in (
            tiny={"scales": 2, "couplings": 1, "width": 8, "res_blocks": 0}),
     Family("vae-flow-decoder", VAEFlowDecoder, VAEFlowDecoderConfig, **_VAE_WARMUP,
            tiny={"latent_dim": 3, "hidden": (16,), "couplings": 2, "flow_hidden": (8,), "width": 4}),
+    # class-conditional variants (caps.conditional; genlab/models/conditional.py)
+    Family("cvae", CVAE, CVAEConfig, **_conditional(_VAE, "vae"),
+           tiny={"latent_dim": 3, "hidden": (16,)}),
+    Family("realnvp-cond", RealNVPCond, RealNVPCondConfig, **_conditional(_REALNVP, "realnvp"),
+           tiny={"scales": 2, "couplings": 1, "width": 8, "res_blocks": 0}),
+    Family("nice-cond", NICECond, NICECondConfig, **_conditional(_NICE, "nice"),
+           tiny={"couplings": 2, "hidden": (16,)}),
+    Family("cgan", CGAN, CGANConfig, **_conditional(_GAN, "gan"),
+           tiny={"latent_dim": 5, "hidden": (16,), "d_hidden": (16,), "dropout": 0.0,
+                 "label_dim": 3}),
 ):
     register(_fam)
 del _fam

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import OptimConfig, opt
-from ..data import PREPROCESS, ImageData
+from ..data import PREPROCESS, DatasetInfo, ImageData
 from ..nn import ARCHS
 
 LIKELIHOODS = ("exact", "importance")
@@ -103,6 +103,14 @@ class Capabilities:
         closed form) or "flow" (a Gaussian pushed through flows, which ``log_q`` inverts: a
         grid costs more); None: no density at a given z (no encoder distribution, or
         discrete units).
+    conditional: class-conditional (genlab.models.conditional): ``loss(x, y)``,
+        ``sample(n, temperature, y=...)``, ``log_prob(x, y, k=...)`` and, where it
+        encodes or decodes, ``encode(x, y)``, ``decode(z, y)`` take class labels y (int64
+        (B,) in 0..num_classes-1, num_classes from the dataset); ``class_log_probs(x, k)``
+        gives log p(x|y) of every class (B, K) and ``log_class_prior`` log p(y). Without y,
+        log_prob is log p(x) = logsumexp_y log p(x|y) + log p(y) and sample draws y ~ p(y).
+        Callers that hold labels pass them through :meth:`GenerativeModel.label_kwargs`
+        (``batch_loss`` in training), so no caller asks which kind of model it has.
     """
     encode: bool = False
     decode: bool = False
@@ -115,6 +123,7 @@ class Capabilities:
     max_temperature: float | None = None
     kl_warmup: bool = False
     q_density: str | None = None
+    conditional: bool = False
 
     def __post_init__(self):
         if self.likelihood not in (None, *LIKELIHOODS):
@@ -191,15 +200,36 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
 
+    def label_kwargs(self, y: torch.Tensor | int | None) -> dict:
+        """The keyword arguments that hand class labels ``y`` to this model's ``loss``,
+        ``sample``, ``log_prob``, ``encode`` and ``decode``: ``{"y": y}`` for a class-conditional
+        model (``caps.conditional``), ``{}`` for the others, which ignore labels. A caller
+        holding labels writes ``model.log_prob(x, k=k, **model.label_kwargs(y))``."""
+        return {"y": y} if self.caps.conditional else {}
+
+    def batch_loss(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The loss of a batch x with its class labels y (B,): ``loss(x, y)`` for a
+        class-conditional model, ``loss(x)`` for the others (the training loop, validation
+        and the distributed step call this, so they hand every model its batch's labels)."""
+        return self.loss(x, **self.label_kwargs(y))
+
     @torch.no_grad()
-    def seeded_sample(self, n: int, temperature: float = 1.0, *, seed: int = 0) -> torch.Tensor:
+    def seeded_sample(self, n: int, temperature: float = 1.0, *, seed: int = 0,
+                      y: torch.Tensor | int | None = None) -> torch.Tensor:
         """``sample(n, temperature)`` drawn with ``seed``, the global RNG left as it was (the
         epoch grids, ``genlab sample`` and the app's draws); images (n, C, H, W) in [0, 1] on
-        the model's device. A temperature the model cannot take is a one-line ValueError."""
+        the model's device. A temperature the model cannot take is a one-line ValueError.
+        ``y``: class labels for a class-conditional model (ignored by the others)."""
         t = self.check_temperature(temperature)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            return self.sample(n, temperature=t)
+            return self.sample(n, temperature=t, **self.label_kwargs(y))
+
+    def sample_grid(self, n: int, temperature: float = 1.0, *,
+                    seed: int = 0) -> tuple[torch.Tensor, int]:
+        """The epoch's sample grid: (images, images per row), ``n`` seeded samples in rows
+        of about sqrt(n); a class-conditional model makes one row per class instead."""
+        return self.seeded_sample(n, temperature, seed=seed), int(math.ceil(math.sqrt(n)))
 
     def temperature_range(self) -> tuple[float, float, float] | None:
         """(lowest, highest, default) temperature a slider offers for this model's samples
@@ -220,6 +250,13 @@ class GenerativeModel(nn.Module):
         if top is not None and t > top:
             raise ValueError(f"{self.kind}'s temperature must be > 0 and <= {top:g} (got {t:g})")
         return t
+
+    @classmethod
+    def dataset_options(cls, info: DatasetInfo) -> dict:
+        """The model options a dataset sets, not the user (new runs take them from the
+        dataset's :class:`~genlab.data.DatasetInfo`): its image shape; a class-conditional
+        model also its number of classes."""
+        return {"image_shape": info.shape}
 
     @classmethod
     def upgrade_config(cls, model_config: dict, train: dict) -> tuple[dict, dict]:
@@ -262,10 +299,12 @@ class GenerativeModel(nn.Module):
         return build_optimizers(self.param_groups(), options or OptimConfig(), self.device, lr=lr)
 
     def train_step(self, x: torch.Tensor, optimizers: list[torch.optim.Optimizer], *,
-                   clip_grad: float | None = None) -> dict[str, torch.Tensor]:
-        """One optimisation step on batch x; returns the detached loss parts."""
+                   clip_grad: float | None = None,
+                   y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One optimisation step on batch x (with its labels y, which only a class-conditional
+        model reads: :meth:`batch_loss`); returns the detached loss parts."""
         (optimizer,) = optimizers
-        out = self.loss(x)
+        out = self.batch_loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         if clip_grad:
@@ -278,9 +317,10 @@ class GenerativeModel(nn.Module):
         checkpoint, with the prepared training split (e.g. to fit a mixture on the codes)."""
 
     @torch.no_grad()
-    def eval_metrics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-batch metrics for validation and test (the loss parts by default)."""
-        return self.loss(x)
+    def eval_metrics(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-batch metrics for validation and test (the loss parts of :meth:`batch_loss`
+        by default; y: the batch's labels)."""
+        return self.batch_loss(x, y)
 
 
 class LatentVariableModel(GenerativeModel):

@@ -68,14 +68,16 @@ class FlowModel(GenerativeModel):
     def prior_family(self) -> str:
         return "normal" if self.prior == "gaussian" else self.prior
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) in [0, 1] -> z (B, D), log|det dz/dx| (B,)."""
-        z, log_det = self.flow(x)
+    def forward(self, x: torch.Tensor,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) in [0, 1] -> z (B, D), log|det dz/dx| (B,). ``context`` (B, K):
+        what every coupling network is also given (a class-conditional flow's one-hot label)."""
+        z, log_det = self.flow(x, context)
         return z.reshape(len(x), -1), log_det
 
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D) -> x (B, C, H, W), not clamped."""
-        x, _ = self.flow.inverse(z.view(len(z), *self.latent_shape))
+        x, _ = self.flow.inverse(z.view(len(z), *self.latent_shape), context)
         return x
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:

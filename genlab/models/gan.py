@@ -122,8 +122,18 @@ class _GAN(GenerativeModel):
         return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
                 "d_real": torch.sigmoid(real_logit).mean(), "d_fake": torch.sigmoid(fake_logit).mean()}
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both players' losses on batch x (B, C, H, W) in [0, 1] and fresh z.
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """G: latents (B, d) -> images (B, C, H, W) in [-1, 1]; y: class labels (B,), which
+        only a class-conditional GAN's generator reads."""
+        return self.generator(z)
+
+    def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D: images (B, C, H, W) in [-1, 1] -> logits (B,); y as in :meth:`generate`."""
+        return self.discriminator(x)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Both players' losses on batch x (B, C, H, W) in [0, 1] and fresh z (the fakes of a
+        class-conditional GAN get the batch's labels y).
 
         "loss" is L_D + L_G, the sum of the two players' objectives (log 4 + log 2 =
         log 8 at the equilibrium p_G = p_data); neither player minimises it alone, it is
@@ -131,27 +141,29 @@ class _GAN(GenerativeModel):
         E log(1 - D(G(z))), "g_loss" = -E log D(G(z)), "d_real" = mean D(x),
         "d_fake" = mean D(G(z))."""
         real = 2 * x - 1  # (B, C, H, W) in [-1, 1]
-        fake = self.generator(self.sample_prior(len(x)))  # (B, C, H, W)
-        fake_logit = self.discriminator(fake)  # (B,)
-        return self._parts(self.discriminator(real), fake_logit, fake_logit)
+        fake = self.generate(self.sample_prior(len(x)), y)  # (B, C, H, W)
+        fake_logit = self.critic(fake, y)  # (B,)
+        return self._parts(self.critic(real, y), fake_logit, fake_logit)
 
     def train_step(self, x: torch.Tensor, optimizers: list[torch.optim.Optimizer], *,
-                   clip_grad: float | None = None) -> dict[str, torch.Tensor]:
-        """One discriminator step, then one generator step on the same fake batch.
+                   clip_grad: float | None = None,
+                   y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One discriminator step, then one generator step on the same fake batch (y: the
+        batch's labels, for a class-conditional GAN: its fakes get the same labels).
 
         Returns the detached parts of :meth:`loss`: "loss" = L_D + L_G, "d_loss",
         "g_loss", "d_real" = mean D(x), "d_fake" = mean D(G(z)) (both before the D step)."""
         opt_d, opt_g = optimizers
         real = 2 * x - 1  # (B, C, H, W) in [-1, 1]
-        fake = self.generator(self.sample_prior(len(x)))  # (B, C, H, W)
-        real_logit = self.discriminator(real)  # (B,)
-        fake_logit = self.discriminator(fake.detach())  # (B,)
+        fake = self.generate(self.sample_prior(len(x)), y)  # (B, C, H, W)
+        real_logit = self.critic(real, y)  # (B,)
+        fake_logit = self.critic(fake.detach(), y)  # (B,)
         d_loss = self._bce(real_logit, 1.0) + self._bce(fake_logit, 0.0)
         self._step(opt_d, d_loss, self.discriminator, clip_grad)
 
         self.discriminator.requires_grad_(False)  # G's step needs gradients w.r.t. fake only
         try:
-            g_logit = self.discriminator(fake)  # (B,), the updated D
+            g_logit = self.critic(fake, y)  # (B,), the updated D
             g_loss = self._bce(g_logit, 1.0)
             self._step(opt_g, g_loss, self.generator, clip_grad)
         finally:
@@ -169,9 +181,9 @@ class _GAN(GenerativeModel):
         optimizer.step()
 
     @torch.no_grad()
-    def eval_metrics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_metrics(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """D and G losses on a validation batch (no dropout, batch-norm running stats)."""
-        return self.loss(x)
+        return self.batch_loss(x, y)
 
     # -- generator interface ----------------------------------------------------------
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
@@ -229,13 +241,13 @@ class GAN(_GAN):
 
     caps = GENERATOR_CAPS
 
-    def __init__(self, cfg: GANConfig):
+    def __init__(self, cfg: GANConfig, *, label_dim: int = 0):
         super().__init__(cfg)
         shape = tuple(cfg.image_shape)
-        D = math.prod(shape)
-        self.generator = nn.Sequential(_mlp_generator(cfg.latent_dim, cfg.hidden, D),
+        D = math.prod(shape)  # label_dim: inputs beside z and x (a label embedding's)
+        self.generator = nn.Sequential(_mlp_generator(cfg.latent_dim + label_dim, cfg.hidden, D),
                                        nn.Unflatten(1, shape))
-        self.discriminator = _mlp_discriminator(D, cfg.d_hidden, cfg.dropout)
+        self.discriminator = _mlp_discriminator(D + label_dim, cfg.d_hidden, cfg.dropout)
 
 
 # -- DCGAN -----------------------------------------------------------------------------

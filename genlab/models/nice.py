@@ -46,11 +46,12 @@ PRIOR_STD = {"logistic": math.pi / math.sqrt(3), "gaussian": 1.0}
 
 
 def nice_flow(shape: tuple[int, ...], couplings: int, hidden: tuple[int, ...],
-              init_std: float | None = None) -> Compose:
+              init_std: float | None = None, context: int = 0) -> Compose:
     """Flatten, additive couplings on odd/even pixels in turn, then the diagonal scaling
-    (data-initialised to outputs of std ``init_std`` when given)."""
+    (data-initialised to outputs of std ``init_std`` when given); the coupling nets take
+    ``context`` features beside their input (0: none)."""
     dim = math.prod(shape)
-    layers = [vector_coupling(dim, hidden, i % 2, additive=True, mask_kind="alternate")
+    layers = [vector_coupling(dim, hidden, i % 2, context, additive=True, mask_kind="alternate")
               for i in range(couplings)]
     return Compose([_Flatten(shape), *layers, DiagonalScaling(dim, init_std)])
 
@@ -64,11 +65,11 @@ class NICE(FlowModel):
     # through ``prior_family`` (a Gaussian-prior NICE has the standard normal prior)
     caps = flow_caps("logistic")
 
-    def __init__(self, cfg: NICEConfig):
+    def __init__(self, cfg: NICEConfig, *, context: int = 0):
         if cfg.preprocess != "dequantize":
             raise ValueError("nice models continuous pixels: preprocess must be dequantize")
         super().__init__(cfg, nice_flow(cfg.image_shape, cfg.couplings, cfg.hidden,
-                                        PRIOR_STD[cfg.prior]))
+                                        PRIOR_STD[cfg.prior], context))
         self.prior = cfg.prior
 
     def _flow_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:

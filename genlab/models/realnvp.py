@@ -43,48 +43,56 @@ class RealNVPConfig:
 
 class ConvConditioner(nn.Module):
     """ResNet conditioner: (B, C, H, W) -> (B, 2C, H, W) = [raw log-scale, shift];
-    the output convolution starts at zero so each coupling starts as the identity."""
+    the output convolution starts at zero so each coupling starts as the identity.
+    ``context`` features (B, K) (a class-conditional flow's one-hot label), when the net
+    takes them, enter as K constant input channels."""
 
-    def __init__(self, channels: int, width: int, blocks: int, coarse: bool = False):
+    def __init__(self, channels: int, width: int, blocks: int, coarse: bool = False,
+                 context: int = 0):
         super().__init__()
         self.coarse = coarse  # run at half resolution on the squeezed input (4x cheaper)
         c_in = 4 * channels if coarse else channels
         self.net = nn.Sequential(
-            nn.Conv2d(c_in, width, 3, padding=1),
+            nn.Conv2d(c_in + context, width, 3, padding=1),
             *[ResBlock(width, norm=False) for _ in range(blocks)],
             nn.ReLU(), nn.Conv2d(width, 2 * c_in, 3, padding=1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.pixel_unshuffle(x, 2) if self.coarse else x  # (B, 4C, H/2, W/2) or (B, C, H, W)
+        if context is not None:  # (B, K) -> K constant planes
+            h = torch.cat([h, context[:, :, None, None].expand(-1, -1, *h.shape[2:])], dim=1)
         if not self.coarse:
-            return self.net(x)  # (B, 2C, H, W)
-        s, t = self.net(F.pixel_unshuffle(x, 2)).chunk(2, dim=1)  # (B, 4C, H/2, W/2) each
+            return self.net(h)  # (B, 2C, H, W)
+        s, t = self.net(h).chunk(2, dim=1)  # (B, 4C, H/2, W/2) each
         return torch.cat([F.pixel_shuffle(s, 2), F.pixel_shuffle(t, 2)], dim=1)  # (B, 2C, H, W)
 
 
-def _couplings(masks: list[torch.Tensor], cfg: RealNVPConfig) -> list[Bijection]:
+def _couplings(masks: list[torch.Tensor], cfg: RealNVPConfig, context: int = 0) -> list[Bijection]:
     layers: list[Bijection] = []
     for mask in masks:
         c, h, w = mask.shape[1:]
         coarse = cfg.coarse_nets and h % 2 == 0 and w % 2 == 0 and h * w > 1
-        net = ConvConditioner(c, cfg.width, cfg.res_blocks, coarse)
+        net = ConvConditioner(c, cfg.width, cfg.res_blocks, coarse, context)
         layers += [AffineCoupling(mask, net), ActNorm(c)]
     return layers
 
 
-def realnvp_flow(shape: tuple[int, ...], cfg: RealNVPConfig, level: int = 0) -> Bijection:
-    """The multi-scale flow on (C, H, W) (without the Logit), built recursively."""
+def realnvp_flow(shape: tuple[int, ...], cfg: RealNVPConfig, level: int = 0,
+                 context: int = 0) -> Bijection:
+    """The multi-scale flow on (C, H, W) (without the Logit), built recursively; its
+    coupling nets take ``context`` features beside their input (0: none)."""
     c, h, w = shape
     n = cfg.couplings
     if level == cfg.scales - 1:
         masks = [checkerboard_mask(c, h, w, i % 2) for i in range(n + 1)]
-        return Compose(_couplings(masks, cfg))
+        return Compose(_couplings(masks, cfg, context))
     checker = [checkerboard_mask(c, h, w, i % 2) for i in range(n)]
     channel = [channel_mask(4 * c, i % 2) for i in range(n)]
-    head = Compose([*_couplings(checker, cfg), Squeeze(),
-                    *_couplings(channel, cfg)])
-    scale = FactorOut(head, realnvp_flow((2 * c, h // 2, w // 2), cfg, level + 1))
+    head = Compose([*_couplings(checker, cfg, context), Squeeze(),
+                    *_couplings(channel, cfg, context)])
+    scale = FactorOut(head, realnvp_flow((2 * c, h // 2, w // 2), cfg, level + 1, context))
     # the output has the squeezed shape; inner scales unsqueeze it back so it matches
     # the half of the outer scale's channels it stands for
     return scale if level == 0 else Compose([scale, Inverse(Squeeze())])
@@ -98,7 +106,7 @@ class RealNVP(FlowModel):
     caps = flow_caps("normal")
     prior = "gaussian"
 
-    def __init__(self, cfg: RealNVPConfig):
+    def __init__(self, cfg: RealNVPConfig, *, context: int = 0):
         if cfg.preprocess != "dequantize":
             raise ValueError("realnvp models continuous pixels: preprocess must be dequantize")
         c, h, w = cfg.image_shape
@@ -106,7 +114,8 @@ class RealNVP(FlowModel):
         if h % side or w % side:
             raise ValueError(f"scales={cfg.scales} needs image sides divisible by {side} "
                              f"(got {h}x{w}); use fewer scales")
-        super().__init__(cfg, Compose([Logit(cfg.logit_alpha), realnvp_flow((c, h, w), cfg)]))
+        super().__init__(cfg, Compose([Logit(cfg.logit_alpha), realnvp_flow((c, h, w), cfg,
+                                                                             context=context)]))
 
     def _flow_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         c, h, w = shape

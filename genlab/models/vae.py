@@ -59,10 +59,15 @@ class VAE(LatentVariableModel):
         self.D = c * h * w
         self.bernoulli = cfg.preprocess != "dequantize"
         out_c = c if self.bernoulli else 2 * c  # Gaussian decoder: mean and log-variance
-        d = cfg.latent_dim
         self.kl_weight = cfg.beta  # the KL's weight in the loss; fit's KL warm-up ramps it
-        self.encoder = image_encoder(cfg.arch, cfg.image_shape, cfg.hidden, self.PARAMS_PER_UNIT * d)
-        self.decoder = image_decoder(cfg.arch, d, cfg.image_shape, cfg.hidden, out_c)
+        self.encoder, self.decoder = self.networks(cfg, out_c)
+
+    def networks(self, cfg: VAEConfig, out_channels: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The encoder, (B, C, H, W) -> (B, PARAMS_PER_UNIT * d), and the decoder, (B, d) ->
+        (B, out_channels, H, W) (a conditional VAE's also take the label)."""
+        d = cfg.latent_dim
+        return (image_encoder(cfg.arch, cfg.image_shape, cfg.hidden, self.PARAMS_PER_UNIT * d),
+                image_decoder(cfg.arch, d, cfg.image_shape, cfg.hidden, out_channels))
 
     # -- hooks ------------------------------------------------------------------
     def posterior(self, x: torch.Tensor) -> Posterior:

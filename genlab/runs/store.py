@@ -28,6 +28,7 @@ import torch
 
 from ..config import TrainConfig, flag, from_dict, to_dict
 from ..data import DATASETS, dataset_info
+from ..errors import first_line
 from ..models import (MODELS, GenerativeModel, build_model, family_defaults, model_entry,
                       upgrade_config)
 
@@ -106,7 +107,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                        f"plain tensors and containers ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise RunError(f"{path}: not a readable checkpoint (truncated or corrupt: "
-                       f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+                       f"{first_line(e, 160)})") from None
     if not isinstance(ckpt, dict) or not {"kind", "model", "config"} <= set(ckpt):
         raise RunError(f"{path}: not a genlab checkpoint (expected a dict with kind, model, config)")
     return ckpt
@@ -241,9 +242,9 @@ def new_config(model: str, dataset: str, model_values: dict, train_values: dict)
     model_values = {k: v for k, v in model_values.items() if k in allowed}
     train_values = {**family_defaults(model), **{  # unset: the family's (issue 12)
         k: v for k, v in train_values.items() if k != "dataset" and k in _TRAIN_FIELDS}}
-    model_cfg = _parsed(errors, cfg_cls, {**model_values, "image_shape": info.shape})
-    train = _parsed(errors, TrainConfig, {**train_values, "dataset": dataset})
     cls = model_entry(model)[0]
+    model_cfg = _parsed(errors, cfg_cls, {**model_values, **cls.dataset_options(info)})
+    train = _parsed(errors, TrainConfig, {**train_values, "dataset": dataset})
     if train and train.kl_warmup_epochs and not cls.caps.kl_warmup:
         have = [m for m, (c, _) in MODELS.items() if c.caps.kl_warmup]
         errors.append(f"{flag('kl_warmup_epochs')} applies to models with a weighted KL term "

@@ -156,11 +156,11 @@ def save_sample_grid(model: GenerativeModel, path: Path, n: int, seed: int,
     """n samples at ``temperature`` drawn with ``seed`` (the global RNG left as it was),
     written as one PNG grid, atomically (a temporary file renamed)."""
     model.eval()
-    imgs = model.seeded_sample(n, temperature, seed=seed)
+    imgs, nrow = model.sample_grid(n, temperature, seed=seed)  # a conditional model: a row a class
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        save_image(imgs.float().cpu(), tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+        save_image(imgs.float().cpu(), tmp, nrow=nrow, padding=2, pad_value=1.0)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written grid
@@ -297,10 +297,12 @@ class _Loop:
         for i, idx in enumerate(epoch[done:], done + 1):
             x = self.dist.part(preprocess(self.train.x[idx], model.preprocess,
                                           generator=self.pixel_noise))
+            y = self.dist.part(self.train.y[idx])  # read by class-conditional models only
             if self.beta is not None:  # KL warm-up: the weight of this step
                 model.kl_weight = self.sched.kl_weight(self.beta)
             with self.step_context():
-                out = self.step(x, self.optimizers, clip_grad=cfg.clip_grad or None, of=len(idx))
+                out = self.step(x, self.optimizers, clip_grad=cfg.clip_grad or None, of=len(idx),
+                                y=y)
             self.sched.step(model)  # next lr, weight average updated
             window.append(out)  # references only: no device sync per step
             window_sums.add(out, len(x))

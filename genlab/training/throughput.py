@@ -23,6 +23,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..device import pick_device
+from ..errors import first_line
 from ..models import model_entry
 from ..runs import store, status
 from ..runs.jobs import REPO, JobError, child_env, job_dirs
@@ -157,7 +158,7 @@ def probe_main() -> None:
         rate, steps = _probe(req["model"], model_cfg, from_dict(TrainConfig, req["train"]))
         print(json.dumps({"rate": rate, "steps": steps}), flush=True)
     except Exception as e:  # one line, never a traceback
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        why = first_line(e)
         print(json.dumps({"error": why}), flush=True)
 
 
@@ -183,7 +184,8 @@ def _probe(model: str, model_cfg, train_cfg) -> tuple[float, int]:
     while steps <= PROBE_STEPS:
         x = preprocess(pixels.to(device), net.preprocess)
         with autocast():
-            net.train_step(x, opts, clip_grad=train_cfg.clip_grad or None)
+            net.train_step(x, opts, clip_grad=train_cfg.clip_grad or None,
+                           y=torch.zeros(len(x), dtype=torch.long, device=device))
         sync()
         if steps == 0:
             t0 = time.perf_counter()  # the clock starts after the untimed first step
