@@ -42,8 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-SETTLED = """() => [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
-                     .every(c => c.querySelector('canvas, svg'))
+SETTLED = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                     .every(c => c.querySelector('.js-plotly-plot .main-svg'))
                 && [...document.images].every(i => i.complete)
                 && !document.querySelector('[data-testid="stSpinner"]')
                 && !document.querySelector('[data-testid="stSkeleton"]')"""

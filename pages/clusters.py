@@ -49,9 +49,9 @@ def view_ui(run: ui.Run, mix: Mixture, codes: np.ndarray | None, labels) -> None
                            format_func=lambda c: f"{c} · weight {mix.weights[c]:.3f}")
     xy = None if codes is None else (codes - mean) @ comps.T
     axes = ("z1", "z2") if d <= 2 else ("PCA 1", "PCA 2")
-    chart = mixture_figure(flat.means, [explore.ellipse(m, c) for m, c in zip(flat.means, flat.covariances)],
-                           xy=xy, labels=labels, class_names=run.classes, highlight=comp, axes=axes)
-    draw(chart, key=f"mix-{run.key}", where=left)
+    fig = mixture_figure(flat.means, [explore.ellipse(m, c) for m, c in zip(flat.means, flat.covariances)],
+                         xy=xy, labels=labels, class_names=run.classes, highlight=comp, axes=axes)
+    draw(fig, key=f"mix-{run.key}", where=left)
     left.caption(f"**{mix.n_components} components**, each drawn as its 2-sigma ellipse"
                  + ("" if d <= 2 else f" (exact PCA projection of the {d}-D Gaussians)") + ".")
     draw(weights_figure(mix.weights, highlight=comp), key=f"weights-{run.key}", where=right)

@@ -49,16 +49,17 @@ def codes_ui(run: ui.Run) -> ui.CodesView | None:
             umap_wait_ui(run)
             method = "pca"
     axes = ("z1", "z2") if d <= 2 else (f"{NAMES[method]} 1", f"{NAMES[method]} 2")
-    chart = latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
-                                  equal=d <= 2 or method == "pca")
-    event = draw(chart, key=f"scatter-{run.key}-{n}-{method}", on_select="rerun")
-    outside = outside_codes(chart.spec)
+    fig = latent_scatter_figure(view.xy[method], data.y.numpy(), run.classes, axes=axes,
+                                equal=d <= 2 or method == "pca")
+    event = draw(fig, key=f"scatter-{run.key}-{n}-{method}", on_select="rerun",
+                 selection_mode=("points", "box", "lasso"))
+    outside = outside_codes(fig)
     if outside:
         st.caption(f"▲ {len(outside):,} of {n:,} codes lie outside the view, so far out (beyond "
                    f"{FENCE:g} IQR from the quartiles) that they would more than double its width "
                    "and squeeze the others into a dot; they are drawn at its edge as triangles "
                    "(hover one for its coordinates).")
-    picked = selected_codes(chart.spec, event.selection)
+    picked = selected_codes(fig, event.selection)
     where = f" ({NAMES[method]} of the first {view.of:,} test codes)" if d > 2 else ""
     if not picked:
         st.caption(f"{n:,} codes of {d} dimensions{where}. Click points to see their images and "

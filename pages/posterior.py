@@ -47,8 +47,8 @@ def pick_run() -> ui.Run:
     return run
 
 
-def set_index(key: str, codes_key: str, spec: dict) -> None:
-    picked = selected_codes(spec, st.session_state[codes_key].selection)
+def set_index(key: str, codes_key: str, fig) -> None:
+    picked = selected_codes(fig, st.session_state[codes_key].selection)
     if picked:
         st.session_state[key] = picked[0]
 
@@ -61,8 +61,8 @@ def pick_image(run: ui.Run, data) -> int:
     codes_key = f"post-codes-{run.key}-{index}"  # a new chart per image: one point selected at a time
     with right:
         codes = ui.codes(run, n)
-        chart = latent_scatter_figure(codes, data.y.numpy(), run.classes, height=300, mark=int(index))
-        draw(chart, key=codes_key, on_select=lambda: set_index(key, codes_key, chart.spec))
+        fig = latent_scatter_figure(codes, data.y.numpy(), run.classes, height=300, mark=int(index))
+        draw(fig, key=codes_key, on_select=lambda: set_index(key, codes_key, fig), selection_mode="points")
         st.caption("Codes (q's means) of the first 500 test images: click one to look at its posterior.")
     lui.image_row(data.x[index:index + 1].numpy(), f"test image {index} (class {int(data.y[index])})", 4)
     return int(index)

@@ -1,10 +1,14 @@
-"""genlab.figures.latent_figures: the ECharts options of codes and mixtures are JSON the browser
-takes as it is, a selection maps back to the codes, and equal axes are equal on screen."""
+"""genlab.figures.latent_figures: plotly figures of codes and mixtures hold every code once
+with its index, a plotly selection maps back to the codes, equal axes are anchored, far-out
+codes sit at the view's edge, and the docstring examples run."""
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 
 from genlab.figures import latent_figures as F
@@ -15,91 +19,118 @@ def _codes(n=300, seed=0):
     return rng.normal(size=(n, 2)) * [3.0, 0.5] + [1.0, -2.0], rng.integers(0, 10, n)
 
 
-def test_the_scatter_holds_every_code_once_with_its_index_and_is_plain_json():
-    xy, y = _codes()
-    xy[5] = np.nan  # a NaN code is a gap, not invalid JSON
-    chart = F.latent_scatter_figure(xy, y, [f"c{k}" for k in range(10)])
-    spec = json.loads(json.dumps(chart.spec, allow_nan=False))  # no numpy scalars, no NaN
-    points = [p for s in spec["series"] for p in s["data"]]
-    assert sorted(p[2] for p in points) == list(range(len(xy)))
-    for s in spec["series"]:  # each series is one class, in index order
-        k = int(s["name"][1:])
-        assert [p[2] for p in s["data"]] == np.flatnonzero(y == k).tolist()
-    by_index = {p[2]: p for p in points}
-    assert by_index[7][:2] == [float(f"{v:.5g}") for v in xy[7]]
-    assert by_index[5][:2] == [None, None]
+def _json(fig: go.Figure) -> dict:
+    """The figure as the browser gets it (what st.plotly_chart sends): valid JSON."""
+    return json.loads(pio.to_json(fig, validate=False))
 
 
-def test_a_selection_maps_back_to_the_codes_whatever_the_series():
+def test_the_scatter_holds_every_code_once_with_its_index_in_one_webgl_trace_per_class():
     xy, y = _codes()
-    spec = F.latent_scatter_figure(xy, y, mark=3).spec
+    xy[5] = np.nan  # a NaN code is not drawn, and not invalid JSON
+    fig = F.latent_scatter_figure(xy, y, [f"c{k}" for k in range(10)])
+    _json(fig)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)
+    assert sorted(i for t in fig.data for i in t.customdata) == list(range(len(xy)))
+    for t in fig.data:  # each trace is one class, in index order
+        k = int(t.name[1:])
+        assert list(t.customdata) == np.flatnonzero(y == k).tolist()
+        np.testing.assert_allclose(np.c_[t.x, t.y], xy[t.customdata], rtol=1e-6)  # float32 on the wire
+        assert t.hovertemplate.startswith(f"c{k} · image %{{customdata}}")
+    assert fig.layout.clickmode == "event+select" and fig.layout.dragmode == "pan"  # a click selects
+
+
+def test_a_plotly_selection_maps_back_to_the_codes_whatever_the_trace():
+    xy, y = _codes()
+    fig = F.latent_scatter_figure(xy, y, mark=3)
     s0, s2 = np.flatnonzero(y == 0), np.flatnonzero(y == 2)
-    selection = {"selected": [{"series_index": 2, "data_indices": [1, 0]},
-                              {"series_index": 0, "data_indices": [4]},
-                              {"series_index": 2, "data_indices": [1]},
-                              {"series_index": len(spec["series"]) - 1, "data_indices": [0]}],  # the ring
-                 "areas": []}
-    assert F.selected_codes(spec, selection) == [s2[1], s2[0], s0[4]]  # first seen first, once each
-    assert F.selected_codes(spec, {"selected": [], "areas": []}) == []
-    assert F.selected_codes(spec, None) == []
+    ring = len(fig.data) - 1
+    assert fig.data[ring].name == "this image"
+    points = [{"curve_number": 2, "point_number": 1, "point_index": 1, "x": 0, "y": 0},
+              {"curve_number": 2, "point_index": 0},
+              {"curve_number": 0, "point_index": 4},
+              {"curve_number": 2, "point_index": 1},  # again: once
+              {"curve_number": ring, "point_index": 0}]  # the ring is no code
+    selection = {"points": points, "point_indices": [1, 0, 4, 1, 0], "box": [], "lasso": []}
+    assert F.selected_codes(fig, selection) == [s2[1], s2[0], s0[4]]  # first seen first, once each
+    assert F.selected_codes(fig, {"points": [], "point_indices": [], "box": [], "lasso": []}) == []
+    assert F.selected_codes(fig, None) == []
+    assert F.selected_codes(fig, {"points": [{"curve_number": 99, "point_index": 0}]}) == []
 
 
-def test_equal_axes_give_one_unit_the_same_length_on_screen():
+def test_equal_axes_are_anchored_and_span_the_codes_a_projection_is_free():
     xy, y = _codes()
-    chart = F.latent_scatter_figure(xy, y, height=480)
-    g, xa, ya = chart.spec["grid"], chart.spec["xAxis"], chart.spec["yAxis"]
-    w, h = chart.width - g["left"] - g["right"], chart.height - g["top"] - g["bottom"]
-    assert w == h > 0
-    assert xa["max"] - xa["min"] == pytest.approx(ya["max"] - ya["min"], rel=1e-3)  # pixels per unit
-    assert xa["min"] <= xy[:, 0].min() and xa["max"] >= xy[:, 0].max()
-    assert ya["min"] <= xy[:, 1].min() and ya["max"] >= xy[:, 1].max()
-    free = F.latent_scatter_figure(xy, y, equal=False)
-    assert free.width is None  # a projection takes the page's width, each axis its own range
-    assert free.spec["yAxis"]["max"] - free.spec["yAxis"]["min"] < free.spec["xAxis"]["max"] - free.spec["xAxis"]["min"]
+    fig = F.latent_scatter_figure(xy, y, height=480)
+    xa, ya = fig.layout.xaxis, fig.layout.yaxis
+    assert ya.scaleanchor == "x" and ya.scaleratio == 1  # one unit the same length on screen
+    assert xa.constrain == ya.constrain == "domain"  # the plot area shrinks; the ranges stay
+    (x0, x1), (y0, y1) = xa.range, ya.range
+    assert x1 - x0 == pytest.approx(y1 - y0)
+    assert x0 <= xy[:, 0].min() and x1 >= xy[:, 0].max() and y0 <= xy[:, 1].min() and y1 >= xy[:, 1].max()
+    assert (xa.title.text, ya.title.text, fig.layout.height) == ("z1", "z2", 480)
+    free = F.latent_scatter_figure(xy, y, equal=False, axes=("UMAP 1", "UMAP 2"))
+    assert free.layout.yaxis.scaleanchor is None  # a projection: each axis its own range
+    assert np.ptp(free.layout.yaxis.range) < np.ptp(free.layout.xaxis.range)
+    assert free.layout.xaxis.title.text == "UMAP 1"
 
 
 def test_the_mixture_draws_an_ellipse_and_a_numbered_mean_per_component():
     means = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 4.0]])
     ellipses = [m + np.c_[np.cos(t := np.linspace(0, 2 * np.pi, 9)), np.sin(t)] for m in means]
-    spec = json.loads(json.dumps(F.mixture_figure(means, ellipses, highlight=1).spec, allow_nan=False))
-    lines = [s for s in spec["series"] if s["type"] == "line"]
-    assert [s["name"] for s in lines] == ["2-sigma ellipses", "component 1", "2-sigma ellipses"]
-    assert [len(s["data"]) for s in lines] == [9, 9, 9]
-    assert lines[1]["lineStyle"]["color"] == F.HIGHLIGHT_COLOR != lines[0]["lineStyle"]["color"]
-    mean = next(s for s in spec["series"] if s["name"] == "means")
-    assert [p[2] for p in mean["data"]] == [0, 1, 2] and mean["data"][1][:2] == [3.0, 1.0]
-    bars = F.weights_figure([0.5, 0.3, 0.2], highlight=2).spec["series"][0]["data"]
-    assert [b["value"] for b in bars] == [0.5, 0.3, 0.2]
-    assert [b["itemStyle"]["color"] == F.HIGHLIGHT_COLOR for b in bars] == [False, False, True]
+    xy, y = _codes(50)
+    fig = F.mixture_figure(means, ellipses, xy=xy, labels=y, highlight=1)
+    _json(fig)
+    assert all(isinstance(t, go.Scattergl) for t in fig.data)  # all WebGL: drawn in trace order
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert [t.name for t in lines] == ["2-sigma ellipses", "component 1", "2-sigma ellipses"]
+    assert [t.showlegend for t in lines] == [True, True, False]
+    assert [len(t.x) for t in lines] == [9, 9, 9]
+    np.testing.assert_allclose(np.c_[lines[2].x, lines[2].y], ellipses[2])
+    assert lines[1].line.color == F.HIGHLIGHT_COLOR != lines[0].line.color
+    mean = next(t for t in fig.data if t.name == "means")
+    assert list(mean.text) == ["0", "1", "2"] and (mean.x[1], mean.y[1]) == (3.0, 1.0)
+    assert fig.data.index(mean) == len(fig.data) - 1  # over the codes and the ellipses
+    codes = [t for t in fig.data if t.customdata is not None]
+    assert sum(len(t.x) for t in codes) == 50 and codes[0].marker.opacity == 0.35
+    assert fig.layout.yaxis.scaleanchor == "x"
+    (x0, x1), (y0, y1) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    assert x0 <= -3 and x1 >= 4 and y0 <= -1 and y1 >= 5  # every ellipse in view
+    bars = F.weights_figure([0.5, 0.3, 0.2], highlight=2).data[0]
+    assert list(bars.y) == [0.5, 0.3, 0.2] and list(bars.x) == [0, 1, 2]
+    assert [c == F.HIGHLIGHT_COLOR for c in bars.marker.color] == [False, False, True]
 
 
 def test_a_few_outlying_codes_do_not_shrink_the_view_and_are_drawn_at_its_edge():
     """Issue 24, item 6: NICE's PCA 1 reached 1,100 for a few codes, so the other 99 % sat
     in one dot. The view spans the codes inside Tukey's far-out fences; the rest are drawn
-    at its edge as triangles, listed by outside_codes, and still selectable."""
+    at its edge as triangles pointing to them, listed by outside_codes, and selectable."""
     xy, y = _codes(1000)
     far = np.array([10, 20, 30])
     xy[far] = [[1100.0, 0.0], [-900.0, 5.0], [0.0, 700.0]]
-    chart = F.latent_scatter_figure(xy, y)
-    spec = json.loads(json.dumps(chart.spec, allow_nan=False))
-    xa, ya = spec["xAxis"], spec["yAxis"]
+    fig = F.latent_scatter_figure(xy, y)
+    _json(fig)
+    (x0, x1), (y0, y1) = fig.layout.xaxis.range, fig.layout.yaxis.range
     inliers = np.delete(xy, far, axis=0)
-    assert xa["min"] <= inliers[:, 0].min() and xa["max"] >= inliers[:, 0].max()
-    assert ya["min"] <= inliers[:, 1].min() and ya["max"] >= inliers[:, 1].max()
-    assert xa["max"] - xa["min"] < 30  # not 2,000 wide
+    assert x0 <= inliers[:, 0].min() and x1 >= inliers[:, 0].max()
+    assert y0 <= inliers[:, 1].min() and y1 >= inliers[:, 1].max()
+    assert x1 - x0 < 30  # not 2,000 wide
     q = np.quantile(inliers, [0.01, 0.99], axis=0)
-    assert (q[1, 0] - q[0, 0]) / (xa["max"] - xa["min"]) > 0.5  # the central 98 % fill half the view
-    assert F.outside_codes(spec) == far.tolist()
-    items = {p["value"][2]: p for s in spec["series"] for p in s["data"] if isinstance(p, dict)}
-    assert items[10]["value"][:2] == [xa["max"], 0.0] and items[20]["value"][0] == xa["min"]
-    assert items[30]["value"][1] == ya["max"]
-    assert all(p["symbol"] == "triangle" for p in items.values())
-    assert "1100" in items[10]["tooltip"]["formatter"]  # its own coordinates on hover
-    s = next(i for i, t in enumerate(spec["series"]) if any(isinstance(p, dict) and p["value"][2] == 10 for p in t["data"]))
-    at = next(j for j, p in enumerate(spec["series"][s]["data"]) if isinstance(p, dict))
-    assert F.selected_codes(spec, {"selected": [{"series_index": s, "data_indices": [at]}]}) == [10]
-    ringed = F.latent_scatter_figure(xy, y, mark=10).spec["series"][-1]["data"][0]
-    assert ringed == items[10]["value"][:2]  # the ring sits where the point is drawn
+    assert (q[1, 0] - q[0, 0]) / (x1 - x0) > 0.5  # the central 98 % fill half the view
+    assert F.outside_codes(fig) == far.tolist()
+    drawn = {}  # code -> (trace number, position, x, y, symbol, hover text)
+    for c, t in enumerate(fig.data):
+        for j, i in enumerate(t.customdata):
+            drawn[int(i)] = (c, j, float(t.x[j]), float(t.y[j]), t.marker.symbol[j], t.text[j]) \
+                if isinstance(t.marker.symbol, tuple) else (c, j, float(t.x[j]), float(t.y[j]), "circle", "")
+    assert drawn[10][2:5] == (pytest.approx(x1), 0.0, "triangle-right")
+    assert drawn[20][2] == pytest.approx(x0) and drawn[20][4] == "triangle-left"
+    assert drawn[30][3] == pytest.approx(y1) and drawn[30][4] == "triangle-up"
+    assert "1100" in drawn[10][5] and "outside the view" in drawn[10][5]  # its own coordinates on hover
+    assert "%{text}" in fig.data[drawn[10][0]].hovertemplate
+    assert drawn[11][4] == "circle" and drawn[11][5] == ""
+    c, j = drawn[10][:2]
+    assert F.selected_codes(fig, {"points": [{"curve_number": c, "point_index": j}]}) == [10]
+    ring = F.latent_scatter_figure(xy, y, mark=10).data[-1]
+    assert (ring.x[0], ring.y[0]) == pytest.approx(drawn[10][2:4], rel=1e-6)  # where the point is drawn
 
 
 def test_codes_that_only_widen_the_view_a_little_stay_in_it_and_a_flat_axis_is_not_fenced():
@@ -108,13 +139,29 @@ def test_codes_that_only_widen_the_view_a_little_stay_in_it_and_a_flat_axis_is_n
     lo, hi = F.view_limits(xy)
     np.testing.assert_allclose(lo, xy.min(0))
     np.testing.assert_allclose(hi, xy.max(0))
-    assert F.outside_codes(F.latent_scatter_figure(xy, y).spec) == []
+    assert F.outside_codes(F.latent_scatter_figure(xy, y)) == []
+    assert all(t.marker.symbol is None for t in F.latent_scatter_figure(xy, y).data)  # no per-point arrays
     xy[0] = [60.0, 0.0]  # now it would more than double the view's width: x is fenced, y not
     lo, hi = F.view_limits(xy)
     assert hi[0] < 17 and lo[0] > -15 and (lo[1], hi[1]) == (xy[:, 1].min(), xy[:, 1].max())
-    assert F.outside_codes(F.latent_scatter_figure(xy, y).spec) == [0, 1]
+    assert F.outside_codes(F.latent_scatter_figure(xy, y)) == [0, 1]
     flat = np.zeros((100, 2))
     flat[:20, 1] = np.linspace(1, 5, 20)  # most points equal on y: IQR 0
     lo, hi = F.view_limits(flat)
     assert (lo[1], hi[1]) == (0.0, 5.0)
-    assert F.outside_codes(F.latent_scatter_figure(flat, np.zeros(100, int)).spec) == []
+    assert F.outside_codes(F.latent_scatter_figure(flat, np.zeros(100, int))) == []
+
+
+@pytest.mark.parametrize("name", ["latent_scatter_figure", "selected_codes", "outside_codes",
+                                  "mixture_figure", "weights_figure"])
+def test_the_docstring_examples_run(name, monkeypatch):
+    shown = []
+    monkeypatch.setattr(go.Figure, "show", lambda self, *a, **k: shown.append(self))
+    fn = getattr(F, name)
+    (test,) = doctest.DocTestFinder().find(fn, name, globs=vars(F).copy())
+    assert test.examples, f"{name} has no example"
+    report = []
+    result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test, out=report.append)
+    assert result.failed == 0, "".join(report)
+    assert all(isinstance(f, go.Figure) and f.data for f in shown)
+    assert bool(shown) == name.endswith("_figure")

@@ -5,12 +5,13 @@ number helper for plain JSON (no streamlit here). Every figure is a
 ``plotly.graph_objects.Figure``: the app draws it with ``st.plotly_chart``, a notebook
 with ``fig.show()``, and ``fig.write_html(path)`` saves it.
 
-Until the last ECharts figure is converted, :class:`Chart` (an ECharts option) and
-:func:`value_axis` stay for it."""
+>>> import plotly.graph_objects as go
+>>> fig = base_layout(go.Figure(scatter([1, 2, 3], [3.0, 2.5, 2.2], name="loss")), 260)
+>>> fig.show()  # doctest: +SKIP
+"""
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import plotly.graph_objects as go
 
@@ -22,17 +23,8 @@ HIGHLIGHT_COLOR = "#d62728"
 INK = "#222222"
 
 
-class Chart(NamedTuple):
-    """An ECharts option (JSON-compatible: Python numbers, strings, lists and dicts; no
-    callbacks), the height in pixels it is laid out for, and its width where the layout
-    needs one (equal axes), else None: the page's width."""
-    spec: dict
-    height: int
-    width: int | None = None
-
-
 def num(v, digits: int | None = None) -> float | None:
-    """A float for JSON: None for NaN or infinity (ECharts leaves a gap), rounded to
+    """A float for JSON: None for NaN or infinity (plotly leaves a gap), rounded to
     ``digits`` significant digits if given (smaller pages)."""
     v = float(v)
     if not math.isfinite(v):
@@ -40,14 +32,6 @@ def num(v, digits: int | None = None) -> float | None:
     return float(f"{v:.{digits}g}") if digits else v
 
 
-def value_axis(name: str = "", *, log: bool = False, **kw) -> dict:
-    """A numeric axis titled ``name`` (log scale if asked), its title in the middle, where
-    ECharts (6) would otherwise move it away from the tick labels, off the chart."""
-    return {"type": "log" if log else "value", "name": name, "nameLocation": "middle",
-            "nameGap": 28, "nameMoveOverlap": False, "scale": True, **kw}
-
-
-# -- plotly --------------------------------------------------------------------------------
 GL_POINTS = 1000
 """A trace with more points than this is ``Scattergl`` (WebGL: one canvas, not one SVG
 node a point), fewer a plain ``Scatter`` (crisper, and no WebGL context for a small trace)."""

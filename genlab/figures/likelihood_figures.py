@@ -1,23 +1,21 @@
-"""ECharts options of the true posterior and of likelihoods on two datasets (the Posterior
-and Out-of-distribution pages; importable by scripts and tests, no streamlit). Each builder
-returns a :class:`genlab.figures.charts.Chart`. ECharts has neither contours nor histograms: q's
-contours are traced by contourpy and the scores binned with numpy."""
+"""Plotly figures of the true posterior and of likelihoods on two datasets (the Posterior
+and Out-of-distribution pages; importable by scripts, notebooks and tests, no streamlit).
+Each builder returns a ``plotly.graph_objects.Figure``: ``fig.show()`` in a notebook,
+``fig.write_html(path)`` to keep it. q's contours are plotly's own contour trace."""
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 
-from .charts import (CLASS_COLORS, HIGHLIGHT_COLOR, INK, RUN_COLORS, TRAIN_COLOR, Chart, num,
-                     value_axis)
+from .charts import CLASS_COLORS, HIGHLIGHT_COLOR, INK, RUN_COLORS, TRAIN_COLOR
 
+MARGIN = dict(l=10, r=10, t=40, b=10)
 Q_COLOR = "#ffffff"
 REF_COLOR = CLASS_COLORS[7]  # grey
-VIRIDIS = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779",
-           "#6ece58", "#b5de2b", "#fde725")
 MAX_CELLS = 128  # the posterior heatmap's cells a side at most (finer grids are averaged)
 Q_NAME = "q(z|x): 1, 2, 3 sd"
 Q_SIGMAS = (1.0, 2.0, 3.0)  # q's contours: a Gaussian's density 1, 2, 3 sd from its mean
-LEFT, TOP = 56, 40  # the posterior's plot area: fixed, so that its two axes keep one scale
-CROSS = "path://M1,0L5,4L9,0L10,1L6,5L10,9L9,10L5,6L1,10L0,9L4,5L0,1Z"  # an x
+LEGEND = dict(orientation="h", yanchor="bottom", y=1.02, x=0)
 
 
 def _pool(z1, z2, a, cells: int = MAX_CELLS):
@@ -29,145 +27,113 @@ def _pool(z1, z2, a, cells: int = MAX_CELLS):
     return z1[:m1 * f1].reshape(m1, f1).mean(1), z2[:m2 * f2].reshape(m2, f2).mean(1), block
 
 
-def contour(z1, z2, f, level: float) -> list:
-    """Where f (f[i, j] at z1[i], z2[j]) crosses ``level`` (contourpy, the contouring of
-    matplotlib: ECharts draws lines but traces no contours), as polylines: [z1, z2] points
-    with None between lines (a gap in an ECharts line); a closed line ends where it starts."""
-    from contourpy import LineType, contour_generator
-
-    gen = contour_generator(x=np.asarray(z1, float), y=np.asarray(z2, float), z=np.asarray(f, float).T,
-                            line_type=LineType.Separate)
-    out: list = []
-    for line in gen.lines(level):
-        out += [[num(a, 4), num(b, 4)] for a, b in line] + [None]
-    return out
+def q_levels(q_max: float) -> list[float]:
+    """q's contour levels, for 1, 2 and 3 sd (``Q_SIGMAS``): where a Gaussian's density is
+    exp(-s^2 / 2) of its peak ``q_max``; the ellipses hold about 39 %, 86 % and 99 % of it."""
+    return [float(q_max * np.exp(-0.5 * s * s)) for s in Q_SIGMAS]
 
 
-def posterior_figure(z1, z2, post, q, *, code=None, height: int = 460) -> Chart:
+def posterior_figure(z1, z2, post, q, *, code=None, height: int = 460) -> go.Figure:
     """p(z|x) as a heatmap over the grid (post[i, j] at z1[i], z2[j], a density; grids finer
-    than 128 cells a side averaged over blocks), with a colour bar, and q(z|x)'s density as
-    contour lines (``contour``, on the same grid) at the levels holding about 39 %, 86 %
-    and 99 % of a Gaussian (1, 2 and 3 standard deviations), the encoder's mean as a cross.
-    The plot area is sized so that a unit of z1 and of z2 are the same length on screen."""
+    than 128 cells a side averaged over blocks), with a colour bar, and q(z|x)'s density
+    (q[i, j], on the same grid) as plotly contour lines at :func:`q_levels` (1, 2 and 3
+    standard deviations of a Gaussian), the encoder's mean ``code`` (2,) as a cross. One
+    unit of z1 and of z2 are the same length on screen.
+
+    >>> import numpy as np
+    >>> z = np.linspace(-3, 3, 61)
+    >>> q = np.exp(-0.5 * (z[:, None] ** 2 + z[None, :] ** 2)) / (2 * np.pi)
+    >>> fig = posterior_figure(z, z, np.roll(q, 5, axis=0), q, code=[0.0, 0.0]); fig.show()
+    """
     z1, z2 = np.asarray(z1, float), np.asarray(z2, float)
     post, q = np.asarray(post, float), np.asarray(q, float)
-    top = float(q.max())
+    levels = q_levels(float(q.max()))
     q = _pool(z1, z2, q)[2]
     z1, z2, post = _pool(z1, z2, post)
     h1 = (z1[1] - z1[0]) / 2 if len(z1) > 1 else 0.5
     h2 = (z2[1] - z2[0]) / 2 if len(z2) > 1 else 0.5
-    x_lo, x_hi, y_lo, y_hi = z1[0] - h1, z1[-1] + h1, z2[0] - h2, z2[-1] + h2
-    # the plot area in pixels, one unit of z1 as long as one of z2, at most 380 px wide
-    side = height - TOP - 90
-    w, h = side * (x_hi - x_lo) / (y_hi - y_lo), side
-    if w > 380:
-        w, h = 380, 380 * (y_hi - y_lo) / (x_hi - x_lo)
-    w, h = round(w), round(h)
-    # the heatmap's lowest colour behind it: no light seams where cells meet between pixels
-    grid = {"left": LEFT, "top": TOP, "width": w, "height": h, "outerBoundsMode": "none",
-            "show": True, "backgroundColor": VIRIDIS[0], "borderWidth": 0}
-    cells = [[i, j, num(post[i, j], 3), num(z1[i], 3), num(z2[j], 3)]
-             for i in range(len(z1)) for j in range(len(z2))]
-    hidden = {"type": "category", "show": False}
-    shown = {"nameLocation": "middle", "scale": False, "splitLine": {"show": False},
-             "axisLabel": {"showMinLabel": False, "showMaxLabel": False}}
-    series = [{"type": "heatmap", "name": "p(z|x)", "data": cells, "xAxisIndex": 0, "yAxisIndex": 0,
-               "itemStyle": {"borderWidth": 0},
-               "tooltip": {"formatter": "z1 {@[3]}, z2 {@[4]}<br/>p(z|x) {@[2]}"}}]
-    for s in Q_SIGMAS:  # one legend entry for the three
-        series.append({"type": "line", "name": Q_NAME, "xAxisIndex": 1, "yAxisIndex": 1,
-                       "data": contour(z1, z2, q, top * np.exp(-0.5 * s * s)), "showSymbol": False,
-                       "connectNulls": False, "silent": True, "lineStyle": {"color": Q_COLOR, "width": 1.5},
-                       "itemStyle": {"color": Q_COLOR, "borderColor": INK}})
+    fig = go.Figure(go.Heatmap(
+        x=z1, y=z2, z=post.T.astype(np.float32), colorscale="Viridis", zmin=0.0, name="p(z|x)",
+        colorbar=dict(title=dict(text="p(z|x)"), thickness=12),
+        hovertemplate="z1 %{x:.3g}, z2 %{y:.3g}<br>p(z|x) %{z:.3g}<extra></extra>"))
+    for i, level in enumerate(levels):  # one trace a level (they are not evenly spaced), one legend entry
+        fig.add_trace(go.Contour(
+            x=z1, y=z2, z=q.T.astype(np.float32), showscale=False, name=Q_NAME, legendgroup="q",
+            showlegend=i == 0, hoverinfo="skip", line=dict(color=Q_COLOR, width=1.5),
+            contours=dict(coloring="none", start=level, end=level, size=level)))
     if code is not None:
-        series.append({"type": "scatter", "name": "encode(x)", "xAxisIndex": 1, "yAxisIndex": 1,
-                       "data": [[num(code[0], 4), num(code[1], 4)]], "symbol": CROSS, "symbolSize": 12,
-                       "itemStyle": {"color": Q_COLOR, "borderColor": INK, "borderWidth": 0.8}})
-    spec = {
-        "animation": False,
-        "grid": grid,
-        # on the heatmap's darkest colour, where the white lines and cross show; plain icons
-        "legend": {"top": 0, "left": LEFT, "backgroundColor": VIRIDIS[0], "textStyle": {"color": Q_COLOR},
-                   "borderRadius": 3,
-                   "data": [{"name": Q_NAME, "itemStyle": {"opacity": 0}},
-                            {"name": "encode(x)", "itemStyle": {"color": Q_COLOR, "borderWidth": 0}}]},
-        "tooltip": {"trigger": "item"},
-        "xAxis": [{**hidden, "data": [str(i) for i in range(len(z1))]},
-                  {**shown, "type": "value", "name": "z1", "nameGap": 26, "position": "bottom",
-                   "min": num(x_lo), "max": num(x_hi)}],
-        "yAxis": [{**hidden, "data": [str(j) for j in range(len(z2))]},
-                  {**shown, "type": "value", "name": "z2", "nameGap": 38, "position": "left",
-                   "min": num(y_lo), "max": num(y_hi)}],
-        "visualMap": {"type": "continuous", "seriesIndex": 0, "dimension": 2, "min": 0.0,
-                      "max": num(post.max(), 3) or 1.0, "orient": "horizontal",
-                      "left": LEFT, "top": TOP + h + 48, "itemWidth": 12,
-                      "itemHeight": min(max(w - 90, 120), 220),
-                      "text": [f"{post.max():.3g}", "p(z|x)  0"], "inRange": {"color": list(VIRIDIS)}},
-        "series": series,
-    }
-    return Chart(spec, height, max(LEFT + w + 24, 330))
+        fig.add_trace(go.Scatter(
+            x=[float(code[0])], y=[float(code[1])], mode="markers", name="encode(x)",
+            marker=dict(symbol="x", size=12, color=Q_COLOR, line=dict(color=INK, width=1)),
+            hovertemplate="encode(x): (%{x:.3g}, %{y:.3g})<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, plot_bgcolor="#440154",  # Viridis' lowest
+                      legend=LEGEND | dict(bgcolor="#440154", font=dict(color=Q_COLOR)))
+    fig.update_xaxes(title="z1", range=[z1[0] - h1, z1[-1] + h1], constrain="domain", showgrid=False,
+                     zeroline=False)
+    fig.update_yaxes(title="z2", range=[z2[0] - h2, z2[-1] + h2], constrain="domain", showgrid=False,
+                     zeroline=False, scaleanchor="x", scaleratio=1)
+    return fig
 
 
-def iw_figure(iw: dict[int, list[float]], log_px: float, elbo: float, *, height: int = 360) -> Chart:
-    """Importance-weighted estimates of log p(x) against k on a log axis (each repeat a dot,
-    their mean a line), the quadrature's log p(x) and the ELBO as horizontal lines."""
+def iw_figure(iw: dict[int, list[float]], log_px: float, elbo: float, *, height: int = 360) -> go.Figure:
+    """Importance-weighted estimates of log p(x) against k on a log axis (``iw``: k -> the
+    repeats' estimates; each repeat a dot, their mean a line), the quadrature's log p(x)
+    and the ELBO as horizontal lines across it.
+
+    >>> fig = iw_figure({1: [-92.0, -91.5], 10: [-90.2, -90.4], 100: [-89.9, -89.8]}, -89.6, -92.3)
+    >>> fig.show()
+    """
     ks = sorted(iw)
     k_lo, k_hi = ks[0] / 2, ks[-1] * 2  # the axis' ends: room for the dots at the first and last k
 
-    def level(name: str, y: float, color: str, dash: str) -> dict:  # a line across the axis
-        return {"type": "line", "name": name, "data": [[k_lo, num(y)], [k_hi, num(y)]], "symbol": "none",
-                "color": color, "lineStyle": {"color": color, "type": dash}}
+    def level(name: str, y: float, color: str, dash: str) -> go.Scatter:  # a line across the axis
+        return go.Scatter(x=[k_lo, k_hi], y=[float(y)] * 2, mode="lines", name=name, hoverinfo="name",
+                          line=dict(color=color, dash=dash))
 
-    series = [
-        {"type": "scatter", "name": "IW(k), each draw", "data": [[int(k), num(v)] for k in ks for v in iw[k]],
-         "symbolSize": 7, "itemStyle": {"color": TRAIN_COLOR, "opacity": 0.5}},
-        {"type": "line", "name": "IW(k), mean of the draws", "color": TRAIN_COLOR,
-         "data": [[int(k), num(np.mean(iw[k]))] for k in ks], "lineStyle": {"color": TRAIN_COLOR}},
-        level(f"log p(x) by quadrature {log_px:.2f}", log_px, HIGHLIGHT_COLOR, "dashed"),
-        level(f"ELBO {elbo:.2f}", elbo, REF_COLOR, "dotted"),
-    ]
-    legend = [s["name"] for s in series[:2]] + [{"name": s["name"], "itemStyle": {"opacity": 0}}
-                                                for s in series[2:]]  # the lines' icons: no dot
-    spec = {
-        "animation": False,
-        "grid": {"left": 64, "right": 20, "top": 56, "bottom": 48, "outerBoundsMode": "none"},  # as set
-        "legend": {"top": 0, "data": legend},
-        "tooltip": {"trigger": "item"},
-        "xAxis": value_axis("k (importance samples)", log=True, min=k_lo, max=k_hi,
-                            axisLabel={"showMinLabel": False, "showMaxLabel": False}),
-        "yAxis": value_axis("log p(x) estimate (nats)", nameGap=48),
-        "series": series,
-    }
-    return Chart(spec, height)
+    fig = go.Figure([
+        go.Scatter(x=[int(k) for k in ks for _ in iw[k]], y=[float(v) for k in ks for v in iw[k]],
+                   mode="markers", name="IW(k), each draw", marker=dict(size=7, opacity=0.5, color=TRAIN_COLOR),
+                   hovertemplate="k %{x}: %{y:.2f}<extra></extra>"),
+        go.Scatter(x=[int(k) for k in ks], y=[float(np.mean(iw[k])) for k in ks], mode="lines+markers",
+                   name="IW(k), mean of the draws", line=dict(color=TRAIN_COLOR),
+                   hovertemplate="k %{x}: mean %{y:.2f}<extra></extra>"),
+        level(f"log p(x) by quadrature {log_px:.2f}", log_px, HIGHLIGHT_COLOR, "dash"),
+        level(f"ELBO {elbo:.2f}", elbo, REF_COLOR, "dot"),
+    ])
+    fig.update_layout(height=height, margin=MARGIN, legend=LEGEND)
+    fig.update_xaxes(type="log", range=[np.log10(k_lo), np.log10(k_hi)], title="k (importance samples)")
+    fig.update_yaxes(title="log p(x) estimate (nats)")
+    return fig
 
 
 def ood_histogram_figure(series: list[tuple[str, np.ndarray]], unit: str, *, height: int = 320,
-                         bins: int = 50) -> Chart:
+                         bins: int = 50) -> go.Figure:
     """Overlaid histograms (densities) of -log p(x) per image, one per (name, scores), on
     common bins from the 0.5th to the 99.5th percentile of all scores: half-transparent bars
-    at the bins' centres, each density = count / (all of the series' scores x bin width), so
-    a series' bars hold the share of its scores inside the bins."""
+    a bin wide, each density = count / (all of the series' scores x bin width), so a series'
+    bars hold the share of its scores inside the bins (binned here with numpy, so the figure
+    carries bins x series numbers whatever the count of images).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> fig = ood_histogram_figure([("own", rng.normal(90, 5, 500)), ("other", rng.normal(80, 8, 500))], "nats")
+    >>> fig.show()
+    """
     allv = np.concatenate([np.asarray(s, float) for _, s in series])
     lo, hi = np.percentile(allv, [0.5, 99.5])
     if not hi > lo:
         lo, hi = lo - 0.5, lo + 0.5
     edges = np.linspace(lo, hi, bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    out = []
+    centres, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
+    fig = go.Figure()
     for i, (name, s) in enumerate(series):
         s = np.asarray(s, float)
         dens = np.histogram(s, bins=edges)[0] / (len(s) * np.diff(edges))
-        color = RUN_COLORS[i % len(RUN_COLORS)]
-        out.append({"type": "bar", "name": name, "barGap": "-100%", "barCategoryGap": "0%", "color": color,
-                    "data": [[num(c, 6), num(d, 4)] for c, d in zip(centres, dens)],
-                    "itemStyle": {"color": color, "opacity": 0.55}})
-    spec = {
-        "animation": False,
-        "grid": {"left": 64, "right": 20, "top": 40, "bottom": 48, "outerBoundsMode": "none"},  # as set
-        "legend": {"top": 0},
-        "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
-        "xAxis": value_axis(f"-log p(x) ({unit}); lower = more likely"),
-        "yAxis": value_axis("density", nameGap=48, scale=False),
-        "series": out,
-    }
-    return Chart(spec, height)
+        fig.add_trace(go.Bar(x=centres, y=dens, width=width, name=name, opacity=0.55,
+                             marker=dict(color=RUN_COLORS[i % len(RUN_COLORS)], line=dict(width=0)),
+                             hovertemplate=f"{name}: %{{y:.3g}}<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, barmode="overlay", bargap=0, legend=LEGEND,
+                      hovermode="x unified")
+    fig.update_xaxes(title=f"-log p(x) ({unit}); lower = more likely", hoverformat=".4g")
+    fig.update_yaxes(title="density", rangemode="tozero")
+    return fig

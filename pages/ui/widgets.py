@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
-from genlab.figures.charts import Chart
+from genlab.errors import first_line
 from genlab.figures.curves import curves_figure
 from genlab.figures.tables import eval_line, key_config, metrics_rows, units_note
 from genlab.runs.status import RunSummary, summarize
@@ -37,7 +37,7 @@ def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None
     except UnidentifiedImageError:
         return None, f"{Path(path).name}: not a readable image"
     except (OSError, ValueError) as e:
-        return None, f"{Path(path).name}: unreadable image ({str(e).splitlines()[0][:120]})"
+        return None, f"{Path(path).name}: unreadable image ({first_line(e, 120)})"
     return data, None
 
 
@@ -85,15 +85,10 @@ def draw(fig, *, key: str, where=None, **kw):
     Streamlit's ``st.plotly_chart`` in ``where`` (default: the page): the figure's own
     ``layout.height``, its ``layout.width`` where it sets one (equal axes), else the
     page's width. ``kw`` passes on (``on_select``, ``selection_mode``). Returns what the
-    element returns: its selection state when selectable.
-
-    Until every figure module is plotly, a ``genlab.figures.charts.Chart`` (an ECharts
-    option) is still drawn with ``st.echarts_chart``."""
+    element returns: its selection state when selectable."""
     import streamlit as st
 
     where = where or st
-    if isinstance(fig, Chart):  # temporary: the ECharts figures not yet converted
-        return where.echarts_chart(fig.spec, height=fig.height, width=fig.width or "stretch", key=key, **kw)
     width = "content" if fig.layout.width else "stretch"  # "content": the figure's layout.width
     return where.plotly_chart(fig, width=width, height="content", key=key,
                               config={**PLOTLY_CONFIG, **kw.pop("config", {})}, **kw)
@@ -125,7 +120,7 @@ class Card(NamedTuple):
     rows: list[dict]  # metrics by source (train, val, test)
     eval: str  # eval.json in one line
     units: str
-    figure: go.Figure | Chart | None  # training curves
+    figure: go.Figure | None  # training curves
     image: bytes | None  # the latest sample grid
     image_error: str | None  # why it cannot be shown
 

@@ -3,19 +3,19 @@
 Next to the shared fixture's trained 2-D VAE (runs_fixture.GOOD): an autoencoder + GMM
 trained for one epoch (its mixture fitted by fit()), an untrained GAN and RealNVP saved as
 checkpoints (the pages only need weights that decode), and a VAE whose checkpoint is
-garbage."""
+garbage. The fixtures that make and serve them (explore_root, explore_runs) are
+conftest.py's."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
+from streamlit.testing.v1 import AppTest
 
 from genlab.config import from_dict, to_dict
 from genlab.models import build_model, model_entry
 from genlab.runs import store
 from genlab.training.train import TrainConfig, train_run
-from runs_fixture import GOOD, REPO
 
 AE_GMM, GAN, FLOW, CORRUPT = "ae-gmm-tiny", "gan-tiny", "realnvp-tiny", "vae-corrupt"
 
@@ -50,21 +50,6 @@ def make_explore_runs(root: Path, data_root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def explore_root(tmp_path_factory, data_root) -> Path:
-    return make_explore_runs(tmp_path_factory.mktemp("explore-runs"), data_root)
-
-
-@pytest.fixture
-def explore_runs(explore_root, runs_root, data_root, monkeypatch) -> dict[str, str]:
-    """The app reads both run folders and the MNIST data root; name -> run path."""
-    monkeypatch.setenv("GENLAB_RUNS", f"{explore_root},{runs_root}")
-    monkeypatch.setenv("GENLAB_DATA", str(data_root))
-    monkeypatch.chdir(REPO)
-    names = (AE_GMM, GAN, FLOW, CORRUPT)
-    return {**{n: str(explore_root / n) for n in names}, GOOD: str(runs_root / GOOD)}
-
-
 def image_by_caption(at: AppTest, start: str) -> str:
     """The URL of the one image whose caption starts with ``start`` (a content hash: the
     same pixels give the same URL)."""
@@ -73,6 +58,22 @@ def image_by_caption(at: AppTest, start: str) -> str:
     return found[0]
 
 
+def decoded(v):
+    """Plotly figure JSON with its typed arrays ({dtype, bdata[, shape]}: what plotly sends
+    numpy arrays as) turned into numpy arrays, the rest as it is."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict):
+        if "bdata" in v and "dtype" in v:
+            a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+            return a.reshape([int(n) for n in str(v["shape"]).split(",")]) if "shape" in v else a
+        return {k: decoded(x) for k, x in v.items()}
+    return [decoded(x) for x in v] if isinstance(v, list) else v
+
+
 def figures(at: AppTest) -> list[dict]:
-    """The ECharts options of the charts on the page, as the JSON the browser receives."""
-    return [json.loads(el.proto.spec) for el in at.get("echarts_chart")]
+    """The plotly figures on the page, as the JSON the browser receives (typed arrays
+    decoded: :func:`decoded`)."""
+    return [decoded(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]

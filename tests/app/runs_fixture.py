@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamlit.testing.v1 import AppTest
 
 from genlab.models.vae import VAEConfig
 from genlab.runs import store
 from genlab.training.train import TrainConfig, train_run
+
+if TYPE_CHECKING:
+    import pandas
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD, FAILED, BROKEN = "vae-mnist-tiny", "vae-mnist-failed", "broken-config"
@@ -37,7 +41,7 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def shown(table) -> "pandas.DataFrame":
+def shown(table) -> pandas.DataFrame:
     """What a table (``at.table[i]``) shows, cell by cell, as strings (its ``.value`` is the
     data behind it)."""
     from streamlit import dataframe_util

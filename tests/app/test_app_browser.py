@@ -14,13 +14,11 @@ Without /usr/bin/chromium or the playwright package the test skips locally and f
 under CI (env CI set), so a missing browser can never pass silently."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,11 +41,8 @@ def _require_browser():
     why = None
     if not CHROMIUM.exists():
         why = f"{CHROMIUM} not found (apt-get install chromium)"
-    else:
-        try:
-            from playwright.sync_api import sync_playwright  # noqa: F401
-        except ImportError:
-            why = "the playwright package is not installed (pip install -r requirements-dev.txt)"
+    elif importlib.util.find_spec("playwright") is None:
+        why = "the playwright package is not installed (pip install -r requirements-dev.txt)"
     if why:
         if os.environ.get("CI"):
             pytest.fail(why)
@@ -60,54 +55,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(data_root, tmp_path):
-    """The app served from the repository on a free port, reading the shipped runs."""
-    if not any(SHIPPED.glob("*/checkpoint.pt")):
-        pytest.fail(f"no shipped runs under {SHIPPED} (see checkpoints/recipe.sh)")
-    port = _free_port()
-    # relative to the repository, as `make run` has them: no folder of this machine is on
-    # the screenshots the README shows
-    env = {**os.environ, "GENLAB_RUNS": SHIPPED.name, "GENLAB_DATA": os.path.relpath(data_root, REPO),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    log = open(tmp_path / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.port", str(port),
-         "--server.address", "localhost", "--server.headless", "true",
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start on {url}:\n{log.read()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 # -- waiting and looking ------------------------------------------------------------
 def _settle(page) -> None:
     """Streamlit has finished the script run, and every chart and image has drawn."""
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stEChartsChart"]')]
-                   .every(c => c.querySelector('canvas, svg'))
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                   .every(c => c.querySelector('.js-plotly-plot .main-svg'))
               && [...document.images].every(i => i.complete)
               && !document.querySelector('[data-testid="stSpinner"]')
               && !document.querySelector('[data-testid="stSkeleton"]')""", timeout=PAGE_TIMEOUT_MS)
@@ -251,35 +205,14 @@ def home(page) -> None:
 
 
 def _click_point(page, series: int = 0) -> None:
-    """A real mouse click (move, down, up) on the first point of one series of the Latent
-    explorer's scatter, placed through the chart's own axes (data to pixels). The canvas
-    holds no element per point, so this asks ECharts: its instance is reached through the
-    React component that holds it (a test's way in, not the app's)."""
+    """A real mouse click (move, down, up) on the first point of one trace of the Latent
+    explorer's scatter, placed through the chart's own axes (data to pixels): a WebGL
+    trace holds no element per point, so this asks plotly's graph div for its axes."""
     xy = page.evaluate("""s => {
-        const root = document.querySelector('[data-testid="stEChartsChart"]');
-        const isChart = o => o && typeof o === 'object' && typeof o.convertToPixel === 'function';
-        const seen = new Set();
-        const find = (o, depth) => {
-            if (!o || typeof o !== 'object' || seen.has(o) || depth > 4) return null;
-            seen.add(o);
-            if (isChart(o)) return o;
-            for (const k of Object.keys(o)) {
-                if (k === 'return' || k === 'stateNode') continue;
-                try { const r = find(o[k], depth + 1); if (r) return r; } catch (e) {}
-            }
-            return null;
-        };
-        let chart = null;
-        for (const el of [root, ...root.querySelectorAll('*')]) {
-            const key = Object.keys(el).find(k => k.startsWith('__reactFiber$'));
-            for (let f = key && el[key], i = 0; f && i < 20 && !chart; f = f.return, i++)
-                for (let h = f.memoizedState; h && !chart; h = h.next) chart = find(h.memoizedState, 0);
-            if (chart) break;
-        }
-        const p = chart.getOption().series[s].data[0];
-        const [x, y] = chart.convertToPixel({seriesIndex: s}, [p[0], p[1]]);
-        const box = chart.getDom().getBoundingClientRect();
-        return [box.left + x, box.top + y] }""", series)
+        const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        const t = gd._fullData[s], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(t.x[0]), box.top + ya._offset + ya.l2p(t.y[0])] }""", series)
     page.mouse.move(*xy)
     page.wait_for_timeout(200)  # the hover label first, as a person sees it
     page.mouse.down()
@@ -348,7 +281,7 @@ def compare(page) -> None:
     picked = page.locator('[data-testid="stMultiSelect"] [data-tag]')
     assert picked.count() == 3, picked.all_inner_texts()
     assert page.locator('[data-testid="stTable"]').count() >= 2  # eval table, bound table
-    assert page.locator('[data-testid="stEChartsChart"]').count() >= 2  # curves, bound
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # curves, bound
 
 
 def posterior(page) -> None:
@@ -362,13 +295,13 @@ def posterior(page) -> None:
     page.wait_for_function("b => document.querySelector('[data-testid=\"stMetric\"]').innerText !== b",
                            arg=before, timeout=PAGE_TIMEOUT_MS)
     _settle(page)
-    assert page.locator('[data-testid="stEChartsChart"]').count() >= 3  # codes, posterior, IW
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 3  # codes, posterior, IW
 
 
 STEPS = {"clusters": clusters, "": home, "latent": latent, "interpolate": interpolate,
          "compare": compare, "posterior": posterior}
 ORDER = ["clusters", "", "latent", "train", "interpolate", "compare", "posterior",
-         "likelihood"]  # not Home first
+         "likelihood", "lab"]  # not Home first
 LOCAL = ("localhost", "127.0.0.1")
 
 

@@ -34,45 +34,74 @@ def _records(n_steps: int = 6, steps_per_epoch: int = 3) -> list[dict]:
     return recs
 
 
-def _xs(series: dict) -> list:
-    return [p[0] for p in series["data"]]
+def _sent(fig) -> dict:
+    """The figure as the JSON st.plotly_chart sends the browser (plain JSON: no NaN)."""
+    return json.loads(json.dumps(json.loads(fig.to_json()), allow_nan=False))
 
 
-def _ys(series: dict) -> list:
-    return [p[1] for p in series["data"]]
+def _panels(spec: dict) -> list[str]:
+    return [a["text"] for a in spec["layout"]["annotations"]]
 
 
 def test_curves_one_panel_per_metric_train_per_step_val_per_epoch():
     recs = _records()
-    chart = curves.curves_figure(recs)
-    spec = chart.spec
-    json.dumps(spec, allow_nan=False)  # plain JSON: what st.echarts_chart sends
-    assert [t["text"] for t in spec["title"]] == ["loss", "recon", "kl"]  # elbo = -loss is left out
-    assert len(spec["grid"]) == len(spec["xAxis"]) == len(spec["yAxis"]) == 3
-    assert [a["gridIndex"] for a in spec["xAxis"]] == [0, 1, 2]
-    train, val = spec["series"][0], spec["series"][1]  # the loss panel
-    assert train["xAxisIndex"] == train["yAxisIndex"] == val["xAxisIndex"] == 0
-    assert train["name"] == "train (per step)" and train["type"] == "line" and not train["showSymbol"]
-    assert _xs(train) == [1, 2, 3, 4, 5, 6] and _ys(train) == [99.0, 98.0, 97.0, 96.0, 95.0, 94.0]
-    assert val["name"] == "validation (per epoch)" and val["data"] == [[3, 95.0, 1], [6, 92.0, 2]]
-    assert [s["xAxisIndex"] for s in spec["series"]] == [0, 0, 1, 1, 2, 2]
-    assert spec["series"][2]["data"][0] == [1, 89.0]  # recon, train
-    assert spec["legend"]["data"] == ["train (per step)", "validation (per epoch)"]  # once per split
-    assert [a["name"] for a in spec["xAxis"]] == ["step", "step", "step"]  # one row: all bottom
-    assert spec["animation"] is False and chart.height > 260
+    fig = curves.curves_figure(recs)
+    spec = _sent(fig)
+    assert _panels(spec) == ["loss", "recon", "kl"]  # elbo = -loss is left out
+    lay = spec["layout"]
+    assert all(f"xaxis{i}" in lay and f"yaxis{i}" in lay for i in ("", 2, 3)) and "xaxis4" not in lay
+    train, val = spec["data"][0], spec["data"][1]  # the loss panel
+    assert (train["xaxis"], train["yaxis"], val["xaxis"]) == ("x", "y", "x")
+    assert train["name"] == "train (per step)" and train["mode"] == "lines"
+    assert train["x"] == [1, 2, 3, 4, 5, 6] and train["y"] == [99.0, 98.0, 97.0, 96.0, 95.0, 94.0]
+    assert val["name"] == "validation (per epoch)" and (val["x"], val["y"]) == ([3, 6], [95.0, 92.0])
+    assert val["customdata"] == [1, 2] and "epoch" in val["hovertemplate"]  # the hover gives the epoch
+    assert [t["xaxis"] for t in spec["data"]] == ["x", "x", "x2", "x2", "x3", "x3"]
+    assert (spec["data"][2]["x"][0], spec["data"][2]["y"][0]) == (1, 89.0)  # recon, train
+    shown = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+    assert shown == ["train (per step)", "validation (per epoch)"]  # once per split
+    assert [t["legendgroup"] for t in spec["data"][:2]] == ["train (per step)", "validation (per epoch)"]
+    assert [lay[f"xaxis{i}"].get("title", {}).get("text") for i in ("", 2, 3)] == ["step"] * 3  # one row
+    assert lay["xaxis2"]["matches"] == lay["xaxis3"]["matches"] == "x"  # one step range: zoom one, zoom all
+    assert fig.layout.height > 260
     tall = curves.curves_figure(recs, max_cols=2)  # 3 panels, 2 a row: the title only at the bottom
-    assert [a["name"] for a in tall.spec["xAxis"]] == ["", "", "step"]
-    assert tall.height > chart.height
-    tops = [g["top"] for g in tall.spec["grid"]]
-    assert tops[0] == tops[1] < tops[2]
-    assert tall.spec["grid"][0]["top"] + tall.spec["grid"][0]["height"] < tall.spec["title"][2]["top"]
+    tl = _sent(tall)["layout"]
+    assert [tl[f"xaxis{i}"].get("title", {}).get("text") for i in ("", 2, 3)] == [None, None, "step"]
+    assert tall.layout.height > fig.layout.height
+    assert tl["yaxis"]["domain"] == tl["yaxis2"]["domain"] and tl["yaxis3"]["domain"][1] < tl["yaxis"]["domain"][0]
+    assert tl["xaxis4"]["visible"] is False  # the empty fourth cell draws no axes
+    title_y = [a["y"] for a in tl["annotations"]]
+    assert title_y[0] == tl["yaxis"]["domain"][1] and title_y[2] == tl["yaxis3"]["domain"][1]
+    one = curves.curves_figure(recs[:1])
+    assert one.data[0].mode == "markers"  # one point: a marker, not an invisible line
 
 
-def test_curves_are_strided_to_a_bounded_size():
+def test_a_steady_metric_is_not_drawn_at_zero():
+    recs = [{"event": "step", "split": "train", "step": s, "loss": 10.0 - s, "lr": 3e-4} for s in (1, 2, 3)]
+    lay = curves.curves_figure(recs).layout
+    assert lay.yaxis2.range == (1.5e-4, 4.5e-4)  # plotly's own: 3e-4 +- 1, lr drawn at "0"
+    assert lay.yaxis.range is None  # a changing metric: plotly's autorange
+
+
+def test_curves_are_strided_to_a_bounded_size_and_long_ones_are_webgl():
     recs = [{"event": "step", "split": "train", "step": s, "loss": float(s)} for s in range(1, 10_001)]
-    xs = _xs(curves.curves_figure(recs).spec["series"][0])
-    assert len(xs) <= curves.MAX_POINTS
-    assert xs[0] == 1 and xs[1] - xs[0] == 5
+    train = curves.curves_figure(recs).data[0]
+    assert len(train.x) <= curves.MAX_POINTS
+    assert train.x[0] == 1 and train.x[1] - train.x[0] == 5
+    assert train.type == "scattergl"  # 2000 points: WebGL
+    assert curves.curves_figure(recs[:500]).data[0].type == "scatter"  # a few hundred: SVG
+
+
+def test_the_figure_builders_docstring_examples_run():
+    import doctest
+
+    from genlab.figures import charts
+    for mod in (curves, charts):
+        got = doctest.testmod(mod)
+        assert got.attempted >= 6 and got.failed == 0, mod.__name__
+    for f in (curves.curves_figure, curves.live_figure, curves.overlay_figure, curves.bound_figure):
+        assert f">>> fig = {f.__name__}(" in f.__doc__ and ">>> fig.show()" in f.__doc__, f.__name__
+    assert ">>> fig = panel_grid(" in curves.panel_grid.__doc__
 
 
 def test_metric_names_put_loss_first_and_skip_bookkeeping():
@@ -165,8 +194,8 @@ def test_run_card_of_a_broken_run_never_raises(tmp_path):
     card = run_card(tmp_path)
     assert card.summary.state == "broken" and "not valid JSON" in card.summary.message
     assert card.summary.bad_metric_lines == 1 and card.figure is not None
-    train = card.figure.spec["series"][0]
-    assert _xs(train) == [1] and train["showSymbol"]  # the one readable step, as a marker
+    train = card.figure.data[0]
+    assert list(train.x) == [1] and train.mode == "markers"  # the one readable step, as a marker
     assert card.summary.model is None and card.summary.config == {}
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 
-from explore_fixture import FLOW, GAN, explore_root, explore_runs, image_by_caption  # noqa: F401
+from explore_fixture import FLOW, GAN, image_by_caption
 from runs_fixture import GOOD, REPO, run_page
 
 PAGE = "pages/latent.py"
-COMPONENT = REPO / "pages" / "components" / "latent_decoder"
+COMPONENT = REPO / "pages" / "ui" / "components" / "latent_decoder"
 
 
 def _component_args(at) -> list[dict]:

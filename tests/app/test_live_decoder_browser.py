@@ -18,9 +18,8 @@ import torch
 
 from genlab.evaluation import explore
 from genlab.runs import store
-from test_app_browser import (CHROMIUM, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _choose,  # noqa: F401
-                              _image_src, _nudge, _open, _require_browser, _screenshot, _settle,
-                              server)
+from test_app_browser import (CHROMIUM, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _choose,
+                              _image_src, _nudge, _open, _require_browser, _screenshot, _settle)
 
 LOCAL = {"localhost", "127.0.0.1", "::1", ""}
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from explore_fixture import (AE_GMM, FLOW, explore_root, explore_runs, figures,  # noqa: F401
-                             image_by_caption)
+from explore_fixture import AE_GMM, FLOW, figures, image_by_caption
 from genlab.runs import store
 from runs_fixture import GOOD, run_page
 
@@ -16,9 +15,9 @@ PAGE = "pages/clusters.py"
 def drawn(at) -> tuple[int, int, list[float]]:
     """(ellipses, means, bar heights) in the page's two figures."""
     mix, bars = figures(at)
-    ellipses = [t for t in mix["series"] if t["type"] == "line"]
-    means = next(t for t in mix["series"] if t["name"] == "means")
-    return len(ellipses), len(means["data"]), [b["value"] for b in bars["series"][0]["data"]]
+    ellipses = [t for t in mix["data"] if t.get("mode") == "lines"]
+    means = next(t for t in mix["data"] if t.get("name") == "means")
+    return len(ellipses), len(means["x"]), list(bars["data"][0]["y"])
 
 
 def test_the_runs_mixture_then_a_refit_with_another_count(explore_runs):
@@ -48,10 +47,10 @@ def test_picking_a_component_shows_its_samples(explore_runs):
     assert picked != heaviest
     assert image_by_caption(at, f"16 samples from component {picked}:") != url
     mix = figures(at)[0]
-    hot = [t for t in mix["series"] if t["name"] == f"component {picked}"]
-    assert len(hot) == 1 and hot[0]["lineStyle"]["color"] == "#d62728"  # its ellipse in red
-    bars = figures(at)[1]["series"][0]["data"]
-    assert [b["itemStyle"]["color"] == "#d62728" for b in bars] == [k == picked for k in range(len(bars))]
+    hot = [t for t in mix["data"] if t.get("name") == f"component {picked}"]
+    assert len(hot) == 1 and hot[0]["line"]["color"] == "#d62728"  # its ellipse in red
+    colors = figures(at)[1]["data"][0]["marker"]["color"]
+    assert [c == "#d62728" for c in colors] == [k == picked for k in range(len(colors))]
 
 
 def test_a_vae_gets_a_mixture_on_its_test_codes(explore_runs):

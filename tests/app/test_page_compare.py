@@ -128,9 +128,9 @@ def test_k_slider_tightens_the_bound(env):
     row = bound_table(at).iloc[0]
     assert row["L_1"] == l1 and row["L_20"] > l1 and row["gain"] == pytest.approx(row["L_20"] - l1)
     assert row["L_20"] < 0  # still a bound on log p(x) of binary images: below 0 nats
-    chart = json.loads(at.get("echarts_chart")[-1].proto.spec)
-    assert chart["xAxis"]["type"] == "log"
-    ks, ys = zip(*chart["series"][0]["data"])  # every k computed so far: the first render's 10, then 1 and 20
+    chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert chart["layout"]["xaxis"]["type"] == "log"
+    ks, ys = tuple(chart["data"][0]["x"]), tuple(chart["data"][0]["y"])  # every k computed so far: the first render's 10, then 1 and 20
     assert ks == (1, 10, 20) and ys[0] == l1 and ys[2] == row["L_20"]
     assert list(ys) == sorted(ys)  # L_1 <= L_10 <= L_20 (Burda et al. 2016)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 
-from explore_fixture import (FLOW, GAN, explore_root, explore_runs,  # noqa: F401
-                             image_by_caption)
+from explore_fixture import FLOW, GAN, image_by_caption
 from runs_fixture import GOOD, run_page
 
 PAGE = "pages/interpolate.py"

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from explore_fixture import (AE_GMM, CORRUPT, FLOW, GAN, explore_root, explore_runs,  # noqa: F401
-                             figures, image_by_caption)
+from explore_fixture import AE_GMM, CORRUPT, FLOW, GAN, figures, image_by_caption
 from runs_fixture import GOOD, REPO, texts
 from runs_fixture import run_page as _run_page
 
@@ -25,6 +24,10 @@ def run_page(file: str, run: str | None = None):
 
 def z_slider(at, name: str = "z1"):
     return next(s for s in at.slider if s.label == name)
+
+
+def x_title(fig: dict) -> str:
+    return fig["layout"]["xaxis"]["title"]["text"]
 
 
 def test_moving_a_slider_decodes_a_new_image(explore_runs):
@@ -44,12 +47,16 @@ def test_moving_a_slider_decodes_a_new_image(explore_runs):
 def test_codes_scatter_selection_data_and_manifold(explore_runs):
     at = run_page(PAGE, explore_runs[GOOD])
     scatter = figures(at)[0]
-    points = [p for t in scatter["series"] for p in t["data"]]
-    assert len(points) == 2000 and sorted(p[2] for p in points) == list(range(2000))  # every code, its index
-    assert {t["name"] for t in scatter["series"]} <= {str(d) for d in range(10)}
+    codes = np.concatenate([t["customdata"] for t in scatter["data"]])
+    assert len(codes) == 2000 and sorted(codes) == list(range(2000))  # every code, its index
+    assert {t["type"] for t in scatter["data"]} == {"scattergl"}
+    assert {t["name"] for t in scatter["data"]} <= {str(d) for d in range(10)}
     # a click selects a point, a box or a lasso a region (issue 13, item 1)
-    assert all(t["selectedMode"] == "multiple" for t in scatter["series"])
-    assert {"rect", "polygon"} <= set(scatter["toolbox"]["feature"]["brush"]["type"])
+    assert scatter["layout"]["clickmode"] == "event+select" and scatter["layout"]["dragmode"] == "pan"
+    element = at.get("plotly_chart")[0].proto
+    assert set(element.selection_mode) == {element.SelectionMode.POINTS, element.SelectionMode.BOX,
+                                           element.SelectionMode.LASSO}
+    assert scatter["layout"]["yaxis"]["scaleanchor"] == "x"  # a 2-D latent: equal axes
     image_by_caption(at, "z1 left to right, z2 bottom to top: a uniform grid on the unit "
                          "square through the inverse normal CDF")
     assert image_by_caption(at, "row r varies z1, z2")
@@ -160,9 +167,10 @@ def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch,
     monkeypatch.setattr(explore, "project", lambda *a, **k: (_ for _ in ()).throw(AssertionError("projected")))
     at = run_page(PAGE, str(REPO / "checkpoints" / "vae-realnvp-post-mnist"))
     assert not at.exception, [e.value for e in at.exception]
-    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"
+    assert x_title(figures(at)[0]) == "PCA 1"
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
-    assert not at.exception and figures(at)[0]["xAxis"]["name"] == "UMAP 1"
+    assert not at.exception and x_title(figures(at)[0]) == "UMAP 1"
+    assert "scaleanchor" not in figures(at)[0]["layout"]["yaxis"]  # UMAP's axes are not equal
     assert max(encoded, default=0) <= 1, encoded  # the sliders' first test image only
 
 
@@ -175,13 +183,13 @@ def test_umap_is_computed_in_the_background_on_request(explore_runs):
     from genlab.evaluation import explore
 
     at = run_page(PAGE, explore_runs[FLOW])
-    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"
+    assert x_title(figures(at)[0]) == "PCA 1"
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
     assert not at.exception
     assert "computed in the background" in "\n".join(i.value for i in at.info)
-    assert figures(at)[0]["xAxis"]["name"] == "PCA 1"  # meanwhile
+    assert x_title(figures(at)[0]) == "PCA 1"  # meanwhile
     deadline = time.time() + 300
-    while figures(at)[0]["xAxis"]["name"] != "UMAP 1":
+    while x_title(figures(at)[0]) != "UMAP 1":
         assert time.time() < deadline, "UMAP never arrived"
         time.sleep(2)
         at.run()  # what the page's 2-s polling fragment does
@@ -211,7 +219,7 @@ def _select(monkeypatch, pick) -> None:
     """The scatter's selection, as selected_codes maps it back (a click, a box)."""
     from genlab.figures import latent_figures
 
-    monkeypatch.setattr(latent_figures, "selected_codes", lambda spec, selection: list(pick))
+    monkeypatch.setattr(latent_figures, "selected_codes", lambda fig, selection: list(pick))
 
 
 def test_one_clicked_code_shows_its_input_and_reconstruction_at_a_sensible_size(explore_runs, monkeypatch):
@@ -268,17 +276,18 @@ def test_nice_codes_far_out_neither_shrink_the_scatter_nor_steer_the_sliders(mon
     at = run_page(PAGE, str(run))
     assert not at.exception, [e.value for e in at.exception]
     scatter = figures(at)[0]
-    assert scatter["xAxis"]["name"] == "PCA 1"
-    width = scatter["xAxis"]["max"] - scatter["xAxis"]["min"]
-    assert width < 60, width  # the stored, plain PCA's view was 1,212 wide
-    points = [p for s in scatter["series"] for p in s["data"]]
-    outside = [p for p in points if isinstance(p, dict)]
-    assert len(points) == 2000 and len(outside) <= 20  # at most 1 % at the edge
+    assert x_title(scatter) == "PCA 1"
+    x0, x1 = scatter["layout"]["xaxis"]["range"]
+    assert x1 - x0 < 60, x1 - x0  # the stored, plain PCA's view was 1,212 wide
+    n_codes = sum(len(t["customdata"]) for t in scatter["data"])
+    outside = [s for t in scatter["data"] if isinstance(t["marker"].get("symbol"), list)
+               for s in t["marker"]["symbol"] if s.startswith("triangle")]
+    assert n_codes == 2000 and len(outside) <= 20  # at most 1 % at the edge
     if outside:
         assert f"▲ {len(outside)} of 2,000 codes lie outside the view" in texts(at)
     pc1 = next(s for s in at.slider if s.label == "PC 1")
     sd = float(pc1.help.split("(sd ")[1].rstrip(")"))
     assert 2 < sd < 10, sd  # the codes' robust spread along PC 1 (the stored one: 53)
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
-    assert not at.exception and figures(at)[0]["xAxis"]["name"] == "UMAP 1"  # the stored UMAP
+    assert not at.exception and x_title(figures(at)[0]) == "UMAP 1"  # the stored UMAP
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before

@@ -1,5 +1,5 @@
 """Out-of-distribution (AppTest): the fixture's 2-D VAE scored on MNIST and Fashion-MNIST
-(histograms of both as an ECharts chart, each the densities of its per-image scores, the
+(histograms of both as one plotly figure, each the densities of its per-image scores, the
 AUROC equal to genlab.evaluation.ood's on the same images, the extremes in likelihood order and a
 computed verdict), another image count recomputes it; with no likelihood model in the
 folder the page says how to train one."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explore_fixture import FLOW, explore_root, explore_runs, figures  # noqa: F401
+from explore_fixture import FLOW, figures
 from genlab.data import load_split
 from genlab.evaluation import ood
 from genlab.runs import store
@@ -19,23 +19,24 @@ NAMES = ["mnist (own test set)", "fashion-mnist test set"]
 
 
 def _histogram(at) -> list[dict]:
-    """The one histogram chart's bar series."""
-    found = [f for f in figures(at) if f["series"] and all(s["type"] == "bar" for s in f["series"])]
+    """The one histogram figure's bar traces."""
+    found = [f for f in figures(at) if f["data"] and all(t.get("type") == "bar" for t in f["data"])]
     assert len(found) == 1
-    assert found[0]["animation"] is False and found[0]["yAxis"]["name"] == "density"
-    return found[0]["series"]
+    lay = found[0]["layout"]
+    assert lay["barmode"] == "overlay" and lay["yaxis"]["title"]["text"] == "density"
+    return found[0]["data"]
 
 
 def _same_bins(bars: list[dict], ref: ood.OODResult) -> None:
     """The bars are the density histograms of ref's scores (one per image) on common bins."""
     scores = [ref.score_in.numpy(), ref.score_out.numpy()]
-    centres = np.array([p[0] for p in bars[0]["data"]])
+    centres = np.asarray(bars[0]["x"], dtype=float)
     width = np.diff(centres).mean()
     assert np.diff(centres) == pytest.approx(np.full(len(centres) - 1, width), rel=1e-3)
-    assert [[p[0] for p in b["data"]] for b in bars] == [centres.tolist()] * 2  # common bins
+    assert [np.asarray(b["x"], dtype=float).tolist() for b in bars] == [centres.tolist()] * 2  # common bins
     edges = np.append(centres - width / 2, centres[-1] + width / 2)
     for b, s in zip(bars, scores):
-        dens = np.array([p[1] for p in b["data"]])
+        dens = np.asarray(b["y"], dtype=float)
         assert (dens * width).sum() == pytest.approx(1.0, abs=0.02)  # all but the tails
         assert dens == pytest.approx(np.histogram(s, bins=edges)[0] / (len(s) * width), rel=2e-3)
 

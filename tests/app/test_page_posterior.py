@@ -1,15 +1,13 @@
 """True posterior (AppTest): on the fixture's trained 2-D VAE the page draws p(z|x) (the
-heatmap's cells the quadrature's grid) with q's contours and the IW chart (ECharts), its KL
+heatmap's cells the quadrature's grid) with q's contours (plotly's contour trace) and the IW chart, its KL
 is log p(x) - ELBO and agrees with the KL integrated directly on the grid, another test
 image gives another posterior; runs without a 2-D latent are not offered."""
 from __future__ import annotations
 
-from itertools import groupby
-
 import numpy as np
 import pytest
 
-from explore_fixture import AE_GMM, CORRUPT, explore_root, explore_runs, figures  # noqa: F401
+from explore_fixture import AE_GMM, CORRUPT, figures
 from genlab.data import load_split
 from genlab.evaluation import explore, posterior as P
 from genlab.runs import store
@@ -20,14 +18,14 @@ Q_NAME = "q(z|x): 1, 2, 3 sd"
 
 
 def _chart(at, has) -> dict:
-    """The one chart on the page whose spec ``has``."""
+    """The one figure on the page whose JSON ``has``."""
     found = [f for f in figures(at) if has(f)]
-    assert len(found) == 1, [[s["type"] for s in f["series"]] for f in figures(at)]
+    assert len(found) == 1, [[t.get("type") for t in f["data"]] for f in figures(at)]
     return found[0]
 
 
 def _heatmap(at) -> dict:
-    return _chart(at, lambda f: any(s["type"] == "heatmap" for s in f["series"]))
+    return _chart(at, lambda f: any(t.get("type") == "heatmap" for t in f["data"]))
 
 
 def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
@@ -43,56 +41,50 @@ def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
     ref = P.posterior_view(model, x, elbo_samples=10)
     assert ref.log_px == pytest.approx(v["log_px"], abs=1e-6)
     heat = _heatmap(at)
-    assert heat["animation"] is False
-    cells = next(s for s in heat["series"] if s["type"] == "heatmap")["data"]
+    cells = next(t for t in heat["data"] if t["type"] == "heatmap")
     n1, n2 = len(ref.z1), len(ref.z2)
-    assert len(cells) == n1 * n2 and n1 <= 128
-    ij = np.array([c[:2] for c in cells])
-    assert (ij == np.stack(np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"), -1).reshape(-1, 2)).all()
+    assert n1 <= 128 and np.asarray(cells["z"]).shape == (n2, n1)  # rows are z2, columns z1
+    np.testing.assert_allclose(cells["x"], ref.z1.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(cells["y"], ref.z2.numpy(), rtol=1e-6)
     post = ref.log_post.exp().numpy()
-    shown = np.array([c[2] for c in cells])
-    assert shown == pytest.approx(post.ravel(), rel=6e-3, abs=1e-6 * post.max())  # 3 digits
+    shown = np.asarray(cells["z"], dtype=float).T
+    assert shown == pytest.approx(post, rel=1e-5, abs=1e-7 * post.max())  # float32
     assert shown.sum() * ref.cell_area == pytest.approx(1.0, abs=0.01)  # a density over z
-    assert [c[3] for c in cells[::n2]] == pytest.approx(ref.z1.tolist(), rel=5e-3, abs=1e-3)  # tooltips
-    x_axis, y_axis = heat["xAxis"][1], heat["yAxis"][1]  # the shown axes, over the cells' edges
+    assert cells["zmin"] == 0 and cells["colorbar"]["title"]["text"] == "p(z|x)"
+    lay = heat["layout"]
     step1, step2 = float(ref.z1[1] - ref.z1[0]), float(ref.z2[1] - ref.z2[0])
-    assert (x_axis["name"], y_axis["name"]) == ("z1", "z2")
-    assert x_axis["min"] == pytest.approx(float(ref.z1[0]) - step1 / 2)
-    assert y_axis["max"] == pytest.approx(float(ref.z2[-1]) + step2 / 2)
-    vm = heat["visualMap"]  # the colour bar: p(z|x) from 0 to its largest cell
-    assert vm["seriesIndex"] == 0 and vm["dimension"] == 2 and vm["max"] == pytest.approx(post.max(), rel=6e-3)
-    # equal axes: the plot area's pixels per unit of z1 and of z2 agree
-    grid = heat["grid"]
-    assert grid["width"] / (x_axis["max"] - x_axis["min"]) == pytest.approx(
-        grid["height"] / (y_axis["max"] - y_axis["min"]), rel=0.02)
+    assert (lay["xaxis"]["title"]["text"], lay["yaxis"]["title"]["text"]) == ("z1", "z2")
+    assert lay["xaxis"]["range"][0] == pytest.approx(float(ref.z1[0]) - step1 / 2)
+    assert lay["yaxis"]["range"][1] == pytest.approx(float(ref.z2[-1]) + step2 / 2)
+    assert lay["yaxis"]["scaleanchor"] == "x" and lay["yaxis"]["scaleratio"] == 1  # equal axes
 
-    # q (a Gaussian): one closed line at each of 1, 2 and 3 sd around the code, 1 : 2 : 3 wide
-    q_lines = [s for s in heat["series"] if s["name"] == Q_NAME]
-    assert len(q_lines) == 3
-    loops = [[np.array(list(g)) for gap, g in groupby(s["data"], lambda p: p is None) if not gap]
-             for s in q_lines]  # each series' polylines (None between them)
-    assert [len(ls) for ls in loops] == [1, 1, 1]
-    loops = [ls[0] for ls in loops]
-    assert all((loop[0] == loop[-1]).all() for loop in loops)
-    code = next(s for s in heat["series"] if s["name"] == "encode(x)")["data"][0]
-    assert code == pytest.approx(ref.code.tolist(), rel=1e-3, abs=1e-3)
-    widths = np.array([np.ptp(loop, axis=0) for loop in loops])  # (level, axis)
-    assert widths[1] / widths[0] == pytest.approx([2, 2], rel=0.05)
-    assert widths[2] / widths[0] == pytest.approx([3, 3], rel=0.05)
-    assert ((loops[0].min(0) < code) & (code < loops[0].max(0))).all()
+    # q (a Gaussian): plotly's contour lines of its density at 1, 2 and 3 sd around the code
+    q = ref.log_q.exp().numpy()
+    q_lines = [t for t in heat["data"] if t.get("name") == Q_NAME]
+    assert len(q_lines) == 3 and all(t["type"] == "contour" for t in q_lines)
+    levels = [t["contours"]["start"] for t in q_lines]
+    assert [t["contours"]["end"] for t in q_lines] == levels
+    assert levels == pytest.approx([q.max() * np.exp(-0.5 * s * s) for s in (1, 2, 3)], rel=1e-6)
+    for t in q_lines:
+        assert np.asarray(t["z"], dtype=float).T == pytest.approx(q, rel=1e-5, abs=1e-7 * q.max())
+        assert t["contours"]["coloring"] == "none"
+    code = next(t for t in heat["data"] if t.get("name") == "encode(x)")
+    assert [code["x"][0], code["y"][0]] == pytest.approx(ref.code.tolist(), rel=1e-3, abs=1e-3)
 
-    iw = _chart(at, lambda f: isinstance(f["xAxis"], dict) and f["xAxis"]["type"] == "log")
-    series = {s["name"]: s for s in iw["series"]}
-    draws, means = series["IW(k), each draw"]["data"], series["IW(k), mean of the draws"]["data"]
-    ks = [m[0] for m in means]
-    assert ks == [1, 10, 100, 1000, 5000] and len(draws) == 5 * len(ks)
-    assert [m[1] for m in means] == pytest.approx([np.mean([d[1] for d in draws if d[0] == k]) for k in ks])
-    exact = next(s for n, s in series.items() if n.startswith("log p(x) by quadrature"))
-    elbo = next(s for n, s in series.items() if n.startswith("ELBO"))
-    ends = [iw["xAxis"]["min"], iw["xAxis"]["max"]]  # lines across the axis, which holds every k
-    assert ends[0] < 1 and ends[1] > 5000
-    assert exact["data"] == [[ends[0], pytest.approx(v["log_px"])], [ends[1], pytest.approx(v["log_px"])]]
-    assert elbo["data"] == [[ends[0], pytest.approx(v["elbo"])], [ends[1], pytest.approx(v["elbo"])]]
+    iw = _chart(at, lambda f: f["layout"].get("xaxis", {}).get("type") == "log")
+    traces = {t["name"]: t for t in iw["data"]}
+    draws, means = traces["IW(k), each draw"], traces["IW(k), mean of the draws"]
+    ks = list(means["x"])
+    assert ks == [1, 10, 100, 1000, 5000] and len(draws["x"]) == 5 * len(ks)
+    dx, dy = np.asarray(draws["x"]), np.asarray(draws["y"])
+    assert list(means["y"]) == pytest.approx([dy[dx == k].mean() for k in ks])
+    exact = next(t for n, t in traces.items() if n.startswith("log p(x) by quadrature"))
+    elbo = next(t for n, t in traces.items() if n.startswith("ELBO"))
+    lo, hi = iw["layout"]["xaxis"]["range"]  # log10 of the ends: lines across an axis holding every k
+    assert 10 ** lo < 1 and 10 ** hi > 5000
+    assert list(exact["x"]) == pytest.approx([10 ** lo, 10 ** hi])
+    assert list(exact["y"]) == pytest.approx([v["log_px"]] * 2)
+    assert list(elbo["y"]) == pytest.approx([v["elbo"]] * 2)
     labels = [m.label for m in at.metric]
     assert "log p(x), quadrature" in labels and "KL(q ‖ p(z|x)) = log p(x) − ELBO" in labels
 
@@ -100,8 +92,8 @@ def test_the_posterior_of_a_test_image_and_another(explore_runs, data_root):
     picker.set_value(7).run()
     assert not at.exception
     assert at.session_state["posterior_view"]["log_px"] != v["log_px"]
-    other = next(s for s in _heatmap(at)["series"] if s["type"] == "heatmap")["data"]
-    assert [c[2] for c in other] != [c[2] for c in cells]
+    other = next(t for t in _heatmap(at)["data"] if t["type"] == "heatmap")["z"]
+    assert not np.array_equal(np.asarray(other), np.asarray(cells["z"]))
 
 
 def test_only_2d_vaes_are_offered(explore_runs):

@@ -132,11 +132,14 @@ def test_start_a_tiny_run_and_see_its_metrics(train_env):
     last_val = [r for r in records if r["event"] == "epoch" and r["split"] == "val"][-1]
     metrics = next(d.value for d in at.table if "metric" in d.value.columns).set_index("metric")
     assert metrics.loc["loss", "val"] == pytest.approx(last_val["loss"])  # shown as written
-    live = json.loads(at.get("echarts_chart")[0].proto.spec)  # the live curves: loss first
-    assert live["title"][0]["text"] == "loss" and live["xAxis"][-1]["name"] == "step"
+    live = json.loads(at.get("plotly_chart")[0].proto.spec)  # the live curves: loss first
+    assert live["layout"]["annotations"][0]["text"] == "loss"
+    x_titles = {v.get("title", {}).get("text") for k, v in live["layout"].items() if k.startswith("xaxis")}
+    assert x_titles - {None} == {"step"}  # under the bottom row's panels
     steps = [r["step"] for r in records if r["event"] == "step" and r["split"] == "train" and "loss" in r]
-    assert [p[0] for p in live["series"][0]["data"]] == steps
-    step, loss, epoch = live["series"][1]["data"][-1]  # validation, per epoch
+    assert live["data"][0]["x"] == steps
+    val = live["data"][1]  # validation, per epoch
+    step, loss, epoch = val["x"][-1], val["y"][-1], val["customdata"][-1]
     assert (step, epoch) == (last_val["step"], 1) and loss == pytest.approx(last_val["loss"], rel=1e-5)
     assert len(at.image) == 1  # the sample grid of epoch 1
     assert widget(at, f"until-{run}").value == 2  # resume: train further
@@ -166,7 +169,7 @@ def test_a_torn_metrics_line_is_reported_not_fatal(app_runs, tmp_path, monkeypat
     at = run_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     assert any("1 unreadable line(s) in metrics.jsonl were skipped" in w.value for w in at.warning)
-    assert len(at.get("echarts_chart")) >= 1 and "Traceback" not in texts(at)
+    assert len(at.get("plotly_chart")) >= 1 and "Traceback" not in texts(at)
 
 
 @pytest.mark.parametrize("key,value,needle", [

@@ -45,10 +45,10 @@ def _ok(at):
 
 def _live_points(at, run: Path) -> int:
     """Points in the watched run's live loss chart (0 when it is not drawn yet)."""
-    for chart in at.get("echarts_chart"):
+    for chart in at.get("plotly_chart"):
         if chart.proto.id.endswith(f"-live-{run}"):
             spec = json.loads(chart.proto.spec)
-            return sum(len(s.get("data") or []) for s in spec.get("series", []))
+            return sum(len(t.get("x") or []) for t in spec.get("data", []))
     return 0
 
 

@@ -127,7 +127,7 @@ def test_start_training_while_runs_are_listed(server):
                     const h = [...document.querySelectorAll('h3')].find(h => h.innerText.includes(name));
                     const main = document.querySelector('[data-testid="stMain"]').innerText;
                     return h && !main.includes('No metrics yet')
-                        && document.querySelector('[data-testid="stEChartsChart"] canvas') }""",
+                        && document.querySelector('[data-testid="stPlotlyChart"] .main-svg') }""",
                 arg=NAME, timeout=LIVE_TIMEOUT_MS)
             assert page.evaluate("() => window.__notReloaded === true")  # the same page, not reloaded
             assert page.get_by_role("combobox", name="Watch", exact=True).input_value() == NAME

@@ -43,33 +43,44 @@ def test_live_panels_group_adversarial_and_gradient_metrics():
     assert curves.live_panels(["loss", "bpd"]) == [("loss", ["loss"], False), ("bpd", ["bpd"], False)]
 
 
-def _by_name(spec: dict) -> dict[str, list[dict]]:
-    by_name: dict[str, list[dict]] = {}
-    for s in spec["series"]:
-        by_name.setdefault(s["name"], []).append(s)
+def _by_name(fig) -> dict[str, list]:
+    by_name: dict[str, list] = {}
+    for t in fig.data:
+        by_name.setdefault(t.name, []).append(t)
     return by_name
 
 
+def _legend(fig) -> list[str]:
+    """The names the legend lists: each trace it shows, in order."""
+    return [t.name for t in fig.data if t.showlegend is not False]
+
+
+def _panels(fig) -> list[str]:
+    return [a.text for a in fig.layout.annotations]
+
+
 def test_live_figure_draws_each_metric_train_per_step_and_val_per_epoch():
-    spec = curves.live_figure(_gan_records()).spec
-    assert [t["text"] for t in spec["title"]] == ["D and G losses", "D outputs: mean D(x), mean D(G(z))"]
-    by_name = _by_name(spec)
+    fig = curves.live_figure(_gan_records())
+    assert _panels(fig) == ["D and G losses", "D outputs: mean D(x), mean D(G(z))"]
+    by_name = _by_name(fig)
     d_train = by_name["d_loss"][0]
-    assert [p[:2] for p in d_train["data"]] == [[1, 2.0], [2, 3.0], [3, 4.0], [4, 5.0], [5, 6.0], [6, 7.0]]
-    assert d_train["xAxisIndex"] == 0 and by_name["d_real"][0]["xAxisIndex"] == 1
-    assert d_train["color"] != by_name["g_loss"][0]["color"]  # parts apart in one panel
+    assert list(d_train.x) == [1, 2, 3, 4, 5, 6] and list(d_train.y) == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    assert d_train.xaxis == "x" and by_name["d_real"][0].xaxis == "x2"
+    assert d_train.line.color != by_name["g_loss"][0].line.color  # parts apart in one panel
     vals = by_name["validation (per epoch)"]
-    assert len(vals) == 4 and all(v["type"] == "scatter" for v in vals)  # markers only
-    assert vals[0]["data"] == [[3, 4.0, 1], [6, 7.0, 2]]  # [step, value, epoch]
-    assert spec["legend"]["data"] == ["d_loss", "validation (per epoch)", "g_loss", "d_real", "d_fake"]
-    assert [a["type"] for a in spec["yAxis"]] == ["value", "value"]
+    assert len(vals) == 4 and all(v.mode == "markers" for v in vals)  # markers only
+    assert (list(vals[0].x), list(vals[0].y), list(vals[0].customdata)) == ([3, 6], [4.0, 7.0], [1, 2])
+    assert vals[0].marker.color == d_train.line.color  # a part's validation in the part's colour
+    assert _legend(fig) == ["d_loss", "validation (per epoch)", "g_loss", "d_real", "d_fake"]
+    assert fig.layout.yaxis.type is None and fig.layout.yaxis2.type is None  # linear
+    assert fig.layout.uirevision == curves.LIVE  # a zoom survives the 2-second redraws
     bvae = [{"event": "step", "split": "train", "step": s, "loss": 1.0, "grad_var": 10.0 ** s,
              "grad_var_nobaseline": 10.0 ** (s + 2)} for s in (1, 2)]
-    spec = curves.live_figure(bvae).spec
-    assert [a["type"] for a in spec["yAxis"]] == ["value", "log"]  # the gradient-variance panel
-    assert {s["yAxisIndex"] for s in _by_name(spec)["grad_var"]} == {1}
-    assert spec["legend"]["data"] == ["train (per step)", "validation (per epoch)", "grad_var",
-                                      "grad_var_nobaseline"]
+    fig = curves.live_figure(bvae)
+    assert (fig.layout.yaxis.type, fig.layout.yaxis2.type) == (None, "log")  # the gradient-variance panel
+    assert {t.yaxis for t in _by_name(fig)["grad_var"]} == {"y2"}
+    assert _legend(fig) == ["train (per step)", "validation (per epoch)", "grad_var",
+                            "grad_var_nobaseline"]
 
 
 def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
@@ -77,15 +88,19 @@ def test_overlay_shares_axes_by_epoch_and_keeps_common_metrics():
          for e in (1, 2, 3) for s in ("train", "val")]
     b = [{"event": "epoch", "split": s, "epoch": e, "step": 7 * e, "loss": 9.0 - e}
          for e in (1, 2) for s in ("train", "val")]
-    spec = curves.overlay_figure([("a", a), ("b", b)]).spec
-    assert [t["text"] for t in spec["title"]] == ["loss"]  # kl is not in run b
-    series = spec["series"]
-    assert [s["name"] for s in series] == ["a · val", "a · train", "b · val", "b · train"]
-    assert spec["legend"]["data"] == [s["name"] for s in series]
-    assert [p[0] for p in series[0]["data"]] == [1, 2, 3] and [p[0] for p in series[2]["data"]] == [1, 2]
-    assert series[0]["color"] != series[2]["color"] and series[0]["color"] == series[1]["color"]
-    assert [s["lineStyle"]["type"] for s in series] == ["solid", "dotted", "solid", "dotted"]
-    assert spec["xAxis"][0]["name"] == "epoch" and spec["xAxis"][0]["min"] == 1
+    fig = curves.overlay_figure([("a", a), ("b", b)])
+    assert _panels(fig) == ["loss"]  # kl is not in run b
+    series = fig.data
+    assert [s.name for s in series] == ["a · val", "a · train", "b · val", "b · train"]
+    assert _legend(fig) == [s.name for s in series]
+    assert list(series[0].x) == [1, 2, 3] and list(series[2].x) == [1, 2]  # epochs, not steps
+    assert {s.xaxis for s in series} == {"x"} and {s.yaxis for s in series} == {"y"}  # one shared pair
+    assert series[0].line.color != series[2].line.color and series[0].line.color == series[1].line.color
+    assert [s.line.dash for s in series] == ["solid", "dot", "solid", "dot"]
+    x = fig.layout.xaxis
+    assert x.title.text == "epoch" and (x.tick0, x.dtick) == (1, 1) and x.range[0] < 1 < 3 < x.range[1]
+    two = curves.overlay_figure([("a", a), ("b", b)], names=["loss", "kl"])
+    assert two.layout.xaxis2.matches == "x"  # panels share the epoch axis
 
 
 def _summary(name, model, preprocess, ev):
@@ -113,11 +128,13 @@ def test_compare_tables_never_mix_nats_on_binarised_with_bits_per_dim():
 
 
 def test_bound_figure_has_a_log_k_axis():
-    spec = curves.bound_figure({"run": {10: -95.0, 1: -100.0}, "other": {1: -90.0}}).spec
-    assert spec["xAxis"]["type"] == "log" and spec["xAxis"]["name"] == "importance samples k"
-    assert spec["series"][0]["data"] == [[1, -100.0], [10, -95.0]]  # sorted by k
-    assert spec["series"][0]["color"] != spec["series"][1]["color"]
-    assert spec["legend"]["data"] == ["run", "other"] and spec["animation"] is False
+    fig = curves.bound_figure({"run": {10: -95.0, 1: -100.0}, "other": {1: -90.0}})
+    x = fig.layout.xaxis
+    assert x.type == "log" and x.title.text == "importance samples k"
+    assert x.range[0] < 0 and x.range[1] > 3 and 1 in x.tickvals and 1000 in x.tickvals  # k = 1 ... 1000 whole
+    assert (list(fig.data[0].x), list(fig.data[0].y)) == ([1, 10], [-100.0, -95.0])  # sorted by k
+    assert fig.data[0].line.color != fig.data[1].line.color
+    assert [t.name for t in fig.data] == ["run", "other"] and fig.layout.showlegend
 
 
 def test_a_flow_reconstructs_its_input_exactly_and_grids_are_pngs():
