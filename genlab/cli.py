@@ -22,6 +22,7 @@ import argparse
 import math
 import shlex
 import sys
+import textwrap
 from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
@@ -42,8 +43,25 @@ from .training.train import train_run
 EXIT_USAGE = 2
 
 
+class NameKeepingFormatter(argparse.HelpFormatter):
+    """argparse's help wrapped at spaces only: a family name such as ``vae-flow-prior``
+    never breaks at its hyphens (textwrap's default), so it reads and searches whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line (no usage block) and exits 2."""
+    """argparse that reports a usage error on one line (no usage block) and exits 2; its
+    help wraps at spaces only (:class:`NameKeepingFormatter`)."""
+
+    def __init__(self, *args, **kw) -> None:
+        kw.setdefault("formatter_class", NameKeepingFormatter)
+        super().__init__(*args, **kw)
 
     def error(self, message: str) -> NoReturn:  # noqa: D102
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")

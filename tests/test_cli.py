@@ -245,10 +245,10 @@ def test_help_lists_the_optimiser_options_with_family_defaults_and_sources(capsy
                  "--kl-warmup-epochs V"):
         assert head in text, head
     betas = text[text.index("--betas V the optimiser's"):]
-    assert "[default: 0.9,0.999; gan, dcgan: 0.5,0.999; two comma-separated numbers, each >= 0 " \
+    assert "[default: 0.9,0.999; gan, dcgan, cgan: 0.5,0.999; two comma-separated numbers, each >= 0 " \
            "and <= 0.9999]" in betas[:400]
     sched = text[text.index("--lr-schedule V learning rate"):][:700]
-    assert "[default: constant; realnvp: exponential; one of constant, cosine, exponential, " \
+    assert "[default: constant; realnvp, realnvp-cond: exponential; one of constant, cosine, exponential, " \
            "burda]" in sched
     assert "Burda et al. 2016 (IWAE), verified in the authors' code" in text  # the sources
     assert "Radford et al. 2016 (DCGAN)" in text and "Sonderby et al. 2016" in text

@@ -427,13 +427,14 @@ def factor_at(cfg: OptimConfig, step: int) -> float:
 
 def test_legacy_values_are_the_recipe_before_these_options():
     from genlab.config import TrainConfig, defaults
-    from genlab.models import MODELS, legacy_values
+    from genlab.models import MODELS, legacy_values, unconditional_family
 
     plain = defaults(TrainConfig)
     for kind in MODELS:
         old = legacy_values(kind)
         assert set(old) == set(family_defaults(kind))
-        want = {k: plain[k] for k in old} | ({"betas": (0.5, 0.999)} if kind in ("gan", "dcgan") else {})
+        gan = (unconditional_family(kind) or kind) in ("gan", "dcgan")  # cgan: a GAN's recipe
+        want = {k: plain[k] for k in old} | ({"betas": (0.5, 0.999)} if gan else {})
         assert old == want, kind
     # what an old GAN's config.json (model option adam_beta1 = 0.5) now reads as
     from genlab.models import upgrade_config
