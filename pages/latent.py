@@ -1,7 +1,8 @@
 """Latent explorer: test-set codes (PCA at once, UMAP on request, both stored beside the
 checkpoint) with click and box selection, live sliders over the latent, the 2-D manifold
 and traversals (genlab.evaluation.explore), and random draws at a temperature. Flows get their own
-sliders and grids (flow_ui.py)."""
+sliders and grids (flow_ui.py); class-conditional models a class for the draws, a grid of
+one row per class and, for the CVAE, the analogies (conditional_ui.py)."""
 from __future__ import annotations
 
 import time
@@ -14,7 +15,7 @@ from genlab.figures.latent_figures import (FENCE, latent_scatter_figure, outside
                                            selected_codes)
 from genlab.runs import views
 from pages import via_router
-from pages.ui import cache, explore_ui as ui, flow_ui, live_decoder
+from pages.ui import cache, conditional_ui, explore_ui as ui, flow_ui, live_decoder
 from pages.ui.widgets import TEMPERATURE_HELP, draw
 
 via_router()
@@ -176,10 +177,12 @@ def grids_ui(run: ui.Run, order: list[int], base: torch.Tensor) -> None:
 
 def draws_ui(run: ui.Run) -> None:
     """Samples drawn now at the temperature of a slider whose range the model's caps set
-    (flows default to 0.7, the GAN stops at 1), with a button for new draws."""
+    (flows default to 0.7, the GAN stops at 1), with a button for new draws; a
+    class-conditional model's of the class picked, then a grid of one row per class."""
     st.subheader("Random draws at a temperature", anchor=False)
     rng = run.model.temperature_range()
-    c1, c2, _ = st.columns([2, 1, 1], vertical_alignment="bottom")
+    conditional = run.model.caps.conditional
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     if rng is None:
         t = 1.0
         c1.caption(f"{run.model_name} samples at T = 1 only: its {run.model.caps.prior} prior has "
@@ -190,12 +193,21 @@ def draws_ui(run: ui.Run) -> None:
                       help=TEMPERATURE_HELP)
     if c2.button("New draws", icon=":material/casino:", key=f"redraw-{run.key}"):
         st.session_state[f"draws-{run.key}"] = st.session_state.get(f"draws-{run.key}", 0) + 1
+    label = conditional_ui.class_picker(run, c3) if conditional else None
     seed = st.session_state.get(f"draws-{run.key}", 0)
     own = run.model.caps.temperature  # the family's grid temperature beside T = 1 (flows: 0.7)
     stored = f" and {own:g}" if own not in (None, 1.0) else ""
-    st.image(cache.sample_grid(run.path, run.stamp, N_DRAWS, t, seed, 8),
-             caption=f"{N_DRAWS} samples drawn now at T = {t:.2f} (seed {seed}); the grids written "
-                     f"during training are at T = 1{stored}")
+    if conditional:
+        grid = cache.class_sample_grid(run.path, run.stamp, N_DRAWS, t, seed, 8, label)
+        which = f", {conditional_ui.draws_caption(run, label)}"
+    else:
+        grid, which = cache.sample_grid(run.path, run.stamp, N_DRAWS, t, seed, 8), ""
+    st.image(grid, caption=f"{N_DRAWS} samples drawn now at T = {t:.2f} (seed {seed}){which}; the "
+                           f"grids written during training are at T = 1{stored}")
+    if conditional:
+        conditional_ui.class_grid_ui(run, t, seed)
+        if explore.can_analogise(run.model):
+            conditional_ui.analogy_ui(run)
 
 
 st.title("Latent explorer")

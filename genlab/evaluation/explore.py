@@ -298,6 +298,75 @@ def decode_latents(model: GenerativeModel, z: torch.Tensor, *, batch_size: int =
                       for b in z.split(batch_size)])
 
 
+# -- class-conditional models (caps.conditional) --------------------------------------------
+ANALOGY_IMAGES = 8  # test images the analogy encodes
+
+
+def check_conditional(model: GenerativeModel, what: str) -> int:
+    """The model's number of classes K, or a one-line ValueError when it takes no labels."""
+    if not model.caps.conditional:
+        raise ValueError(f"{type(model).__name__} is not class-conditional: {what} needs a "
+                         "model that takes class labels (cvae, realnvp-cond, nice-cond, cgan)")
+    return int(model.num_classes)
+
+
+def class_names(model: GenerativeModel, names: tuple[str, ...] | list[str] | None) -> list[str]:
+    """The K class names of a conditional model: the dataset's when they match K, else
+    the labels' numbers."""
+    K = check_conditional(model, "class names")
+    return list(names) if names is not None and len(names) == K else [str(c) for c in range(K)]
+
+
+@torch.no_grad()
+def class_grid(model: GenerativeModel, n_per_class: int, temperature: float = 1.0, *,
+               seed: int = 0) -> torch.Tensor:
+    """Images (K * n_per_class, C, H, W) in [0, 1] on the CPU, row c (n_per_class images)
+    of class c: ``seeded_sample(n_per_class, temperature, seed=seed, y=c)`` for each c, so
+    every row draws the same random numbers (the same latents, or noise for a flow) and
+    down a column only the label changes."""
+    K = check_conditional(model, "a grid of classes")
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be at least 1 (got {n_per_class})")
+    rows = [model.seeded_sample(n_per_class, temperature, seed=seed, y=c).float().clamp(0, 1).cpu()
+            for c in range(K)]
+    return torch.cat(rows)
+
+
+def can_analogise(model: GenerativeModel) -> bool:
+    """A code that leaves the class to the label: a class-conditional model with an
+    encoder and a decoder that is not a bijection (the CVAE). A flow's code is the image
+    under an invertible map (its class included), so there is no style-only code."""
+    c = model.caps
+    return c.conditional and c.encode and c.decode and not c.bijective
+
+
+@torch.no_grad()
+def analogy(model: GenerativeModel, x: torch.Tensor, y: torch.Tensor, *,
+            seed: int = 0) -> torch.Tensor:
+    """The classic analogy of a conditional VAE (as in Kingma et al. 2014, model M2;
+    Sohn et al. 2015): uint8 images x (n, C, H, W) encoded with their own labels y (n,), z_i the mean of
+    q(z|x_i, y_i), then each code decoded with every label. Images (n * (1 + K), C, H, W)
+    in [0, 1] on the CPU, row-major, K + 1 a row: row i is x_i as the model reads it
+    (:func:`model_inputs`, seeded) and then decode(z_i, c) for c = 0..K-1 (style kept,
+    class changed)."""
+    K = check_conditional(model, "the analogy")
+    if not can_analogise(model):
+        raise ValueError(f"{type(model).__name__} has no code that leaves the class to the "
+                         "label (a flow's code is the image itself): the analogy needs a "
+                         "conditional encoder-decoder such as the cvae")
+    y = torch.as_tensor(y)
+    if y.shape != (len(x),):
+        raise ValueError(f"labels of shape {tuple(y.shape)} for {len(x)} images: give one "
+                         "class label per image, shape (n,)")
+    dev, dtype = model.device, next(model.parameters()).dtype
+    inputs = model_inputs(model, x, seed=seed)  # (n, C, H, W) in [0, 1]
+    z = model.encode(inputs.to(dev, dtype), y=y.to(dev))  # (n, d)
+    decoded = torch.stack([model.decode(z, y=c).float().clamp(0, 1).cpu() for c in range(K)],
+                          dim=1)  # (n, K, C, H, W)
+    rows = torch.cat([inputs.float().cpu()[:, None], decoded], dim=1)  # (n, 1 + K, C, H, W)
+    return rows.flatten(0, 1)
+
+
 def gif_bytes(frames: torch.Tensor, *, duration_ms: int = 120, scale: int = 4,
               boomerang: bool = True) -> bytes:
     """An animated GIF (Pillow) of frames (n, C, H, W) in [0, 1], looping forever;

@@ -255,3 +255,33 @@ def ood(path: str, stamp: int | None, dataset: str, other: str, root: str, n: in
     return {"summary": r.summary(), "score_in": r.score_in.numpy(), "score_out": r.score_out.numpy(),
             "most_in": pick(in_data, r.most_likely_in), "least_in": pick(in_data, r.least_likely_in),
             "most_out": pick(out_data, r.most_likely_out), "least_out": pick(out_data, r.least_likely_out)}
+
+
+# -- class-conditional models (issue 28, views) ------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=64)
+def class_sample_grid(path: str, stamp: int | None, n: int, temperature: float, seed: int,
+                      nrow: int, label: int | None, scale: int = 2) -> np.ndarray:
+    """Like :func:`sample_grid`, of one class (``label``; None: y ~ p(y))."""
+    with one_thread():
+        images = _model(path, stamp).seeded_sample(n, temperature, seed=seed, y=label)
+    return explore.grid_image(images, nrow, scale=scale)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def class_grid(path: str, stamp: int | None, n_per_class: int, temperature: float, seed: int,
+               scale: int = 2) -> np.ndarray:
+    """An image grid (H, W, 3) uint8 of explore.class_grid: one row per class."""
+    with one_thread():
+        images = explore.class_grid(_model(path, stamp), n_per_class, temperature, seed=seed)
+    return explore.grid_image(images, n_per_class, scale=scale)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def analogy_grid(path: str, stamp: int | None, dataset: str, root: str, first: int, n: int,
+                 scale: int = 2) -> np.ndarray:
+    """An image grid (H, W, 3) uint8 of explore.analogy of test images first..first+n-1."""
+    model = _model(path, stamp)
+    data = test_images(dataset, first + n, root)
+    with one_thread():
+        images = explore.analogy(model, data.x[first:first + n], data.y[first:first + n])
+    return explore.grid_image(images, model.num_classes + 1, scale=scale)
