@@ -54,7 +54,8 @@ new MutationObserver(() => { window.__genlabLast = performance.now(); })
     .observe(document, {childList: true, subtree: true, attributes: true, characterData: true});
 addEventListener('load', e => { if (e.target.tagName === 'IMG') window.__genlabLast = performance.now(); }, true);"""
 QUIET_MS = 800  # the page counts as drawn once nothing has changed for this long
-GOALS = {"first_visit_s": 3.0,  # issue 13, item 2: a page's first visit after a server start, drawn
+GOALS = {"first_visit_s": 3.5,  # issue 27, item 2: a chart page's first visit after a server start, drawn
+         "home_first_visit_s": 2.0,  # Home (no chart) after a server start
          "browser_decode_ms": 20.0,  # issue 15: the browser decoder, an input event to new pixels
          "slider_server_ms": 100.0}  # the server's decode, a slider's new value to the image
 SERVER_TIME = "[...document.querySelectorAll('p')].find(p => p.innerText.startsWith('server time'))"
@@ -166,9 +167,10 @@ def first_visits(browser, pages, rounds: int, launcher: str = "python app.py",
                 stop(proc)
                 ctx.close()
         median = statistics.median(times)
+        goal = GOALS["home_first_visit_s" if spec.url_path == "" else "first_visit_s"]
         out[spec.title] = {"median_s": median, "all_s": times, "load_avg": loads,
                            "from_launch_s": statistics.median(totals), "imports_s": import_seconds(),
-                           "goal_s": GOALS["first_visit_s"], "met": median <= GOALS["first_visit_s"]}
+                           "goal_s": goal, "met": median <= goal}
         print("first visit", spec.title, out[spec.title], flush=True)
     return out
 

@@ -537,6 +537,33 @@ def block_app_timings() -> list[str]:
             f"{f(a['load_avg'], '.1f')}–{f(a['load_avg_end'], '.1f')} (`benchmarks/app_browser.py`)."]
 
 
+def block_chart_library() -> list[str]:
+    """The same measurements before (Apache ECharts, the tree before issue 27) and after
+    (plotly), one run of benchmarks/app_browser.py each, one after the other."""
+    before, after = result("app_browser-echarts.json"), result("app_browser.json")
+    rows = []
+    for page, v in after["first_visits"].items():
+        b = before["first_visits"].get(page, {}).get("median_s")
+        a = v["median_s"]
+        rows.append([page, f(b, ".2f"), f(a, ".2f"), f(None if b is None else a / b, ".2f"),
+                     f"{v['goal_s']:g}", "yes" if v["met"] else "**no**"])
+    fresh = [f(before.get("fresh_home_s", {}).get("median"), ".2f"),
+             f(after.get("fresh_home_s", {}).get("median"), ".2f")]
+    switch = [[run_, f(before.get("run_switch_s", {}).get(run_), ".2f"), f(s, ".2f")]
+              for run_, s in after.get("run_switch_s", {}).items() if run_ != "load_avg"]
+    slider = [[run_, f(before["sliders"].get(run_, {}).get("browser_round_trip_ms", {}).get("median"), ".0f"),
+               f(s["browser_round_trip_ms"]["median"], ".0f")] for run_, s in after["sliders"].items()]
+    return [*table(["page", "first visit, ECharts (s)", "first visit, plotly (s)", "plotly / ECharts",
+                    "goal (s)", "met"], rows, "lrrrrl"), "",
+            *table(["", "ECharts", "plotly"], [["fresh Home session (s)", *fresh]], "lrr"), "",
+            *table(["run switch on the Latent explorer", "ECharts (s)", "plotly (s)"], switch, "lrr"), "",
+            *table(["slider round trip", "ECharts (ms)", "plotly (ms)"], slider, "lrr"), "",
+            f"Medians, headless Chromium, `python app.py`, {after['cpus']} CPU cores; load average "
+            f"{f(before['load_avg'], '.1f')}–{f(before['load_avg_end'], '.1f')} during the ECharts run, "
+            f"{f(after['load_avg'], '.1f')}–{f(after['load_avg_end'], '.1f')} during the plotly run "
+            "(`benchmarks/app_browser.py` in each tree, one after the other)."]
+
+
 # -- docs/distributed.md --------------------------------------------------------------------
 def block_ddp_speed() -> list[str]:
     d = result("ddp_speed-cpu.json")
@@ -597,6 +624,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "recipes-tried": block_recipes_tried,
     "train-speed": block_train_speed,
     "app-timings": block_app_timings,
+    "chart-library": block_chart_library,
     "ddp-speed": block_ddp_speed,
     "family-defaults": block_family_defaults,
 }
