@@ -18,7 +18,8 @@ from genlab.config import TrainConfig, format_value
 from genlab.data import DATASETS, missing_message
 from genlab.device import available_devices, pick_device
 from genlab.figures.tables import datasets_status
-from genlab.models import FAMILIES, MODELS, family_defaults, family_sources
+from genlab.models import (FAMILIES, MODELS, conditional_variants, family_defaults, family_sources,
+                           unconditional_family)
 from genlab.runs import jobs, store
 from genlab.runs.status import budget_phrase, budget_words, fmt_seconds
 from genlab.training import throughput
@@ -109,7 +110,23 @@ def pick_ui() -> tuple[str | None, str]:
         c1.caption(missing_message(r["dataset"]) + ".")
     doc = (MODELS[model][0].__doc__ or "").strip().split("\n\n")[0]
     c2.caption(" ".join(doc.split()))
+    note = conditional_note(model, dataset)
+    if note:
+        c2.caption(note)
     return dataset, model
+
+
+def conditional_note(model: str, dataset: str | None) -> str | None:
+    """What the Model picker says of a family's class-conditional variants (issue 28),
+    None for a family without any."""
+    base = unconditional_family(model)
+    if base is not None:
+        k = len(DATASETS[dataset].classes) if dataset in DATASETS else None
+        return (f"**Class-conditional** variant of {base}: trained on the images with their "
+                f"labels, on {base}'s options and training recipe; its number of classes comes "
+                f"from the dataset{f' ({k})' if k else ''}.")
+    variants = conditional_variants(model)
+    return f"Its class-conditional variant: {', '.join(variants)}." if variants else None
 
 
 def eta_text(dataset: str, model: str, model_values: dict, train_values: dict, roots: list) -> str | None:
