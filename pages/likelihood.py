@@ -1,7 +1,8 @@
 """Out-of-distribution: what does a likelihood model think is likely? Per-image -log p(x)
 (nats for binarised models, bits/dim for 8-bit ones) on its own test set and on another
 dataset's, the AUROC of -log p(x) as a detector of the other set, and the most and least
-likely images of each (genlab.evaluation.ood; Nalisnick et al., ICLR 2019)."""
+likely images of each (genlab.evaluation.ood; Nalisnick et al., ICLR 2019); a
+class-conditional model also by its best class's likelihood, max_y log p(x|y)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,6 +52,14 @@ def one_pair(run, other: str, n: int, k: int) -> dict:
                        "likely, 0.5 = no separation, below 0.5 = the model prefers the other set")
         st.markdown(f"median -log p(x): **{s['median_in']:.2f}** {s['unit']} on {s['in']}, "
                     f"**{s['median_out']:.2f}** on {s['out']}")
+        if "auroc_best" in s:  # a class-conditional model: also by its best class
+            st.metric(f"Best-class AUROC, {s['out']} vs {s['in']}", f"{s['auroc_best']:.3f}",
+                      help="of -max_y log p(x | y), the likelihood under the image's most likely "
+                           "class, as a detector of the other set (the AUROC above is of the "
+                           "marginal log p(x) = log sum_y p(x | y) p(y), from the same per-class "
+                           "likelihoods)")
+            st.markdown(f"median -max_y log p(x | y): **{s['median_best_in']:.2f}** {s['unit']} "
+                        f"on {s['in']}, **{s['median_best_out']:.2f}** on {s['out']}")
         if s["note"]:
             st.caption(f"The {s['out']} images were {s['note']} to match the model.")
     for name, key in ((s["in"], "in"), (s["out"], "out")):
@@ -89,12 +98,15 @@ for run in chosen:
         st.caption(f"Not compared: {', '.join(absent)} (not in the data root).")
 if rows:
     summary.header("AUROC across the chosen runs", anchor=False)
-    table(rows, O.TABLE_FORMATS, where=summary)
+    table(*O.table_rows(rows), where=summary)
     summary.caption(f"One row per run and other set, on the first {n:,} images of each test split. "
                     "AUROC of -log p(x) as a detector of the other set (1: every other image less "
                     "likely, 0.5: no separation, below 0.5: the model prefers the other set); the "
                     "medians in the row's unit, nats per image for binarised models and bits/dim "
-                    "for 8-bit ones, so compare medians within a unit only.")
+                    "for 8-bit ones, so compare medians within a unit only."
+                    + (f" {O.BEST_AUROC}: a class-conditional model's AUROC of -max_y log p(x | y), "
+                       "the likelihood under the image's most likely class."
+                       if any(O.BEST_AUROC in r for r in rows) else ""))
 st.session_state["ood_verdicts"] = verdicts
 st.session_state["ood_rows"] = rows
 if verdicts:
