@@ -5,16 +5,12 @@ tests (test_app_browser.py's helpers)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from explore_fixture import AE_GMM, CORRUPT, FLOW, GAN, make_explore_runs
-from runs_fixture import GOOD, REPO, make_runs
+from runs_fixture import GOOD, REPO, make_runs, served_app
 
 
 @pytest.fixture(scope="session")
@@ -66,44 +62,16 @@ def explore_runs(explore_root, runs_root, data_root, monkeypatch) -> dict[str, s
 @pytest.fixture
 def server(data_root, tmp_path):
     """The app served from the repository on a free port, reading the shipped runs."""
-    from test_app_browser import SHIPPED, START_TIMEOUT_S, _free_port
+    from test_app_browser import SHIPPED
 
     if not any(SHIPPED.glob("*/checkpoint.pt")):
         pytest.fail(f"no shipped runs under {SHIPPED} (see checkpoints/recipe.sh)")
-    port = _free_port()
     # relative to the repository, as `make run` has them: no folder of this machine is on
     # the screenshots the README shows
     env = {**os.environ, "GENLAB_RUNS": SHIPPED.name, "GENLAB_DATA": os.path.relpath(data_root, REPO),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    log = open(tmp_path / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.port", str(port),
-         "--server.address", "localhost", "--server.headless", "true",
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start on {url}:\n{log.read()[-3000:]}")
-            time.sleep(0.3)
+    with served_app(env, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ helpers every app test uses: run a page through the router, read what it wrote."
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,3 +91,52 @@ def make_runs(root: Path, data_root: Path) -> Path:
     fake_failed(root, good)
     fake_broken(root)
     return root
+
+
+START_TIMEOUT_S = 120  # python app.py imports torch and the models before it answers: a hang, not a speed
+
+
+@contextmanager
+def served_app(env: dict, log_path: Path) -> Iterator[str]:
+    """`python app.py` from the repository on a free localhost port with ``env``, its output
+    in ``log_path``; yields its URL once /_stcore/health answers (the log's tail in the
+    failure if it never does), and stops it afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    log = open(log_path, "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--server.port", str(port), "--server.address", "localhost",
+         "--server.headless", "true", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=log)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"streamlit did not start on {url}:\n{log.read()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -30,7 +29,6 @@ from runs_fixture import REPO
 CHROMIUM = Path("/usr/bin/chromium")
 SHIPPED = REPO / "checkpoints"
 SHOTS = REPO / "test-artifacts" / "screenshots"
-START_TIMEOUT_S = 120  # python app.py imports torch and the models first: a busy machine
 PAGE_TIMEOUT_MS = 180_000
 WIDTH = 1400
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -47,12 +45,6 @@ def _require_browser():
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 # -- waiting and looking ------------------------------------------------------------

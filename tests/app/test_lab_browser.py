@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from runs_fixture import REPO
-from test_app_browser import CHROMIUM, SHOTS, WIDTH, _free_port, _require_browser
+from runs_fixture import served_app
+from test_app_browser import CHROMIUM, SHOTS, WIDTH, _require_browser
 
-START_TIMEOUT_S = 120
 WAIT_MS = 180_000
 QUERY = "families=realnvp,gmm&couplings=4&hidden=32&target=moons"
 STEP = re.compile(r"^step (\d+)")
@@ -24,36 +20,9 @@ STEP = re.compile(r"^step (\d+)")
 
 @pytest.fixture
 def lab_url(tmp_path):
-    port = _free_port()
     env = {**os.environ, "GENLAB_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.port", str(port), "--server.address", "localhost",
-         "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start on {url}:\n{log.read()[-3000:]}")
-            time.sleep(0.3)
+    with served_app(env, tmp_path / "streamlit.log") as url:
         yield f"{url}/lab?{QUERY}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def steps(page) -> list[int]:

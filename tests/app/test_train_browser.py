@@ -9,19 +9,14 @@ test-artifacts/screenshots/train-started.png."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from genlab.runs import jobs, status
-from runs_fixture import REPO
-from test_app_browser import (CHROMIUM, IDLE, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH, _free_port,
+from runs_fixture import served_app
+from test_app_browser import (CHROMIUM, IDLE, PAGE_TIMEOUT_MS, SHIPPED, SHOTS, WIDTH,
                               _require_browser, _settle)
 
-START_TIMEOUT_S = 120
 LIVE_TIMEOUT_MS = 300_000  # start a process (imports torch), train, poll: a hang, not a speed
 NAME = "from-the-browser"
 
@@ -32,40 +27,16 @@ def server(data_root, tmp_path):
     saves) and the shipped runs after it."""
     if not any(SHIPPED.glob("*/checkpoint.pt")):
         pytest.fail(f"no shipped runs under {SHIPPED} (see checkpoints/recipe.sh)")
-    port, mine = _free_port(), tmp_path / "runs"
+    mine = tmp_path / "runs"
     env = {**os.environ, "GENLAB_RUNS": f"{mine},{SHIPPED.name}", "GENLAB_DATA": str(data_root),
            "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--server.port", str(port), "--server.address", "localhost",
-         "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start on {url}:\n{log.read()[-3000:]}")
-            time.sleep(0.3)
-        yield url, mine
-    finally:
-        for run in mine.glob("*"):  # the training process, if it is still going
-            jobs.stop(run)
-            jobs.wait(run, 30)
-        proc.terminate()
+    with served_app(env, tmp_path / "streamlit.log") as url:
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            yield url, mine
+        finally:
+            for run in mine.glob("*"):  # the training process, if it is still going
+                jobs.stop(run)
+                jobs.wait(run, 30)
 
 
 def _no_traceback(page) -> None:
