@@ -46,15 +46,20 @@ def score_unit(model: GenerativeModel) -> str:
     return "bits/dim" if data_kind(model.preprocess) == "8-bit" else "nats"
 
 
-def per_image_scores(model: GenerativeModel, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
-    """-log p(x) of each image (N,) float64, in :func:`score_unit` (see the module docstring),
-    on the images eval scores (metrics.log_prob_split, seeded)."""
+def _check_scorable(model: GenerativeModel, data: ImageData) -> None:
+    """One-line ValueErrors: a model without a likelihood, or images of another shape."""
     if model.caps.likelihood is None:
         raise ValueError(f"a {model.kind!r} model has no likelihood; out-of-distribution scores "
                          "need a flow or a latent-variable model with log_prob")
     if tuple(data.x.shape[1:]) != tuple(model.cfg.image_shape):
         raise ValueError(f"images of shape {tuple(data.x.shape[1:])} for a model of "
                          f"{tuple(model.cfg.image_shape)}; match them first (match_images)")
+
+
+def per_image_scores(model: GenerativeModel, data: ImageData, *, k: int = 100, seed: int = 0) -> torch.Tensor:
+    """-log p(x) of each image (N,) float64, in :func:`score_unit` (see the module docstring),
+    on the images eval scores (metrics.log_prob_split, seeded)."""
+    _check_scorable(model, data)
     return in_unit(model, -log_prob_split(model, data, k=k, seed=seed))
 
 
@@ -82,12 +87,7 @@ def class_scores(model: GenerativeModel, data: ImageData, *, k: int = 100, seed:
     if not model.caps.conditional:
         raise ValueError(f"a {model.kind!r} model is not class-conditional: it has no "
                          "log p(x|y) to take the best class of")
-    if model.caps.likelihood is None:
-        raise ValueError(f"a {model.kind!r} model has no likelihood; out-of-distribution scores "
-                         "need a flow or a latent-variable model with log_prob")
-    if tuple(data.x.shape[1:]) != tuple(model.cfg.image_shape):
-        raise ValueError(f"images of shape {tuple(data.x.shape[1:])} for a model of "
-                         f"{tuple(model.cfg.image_shape)}; match them first (match_images)")
+    _check_scorable(model, data)
     per_class = class_log_prob_split(model, data, k=k, seed=seed)  # (N, K) float64
     log_py = model.log_class_prior.detach().double().cpu()
     marginal = torch.logsumexp(per_class + log_py, dim=-1)
