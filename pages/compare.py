@@ -1,7 +1,8 @@
 """Compare: 2 to 4 runs on the same dataset side by side: samples, eval tables that
-never mix units, curves on shared axes, reconstructions, and the importance-weighted
-bound as k grows. Models and numbers are cached per run and checkpoint (pages/ui/cache.py);
-the eval button is in compare_ui.py."""
+never mix units, curves on shared axes, reconstructions, the importance-weighted bound as
+k grows, and a class-conditional run beside its unconditional family. Models and numbers
+are cached per run and checkpoint (pages/ui/cache.py); the eval button and the
+conditional section are in compare_ui.py."""
 from __future__ import annotations
 
 import streamlit as st
@@ -30,6 +31,9 @@ def pick_ui(by_ds: dict[str, list[RunSummary]]) -> list[RunSummary]:
                       format_func=lambda d: f"{d} ({len(by_ds[d])} runs)")
     options = {str(s.path): s for s in by_ds[ds]}
     healthy = [p for p, s in options.items() if s.ckpt and s.state != "broken"]  # never a damaged run
+    family = [str(u.path) for pair in compare.conditional_pairs(list(options.values()))
+              if str(pair.conditional.path) == here for u in pair.unconditional]
+    healthy.sort(key=lambda p: p not in family)  # a conditional run's own family first
     default = ([here] if here in healthy else []) + [p for p in healthy if p != here]
     picked = st.multiselect("Runs (2 to 4)", list(options), default=default[:2], max_selections=4,
                             key=f"compare-runs-{ds}", format_func=lambda p: (
@@ -179,3 +183,6 @@ st.header("Reconstructions", anchor=False)
 recon_ui(sel, dataset)
 st.header("Bound on log p(x) as k grows", anchor=False)
 bound_ui(sel, dataset)
+if compare.conditional_pairs(sel):
+    st.header("Conditional against unconditional", anchor=False)
+    ui.conditional_ui(sel, by_ds[dataset], dataset)

@@ -1,5 +1,6 @@
-"""Plotly figures of the true posterior and of likelihoods on two datasets (the Posterior
-and Out-of-distribution pages; importable by scripts, notebooks and tests, no streamlit).
+"""Plotly figures of the true posterior, of likelihoods on two datasets and of a
+class-conditional model's log p(x|y) against its log p(x) (the Posterior,
+Out-of-distribution and Compare pages; importable by scripts, notebooks and tests, no streamlit).
 Each builder returns a ``plotly.graph_objects.Figure``: ``fig.show()`` in a notebook,
 ``fig.write_html(path)`` to keep it. q's contours are plotly's own contour trace."""
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .charts import CLASS_COLORS, HIGHLIGHT_COLOR, INK, RUN_COLORS, TRAIN_COLOR
+from .charts import CLASS_COLORS, HIGHLIGHT_COLOR, INK, RUN_COLORS, TRAIN_COLOR, floats, scatter
 
 MARGIN = dict(l=10, r=10, t=40, b=10)
 Q_COLOR = "#ffffff"
@@ -136,4 +137,40 @@ def ood_histogram_figure(series: list[tuple[str, np.ndarray]], unit: str, *, hei
                       hovermode="x unified")
     fig.update_xaxes(title=f"-log p(x) ({unit}); lower = more likely", hoverformat=".4g")
     fig.update_yaxes(title="density", rangemode="tozero")
+    return fig
+
+
+def given_scatter_figure(nll, nll_given, unit: str, *, height: int = 420) -> go.Figure:
+    """Each image's -log p(x|y) with its own label y (vertical) against -log p(x) (horizontal)
+    of one class-conditional model, in ``unit``, with the line y = x; one unit is the same
+    length on both axes. By Bayes' rule log p(x|y) - log p(x) = log p(y|x) - log p(y): the
+    images below the line are those whose label the model's classifier finds likelier than
+    its prior does, those above the others (two traces, their counts in the legend); WebGL
+    (Scattergl) from charts.GL_POINTS points on.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> nll = rng.normal(90, 5, 500)
+    >>> fig = given_scatter_figure(nll, nll - np.log(10) + rng.exponential(0.3, 500), "nats")
+    >>> fig.show()
+    """
+    nll, given = np.asarray(nll, float), np.asarray(nll_given, float)
+    below = given < nll
+    lo, hi = float(min(nll.min(), given.min())), float(max(nll.max(), given.max()))
+    pad = 0.03 * (hi - lo) if hi > lo else 0.5
+    lo, hi = lo - pad, hi + pad
+    fig = go.Figure(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x: log p(x|y) = log p(x)",
+                               hoverinfo="skip", line=dict(color=REF_COLOR, dash="dash")))
+    hover = (f"image %{{customdata}}<br>-log p(x) %{{x:.4g}}<br>-log p(x|y) %{{y:.4g}} {unit}"
+             "<extra></extra>")
+    for mask, name, color in ((below, "p(y|x) > p(y): below the line", RUN_COLORS[0]),
+                              (~below, "p(y|x) <= p(y)", HIGHLIGHT_COLOR)):
+        idx = np.flatnonzero(mask)
+        fig.add_trace(scatter(floats(nll[idx]), floats(given[idx]), mode="markers",
+                              name=f"{name} ({len(idx)} images)", customdata=idx.tolist(),
+                              hovertemplate=hover, marker=dict(size=5, opacity=0.6, color=color)))
+    fig.update_layout(height=height, margin=MARGIN, legend=LEGEND)
+    fig.update_xaxes(title=f"-log p(x) ({unit})", range=[lo, hi], constrain="domain")
+    fig.update_yaxes(title=f"-log p(x | y), its own label ({unit})", range=[lo, hi],
+                     constrain="domain", scaleanchor="x", scaleratio=1)
     return fig
