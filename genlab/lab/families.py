@@ -1,7 +1,8 @@
 """The lab's small 2-D models, one per genlab family, built from genlab's own parts.
 
 - flows trained by maximum likelihood on samples: RealNVP (``genlab.flows.vector_coupling``,
-  affine), NICE (additive couplings and ``DiagonalScaling``), Glow-style (``ActNorm``,
+  affine, one conditioner net for scale and shift: half the work of two, which decides the
+  speed of a 2-D flow), NICE (additive couplings and ``DiagonalScaling``), Glow-style (``ActNorm``,
   ``InvertibleLinear``, affine coupling);
 - flows fitted by reverse KL to the target's (unnormalised) density: planar and radial
   (``genlab.flows.Planar``, ``Radial``), Rezende & Mohamed 2015, Figure 3;
@@ -159,7 +160,7 @@ class RealNVP2D(CouplingFlow):
 
     def layers(self):
         h = (self.opts.hidden, self.opts.hidden)
-        return [vector_coupling(2, h, i % 2) for i in range(self.opts.couplings)]
+        return [vector_coupling(2, h, i % 2, shared=True) for i in range(self.opts.couplings)]
 
 
 class NICE2D(CouplingFlow):
@@ -181,7 +182,7 @@ class Glow2D(CouplingFlow):
         h = (self.opts.hidden, self.opts.hidden)
         out: list[Bijection] = []
         for i in range(self.opts.couplings):
-            out += [ActNorm(2), InvertibleLinear(2, seed=i), vector_coupling(2, h, 0)]
+            out += [ActNorm(2), InvertibleLinear(2, seed=i), vector_coupling(2, h, 0, shared=True)]
         return out
 
 
