@@ -92,12 +92,12 @@ def test_shipped_checkpoint_reproduces_its_eval(run, test_splits):
         nll = -log_prob_split(model, head, k=1).mean()
         spread = ev["nll_sem"] * math.sqrt(ev["n_images"])  # per-image std over the split
         assert abs(float(nll) - ev["nll_nats"]) < 5 * spread / math.sqrt(N_FLOW), (float(nll), ev["nll_nats"])
-    else:  # a GAN: mean D(x) on the test images, dequantised with eval's seeded noise
-        model.eval()
+    else:  # a GAN: mean D(x) (a conditional one's D(x, y)) on the test images, dequantised
+        model.eval()  # with eval's seeded noise
         g = torch.Generator().manual_seed(0)
         total = 0.0
         with torch.no_grad():
-            for x in data.x.split(500):  # eval's batches, in order
+            for x, y in zip(data.x.split(500), data.y.split(500)):  # eval's batches, in order
                 real = 2 * preprocess(x, model.preprocess, generator=g) - 1
-                total += float(torch.sigmoid(model.discriminator(real)).double().sum())
+                total += float(torch.sigmoid(model.critic(real, y)).double().sum())
         assert total / len(data) == pytest.approx(ev["d_real"], rel=1e-5)
