@@ -123,7 +123,10 @@ def latent_scatter_figure(xy, labels=None, class_names=None, *, axes=("z1", "z2"
 
     >>> import numpy as np
     >>> xy, labels = np.random.default_rng(0).normal(size=(500, 2)), np.arange(500) % 10
-    >>> fig = latent_scatter_figure(xy, labels); fig.show()
+    >>> fig = latent_scatter_figure(xy, labels)
+    >>> len(fig.data), fig.layout.xaxis.title.text, fig.layout.dragmode  # a trace per class
+    (10, 'z1', 'pan')
+    >>> fig.show()  # in a notebook
     """
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     rng = _ranges(*view_limits(xy), equal)
@@ -192,7 +195,9 @@ def mixture_figure(means, ellipses: list, *, xy=None, labels=None, class_names=N
     >>> means = np.array([[0.0, 0.0], [3.0, 1.0]])
     >>> t = np.linspace(0, 2 * np.pi, 73)[:, None]
     >>> fig = mixture_figure(means, [m + np.hstack([np.cos(t), np.sin(t)]) for m in means], highlight=1)
-    >>> fig.show()
+    >>> [t.name for t in fig.data]
+    ['2-sigma ellipses', 'component 1', 'means']
+    >>> fig.show()  # in a notebook
     """
     means = np.asarray(means, dtype=float).reshape(-1, 2)
     rng = _ranges(*_extent([means, *ellipses] + ([] if xy is None else [xy])), True)
@@ -218,7 +223,10 @@ def mixture_figure(means, ellipses: list, *, xy=None, labels=None, class_names=N
 def weights_figure(weights, *, highlight: int | None = None, height: int = 260) -> go.Figure:
     """Mixture weights as bars, component k at x = k; ``highlight`` in red.
 
-    >>> fig = weights_figure([0.5, 0.3, 0.2], highlight=2); fig.show()
+    >>> fig = weights_figure([0.5, 0.3, 0.2], highlight=2)
+    >>> fig.data[0].marker.color
+    ('#1f77b4', '#1f77b4', '#d62728')
+    >>> fig.show()  # in a notebook
     """
     colors = [HIGHLIGHT_COLOR if k == highlight else TRAIN_COLOR for k in range(len(weights))]
     fig = go.Figure(go.Bar(x=list(range(len(weights))), y=[float(w) for w in weights], marker_color=colors,

@@ -44,7 +44,10 @@ def posterior_figure(z1, z2, post, q, *, code=None, height: int = 460) -> go.Fig
     >>> import numpy as np
     >>> z = np.linspace(-3, 3, 61)
     >>> q = np.exp(-0.5 * (z[:, None] ** 2 + z[None, :] ** 2)) / (2 * np.pi)
-    >>> fig = posterior_figure(z, z, np.roll(q, 5, axis=0), q, code=[0.0, 0.0]); fig.show()
+    >>> fig = posterior_figure(z, z, np.roll(q, 5, axis=0), q, code=[0.0, 0.0])
+    >>> [t.type for t in fig.data], fig.layout.yaxis.scaleanchor  # p, q's 3 levels, the code
+    (['heatmap', 'contour', 'contour', 'contour', 'scatter'], 'x')
+    >>> fig.show()  # in a notebook
     """
     z1, z2 = np.asarray(z1, float), np.asarray(z2, float)
     post, q = np.asarray(post, float), np.asarray(q, float)
@@ -82,7 +85,9 @@ def iw_figure(iw: dict[int, list[float]], log_px: float, elbo: float, *, height:
     and the ELBO as horizontal lines across it.
 
     >>> fig = iw_figure({1: [-92.0, -91.5], 10: [-90.2, -90.4], 100: [-89.9, -89.8]}, -89.6, -92.3)
-    >>> fig.show()
+    >>> [t.name for t in fig.data[2:]], fig.layout.xaxis.type
+    (['log p(x) by quadrature -89.60', 'ELBO -92.30'], 'log')
+    >>> fig.show()  # in a notebook
     """
     ks = sorted(iw)
     k_lo, k_hi = ks[0] / 2, ks[-1] * 2  # the axis' ends: room for the dots at the first and last k
@@ -118,7 +123,9 @@ def ood_histogram_figure(series: list[tuple[str, np.ndarray]], unit: str, *, hei
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> fig = ood_histogram_figure([("own", rng.normal(90, 5, 500)), ("other", rng.normal(80, 8, 500))], "nats")
-    >>> fig.show()
+    >>> [t.name for t in fig.data], len(fig.data[0].x), fig.layout.barmode
+    (['own', 'other'], 50, 'overlay')
+    >>> fig.show()  # in a notebook
     """
     allv = np.concatenate([np.asarray(s, float) for _, s in series])
     lo, hi = np.percentile(allv, [0.5, 99.5])
@@ -152,7 +159,9 @@ def given_scatter_figure(nll, nll_given, unit: str, *, height: int = 420) -> go.
     >>> rng = np.random.default_rng(0)
     >>> nll = rng.normal(90, 5, 500)
     >>> fig = given_scatter_figure(nll, nll - np.log(10) + rng.exponential(0.3, 500), "nats")
-    >>> fig.show()
+    >>> [len(t.x) for t in fig.data], fig.layout.yaxis.scaleanchor  # y = x, below it, above it
+    ([2, 499, 1], 'x')
+    >>> fig.show()  # in a notebook
     """
     nll, given = np.asarray(nll, float), np.asarray(nll_given, float)
     below = given < nll

@@ -59,7 +59,15 @@ def _points(x, color: str = "white", size: int = 3, name: str = "", **kw) -> go.
 
 def density_figure(values: np.ndarray, grid: Grid, title: str, samples=None, *,
                    height: int = 320) -> go.Figure:
-    """A density (n*n,) on the grid as a heatmap, with optional samples (B, 2) over it."""
+    """A density (n*n,) on the grid as a heatmap, with optional samples (B, 2) over it.
+
+    >>> grid = Grid(32)
+    >>> p = grid.points().numpy()
+    >>> fig = density_figure(np.exp(-0.5 * (p ** 2).sum(1)) / (2 * np.pi), grid, "N(0, I)", p[:5])
+    >>> len(fig.data), fig.data[0].z.shape, fig.layout.title.text
+    (2, (32, 32), 'N(0, I)')
+    >>> fig.show()  # doctest: +SKIP
+    """
     fig = go.Figure(_heat(values, grid))
     if samples is not None:
         fig.add_trace(_points(samples))
@@ -93,7 +101,14 @@ def _layer_picks(n_layers: int, panels: int) -> list[int]:
 
 def layers_figure(family, n: int = 300, panels: int = 6, seed: int = 0) -> go.Figure:
     """Base samples and a square grid carried through each layer in turn (evenly chosen
-    layers when there are more than ``panels``), the points coloured by their base angle."""
+    layers when there are more than ``panels``), the points coloured by their base angle.
+
+    >>> from genlab.lab.families import Options, make_family
+    >>> from genlab.lab.targets import get_target
+    >>> flow = make_family("realnvp", get_target("moons"), Options(couplings=2, hidden=8), lr=1e-3)
+    >>> [a.text for a in layers_figure(flow, n=50).layout.annotations]
+    ['base N(0, I)', '1: AffineCoupling', '2: AffineCoupling']
+    """
     z = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     lines = _grid_lines()
     states = family.trace(torch.cat([z, *lines]))
@@ -123,7 +138,17 @@ def layers_figure(family, n: int = 300, panels: int = 6, seed: int = 0) -> go.Fi
 
 def critic_figure(family, data: torch.Tensor, grid: Grid, n: int = 300) -> go.Figure:
     """D(x) over the plane (dark: fake, bright: real), real points (green), generated ones
-    (magenta) with arrows along the generator's gradient (GAN Lab's view)."""
+    (magenta) with arrows along the generator's gradient (GAN Lab's view).
+
+    >>> from genlab.lab.families import Options, make_family
+    >>> from genlab.lab.targets import get_target
+    >>> moons = get_target("moons")
+    >>> gan = make_family("gan", moons, Options(hidden=8), lr=1e-3)
+    >>> fig = critic_figure(gan, moons.sample(100), Grid(32), n=50)
+    >>> [t.type for t in fig.data], (fig.data[0].zmin, fig.data[0].zmax)
+    (['heatmap', 'scattergl', 'scattergl', 'scattergl'], (0, 1))
+    >>> fig.show()  # doctest: +SKIP
+    """
     d = family.critic(grid.points()).numpy()
     fake, pull = family.generator_pull(n)
     norm = pull.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -149,7 +174,17 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, k: float = 2.0, pts: int = 40) -
 def latent_figure(family, data: torch.Tensor, picked: np.ndarray | None = None) -> go.Figure:
     """Left, data space: the data, the decoder's mean curve (1-D latent: z from -3 to 3; 2-D:
     a square grid of z) and the picked points. Right, latent space: the aggregate posterior
-    (one z ~ q(z|x) per data point) against the prior N(0, I), and q(z|x) of the picked points."""
+    (one z ~ q(z|x) per data point) against the prior N(0, I), and q(z|x) of the picked points.
+
+    >>> from genlab.lab.families import Options, make_family
+    >>> from genlab.lab.targets import get_target
+    >>> moons = get_target("moons")
+    >>> vae = make_family("vae", moons, Options(hidden=8, latent=2), lr=1e-3)
+    >>> fig = latent_figure(vae, moons.sample(600), picked=np.array([[0.0, 0.5]]))
+    >>> len(fig.data), fig.data[-1].xaxis  # data, decoder, codes, 2 prior rings, pick, its q(z|x)
+    (7, 'x2')
+    >>> fig.show()  # doctest: +SKIP
+    """
     d = family.opts.latent
     fig = make_subplots(1, 2, subplot_titles=["data: decoder mean of z (lines), picked x (stars)",
                                               "latent: aggregate q(z) (dots), prior, q(z|x) of picks"])
@@ -198,7 +233,18 @@ def latent_figure(family, data: torch.Tensor, picked: np.ndarray | None = None) 
 
 def ellipses_figure(family, steps: int = 10) -> go.Figure:
     """The EM data and each component's 2-sigma ellipse at the last ``steps`` EM steps (the
-    older, the fainter), the means' paths, and the current ellipses in red."""
+    older, the fainter), the means' paths, and the current ellipses in red.
+
+    >>> from genlab.lab.families import Options, make_family
+    >>> from genlab.lab.targets import get_target
+    >>> gmm = make_family("gmm", get_target("8gaussians"), Options(components=3), lr=0.0)
+    >>> for _ in range(3):
+    ...     _ = gmm.step(batch=0)  # one EM iteration each
+    >>> fig = ellipses_figure(gmm)
+    >>> len(fig.data), fig.layout.title.text  # points, 3 steps' ellipses, the means' paths
+    (5, '2σ ellipses, last 3 EM steps (red: now)')
+    >>> fig.show()  # doctest: +SKIP
+    """
     fig = go.Figure(_points(family.points[:1500], "steelblue", 3))
     hist = family.history[-steps:]
     for j, mix in enumerate(hist):
@@ -219,7 +265,14 @@ def ellipses_figure(family, steps: int = 10) -> go.Figure:
 
 def curves_figure(history: list[dict], key: str, exact: list[dict] | None = None, *, label: str = "") -> go.Figure:
     """The loss part ``key`` at every step (thinned to 400 points) and, on the right axis,
-    the exact KL(target || model) at the steps it was computed."""
+    the exact KL(target || model) at the steps it was computed.
+
+    >>> history = [{"step": s, "nll": 3.0 / s} for s in range(1, 101)]
+    >>> fig = curves_figure(history, "nll", [{"step": 50, "kl": 0.4}, {"step": 100, "kl": 0.2}])
+    >>> [t.name for t in fig.data], fig.layout.yaxis2.title.text
+    (['nll', 'exact KL(p‖q)'], 'KL (nats)')
+    >>> fig.show()  # doctest: +SKIP
+    """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     rows = history[:: max(1, len(history) // 400)]
     fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r[key] for r in rows], mode="lines",
@@ -236,7 +289,19 @@ def curves_figure(history: list[dict], key: str, exact: list[dict] | None = None
 
 
 def view_figure(experiment, data: torch.Tensor, picked: np.ndarray | None = None) -> go.Figure | None:
-    """The family's own view, by what it declares (``family.view``)."""
+    """The family's own view, by what it declares (``family.view``); None for a mixture
+    before its first EM step (nothing to draw yet).
+
+    >>> from genlab.lab.families import Options
+    >>> from genlab.lab.targets import get_target
+    >>> from genlab.lab.train import Experiment
+    >>> ex = Experiment.start(get_target("moons"), "realnvp", Options(couplings=2, hidden=8), lr=1e-3)
+    >>> view_figure(ex, ex.family.data(100)).layout.annotations[0].text  # layers_figure
+    'base N(0, I)'
+    >>> gmm = Experiment.start(get_target("moons"), "gmm", Options(components=3), lr=0.0)
+    >>> view_figure(gmm, gmm.family.data(100)) is None
+    True
+    """
     fam = experiment.family
     if fam.view == "layers":
         return layers_figure(fam)
@@ -251,7 +316,21 @@ def view_figure(experiment, data: torch.Tensor, picked: np.ndarray | None = None
 
 def model_density_figure(experiment, log_q: np.ndarray | None) -> go.Figure:
     """The model's density on the grid (the GAN, which has none: a histogram of its samples),
-    its samples over it."""
+    its samples over it.
+
+    >>> from genlab.lab.families import Options
+    >>> from genlab.lab.targets import get_target
+    >>> from genlab.lab.train import Experiment
+    >>> ex = Experiment.start(get_target("moons"), "realnvp", Options(couplings=2, hidden=8),
+    ...                       lr=1e-3, grid=Grid(32))
+    >>> fig = model_density_figure(ex, ex.log_q())
+    >>> fig.layout.title.text, fig.data[0].z.shape
+    ('RealNVP: model density', (32, 32))
+    >>> gan = Experiment.start(get_target("moons"), "gan", Options(hidden=8), lr=1e-3, grid=Grid(32))
+    >>> model_density_figure(gan, None).layout.title.text
+    'GAN: histogram of 20,000 samples'
+    >>> fig.show()  # doctest: +SKIP
+    """
     fam, grid = experiment.family, experiment.grid
     samples = fam.sample(SAMPLES)
     if log_q is None:
