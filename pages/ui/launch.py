@@ -78,9 +78,44 @@ def warm_up(modules: tuple[str, ...] = WARM) -> bool:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001
                 pass
+        if modules is WARM:
+            warm_plotly()
         freeze_imports()
         _warmed = True
         return True
+
+
+WARM_TRACES = ("Scatter", "Scattergl", "Heatmap", "Contour", "Histogram", "Bar")
+"""The plotly trace types genlab's figures use (tests/app/test_launch.py reads the figure
+modules to check)."""
+
+
+def warm_plotly() -> float:
+    """Build and serialise one small figure of every kind the pages draw (subplots, lines,
+    Scattergl, heatmap, contour, histogram, bars), as ``st.plotly_chart`` does; returns the
+    seconds it took. plotly's Python side builds its classes and validators on first use:
+    the first figure of a process took 0.81 s, the same figure next 0.10 s (the Train
+    page's live curves, one thread, a busy machine), which every chart page's first visit
+    after a server start paid. Errors are left for the page to report."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        import plotly.graph_objects as go
+        import plotly.io as pio
+
+        from genlab.figures.curves import live_figure
+
+        recs = [{"event": "step", "split": "train", "step": s, "epoch": 1, "loss": 1.0 / s}
+                for s in (1, 2)] + [{"event": "epoch", "split": "val", "step": 2, "epoch": 1, "loss": 0.4}]
+        xs = [0.0, 1.0]
+        traces = [getattr(go, kind)(**({"z": [xs, xs]} if kind in ("Heatmap", "Contour") else {"x": xs}))
+                  for kind in WARM_TRACES]
+        for fig in (live_figure(recs), go.Figure(traces)):
+            pio.to_json(fig, validate=False)
+    except Exception:  # noqa: BLE001
+        pass
+    return time.perf_counter() - t0
 
 
 def warm_once() -> None:

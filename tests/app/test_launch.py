@@ -123,3 +123,22 @@ def test_the_served_page_says_where_the_server_is():
     holding an older copy) names the server's base URL; other files are Streamlit's own
     (tests/app/test_app_browser.py checks the console of every page)."""
     assert _run(SERVED) == ["True", "True", "True", "image/png"]
+
+
+def test_the_warm_up_builds_every_trace_type_the_figures_use():
+    """warm_plotly builds one figure of each trace type genlab's figures and the pages
+    construct (go.<Type>(...) in their sources), so no page's first chart pays for plotly
+    building that type's classes and validators."""
+    import re
+    import sys
+    from pathlib import Path
+
+    from pages.ui.launch import WARM_TRACES, warm_plotly
+
+    root = Path(__file__).resolve().parents[2]
+    used = {m for f in [*root.glob("genlab/**/*.py"), *root.glob("pages/**/*.py")]
+            for m in re.findall(r"\bgo\.([A-Z][A-Za-z]+)\(", f.read_text(encoding="utf-8"))} - {"Figure"}
+    assert used and used <= set(WARM_TRACES), sorted(used - set(WARM_TRACES))
+    assert warm_plotly() > 0
+    for kind in WARM_TRACES:  # built, so plotly's module for each trace type is loaded
+        assert f"plotly.graph_objs._{kind.lower()}" in sys.modules
