@@ -84,7 +84,10 @@ class LabFamily:
         """log q(x) in nats (B,), exact or an estimate as ``density`` says."""
         raise TypeError(f"{self.label} has no density ({type(self).__name__}.density is None)")
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n model samples (n, 2), drawn with ``generator`` (default: the family's own, which
+        also draws its training batches; a page draws its pictures with one of its own, so
+        drawing never changes the training and the same model gives the same picture)."""
         raise NotImplementedError
 
     def on_start(self, grid: Grid) -> None:
@@ -139,8 +142,8 @@ class CouplingFlow(LabFamily):
         return {"loss": nll.item(), "nll": nll.item()}
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.flow.inverse(torch.randn(n, 2, generator=self.gen))[0]
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.flow.inverse(torch.randn(n, 2, generator=self.gen if generator is None else generator))[0]
 
     @torch.no_grad()
     def trace(self, z: torch.Tensor) -> list[torch.Tensor]:
@@ -184,6 +187,13 @@ class Glow2D(CouplingFlow):
         for i in range(self.opts.couplings):
             out += [ActNorm(2), InvertibleLinear(2, seed=i), vector_coupling(2, h, 0, shared=True)]
         return out
+
+    def on_start(self, grid: Grid) -> None:
+        """ActNorm's data-dependent init on target samples (drawn apart from the training
+        batches), before anything else runs the flow: else the page's first picture, the
+        density on the grid, initialised it with the grid's points, uniform on the box."""
+        with torch.no_grad():
+            self.flow(self.target.sample(1024, torch.Generator().manual_seed(0)))
 
 
 # -- flows by reverse KL -----------------------------------------------------------------------
@@ -236,8 +246,8 @@ class EnergyFlow(LabFamily):
         return layer.inverse(y)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        return self.flow(torch.randn(n, 2, generator=self.gen))[0]
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.flow(torch.randn(n, 2, generator=self.gen if generator is None else generator))[0]
 
     @torch.no_grad()
     def trace(self, z: torch.Tensor) -> list[torch.Tensor]:
@@ -291,8 +301,10 @@ class VAE2D(LabFamily):
         return x.view(-1, 1, 1, 2)
 
     def step(self, batch: int) -> dict[str, float]:
-        out = self.vae.loss(self._img(self.data(batch)))
-        self._minimise(self.optimizers[0], out["loss"])
+        with torch.random.fork_rng(devices=[]):  # the VAE draws z from the global RNG: seeded
+            torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=self.gen)))  # by the family's
+            out = self.vae.loss(self._img(self.data(batch)))
+            self._minimise(self.optimizers[0], out["loss"])
         self.steps += 1
         return {k: out[k].item() for k in ("loss", "elbo", "recon", "kl")}
 
@@ -305,9 +317,10 @@ class VAE2D(LabFamily):
         return out[:, 0, 0], out[:, 1, 0]
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        mean, logvar = self.decoder_mean_logvar(torch.randn(n, self.opts.latent, generator=self.gen))
-        return mean + torch.exp(0.5 * logvar) * torch.randn(n, 2, generator=self.gen)
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        g = self.gen if generator is None else generator
+        mean, logvar = self.decoder_mean_logvar(torch.randn(n, self.opts.latent, generator=g))
+        return mean + torch.exp(0.5 * logvar) * torch.randn(n, 2, generator=g)
 
     @torch.no_grad()
     def posterior(self, x: torch.Tensor):
@@ -360,8 +373,8 @@ class GAN2D(LabFamily):
         return {k: out[k].item() for k in ("loss", "d_loss", "g_loss", "d_real", "d_fake")}
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        z = torch.randn(n, self.opts.latent, generator=self.gen)
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.opts.latent, generator=self.gen if generator is None else generator)
         return BOX * self.gan.generator(z)
 
     @torch.no_grad()
@@ -369,11 +382,11 @@ class GAN2D(LabFamily):
         """D(x) in (0, 1) at points x (B, 2)."""
         return torch.sigmoid(self.gan.discriminator(x / BOX))
 
-    def generator_pull(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def generator_pull(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Generated points (n, 2) and the direction the generator's loss moves each one,
         -d(-log D(x))/dx in data space (n, 2): GAN Lab's arrows."""
         with torch.no_grad():
-            fake = self.gan.generator(torch.randn(n, self.opts.latent, generator=self.gen))
+            fake = self.gan.generator(torch.randn(n, self.opts.latent, generator=self.gen if generator is None else generator))
         fake.requires_grad_(True)
         g_loss = F.softplus(-self.gan.discriminator(fake)).sum()  # -log sigmoid(logit)
         (grad,) = torch.autograd.grad(g_loss, fake)
@@ -427,10 +440,11 @@ class Mixture2D(LabFamily):
             return torch.full((len(x),), -math.log((2 * BOX) ** 2))  # before the first step: flat
         return torch.as_tensor(self.gm.score_samples(x.double().numpy()), dtype=torch.float32)
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        g = self.gen if generator is None else generator
         if not self.fitted():
-            return (torch.rand(n, 2, generator=self.gen) * 2 - 1) * BOX
-        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,), generator=self.gen)))
+            return (torch.rand(n, 2, generator=g) * 2 - 1) * BOX
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,), generator=g)))
         k = rng.choice(len(self.gm.weights_), size=n, p=self.gm.weights_ / self.gm.weights_.sum())
         z = rng.standard_normal((n, 2))
         chol = np.linalg.cholesky(self.gm.covariances_)  # (K, 2, 2)

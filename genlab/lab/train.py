@@ -17,6 +17,16 @@ from .targets import Grid, Target, grid_density
 MAX_HISTORY = 4000  # loss records kept (thinned by half beyond)
 
 
+def step_budget(tick_s: float, draw_s: float, *, most: float, least: float, fill: float = 0.9) -> float:
+    """Seconds of stepping for a live tick of ``tick_s`` whose drawing took ``draw_s`` last
+    time: what is left of ``fill`` of the tick (the rest is Streamlit's own work), between
+    ``least`` (training never stops) and ``most``. A Streamlit fragment run longer than its
+    run_every is followed at once by the next (the browser asks on its timer and the server
+    keeps one request while a run is going), so a tick longer than its interval gives no
+    more pictures, only a server that never rests beside the browser drawing them."""
+    return min(most, max(least, fill * tick_s - draw_s))
+
+
 @dataclass
 class Experiment:
     target: Target
@@ -25,6 +35,7 @@ class Experiment:
     history: list[dict] = field(default_factory=list)  # {"step", loss parts...}
     exact: list[dict] = field(default_factory=list)  # {"step", "kl", "nll"}
     seconds: float = 0.0  # time spent stepping
+    _log_q: tuple[int, np.ndarray | None] | None = field(default=None, repr=False)  # (steps, log q)
 
     @classmethod
     def start(cls, target: Target, family: str, opts: Options, *, lr: float, seed: int = 0,
@@ -69,11 +80,18 @@ class Experiment:
         return grid_density(self.target, self.grid)
 
     def log_q(self) -> np.ndarray | None:
-        """The model's log-density at the grid's cell centres (n*n,), or None."""
+        """The model's log-density at the grid's cell centres (n*n,), or None: one batched
+        pass without autograd, kept until the next step (a rerun that did not step, the
+        metrics and the picture share it). An estimate (the VAE's importance-weighted
+        bound) draws its samples from a fixed seed, outside the global random stream the
+        training draws from: the same model gives the same figures."""
         if self.family.density is None:
             return None
-        with torch.no_grad():
-            return self.family.log_prob(self.grid.points()).double().numpy()
+        if self._log_q is None or self._log_q[0] != self.steps:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._log_q = (self.steps, self.family.log_prob(self.grid.points()).double().numpy())
+        return self._log_q[1]
 
     def figures(self, log_q: np.ndarray | None = None) -> Figures | None:
         """Exact entropy, NLL and KL(target || model) on the grid (a bound for the VAE's
