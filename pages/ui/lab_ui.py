@@ -3,14 +3,25 @@ once a session and written back, the controls, the session's experiments and the
 fragment that advances them and redraws.
 
 Where training runs: in this session's script thread, inside the fragment. Each tick of
-``st.fragment(run_every=TICK_S)`` steps every experiment for its share of STEP_BUDGET_S,
-then redraws; the page stays responsive because a tick ends, and a click waits at most one
-tick. Two browser tabs are two sessions, each with its own experiments and its own
-fragment thread; they share the CPU, so each steps fewer times a second, while each keeps
-redrawing at the tick's rate (the budget is time, not steps)."""
+``st.fragment(run_every=TICK_S)`` steps every experiment for its share of the tick's
+stepping time (what the last drawing left of the tick, at most STEP_BUDGET_S:
+genlab.lab.train.step_budget), then redraws; the page stays responsive because a tick ends,
+and a click waits at most one tick.
+
+What a redraw costs the browser: Streamlit 1.67 names a chart by a hash of its figure, so a
+changed figure is a new chart, which plotly draws from nothing (it never updates one in
+place: a fixed key does not change that); an unchanged figure keeps its chart and costs
+nothing. So the figures of an unchanged model are the same (genlab.lab.figures draws from
+fixed random numbers), the target's sits outside the fragment, and each figure is cheap to
+draw anew (points as one picture, no WebGL context to make; fixed margins, no second pass).
+
+Two browser tabs are two sessions, each with its own experiments and its own fragment
+thread; they share the CPU, so each steps fewer times a second, while each keeps redrawing
+at the tick's rate (the budget is time, not steps)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -21,11 +32,12 @@ from genlab.lab.families import FAMILIES
 from genlab.lab.quadrature import entropy
 from genlab.lab.state import BATCHES, LRS, MAX_FAMILIES, LabState, from_query, to_query
 from genlab.lab.targets import ENERGIES, LABELS, TARGETS, get_target
-from genlab.lab.train import Experiment
+from genlab.lab.train import Experiment, step_budget
 
 TICK_S, SLOW_TICK_S = 0.25, 1.0  # redraw interval while playing; in slow motion (one step a tick)
-STEP_BUDGET_S = 0.12  # stepping time a tick, shared by the experiments
-STATE, EXPS, PLAY = "lab_state", "lab_experiments", "lab_play"
+STEP_BUDGET_S, MIN_STEP_S = 0.12, 0.04  # stepping time a tick, shared by the experiments:
+# at most STEP_BUDGET_S, less when drawing needs the rest of the tick (step_budget), at least MIN_STEP_S
+STATE, EXPS, PLAY, DRAW = "lab_state", "lab_experiments", "lab_play", "lab_draw_s"
 
 
 def url_state() -> LabState:
@@ -204,14 +216,17 @@ def live() -> None:
         return
     _, exps, data = held
     if st.session_state[PLAY]:
+        budget = step_budget(TICK_S, st.session_state.get(DRAW, 0.0), most=STEP_BUDGET_S, least=MIN_STEP_S)
         for ex in exps:
             if state.slow:
                 ex.advance(1, batch=state.batch, lr=state.lr)
             else:
-                ex.run_for(STEP_BUDGET_S / len(exps), batch=state.batch, lr=state.lr)
+                ex.run_for(budget / len(exps), batch=state.batch, lr=state.lr)
+    t0 = time.perf_counter()
     for i, (col, ex) in enumerate(zip(st.columns(len(exps)), exps)):
         with col:
             experiment_column(ex, i, data)
+    st.session_state[DRAW] = time.perf_counter() - t0
 
 
 def run_live(state: LabState) -> None:
