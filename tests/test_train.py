@@ -595,3 +595,26 @@ def test_a_checkpoint_from_before_the_schedule_resumes(data_root, tmp_path):
     assert {r["lr"] for r in records if r["event"] == "step"} == {1e-3}  # constant, as before
     after = store.load_checkpoint(run / store.CHECKPOINT)
     assert after["step"] == 10 and after["schedule"]["steps"] == 10 and "live_model" not in after
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_sample_grids_keep_save_images_pixels_in_fewer_bytes(tmp_path, channels):
+    """save_sample_grid writes a 1-channel model's grid as greyscale PNG, an RGB model's as
+    RGB, with exactly the pixels torchvision's save_image writes (three equal channels for
+    grey), and the grey file is smaller."""
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from genlab.training.loop import save_sample_grid
+
+    cfg = VAEConfig(image_shape=(channels, 28, 28) if channels == 1 else (3, 32, 32), latent_dim=2,
+                    hidden=(16,), preprocess="dynamic" if channels == 1 else "dequantize")
+    model = VAE(cfg)
+    save_sample_grid(model, tmp_path / "mine.png", 8, seed=3)
+    imgs, nrow = model.sample_grid(8, 1.0, seed=3)
+    save_image(imgs.float(), tmp_path / "tv.png", nrow=nrow, padding=2, pad_value=1.0)
+    mine, tv = Image.open(tmp_path / "mine.png"), Image.open(tmp_path / "tv.png")
+    assert mine.mode == ("L" if channels == 1 else "RGB") and tv.mode == "RGB"
+    assert mine.convert("RGB").tobytes() == tv.tobytes()
+    if channels == 1:
+        assert (tmp_path / "mine.png").stat().st_size < (tmp_path / "tv.png").stat().st_size

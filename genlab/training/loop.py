@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torchvision.utils import save_image
+from PIL import Image
+from torchvision.utils import make_grid
 
 from ..config import TrainConfig, to_dict
 from ..data import ImageData, prepare, preprocess
@@ -154,13 +155,19 @@ def _check_finite(record: dict[str, float], step: int, window: list[dict] = ()) 
 def save_sample_grid(model: GenerativeModel, path: Path, n: int, seed: int,
                      temperature: float = 1.0) -> None:
     """n samples at ``temperature`` drawn with ``seed`` (the global RNG left as it was),
-    written as one PNG grid, atomically (a temporary file renamed)."""
+    written as one PNG grid, atomically (a temporary file renamed): greyscale for 1-channel
+    images (torchvision's save_image writes three equal channels, twice the bytes), with
+    save_image's pixels (x * 255 rounded)."""
     model.eval()
     imgs, nrow = model.sample_grid(n, temperature, seed=seed)  # a conditional model: a row a class
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        save_image(imgs.float().cpu(), tmp, nrow=nrow, padding=2, pad_value=1.0)
+        grid = make_grid(imgs.float().cpu(), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
+        pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        image = (Image.fromarray(pixels[0].numpy(), "L") if imgs.shape[1] == 1
+                 else Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB"))
+        image.save(tmp, format="PNG", optimize=True)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written grid
