@@ -101,6 +101,10 @@ LINEUP: tuple[Entry, ...] = (
     _e("vae-realnvp-post", "--model vae-flow-posterior --flow realnvp --num-flows 4 --hidden 256,256", 4,
        legacy_epochs=5),
     _e("gan", "--model gan --lr 2e-4", 5, legacy_epochs=10),
+    # class-conditional variants (issue 28): their families' networks and budgets
+    _e("cvae", "--model cvae --latent-dim 20", 8, "vae-20d's network, the one-hot label into encoder and decoder"),
+    _e("realnvp-cond", "--model realnvp-cond", 20, "realnvp's network, the label into every coupling"),
+    _e("cgan", "--model cgan --lr 2e-4", 5, "gan's networks with label embeddings"),
     _e("dcgan", "--model dcgan --lr 2e-4", None, "convolutional GAN; ~18 min an MNIST epoch on "
        "2 CPU cores (50 img/s)", gpu=True),
     # 2-D latents for the True posterior page (MNIST): log p(x) by quadrature on the first

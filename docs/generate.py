@@ -250,6 +250,51 @@ def block_shipped_8bit() -> list[str]:
                   "bits/dim", "FID"], rows, "llrrrrr")
 
 
+def fid_net_accuracy(dataset: str) -> float | None:
+    """The test accuracy of the FID feature network shipped for ``dataset``."""
+    from genlab.evaluation.fid import FeatureNetError, net_info
+
+    try:
+        return net_info(dataset).get("test_accuracy")
+    except FeatureNetError:
+        return None
+
+
+def block_shipped_conditional() -> list[str]:
+    """The class-conditional runs (a family with an unconditional variant in the registry):
+    log p(x|y) with the test labels beside the marginal log p(x), the generative
+    classifier (Bayes' rule) beside the FID feature network, FID, and what they cost."""
+    models = genlab()[1]
+    rows = []
+    for r in shipped():
+        e = r["eval"]
+        if not e or models.unconditional_family(r["model"]) is None:
+            continue
+        eight_bit = e.get("data") == "8-bit"
+        given, marginal = ((bpd(e.get("bpd_given")), bpd(e.get("bpd"))) if eight_bit
+                           else (nats(e.get("nll_given_nats")), nats(e.get("nll_nats"))))
+        unit = "bits/dim" if eight_bit else "nats"
+        has = e.get("classifier_accuracy") is not None
+        how = ("exact" if e.get("classifier_k") is None else f"k = {e['classifier_k']}") if has else "—"
+        rc = r["recipe"]
+        rows.append([f"`{r['run']}`", f"{given} {unit}" if given != "—" else "—",
+                     f"{marginal} {unit}" if marginal != "—" else "—",
+                     f(e.get("classifier_accuracy"), ".2%") if has else "—",
+                     f(e.get("classifier_ece"), ".4f") if has else "—", how,
+                     f(e.get("classifier_seconds"), ".0f") if has else "—",
+                     f(e.get("fid_net_accuracy") or fid_net_accuracy(r["dataset"]), ".2%"), fid(e.get("fid")),
+                     f(rc.get("train_cpu_s", 0) / 60, ".1f") if rc else "—"])
+    return [*table(["run", "−log p(x\\|y)", "−log p(x)", "classifier accuracy", "ECE", "log p(x\\|y) by",
+                    "classifier (s)", "FID net's accuracy", "FID", "training (CPU min)"], rows,
+                   "lrrrrlrrrr"), "",
+            "−log p(x|y) scores each test image under its own label; −log p(x) is the marginal "
+            "log Σ_y p(x|y) p(y), computed. The classifier is Bayes' rule, argmax_y log p(x|y) + "
+            "log p(y), over all ten classes of every test image; ECE is its expected "
+            "calibration error. The FID net is the CNN classifier whose features FID uses: what "
+            "a discriminative model of the same data reaches. A GAN has no likelihood and so no "
+            "classifier."]
+
+
 def block_lineup() -> list[str]:
     rows, budget, train_s, eval_s = [], 0.0, 0.0, 0.0
     for r in shipped():
@@ -610,6 +655,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "lineup-size": block_lineup_size,
     "shipped-binarised": block_shipped_binarised,
     "shipped-8bit": block_shipped_8bit,
+    "shipped-conditional": block_shipped_conditional,
     "true-posterior": block_true_posterior,
     "eval-settings": block_eval_settings,
     "fid-floor": block_fid_floor,

@@ -35,6 +35,28 @@ def test_prune_keeps_evenly_spaced_grids_with_the_last_per_temperature(tmp_path)
     assert [p.name for p in (tmp_path / "samples").glob("epoch_*.png")] == ["epoch_041.png"]
 
 
+def test_grey_grids_rewrites_grey_rgb_grids_as_greyscale_with_the_same_pixels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (30, 40), dtype=np.uint8)
+    colour = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    (tmp_path / "samples" / "t0.7").mkdir(parents=True)
+    Image.fromarray(np.stack([grey] * 3, -1), "RGB").save(tmp_path / "samples" / "epoch_001.png")
+    Image.fromarray(np.stack([grey] * 3, -1), "RGB").save(tmp_path / "samples" / "t0.7" / "epoch_001.png")
+    Image.fromarray(colour, "RGB").save(tmp_path / "samples" / "epoch_002.png")
+    before = (tmp_path / "samples" / "epoch_001.png").stat().st_size
+    assert recipe.grey_grids(tmp_path) == 2
+    for png in ("epoch_001.png", "t0.7/epoch_001.png"):
+        im = Image.open(tmp_path / "samples" / png)
+        assert im.mode == "L" and np.array_equal(np.asarray(im), grey)
+    assert (tmp_path / "samples" / "epoch_001.png").stat().st_size < before
+    kept = Image.open(tmp_path / "samples" / "epoch_002.png")
+    assert kept.mode == "RGB" and np.array_equal(np.asarray(kept), colour)  # colour stays
+    assert recipe.grey_grids(tmp_path) == 0 and not list(tmp_path.rglob(".*.tmp.png"))
+
+
 def test_what_the_recipe_does_with_each_run(tmp_path, capsys):
     """No folder: train. An unfinished scratch run: resume. A finished one: ship. A
     shipped run whose recipe.json holds the current options and budget and whose config is

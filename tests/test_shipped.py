@@ -38,6 +38,14 @@ def test_every_shipped_run_is_covered():
     assert len(RUNS) >= 20 and all((r / "checkpoint.pt").exists() for r in RUNS)
 
 
+MAX_BYTES = 75_000_000  # what checkpoints/ may hold in all (the shipped runs and FID networks)
+
+
+def test_the_shipped_folder_stays_within_its_budget():
+    size = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
+    assert size <= MAX_BYTES, f"checkpoints/ holds {size / 1e6:.2f} MB, more than {MAX_BYTES / 1e6:.0f} MB"
+
+
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
 def test_eval_json_latent_statistics_are_per_unit(run):
     """One value per latent unit; the per-unit KL sums to the KL of the same split."""
