@@ -23,7 +23,6 @@ from genlab.figures.tables import datasets_status
 from genlab.runs.status import runs_roots
 from pages import PAGES
 from pages.ui import launch
-from pages.ui.widgets import preload_modules
 
 # a local file: a ":material/..." page icon makes the browser fetch the favicon from a
 # font server, and an emoji one from a CDN, neither of which works offline
@@ -66,9 +65,7 @@ def _runs_sidebar() -> None:
 launch.wait_for_warm_up()  # never import beside another session's warm-up (pages/ui/launch.py)
 nav = st.navigation([st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None,
                              default=not p.url_path) for p in PAGES])
-spec = next((p for p in PAGES if p.url_path == nav.url_path), None)
 with st.sidebar:
-    preload_modules(spec.preload if spec else ())  # first: the browser loads them beside the run
     st.markdown(f"**Device** {_device()}")
     _data_sidebar()
     st.divider()

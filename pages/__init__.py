@@ -17,10 +17,6 @@ class PageSpec(NamedTuple):
     # the runs it can show: (model class, model_config) -> bool, the same function its run
     # picker lists runs by (genlab.runs.views); None: every run with a readable config
     shows: Callable[[type, dict], bool] | None = None
-    # Streamlit's lazily loaded browser modules its first view draws ("PlotlyChart" for
-    # st.plotly_chart, "Table" for st.table): app.py has the browser load them while the
-    # page's script runs (pages.ui.widgets.preload_modules)
-    preload: tuple[str, ...] = ("PlotlyChart",)
 
     def can_show(self, cls: type | None, cfg: dict) -> bool:
         """Home offers this page for a run of model class ``cls`` (None: unreadable config)."""
@@ -28,18 +24,14 @@ class PageSpec(NamedTuple):
 
 
 PAGES: list[PageSpec] = [
-    PageSpec("pages/home.py", "Home", ":material/home:", "", preload=("Table",)),
-    PageSpec("pages/train.py", "Train", ":material/model_training:", "train", True,
-             preload=("PlotlyChart", "Table")),
+    PageSpec("pages/home.py", "Home", ":material/home:", ""),
+    PageSpec("pages/train.py", "Train", ":material/model_training:", "train", True),
     PageSpec("pages/latent.py", "Latent explorer", ":material/scatter_plot:", "latent", True, views.latent_explorer),
     PageSpec("pages/clusters.py", "Clusters", ":material/bubble_chart:", "clusters", True, views.clusters),
-    PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True, views.interpolation,
-             preload=()),
-    PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True,
-             preload=("PlotlyChart", "Table")),
+    PageSpec("pages/interpolate.py", "Interpolation", ":material/linear_scale:", "interpolate", True, views.interpolation),
+    PageSpec("pages/compare.py", "Compare", ":material/compare:", "compare", True),
     PageSpec("pages/posterior.py", "True posterior", ":material/blur_circular:", "posterior", True, views.posterior),
-    PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True, views.likelihood,
-             preload=("PlotlyChart", "Table")),
+    PageSpec("pages/likelihood.py", "Out-of-distribution", ":material/travel_explore:", "likelihood", True, views.likelihood),
     PageSpec("pages/lab.py", "2-D lab", ":material/science:", "lab"),
 ]
 

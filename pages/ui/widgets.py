@@ -94,37 +94,6 @@ def draw(fig, *, key: str, where=None, **kw):
                               config={**PLOTLY_CONFIG, **kw.pop("config", {})}, **kw)
 
 
-def lazy_modules(names: tuple[str, ...]) -> list[str]:
-    """The file names of Streamlit's lazily loaded browser modules called ``names``
-    (PlotlyChart.<hash>.js: 4.7 MB with plotly.js; Table.<hash>.js), those this Streamlit has."""
-    import streamlit
-
-    js = Path(streamlit.__file__).parent / "static" / "static" / "js"
-    return [f.name for name in names for f in sorted(js.glob(f"{name}.*.js"))[:1]]
-
-
-def preload_modules(names: tuple[str, ...], where=None) -> list[str]:
-    """Have the browser load and run Streamlit's lazy modules ``names`` now, while the
-    server still runs the page, rather than when the first element that needs one
-    arrives (Streamlit fetches a module only then): a fresh browser spent most of a chart
-    page's first visit on plotly's (benchmarks/app_browser.py). Each module is imported
-    by the URL Streamlit's own lazy import resolves (beside its index script), so the
-    browser runs it once and Streamlit's import finds it done; a module already loaded in
-    this tab costs nothing. Returns the files asked for."""
-    import streamlit as st
-
-    files = lazy_modules(names)
-    if files:
-        (where or st).html(
-            "<script>(() => { const s = document.querySelector('script[src*=\"/static/js/index.\"]');"
-            " if (!s) return; window.__genlabPreload = window.__genlabPreload || {};"
-            f" for (const f of {files!r})"
-            " if (!window.__genlabPreload[f]) window.__genlabPreload[f] ="
-            " import(new URL(f, s.src).href).catch(() => null); })();</script>",
-            unsafe_allow_javascript=True)
-    return files
-
-
 TEMPERATURE_HELP = ("Samples drawn now from the checkpoint at temperature T: the prior's draws "
                     "scaled by T (flows, Gaussian latents and the flow prior's base: N(0, T^2 I), "
                     "Kingma & Dhariwal 2018), the mixture's components scaled (autoencoder + GMM), "
