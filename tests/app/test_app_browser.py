@@ -90,6 +90,7 @@ def _choose(page, label: str, text: str) -> None:
     """Pick the option of the selectbox ``label`` that starts with ``text``."""
     box = page.get_by_role("combobox", name=label, exact=True)
     box.click()
+    page.keyboard.type(text)  # the list shows a screenful of options: filter it
     page.get_by_role("option", name=re.compile("^" + re.escape(text))).first.click()
     page.wait_for_function("([l, t]) => document.querySelector(`input[aria-label='${l}']`)"
                            ".value.startsWith(t)", arg=[label, text], timeout=PAGE_TIMEOUT_MS)
@@ -266,6 +267,7 @@ def compare(page) -> None:
     bound (a GAN has none)."""
     _choose(page, "Dataset", "mnist")
     page.get_by_role("combobox", name="Runs (2 to 4)").click()
+    page.keyboard.type("vae-20d-mnist")
     page.get_by_role("option", name=re.compile("^vae-20d-mnist")).first.click()
     page.keyboard.press("Escape")
     page.wait_for_selector('[data-testid="stMain"] p:has-text("vae-20d-mnist")', timeout=PAGE_TIMEOUT_MS)
