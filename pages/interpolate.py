@@ -106,7 +106,9 @@ st.image(explore.grid_image(images, per_row, scale=3),
 gif = explore.gif_bytes(images, scale=4)
 g1, g2 = st.columns([1, 4])
 g1.image(gif, caption="the strip as a GIF (back and forth)")
-g2.download_button("Download the GIF", gif, file_name=gif_name(run, method, frames),
+# the bytes handed over on the click (a callable), not stored as a media file on every run,
+# whose URL a rerun retires while a busy browser may still be fetching it (a 404 in the console)
+g2.download_button("Download the GIF", lambda: gif, file_name=gif_name(run, method, frames),
                    mime="image/gif", icon=":material/download:")
 if run.ref is not None and run.ref.standard:
     g2.caption(norm_caption(path, ends, method))
