@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from explore_fixture import AE_GMM, CORRUPT, FLOW, GAN, make_explore_runs
-from runs_fixture import GOOD, REPO, make_runs, served_app
+from runs_fixture import GOOD, REPO, make_runs, point_app_at, served_app
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +29,7 @@ def app_runs(runs_root, monkeypatch) -> Path:
 @pytest.fixture
 def train_env(tmp_path, data_root, monkeypatch) -> Path:
     """An empty run folder (not created yet), the real data root, small child processes."""
-    root = tmp_path / "runs"
-    monkeypatch.setenv("GENLAB_RUNS", str(root))
-    monkeypatch.setenv("GENLAB_DATA", str(data_root))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)
-    return root
+    return point_app_at(tmp_path / "runs", data_root, monkeypatch)
 
 
 @pytest.fixture

@@ -25,6 +25,16 @@ NO_RUNS = "No runs yet"
 TIMEOUT = 120  # seconds for one script run (the first imports torch, sklearn, umap)
 
 
+def point_app_at(root: Path, data_root: Path, monkeypatch) -> Path:
+    """The app, run in this process by AppTest, reads runs from ``root`` and data from
+    ``data_root``, with small child processes, from the repository (as `make run` does)."""
+    monkeypatch.setenv("GENLAB_RUNS", str(root))
+    monkeypatch.setenv("GENLAB_DATA", str(data_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.chdir(REPO)
+    return root
+
+
 def run_page(file: str, run: str | None = None) -> AppTest:
     """Run the app (st.navigation registers the pages on the first run), then ``file``,
     with ``run`` selected (st.session_state["run"]) as Home's links do."""

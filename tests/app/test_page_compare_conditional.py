@@ -19,7 +19,7 @@ from genlab.evaluation import compare
 from genlab.evaluation.images import test_images as first_test_images
 from genlab.evaluation.metrics import evaluate_run
 from genlab.runs import store
-from runs_fixture import REPO, run_page, texts
+from runs_fixture import point_app_at, run_page, texts
 
 PAGE = "pages/compare.py"
 COND, FLOW, CGAN, GAN = "realnvp-cond-tiny", "realnvp-tiny", "cgan-tiny", "gan-tiny"
@@ -62,17 +62,9 @@ def cond_root(tmp_path_factory, data_root) -> Path:
     return root
 
 
-def point_at(root: Path, data_root: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("GENLAB_RUNS", str(root))
-    monkeypatch.setenv("GENLAB_DATA", str(data_root))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)
-    return root
-
-
 @pytest.fixture
 def env(cond_root, data_root, monkeypatch) -> Path:
-    return point_at(cond_root, data_root, monkeypatch)
+    return point_app_at(cond_root, data_root, monkeypatch)
 
 
 @pytest.fixture
@@ -80,7 +72,7 @@ def alone(cond_root, data_root, tmp_path, monkeypatch) -> Path:
     """The two conditional runs without their families."""
     for name in (CGAN, COND):
         shutil.copytree(cond_root / name, tmp_path / name)
-    return point_at(tmp_path, data_root, monkeypatch)
+    return point_app_at(tmp_path, data_root, monkeypatch)
 
 
 def pick(at, root: Path, *names: str):
