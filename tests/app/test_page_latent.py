@@ -3,8 +3,12 @@ image back, the 2-D manifold is drawn, and a GAN, missing data, a corrupt checkp
 an empty folder each get a message instead of a traceback."""
 from __future__ import annotations
 
+import dataclasses
+import shutil
 
 import numpy as np
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from explore_fixture import AE_GMM, CORRUPT, FLOW, GAN, figures, image_by_caption
@@ -153,10 +157,13 @@ def test_the_page_opens_on_a_2d_model_with_pca(explore_runs):
     assert not at.error
 
 
-def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch, data_root):
-    """Issue 13, item 2: the shipped 20-D posterior-flow VAE (the run the page used to open
-    on, with UMAP of 10,000 codes on its critical path) draws PCA and UMAP from its stored
-    projections.npz: no test image beyond the first is encoded, and UMAP is not run."""
+@pytest.mark.parametrize("name", ["vae-realnvp-post-mnist", "realnvp-mnist", "nice-fashion-mnist"])
+def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch, data_root, name):
+    """Issue 13, item 2: a shipped run (the 20-D posterior-flow VAE the page used to open
+    on, with UMAP of 10,000 codes on its critical path; two flows, whose switch spent
+    seconds encoding 2,000 test images while their files predated the robust directions)
+    draws PCA and UMAP from its stored projections.npz: no test image beyond the first is
+    encoded, and UMAP is not run."""
     from genlab.evaluation import explore
 
     monkeypatch.setenv("GENLAB_RUNS", str(REPO / "checkpoints"))
@@ -165,13 +172,14 @@ def test_a_shipped_run_draws_its_stored_projection_without_encoding(monkeypatch,
     encoded, real = [], explore.encode_images
     monkeypatch.setattr(explore, "encode_images", lambda m, x, **kw: encoded.append(len(x)) or real(m, x, **kw))
     monkeypatch.setattr(explore, "project", lambda *a, **k: (_ for _ in ()).throw(AssertionError("projected")))
-    at = run_page(PAGE, str(REPO / "checkpoints" / "vae-realnvp-post-mnist"))
+    at = run_page(PAGE, str(REPO / "checkpoints" / name))
     assert not at.exception, [e.value for e in at.exception]
     assert x_title(figures(at)[0]) == "PCA 1"
     at = next(r for r in at.radio if r.label == "Projection").set_value("umap").run()
     assert not at.exception and x_title(figures(at)[0]) == "UMAP 1"
     assert "scaleanchor" not in figures(at)[0]["layout"]["yaxis"]  # UMAP's axes are not equal
-    assert max(encoded, default=0) <= 1, encoded  # the sliders' first test image only
+    # the sliders' first test image, and a flow's interpolation between two test images
+    assert max(encoded, default=0) <= (2 if "vae" not in name else 1), encoded
 
 
 def test_umap_is_computed_in_the_background_on_request(explore_runs):
@@ -257,17 +265,25 @@ def test_a_box_selection_shows_a_spread_of_its_classes(explore_runs, monkeypatch
     assert width == shape[1] <= 960 + 17 * 2
 
 
-def test_nice_codes_far_out_neither_shrink_the_scatter_nor_steer_the_sliders(monkeypatch, data_root):
-    """Issue 24, item 6, on the shipped nice-mnist (read-only): a few codes reached 1,100 on
+def test_nice_codes_far_out_neither_shrink_the_scatter_nor_steer_the_sliders(monkeypatch, data_root, tmp_path):
+    """Issue 24, item 6, on a copy of the shipped nice-mnist: a few codes reached 1,100 on
     PCA 1, so 99 % of the points sat in one dot and the principal-direction sliders
-    (sd 53) moved nothing. Its projections.npz predates the robust directions, so PCA and
-    the directions are computed from the page's codes; its UMAP is still the stored one;
-    nothing is written beside the shipped checkpoint."""
+    (sd 53) moved nothing. Its copy is given a projections.npz as written before the
+    robust directions (one such code at 1,100 on PCA 1, sd 53), so PCA and the directions
+    are computed from the page's codes; its UMAP is still the stored one; nothing is
+    written beside the checkpoint."""
     from genlab.evaluation import explore
 
-    run = REPO / "checkpoints" / "nice-mnist"
+    run = tmp_path / "nice-mnist"
+    shutil.copytree(REPO / "checkpoints" / "nice-mnist", run)
+    digest = explore.checkpoint_digest(run / "checkpoint.pt")
+    stored = explore.load_projections(run, digest)
+    xy = {m: v.copy() for m, v in stored.xy.items()}
+    xy["pca"][7] = (1100.0, 0.0)
+    axes = dataclasses.replace(stored.axes, sd=torch.full_like(stored.axes.sd, 53.0))
+    explore.save_projections(run, dataclasses.replace(stored, xy=xy, axes=axes, robust=False), digest)
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
-    monkeypatch.setenv("GENLAB_RUNS", str(REPO / "checkpoints"))
+    monkeypatch.setenv("GENLAB_RUNS", str(tmp_path))
     monkeypatch.setenv("GENLAB_DATA", str(data_root))
     monkeypatch.chdir(REPO)
     real = explore.project
