@@ -15,6 +15,11 @@ does) on the shipped runs, headless Chromium (Playwright).
 
     GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/app_browser.py [--rounds 3]
 
+5. with ``--baseline CHECKOUT`` instead: run switches alone, a fresh server per round, this
+   checkout's and another's (`git worktree add ../before REV`, its .venv linked) in turn:
+
+    GENLAB_DATA=../shared/datasets .venv/bin/python benchmarks/app_browser.py --baseline ../before --rounds 5
+
 The speed goals (``GOALS``) are here, beside the figures, and each figure says whether it
 met its goal: the tests (tests/app/test_app_browser.py, test_live_decoder_browser.py,
 test_page_latent.py) assert what the pages do, and time nothing but a hang.
@@ -131,6 +136,58 @@ def run_switches(page, base: str, names=SWITCH_RUNS) -> dict:
         page.wait_for_timeout(150)  # the rerun starts
         out[run] = round((last_change_ms(page) - t) / 1000, 2)
         print("switch", run, out[run], flush=True)
+    return out
+
+
+def switch_rounds(browser, rounds: int, module=None) -> dict:
+    """Run switches (:func:`run_switches`) on a fresh server per round, in a fresh browser
+    context (nothing cached): each round's switches are the first to each run in that
+    server. ``module``: another checkout's benchmarks/app_browser.py (its app, its pages'
+    settled test), else this one. Median and every value per run, and the load."""
+    module = module or sys.modules[__name__]
+    every, loads = {}, []
+    for _ in range(rounds):
+        port = module.free_port()
+        proc = module.serve(port)
+        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+        try:
+            loads.append(round(os.getloadavg()[0], 2))
+            for run, t in module.run_switches(ctx.new_page(), f"http://localhost:{port}").items():
+                every.setdefault(run, []).append(t)
+        finally:
+            ctx.close()
+            module.stop(proc)
+    return {"median_s": {run: statistics.median(v) for run, v in every.items()},
+            "all_s": every, "load_avg": loads}
+
+
+def paired_switches(browser, baseline: Path, rounds: int) -> dict:
+    """:func:`switch_rounds` of this checkout and of ``baseline`` (another checkout of
+    genlab, e.g. a `git worktree` of an older commit, run with its own app_browser.py),
+    round by round in turn, so that both see the same load."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("baseline_app_browser", baseline / "benchmarks" / "app_browser.py")
+    other = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    spec.loader.exec_module(other)
+    sys.path[:] = path  # it put its own checkout first
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline, capture_output=True,
+                         text=True).stdout.strip()
+    if os.environ.get("GENLAB_DATA"):  # the other server runs in its own checkout
+        os.environ["GENLAB_DATA"] = str(Path(os.environ["GENLAB_DATA"]).resolve())
+    out = {"baseline_rev": rev, "rounds": rounds, "baseline": [], "this": []}
+    for _ in range(rounds):
+        out["baseline"].append(switch_rounds(browser, 1, other))
+        out["this"].append(switch_rounds(browser, 1))
+    for key in ("baseline", "this"):
+        every = {}
+        for r in out[key]:
+            for run, v in r["all_s"].items():
+                every.setdefault(run, []).extend(v)
+        out[key] = {"median_s": {run: statistics.median(v) for run, v in every.items()}, "all_s": every,
+                    "load_avg": [r["load_avg"][0] for r in out[key]]}
+    print("paired run switches", out, flush=True)
     return out
 
 
@@ -283,7 +340,8 @@ def missed(out: dict) -> list[str]:
 
 
 def main(slider_runs: list[str], rounds: int = 3,
-         decoder_runs: tuple[str, ...] = ("vae-2d-mnist", "gan-mnist")) -> dict:
+         decoder_runs: tuple[str, ...] = ("vae-2d-mnist", "gan-mnist"),
+         baseline: Path | None = None, switch_only: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     from pages import PAGES
@@ -297,6 +355,11 @@ def main(slider_runs: list[str], rounds: int = 3,
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        if baseline is not None:
+            out["run_switches_paired"] = paired_switches(browser, baseline, max(rounds, 1))
+        if switch_only:
+            browser.close()
+            return out
         for launcher in LAUNCHERS if rounds else ():  # paired, page by page
             key = "first_visits" if launcher == "python app.py" else "first_visits_streamlit_run"
             out[key] = first_visits(browser, PAGES, rounds, launcher)
@@ -347,5 +410,14 @@ if __name__ == "__main__":
                     help="runs whose Latent explorer slider to time (e.g. vae-2d-mnist realnvp-mnist)")
     ap.add_argument("--decoders", nargs="*", default=["vae-2d-mnist", "gan-mnist"], metavar="RUN",
                     help="runs whose browser decoder to time (an MLP decoder: the VAEs, the MLP GAN)")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="another checkout of genlab (a git worktree of an older commit): its run "
+                         "switches are timed round by round beside this one's, written to "
+                         "benchmarks/results/app_browser-switches.json")
     a = ap.parse_args()
-    main(a.sliders, a.rounds, tuple(a.decoders))
+    if a.baseline:  # the paired comparison alone: its own file, the other figures untouched
+        paired = main([], a.rounds, (), a.baseline, switch_only=True)
+        paired["load_avg_end"] = os.getloadavg()[0]
+        (REPO / "benchmarks" / "results" / "app_browser-switches.json").write_text(json.dumps(paired, indent=1) + "\n")
+    else:
+        main(a.sliders, a.rounds, tuple(a.decoders))

@@ -24,14 +24,17 @@ def _json(fig: go.Figure) -> dict:
     return json.loads(pio.to_json(fig, validate=False))
 
 
-def test_the_scatter_holds_every_code_once_with_its_index_in_one_webgl_trace_per_class():
-    xy, y = _codes()
+@pytest.mark.parametrize("n, kind", [(300, go.Scatter), (F.GL_CODES + 1, go.Scattergl)])
+def test_the_scatter_holds_every_code_once_with_its_index_in_one_trace_per_class(n, kind):
+    xy, y = _codes(n)
     xy[5] = np.nan  # a NaN code is not drawn, and not invalid JSON
-    fig = F.latent_scatter_figure(xy, y, [f"c{k}" for k in range(10)])
+    fig = F.latent_scatter_figure(xy, y, [f"c{k}" for k in range(10)], mark=3)
     _json(fig)
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)
-    assert sorted(i for t in fig.data for i in t.customdata) == list(range(len(xy)))
-    for t in fig.data:  # each trace is one class, in index order
+    assert all(isinstance(t, kind) for t in fig.data)  # one kind: the ring lies over the codes
+    assert fig.data[-1].name == "this image" and fig.data[-1].customdata is None
+    codes = fig.data[:-1]
+    assert sorted(i for t in codes for i in t.customdata) == list(range(len(xy)))
+    for t in codes:  # each trace is one class, in index order
         k = int(t.name[1:])
         assert list(t.customdata) == np.flatnonzero(y == k).tolist()
         np.testing.assert_allclose(np.c_[t.x, t.y], xy[t.customdata], rtol=1e-6)  # float32 on the wire
@@ -79,7 +82,9 @@ def test_the_mixture_draws_an_ellipse_and_a_numbered_mean_per_component():
     xy, y = _codes(50)
     fig = F.mixture_figure(means, ellipses, xy=xy, labels=y, highlight=1)
     _json(fig)
-    assert all(isinstance(t, go.Scattergl) for t in fig.data)  # all WebGL: drawn in trace order
+    assert all(isinstance(t, go.Scatter) for t in fig.data)  # one kind: drawn in trace order
+    many = F.mixture_figure(means, ellipses, xy=_codes(F.GL_CODES + 1)[0])
+    assert all(isinstance(t, go.Scattergl) for t in many.data)
     lines = [t for t in fig.data if t.mode == "lines"]
     assert [t.name for t in lines] == ["2-sigma ellipses", "component 1", "2-sigma ellipses"]
     assert [t.showlegend for t in lines] == [True, True, False]

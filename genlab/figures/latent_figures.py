@@ -4,9 +4,10 @@ coloured by class, with click, box and lasso selection (the Latent explorer, the
 posterior's image picker), a mixture's components over them and its weights (Clusters).
 Pages place them; :func:`selected_codes` maps a selection back to the codes.
 
-The codes are ``Scattergl`` traces (thousands of points, one trace per class). WebGL traces
-are drawn above every SVG trace whatever their order, so whatever must lie over the codes
-(the ring of the image looked at, a mixture's ellipses and means) is ``Scattergl`` too."""
+The codes are one trace per class: ``Scattergl`` (WebGL) beyond :data:`GL_CODES` codes,
+plain ``Scatter`` (SVG) up to it. WebGL traces are drawn above every SVG trace whatever
+their order, so whatever must lie over the codes (the ring of the image looked at, a
+mixture's ellipses and means) is of the same kind as they are."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,22 @@ PAD = 1.05  # the view reaches this far beyond the points' half-width around the
 
 FENCE = 3.0  # Tukey's far-out fences: 3 IQR beyond the quartiles (+-4.7 sd for normal data)
 STRETCH = 2.0  # codes beyond the fences are left out of the view when they would widen it this much
+GL_CODES = 2500
+"""A figure of more codes than this draws them (and what lies over them) with ``Scattergl``,
+of fewer with ``Scatter``: in headless Chromium (software WebGL) SVG drew 2,000 codes in
+ten traces sooner than WebGL (medians about 0.36 s against 0.50 s), they were even at 3,000,
+and WebGL was sooner at 5,000 (0.5 s against 0.7 s)."""
+
+
+def trace_kind(n_codes: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The trace class of a figure of ``n_codes`` codes (:data:`GL_CODES`).
+
+    >>> trace_kind(2000).__name__, trace_kind(5000).__name__
+    ('Scatter', 'Scattergl')
+    """
+    return go.Scattergl if n_codes > GL_CODES else go.Scatter
+
+
 EDGE_SYMBOLS = (("triangle-left", "triangle-right"), ("triangle-down", "triangle-up"))
 """The marker of a code drawn at the view's edge, by axis and side: it points towards the code."""
 
@@ -74,8 +91,8 @@ def _axes(fig: go.Figure, rng: np.ndarray, axes: tuple[str, str], equal: bool) -
 
 
 def _class_traces(xy, labels, class_names, *, size: int = 5, opacity: float = 0.75,
-                  rng: np.ndarray | None = None) -> list[go.Scattergl]:
-    """One Scattergl trace per class, in class order; ``customdata`` holds each point's
+                  rng: np.ndarray | None = None) -> list[go.Scatter | go.Scattergl]:
+    """One trace per class (:func:`trace_kind`), in class order; ``customdata`` holds each point's
     index into xy, so a selection maps back to the codes whatever the trace
     (:func:`selected_codes`). A point outside the ranges ``rng`` (2, 2) is drawn at their
     edge as a triangle pointing towards it, its own coordinates in its hover label
@@ -103,7 +120,7 @@ def _class_traces(xy, labels, class_names, *, size: int = 5, opacity: float = 0.
             marker |= dict(symbol=symbols, size=sizes)
             extra = dict(text=text)
             hover += "%{text}"
-        out.append(go.Scattergl(
+        out.append(trace_kind(len(xy))(
             x=shown[idx, 0].astype(np.float32), y=shown[idx, 1].astype(np.float32), mode="markers",
             name=str(name), customdata=idx, marker=marker, hovertemplate=hover + "<extra></extra>",
             **extra))
@@ -133,7 +150,7 @@ def latent_scatter_figure(xy, labels=None, class_names=None, *, axes=("z1", "z2"
     fig = go.Figure(_class_traces(xy, labels, class_names, rng=rng))
     if mark is not None:
         at = np.clip(xy[mark], rng[:, 0], rng[:, 1])
-        fig.add_trace(go.Scattergl(x=[float(at[0])], y=[float(at[1])], mode="markers", name="this image",
+        fig.add_trace(trace_kind(len(xy))(x=[float(at[0])], y=[float(at[1])], mode="markers", name="this image",
                                    hoverinfo="skip", marker=dict(symbol="circle-open", size=16,
                                                                  color=HIGHLIGHT_COLOR, line=dict(width=3))))
     fig.update_layout(height=height, margin=MARGIN, dragmode="pan", clickmode="event+select",
@@ -203,15 +220,16 @@ def mixture_figure(means, ellipses: list, *, xy=None, labels=None, class_names=N
     rng = _ranges(*_extent([means, *ellipses] + ([] if xy is None else [xy])), True)
     fig = go.Figure(_class_traces(xy, labels, class_names, size=4, opacity=0.35) if xy is not None else [])
     first = next((k for k in range(len(ellipses)) if k != highlight), None)
+    kind = trace_kind(0 if xy is None else len(np.asarray(xy).reshape(-1, 2)))
     for k, pts in enumerate(ellipses):
         hot = k == highlight
         pts = np.asarray(pts, dtype=float)
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(kind(
             x=pts[:, 0], y=pts[:, 1], mode="lines", hoverinfo="skip", showlegend=hot or k == first,
             name=f"component {k}" if hot else f"{n_std:g}-sigma ellipses",
             legendgroup="highlight" if hot else "ellipses",
             line=dict(color=HIGHLIGHT_COLOR if hot else INK, width=3 if hot else 1.2)))
-    fig.add_trace(go.Scattergl(
+    fig.add_trace(kind(
         x=means[:, 0], y=means[:, 1], mode="markers+text", name="means", text=[str(k) for k in range(len(means))],
         textposition="top center", textfont=dict(color=INK), marker=dict(symbol="diamond", size=9, color=INK),
         hovertemplate="component %{text}<extra></extra>"))

@@ -53,7 +53,7 @@ def test_codes_scatter_selection_data_and_manifold(explore_runs):
     scatter = figures(at)[0]
     codes = np.concatenate([t["customdata"] for t in scatter["data"]])
     assert len(codes) == 2000 and sorted(codes) == list(range(2000))  # every code, its index
-    assert {t["type"] for t in scatter["data"]} == {"scattergl"}
+    assert {t["type"] for t in scatter["data"]} == {"scatter"}  # 2,000 codes: SVG (GL_CODES)
     assert {t["name"] for t in scatter["data"]} <= {str(d) for d in range(10)}
     # a click selects a point, a box or a lasso a region (issue 13, item 1)
     assert scatter["layout"]["clickmode"] == "event+select" and scatter["layout"]["dragmode"] == "pan"
