@@ -609,6 +609,23 @@ def block_chart_library() -> list[str]:
             "(`benchmarks/app_browser.py` in each tree, one after the other)."]
 
 
+def block_run_switches() -> list[str]:
+    """Run switches on the Latent explorer, this tree against the ECharts tree, in turn on a
+    fresh server per round (benchmarks/app_browser.py --baseline)."""
+    r = result("app_browser-switches.json")["run_switches_paired"]
+    before, after = r["baseline"], r["this"]
+    rows = [[run_, f(b, ".2f"), f(after["median_s"].get(run_), ".2f"),
+             f(after["median_s"].get(run_, float("nan")) / b, ".2f")]
+            for run_, b in before["median_s"].items()]
+    loads = before["load_avg"] + after["load_avg"]
+    return [*table(["run switch, fresh server", f"ECharts, {r['baseline_rev']} (s)", "plotly (s)",
+                    "plotly / ECharts"], rows, "lrrr"), "",
+            f"Medians of {r['rounds']} rounds, the two trees in turn, each round a fresh server "
+            "and browser context, the time from opening the Run picker (typing the run's name "
+            f"included) to the page's last change; load average {f(min(loads), '.1f')}–"
+            f"{f(max(loads), '.1f')}."]
+
+
 # -- docs/distributed.md --------------------------------------------------------------------
 def block_ddp_speed() -> list[str]:
     d = result("ddp_speed-cpu.json")
@@ -671,6 +688,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "train-speed": block_train_speed,
     "app-timings": block_app_timings,
     "chart-library": block_chart_library,
+    "run-switches": block_run_switches,
     "ddp-speed": block_ddp_speed,
     "family-defaults": block_family_defaults,
 }
