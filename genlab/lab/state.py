@@ -1,7 +1,9 @@
 """The lab page's whole state as URL query parameters, so a link reopens the same
 experiment (as TensorFlow Playground's links do). :func:`to_query` writes every field;
 :func:`from_query` reads them back, and a parameter that is unknown or out of range gets
-one line saying what was wrong and what is allowed, and falls back to its default."""
+one line saying what was wrong and what is allowed, and falls back to its default. A link
+is anyone's to write: a value is shown cut to SHOWN characters (its repr: a NUL or an
+escape sequence shows as such), and at most MAX_PROBLEMS lines are said."""
 from __future__ import annotations
 
 import math
@@ -9,11 +11,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
 from .families import FAMILIES, Options
-from .targets import MAX_TEXT, TARGETS
+from .targets import TARGETS, TEXT_ALLOWED, clean_text
 
 MAX_FAMILIES = 4
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)  # what the page's slider offers; the URL takes any in range
 BATCHES = (32, 64, 128, 256, 512, 1024)
+SHOWN = 40  # characters of a bad parameter's name or value that its line shows
+MAX_PROBLEMS = 8  # lines about a URL's parameters; the rest are counted in one more
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,15 @@ def _families(s: str) -> tuple[str, ...]:
     return names
 
 
+class _Why(ValueError):
+    """A refusal whose message says what was wrong (added to the parameter's line)."""
+
+
 def _text(s: str) -> str:
-    if not 1 <= len(s.strip()) <= MAX_TEXT:
-        raise ValueError
-    return s.strip()
+    try:
+        return clean_text(s)
+    except ValueError as e:
+        raise _Why(str(e)) from None
 
 
 def _bool(s: str) -> bool:
@@ -92,7 +101,7 @@ def _bool(s: str) -> bool:
 
 PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "target": _choice(tuple(t for t in TARGETS if t != "image")),  # an upload cannot travel in a link
-    "text": (_text, f"1 to {MAX_TEXT} characters"),
+    "text": (_text, TEXT_ALLOWED),
     "families": (_families, f"1 to {MAX_FAMILIES} different names, comma-separated, of {', '.join(FAMILIES)}"),
     "lr": _float(1e-5, 0.1),
     "batch": _int(8, 4096),
@@ -124,19 +133,29 @@ def to_query(state: LabState) -> dict[str, str]:
     return {k: _format(v) for k, v in asdict(state).items()}
 
 
+def shown(text: str) -> str:
+    """``text`` as a line shows it: its repr, cut to SHOWN characters with its length said."""
+    text = str(text)
+    return repr(text) if len(text) <= SHOWN else f"{text[:SHOWN]!r}… ({len(text):,} characters)"
+
+
 def from_query(params: Mapping[str, str | list[str]]) -> tuple[LabState, list[str]]:
     """The state a URL's parameters describe, and one line per parameter that was not
-    taken (unknown, or a value out of range: its default is used)."""
+    taken (unknown, or a value out of range: its default is used), at most MAX_PROBLEMS
+    of them and then one line counting the rest."""
     values, problems = {}, []
     for key, raw in params.items():
-        raw = raw[-1] if isinstance(raw, list) else raw
+        raw = str(raw[-1] if isinstance(raw, list) and raw else raw)
         if key not in PARSERS:
-            problems.append(f"URL parameter {key!r} is not one of the lab's ({', '.join(PARSERS)}): ignored")
+            problems.append(f"URL parameter {shown(key)} is not one of the lab's ({', '.join(PARSERS)}): ignored")
             continue
         parse, allowed = PARSERS[key]
         try:
-            values[key] = parse(str(raw))
-        except (ValueError, TypeError):
+            values[key] = parse(raw)
+        except (ValueError, TypeError) as e:
             default = _format(getattr(LabState(), key))
-            problems.append(f"URL parameter {key}={raw!r} is not allowed ({allowed}): using {default}")
+            why = str(e) if isinstance(e, _Why) else allowed  # what was wrong, and what is allowed
+            problems.append(f"URL parameter {key}={shown(raw)} is not allowed ({why}): using {default}")
+    if len(problems) > MAX_PROBLEMS:
+        problems[MAX_PROBLEMS:] = [f"... and {len(problems) - MAX_PROBLEMS:,} more URL parameters not taken"]
     return replace(LabState(), **values), problems

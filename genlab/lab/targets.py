@@ -16,13 +16,17 @@ rule, from which :mod:`genlab.lab.quadrature` gets exact KL, NLL and entropy.
 """
 from __future__ import annotations
 
+import functools
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..errors import first_line
 
 BOX = 4.0  # the plane shown and integrated over: [-BOX, BOX]^2
 LOG_2PI = math.log(2 * math.pi)
@@ -257,49 +261,123 @@ class ImageTarget(Target):
 
 
 def _ink(img, grid: Grid, invert: bool) -> np.ndarray:
-    """A PIL image -> (n, n) ink in [0, 1], the picture fitted into the square with a margin."""
+    """A PIL image -> (n, n) ink in [0, 1], the picture fitted into the square with a margin
+    (a very thin picture keeps at least one pixel across)."""
     from PIL import Image, ImageOps
 
     grey = ImageOps.grayscale(img)
     side = int(grid.n * 0.9)
-    grey = ImageOps.contain(grey, (side, side), Image.Resampling.LANCZOS)
+    fitted = ImageOps.contain(grey, (side, side), Image.Resampling.LANCZOS)
+    if 0 in fitted.size:  # 20000 x 1 pixels would become 115 x 0
+        fitted = grey.resize(tuple(max(1, s) for s in fitted.size), Image.Resampling.LANCZOS)
     canvas = Image.new("L", (grid.n, grid.n), 255 if invert else 0)
-    canvas.paste(grey, ((grid.n - grey.width) // 2, (grid.n - grey.height) // 2))
+    canvas.paste(fitted, ((grid.n - fitted.width) // 2, (grid.n - fitted.height) // 2))
     a = np.asarray(canvas, dtype=np.float64) / 255
     return 1 - a if invert else a
 
 
 MAX_TEXT = 12
+TEXT_ALLOWED = f"1 to {MAX_TEXT} characters: ASCII letters, digits, punctuation and spaces"
+"""What the text target takes, in words (Pillow's default font draws ASCII and a few signs)."""
+_NO_GLYPH = "\U0010FFFD"  # a private-use code point: the font draws its missing-glyph box
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=96)  # Aileron, bundled with Pillow
+
+
+@functools.lru_cache(maxsize=4096)
+def _drawn(c: str) -> bool:
+    """Does the font draw ``c`` (not its missing-glyph box)?"""
+    return c == " " or _mask(c) != _mask(_NO_GLYPH)
+
+
+def _mask(c: str) -> tuple:
+    m = _font().getmask(c)
+    return m.size, bytes(m)
+
+
+def clean_text(text: str) -> str:
+    """``text`` stripped of surrounding whitespace, or ValueError in one line saying what
+    is wrong and what is allowed: empty or only spaces, longer than MAX_TEXT, control or
+    invisible characters (a NUL, a tab, a right-to-left mark), characters the font has no
+    glyph for (emoji, accents)."""
+    if not isinstance(text, str):
+        raise ValueError(f"the text must be a string of {TEXT_ALLOWED}")
+    s = text.strip()
+    if not 1 <= len(s) <= MAX_TEXT:
+        got = f"{len(s):,}" if s else ("none" if not text else "only spaces")
+        raise ValueError(f"the text must have 1 to {MAX_TEXT} characters (got {got})")
+    hidden = sorted({c for c in s if unicodedata.category(c).startswith("C")})
+    if hidden:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in hidden[:3])
+        raise ValueError(f"the text holds control or invisible characters ({codes}); use {TEXT_ALLOWED}")
+    missing = [c for c in dict.fromkeys(s) if not _drawn(c)]
+    if missing:
+        raise ValueError(f"the font has no glyph for {', '.join(map(repr, missing[:3]))}; use {TEXT_ALLOWED}")
+    return s
 
 
 def text_target(text: str, grid: Grid | None = None) -> ImageTarget:
-    """A word (1-12 characters) rendered in Pillow's default font: its ink is the density."""
-    from PIL import Image, ImageDraw, ImageFont
+    """A word (1-12 characters, :func:`clean_text`) rendered in Pillow's default font: its
+    ink is the density."""
+    from PIL import Image, ImageDraw
 
     grid = grid or Grid()
-    text = text.strip()
-    if not 1 <= len(text) <= MAX_TEXT:
-        raise ValueError(f"the text must have 1 to {MAX_TEXT} characters (got {len(text)})")
-    font = ImageFont.load_default(size=96)
+    text = clean_text(text)
+    font = _font()
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
     img = Image.new("L", (right - left + 16, bottom - top + 16), 255)
     ImageDraw.Draw(img).text((8 - left, 8 - top), text, fill=0, font=font)
     return ImageTarget("text", f"Text “{text}”", _ink(img, grid, invert=True), grid)
 
 
-def image_target(data: bytes, grid: Grid | None = None, *, invert: bool = True) -> ImageTarget:
-    """An uploaded picture (PNG, JPEG...): dark pixels carry the mass (``invert``), or bright."""
-    import io
+MAX_UPLOAD_MB = 10
+"""The largest picture the lab takes, in Streamlit's megabytes (2**20 bytes): .streamlit/
+config.toml's server.maxUploadSize and the page's file_uploader say the same."""
+MAX_IMAGE_BYTES = MAX_UPLOAD_MB * 2 ** 20  # 10,485,760 bytes
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE ** 2  # 16,777,216: a 12-megapixel photo fits; it is shrunk to the grid
+IMAGE_FORMATS = ("PNG", "JPEG")  # the decoders Pillow may use here, and no other
 
-    from PIL import Image, UnidentifiedImageError
+
+def image_target(data: bytes, grid: Grid | None = None, *, invert: bool = True) -> ImageTarget:
+    """An uploaded picture (PNG or JPEG): dark pixels carry the mass (``invert``), or bright.
+    Untrusted bytes: at most MAX_IMAGE_BYTES, and a picture that declares more than
+    MAX_IMAGE_PIXELS is refused from its header, before anything is decoded (a
+    decompression bomb: a small file that declares 30000 x 30000 pixels). Every refusal is
+    a ValueError in one line."""
+    import io
+    import warnings
+
+    from PIL import Image
 
     grid = grid or Grid()
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"the file has {len(data):,} bytes, more than the {MAX_IMAGE_BYTES:,} "
+                         f"({MAX_UPLOAD_MB} MB) allowed; upload a smaller PNG or JPEG")
+    too_big = (f"more than the {MAX_IMAGE_PIXELS:,} pixels ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}) "
+               "allowed; upload a smaller PNG or JPEG")
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError) as e:
+        with warnings.catch_warnings():  # Pillow's own bomb check (at 89 megapixels) as an error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"the image declares {too_big}") from None
+    except Exception as e:  # any failure to read untrusted bytes is one line
         raise ValueError(f"not a readable image ({e.__class__.__name__}); upload a PNG or JPEG") from None
-    ink = _ink(img, grid, invert)
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ValueError(f"the image declares {w}x{h} pixels, {too_big}")
+    try:
+        img.draft("L", (grid.n, grid.n))  # a JPEG decodes at a reduced scale
+        img.load()
+        ink = _ink(img, grid, invert)
+    except Exception as e:  # a truncated or corrupt file, found while decoding
+        raise ValueError(f"not a readable image ({first_line(e, 120)}); upload a PNG or JPEG") from None
     if ink.sum() <= 0:
         raise ValueError("the image is blank: no pixel carries any mass")
     return ImageTarget("image", "Uploaded image", ink, grid)
