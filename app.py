@@ -20,14 +20,16 @@ import streamlit as st
 from genlab.data import data_root
 from genlab.device import device_name, pick_device
 from genlab.figures.tables import datasets_status
-from genlab.runs.status import runs_roots
+from genlab.runs.status import MISSING, root_problem, runs_roots
 from pages import PAGES
 from pages.ui import launch
+from pages.ui.widgets import code, plain
 
 # a local file: a ":material/..." page icon makes the browser fetch the favicon from a
 # font server, and an emoji one from a CDN, neither of which works offline
 ICON = str(Path(__file__).resolve().parent / "pages" / "icon.png")
 st.set_page_config(layout="wide", page_title="genlab", page_icon=ICON)
+MAX_SHOWN = 8  # run folders the sidebar names one by one; the rest are counted
 
 
 @st.cache_resource(show_spinner=False)
@@ -51,15 +53,30 @@ def _data_sidebar() -> None:
 
 
 def _runs_sidebar() -> None:
+    """The run folders box, and a line for each folder: a missing one stays (saving a run
+    there makes it), one that cannot be listed (a file, unreadable, a bad name) is skipped
+    with a warning naming it; when none of the typed ones can be used, the default ones are."""
     if "runs_folders" not in st.session_state:
         st.session_state["runs_folders"] = ", ".join(map(str, runs_roots()))
     text = st.text_input("Run folders", key="runs_folders",
                          help="Comma-separated folders holding run directories "
                               "(default: runs, checkpoints; or set GENLAB_RUNS).")
-    roots = runs_roots(text) or runs_roots()
+    typed = runs_roots(text)
+    why = {r: root_problem(r) for r in typed}
+    usable = [r for r in typed if why[r] in (None, MISSING)]
+    roots = usable or [r for r in runs_roots() if root_problem(r) in (None, MISSING)]
     st.session_state["runs_roots"] = roots
-    st.caption("  \n".join(f"{':material/folder:' if r.is_dir() else ':material/folder_off: missing'}"
-                            f" `{r}`" for r in roots))
+    st.caption("  \n".join(f":material/folder: {code(r)}" if root_problem(r) is None else
+                            f":material/folder_off: {code(r)} {MISSING} yet: saving a run there makes it"
+                            for r in roots[:MAX_SHOWN]) + (f"  \n... and {len(roots) - MAX_SHOWN:,} more"
+                                                           if roots[MAX_SHOWN:] else ""))
+    skipped = [r for r in typed if r not in usable]
+    for r in skipped[:MAX_SHOWN]:
+        st.warning(f"Run folder {code(r)} {plain(why[r])}: skipped, "
+                   + ("the other folders are used." if usable else "so the default ones are used.")
+                   + " Type folders this app can list, comma-separated.", icon=":material/folder_off:")
+    if skipped[MAX_SHOWN:]:
+        st.warning(f"... and {len(skipped) - MAX_SHOWN:,} more run folders skipped.", icon=":material/folder_off:")
 
 
 launch.wait_for_warm_up()  # never import beside another session's warm-up (pages/ui/launch.py)

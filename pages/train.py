@@ -17,11 +17,12 @@ from genlab.runs.status import (ACTIVE, budget_phrase, budget_words, continue_ro
                                 read_only, runs_roots, summarize)
 from pages import via_router
 from pages.ui import train_ui as ui
-from pages.ui.widgets import STATE_ICON, draw, read_image, table
+from pages.ui.widgets import STATE_ICON, code, draw, plain, read_image, table
 
 via_router()
 
 POLL_S = 2.0
+URL_PROBLEM = "train-url-problem"  # (the URL's ?watch=, what is wrong with it, the run shown instead)
 
 
 def table_ui(infos: list[jobs.RunInfo]) -> None:
@@ -107,6 +108,23 @@ def remember_watch() -> None:
     st.query_params["watch"] = Path(st.session_state[ui.WATCH]).name
 
 
+def watch_from_url(infos: list[jobs.RunInfo], roots: list) -> None:
+    """Watch the run the URL's ``?watch=NAME`` names (first visit, refresh, or the watched
+    run gone). A NAME that is not a run name (jobs.NAME_RE: no path, no control character,
+    at most 100 characters) or names no listed run is kept with what is wrong and the run
+    watched instead (URL_PROBLEM), which the URL then names."""
+    named = st.query_params.get("watch")
+    wrong = None if named is None or named in {i.name for i in infos} else (
+        f"names no run in the run folders ({', '.join(map(str, roots))})" if jobs.NAME_RE.fullmatch(named)
+        else "is not a run name (letters, digits, '.', '_' and '-', at most 100 characters, "
+             "not starting with '.' or '-')")
+    watched = jobs.default_watch(infos, None if wrong else named, st.session_state.get("run"))
+    st.session_state[ui.WATCH] = watched
+    if wrong:
+        st.session_state[URL_PROBLEM] = (named, wrong, watched)
+        st.query_params["watch"] = Path(watched).name
+
+
 def runs_section(roots: list, was_active: bool) -> None:
     """The watched run at the top, every run in a table under it."""
     infos = [jobs.run_info(p) for p in jobs.job_dirs(*roots)]
@@ -117,8 +135,11 @@ def runs_section(roots: list, was_active: bool) -> None:
     by_path = {str(i.path): i for i in infos}
     ui.take_watch(by_path)
     if st.session_state.get(ui.WATCH) not in by_path:  # first visit, refresh, or a run removed
-        st.session_state[ui.WATCH] = jobs.default_watch(infos, st.query_params.get("watch"),
-                                                        st.session_state.get("run"))
+        watch_from_url(infos, roots)
+    named, wrong, instead = st.session_state.get(URL_PROBLEM) or (None, None, None)
+    if wrong and st.session_state[ui.WATCH] == instead:  # said while that run is watched
+        st.warning(f"URL parameter watch={code(named, 40)} {plain(wrong)}: watching "
+                   f"{code(Path(instead).name)} instead.", icon=":material/link_off:")
     pick = st.selectbox("Watch", list(by_path), format_func=lambda p: by_path[p].name, key=ui.WATCH,
                         on_change=remember_watch)
     monitor_ui(by_path[pick])

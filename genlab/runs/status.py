@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -464,7 +465,42 @@ def order_key(model: str | None, dataset: str | None, name: str) -> tuple:
 
 def runs_roots(text: str | None = None) -> list[Path]:
     """Run folders from ``text`` (comma- or os.pathsep-separated), else $GENLAB_RUNS,
-    else ``runs`` and ``checkpoints``; duplicates dropped, order kept."""
+    else ``runs`` and ``checkpoints``; duplicates dropped, order kept. ``~`` is expanded
+    where it names a home folder (``~nobody-here/x`` stays as typed: root_problem says it
+    does not exist)."""
     text = text if text is not None else os.environ.get("GENLAB_RUNS") or "runs,checkpoints"
     parts = [p.strip() for chunk in text.split(",") for p in chunk.split(os.pathsep)]
-    return list(dict.fromkeys(Path(p).expanduser() for p in parts if p))
+    return list(dict.fromkeys(_expand(p) for p in parts if p))
+
+
+def _expand(text: str) -> Path:
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~user" of a user this machine does not know
+        return Path(text)
+
+
+MISSING = "does not exist"
+"""root_problem's words for a folder that is not there (yet): nothing is listed from it,
+and saving a run there makes it, so it stays among the run folders."""
+
+
+def root_problem(root: str | os.PathLike) -> str | None:
+    """Why no run can be listed from ``root``, in a few words to follow its name (MISSING,
+    a NUL in the name, a name too long, a file, a folder without read and search
+    permission), or None: a folder this process can list. Never raises."""
+    if "\0" in str(root):
+        return "has a NUL character in its name"
+    try:
+        info = os.stat(root)
+    except FileNotFoundError:  # "~someone/runs" is left as typed when there is no such user
+        return "names the home folder of no user here" if str(root).startswith("~") else MISSING
+    except NotADirectoryError:
+        return "is inside a file (a part of its path is not a folder)"
+    except (OSError, ValueError) as e:
+        return f"cannot be read ({getattr(e, 'strerror', None) or first_line(e, 80)})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is a file, not a folder"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return "cannot be read (permission denied)"
+    return None

@@ -31,8 +31,9 @@ from genlab.lab import figures
 from genlab.lab.families import FAMILIES
 from genlab.lab.quadrature import entropy
 from genlab.lab.state import BATCHES, LRS, MAX_FAMILIES, LabState, from_query, to_query
-from genlab.lab.targets import ENERGIES, LABELS, TARGETS, get_target
+from genlab.lab.targets import ENERGIES, LABELS, MAX_UPLOAD_MB, TARGETS, clean_text, get_target
 from genlab.lab.train import Experiment, step_budget
+from pages.ui.widgets import plain
 
 TICK_S, SLOW_TICK_S = 0.2, 1.0  # redraw interval while playing; in slow motion (one step a tick).
 # The browser asks every TICK_S, so it never sees more than 1 / TICK_S redraws a second:
@@ -51,7 +52,7 @@ def url_state() -> LabState:
         st.session_state["lab_problems"] = problems
         st.session_state[PLAY] = state.play
     for line in st.session_state.get("lab_problems", []):
-        st.warning(line, icon=":material/link_off:")
+        st.warning(plain(line), icon=":material/link_off:")  # a link's text is not markdown
     return st.session_state[STATE]
 
 
@@ -73,10 +74,16 @@ def controls(state: LabState) -> tuple[LabState, bytes | None]:
     c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
     target = c1.selectbox("Target", TARGETS, key="lab-target", format_func=LABELS.get)
     image = None
+    text = state.text
     if target == "text":
-        c1.text_input("Text (1-12 characters)", key="lab-text", max_chars=12)
+        typed = c1.text_input("Text (1-12 characters)", key="lab-text", max_chars=12)
+        try:
+            text = clean_text(typed)
+        except ValueError as e:  # emoji, a pasted tab, only spaces: the last good word stays
+            c1.warning(plain(f"Text refused: {e}. Still showing {state.text!r}."), icon=":material/text_fields:")
     elif target == "image":
-        up = c1.file_uploader("A small picture (dark = mass)", type=["png", "jpg", "jpeg"], key="lab-upload")
+        up = c1.file_uploader(f"A small picture (dark = mass; PNG or JPEG, at most {MAX_UPLOAD_MB} MB)",
+                              type=["png", "jpg", "jpeg"], key="lab-upload", max_upload_size=MAX_UPLOAD_MB)
         image = up.getvalue() if up is not None else None
     c2.multiselect("Families, side by side", list(FAMILIES), key="lab-families",
                    format_func=lambda n: FAMILIES[n].label, max_selections=MAX_FAMILIES)
@@ -93,7 +100,7 @@ def controls(state: LabState) -> tuple[LabState, bytes | None]:
                         help="reverse KL: beta rises from 0.01 to 1 over these steps (0: off)")
         k7.number_input("Seed", 0, 2 ** 31 - 1, key="lab-seed")
     fams = tuple(ss["lab-families"]) or state.families
-    new = replace(state, target=target, text=(ss["lab-text"].strip() or state.text), families=fams,
+    new = replace(state, target=target, text=text, families=fams,
                   lr=float(ss["lab-lr"]), batch=int(ss["lab-batch"]), couplings=int(ss["lab-couplings"]),
                   k=int(ss["lab-k"]), hidden=int(ss["lab-hidden"]), latent=int(ss["lab-latent"]),
                   components=int(ss["lab-components"]), anneal=int(ss["lab-anneal"]),
@@ -117,8 +124,11 @@ def experiments(state: LabState, image: bytes | None) -> list[Experiment] | None
     if held is None or held[0] != key:
         try:
             target = get_target(state.target, text=state.text, image=image)
-        except ValueError as e:
-            st.info(str(e), icon=":material/image:")
+        except ValueError as e:  # no picture yet (a hint), or one refused (what was wrong)
+            if image is None:
+                st.info(str(e), icon=":material/image:")
+            else:
+                st.error(plain(f"Picture refused: {e}."), icon=":material/broken_image:")
             return None
         exps = [Experiment.start(target, name, state.options(), lr=state.lr, seed=state.seed)
                 for name in state.families]

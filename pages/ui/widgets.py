@@ -1,11 +1,13 @@
 """What several pages draw the same way (not a page itself): a run's state as a badge,
-a run's sample grid read from its folder, and Home's card of a run (built here, cached in
-pages/ui/cache.py)."""
+a run's sample grid read from its folder, Home's card of a run (built here, cached in
+pages/ui/cache.py), and text from outside (a URL, a typed folder) made safe to show in
+Streamlit's markdown (:func:`plain`, :func:`code`)."""
 from __future__ import annotations
 
 import io
 import numbers
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -24,6 +26,30 @@ STATE_ICON = {"done": ":green[:material/check_circle:]", "running": ":blue[:mate
               "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
               "broken": ":red[:material/report:]", "unknown": ":gray[:material/help:]"}
 """Markdown badges (Streamlit's bundled Material icons: no emoji font needed)."""
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>()!#|~$:{}])")
+
+
+def plain(text: str) -> str:
+    """``text`` (which may hold a URL's or a user's words) as markdown that shows it as
+    typed: no link, picture, emphasis, code, maths or colour directive can start inside
+    it. Every character markdown acts on is escaped with a backslash (CommonMark escapes
+    any ASCII punctuation), ``://`` and ``www.`` so that no bare address becomes a link,
+    and a line break becomes a space (a message is one line)."""
+    text = " ".join(str(text).splitlines())
+    return re.sub(r"(?i)\b(www)\.", r"\1\\.", _MARKDOWN.sub(r"\\\1", text))
+
+
+def code(text: str, most: int = 200) -> str:
+    """``text`` as an inline code span shown verbatim (a folder's path): cut to ``most``
+    characters with its length said, characters that do not print as their escapes (a NUL
+    as \\x00), fenced by more backticks than it holds in a row."""
+    text = str(text)
+    cut = f"{text[:most]}… ({len(text):,} characters)" if len(text) > most else text
+    cut = "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    fence = "`" * (max((len(m) for m in re.findall("`+", cut)), default=0) + 1)
+    return f"{fence} {cut} {fence}"
 
 
 def read_image(path: str | os.PathLike | None) -> tuple[bytes | None, str | None]:
