@@ -25,9 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import mlp
+from .nn import gated_net, mlp
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+
+COUPLING_NETS = ("plain", "gated")
+"""The conditioner networks of couplings: plain (ReLU: an MLP on vectors, a ResNet on images,
+the papers' own) or gated (Flow++'s gated residual blocks, :func:`genlab.nn.gated_net`)."""
 
 
 def sum_except_batch(t: torch.Tensor) -> torch.Tensor:
@@ -187,15 +191,47 @@ class ConditionerMLP(nn.Module):
         return t if self.s_net is None else torch.cat([self.s_net(h), t], dim=1)  # (B, 2d)
 
 
+class GatedConditioner(nn.Module):
+    """Gated residual conditioner for vector couplings (Flow++; :func:`genlab.nn.gated_net`
+    with linear layers) on [x_A, context]: one net for all the coupling's parameters,
+    (B, d + c) -> (B, out), its last layer at zero so a new coupling is the identity."""
+
+    def __init__(self, dim: int, width: int, blocks: int, out: int, context_dim: int = 0):
+        super().__init__()
+        self.net = gated_net(dim + context_dim, width, out, blocks, conv=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = x if context is None else torch.cat([x, context], dim=-1)  # (B, d + c)
+        return self.net(h)  # (B, out)
+
+
+def gated_widths(hidden: Sequence[int]) -> tuple[int, int]:
+    """(width, residual blocks) of a gated net given as hidden widths: the first layer, then
+    one gated block per further width; the widths must be equal (the blocks are residual)."""
+    if len(set(hidden)) != 1:
+        raise ValueError("a gated coupling net needs equal hidden widths (its blocks are "
+                         f"residual; got {','.join(map(str, hidden))})")
+    return hidden[0], len(hidden) - 1
+
+
 def vector_coupling(dim: int, hidden: int | Sequence[int], parity: int, context_dim: int = 0, *,
-                    additive: bool = False, mask_kind: str = "half", shared: bool = False) -> AffineCoupling:
-    """An MLP coupling on (B, dim) vectors with a half (or alternating) mask;
-    ``hidden`` is one width (two hidden layers) or a list of widths; ``shared``: one
-    conditioner net for scale and shift (:class:`ConditionerMLP`)."""
+                    additive: bool = False, mask_kind: str = "half", shared: bool = False,
+                    net: str = "plain") -> AffineCoupling:
+    """A coupling on (B, dim) vectors with a half (or alternating) mask; ``hidden`` is one
+    width (two hidden layers) or a list of widths; ``net`` (:data:`COUPLING_NETS`): "plain",
+    an MLP (``shared``: one conditioner net for scale and shift, :class:`ConditionerMLP`),
+    or "gated", :class:`GatedConditioner` (always one net; widths as :func:`gated_widths`)."""
     widths = (hidden, hidden) if isinstance(hidden, int) else tuple(hidden)
-    net = ConditionerMLP(dim, widths, context_dim, scale=not additive, shared=shared)
+    if net == "gated":
+        width, blocks = gated_widths(widths)
+        out = dim if additive else 2 * dim
+        conditioner: nn.Module = GatedConditioner(dim, width, blocks, out, context_dim)
+    elif net == "plain":
+        conditioner = ConditionerMLP(dim, widths, context_dim, scale=not additive, shared=shared)
+    else:
+        raise ValueError(f"unknown coupling net {net!r}; choose one of {', '.join(COUPLING_NETS)}")
     cls = AdditiveCoupling if additive else AffineCoupling
-    return cls(half_mask(dim, parity, mask_kind), net)
+    return cls(half_mask(dim, parity, mask_kind), conditioner)
 
 
 # -- element-wise and structural layers ---------------------------------------------

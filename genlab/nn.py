@@ -1,11 +1,13 @@
 """Shared network blocks (MLPs, a small conv encoder/decoder and the one builder of the
-autoencoders' encoder/decoder pairs, a ResNet block), the elementwise log-densities
-and the bits/dim conversion every model and the evaluation use."""
+autoencoders' encoder/decoder pairs, a ResNet block, the gated residual net of flow
+couplings), the elementwise log-densities and the bits/dim conversion every model and the
+evaluation use."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -100,6 +102,65 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
+
+
+class ConcatELU(nn.Module):
+    """ELU of x and of -x side by side along dimension 1: (B, C, ...) -> (B, 2C, ...), so no
+    input is cut off (Salimans et al. 2017, PixelCNN++; Flow++)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(torch.cat([x, -x], dim=1))
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the features (dimension 1) of vectors (B, C) or of every pixel of
+    images (B, C, H, W), with a learned gain and bias per feature."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        mean = x.mean(1, keepdim=True)
+        var = x.var(1, unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+
+
+def _layer(c_in: int, c_out: int, conv: bool, kernel: int = 3) -> nn.Module:
+    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2) if conv else nn.Linear(c_in, c_out)
+
+
+class GatedResBlock(nn.Module):
+    """x + a * sigmoid(b), [a, b] = W2 concat_elu(W1 concat_elu(x)): the gated residual block
+    of Flow++ (Ho et al. 2019) as the UvA deep-learning course's tutorial 11 writes it (W1 a
+    3x3 convolution, W2 1x1; ``conv=False``: linear layers, for vectors)."""
+
+    def __init__(self, channels: int, conv: bool = True):
+        super().__init__()
+        self.net = nn.Sequential(ConcatELU(), _layer(2 * channels, channels, conv),
+                                 ConcatELU(), _layer(2 * channels, 2 * channels, conv, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.net(x).chunk(2, dim=1)  # (B, C, ...) each
+        return x + a * torch.sigmoid(b)
+
+
+def gated_net(c_in: int, width: int, c_out: int, blocks: int, conv: bool = True) -> nn.Sequential:
+    """The gated coupling network (Flow++; UvA tutorial 11's GatedConvNet): a layer to
+    ``width`` features, ``blocks`` x [GatedResBlock, ChannelNorm], ConcatELU and a last
+    layer to ``c_out`` that starts at zero, so a coupling built on it starts as the
+    identity. (B, c_in, H, W) -> (B, c_out, H, W), or (B, c_in) -> (B, c_out) with
+    ``conv=False``."""
+    layers: list[nn.Module] = [_layer(c_in, width, conv)]
+    for _ in range(blocks):
+        layers += [GatedResBlock(width, conv), ChannelNorm(width)]
+    layers += [ConcatELU(), _layer(2 * width, c_out, conv)]
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
 
 
 LOG_2PI = math.log(2 * math.pi)

@@ -7,8 +7,8 @@ import torch
 from torch.autograd.functional import jacobian
 
 from genlab.flows import (ActNorm, AffineCoupling, Bijection, Compose, DiagonalScaling, FactorOut,
-                          Inverse, Logit, Permutation, Planar, Squeeze, channel_mask,
-                          checkerboard_mask, half_mask, vector_coupling)
+                          Inverse, InvertibleLinear, Logit, Permutation, Planar, Squeeze,
+                          channel_mask, checkerboard_mask, half_mask, vector_coupling)
 from genlab.models.realnvp import ConvConditioner
 
 
@@ -56,8 +56,8 @@ def initialized_actnorm(shape: tuple[int, ...]) -> ActNorm:
     return a
 
 
-def image_coupling(mask: torch.Tensor, coarse: bool = False) -> AffineCoupling:
-    return randomize(AffineCoupling(mask, ConvConditioner(mask.shape[1], 4, 1, coarse)), 0.2)
+def image_coupling(mask: torch.Tensor, coarse: bool = False, net: str = "plain") -> AffineCoupling:
+    return randomize(AffineCoupling(mask, ConvConditioner(mask.shape[1], 4, 1, coarse, net=net)), 0.2)
 
 
 class AmortisedPlanar(Bijection):
@@ -94,6 +94,18 @@ CASES = {
     "checkerboard-coarse": lambda: (image_coupling(checkerboard_mask(1, 4, 4, 1), coarse=True),
                                     torch.randn(3, 1, 4, 4), None),
     "channel-conv": lambda: (image_coupling(channel_mask(4, 1)), torch.randn(3, 4, 2, 2), None),
+    "gated-vector": lambda: (randomize(vector_coupling(6, (8, 8), 0, net="gated")),
+                             torch.randn(4, 6), None),
+    "gated-additive-context": lambda: (randomize(vector_coupling(6, (8, 8, 8), 1, context_dim=2,
+                                                                 additive=True, net="gated",
+                                                                 mask_kind="alternate")),
+                                       torch.randn(4, 6), torch.randn(4, 2)),
+    "checkerboard-gated": lambda: (image_coupling(checkerboard_mask(2, 4, 4, 1), net="gated"),
+                                   torch.randn(3, 2, 4, 4), None),
+    "channel-gated-coarse": lambda: (image_coupling(channel_mask(4, 0), coarse=True, net="gated"),
+                                     torch.randn(3, 4, 2, 2), None),
+    "conv1x1-image": lambda: (randomize(InvertibleLinear(3, seed=2), 0.5),
+                              torch.randn(3, 3, 2, 2), None),
     "actnorm-vector": lambda: (initialized_actnorm((5,)), torch.randn(4, 5), None),
     "actnorm-image": lambda: (initialized_actnorm((2, 3, 3)), torch.randn(3, 2, 3, 3), None),
     "diagonal-scaling": lambda: (randomize(DiagonalScaling(5)), torch.randn(4, 5), None),
@@ -290,3 +302,43 @@ def test_planar_inverse_gradient_is_the_inverse_jacobian():
     y, u, w = (torch.randn(2, 3, generator=g, dtype=torch.double, requires_grad=True) for _ in range(3))
     b = torch.randn(2, 1, generator=g, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *a: p.inverse(a[0], params=a[1:])[0], (y, u, w, b))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (vector_coupling(6, (8, 8), 0, context_dim=2, net="gated"), torch.randn(4, 6)),
+    lambda: (vector_coupling(6, (8, 8), 1, context_dim=2, net="gated", additive=True),
+             torch.randn(4, 6)),
+    lambda: (AffineCoupling(checkerboard_mask(2, 4, 4, 0), ConvConditioner(2, 4, 2, net="gated")),
+             torch.randn(3, 2, 4, 4)),
+    lambda: (AffineCoupling(channel_mask(4, 1), ConvConditioner(4, 4, 1, coarse=True, net="gated")),
+             torch.randn(3, 4, 2, 2)),
+], ids=["vector", "additive", "checkerboard", "channel-coarse"])
+def test_gated_couplings_start_as_the_identity_and_train_away_from_it(make):
+    """The gated net's last layer starts at zero: y = x and log|det| = 0 exactly; one
+    gradient step on a loss with a gradient moves it (the zero layer gets a gradient)."""
+    f, x = make()
+    ctx = torch.randn(len(x), 2) if x.dim() == 2 else None
+    y, ld = f(x, ctx)
+    assert torch.equal(y, x) and torch.equal(ld, torch.zeros(len(x)))
+    opt = torch.optim.SGD(f.parameters(), lr=0.1)
+    (f(x, ctx)[0] * torch.randn_like(x)).sum().backward()  # a loss whose gradient is not 0
+    opt.step()
+    assert not torch.allclose(f(x, ctx)[0], x)
+
+
+def test_gated_nets_normalise_each_pixel_and_want_equal_widths():
+    from genlab.nn import ChannelNorm, gated_net
+
+    norm = ChannelNorm(5)
+    x = torch.randn(3, 5, 4, 4) * 3 + 2
+    y = norm(x)
+    torch.testing.assert_close(y.mean(1), torch.zeros(3, 4, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(3, 4, 4), atol=1e-3, rtol=0)
+    net = gated_net(3, 8, 6, blocks=2)  # conv in, 2 x (gated block, norm), ConcatELU, conv out
+    assert [type(m).__name__ for m in net] == ["Conv2d", "GatedResBlock", "ChannelNorm",
+                                               "GatedResBlock", "ChannelNorm", "ConcatELU", "Conv2d"]
+    assert net[-1].in_channels == 16 and not net[-1].weight.any()
+    with pytest.raises(ValueError, match="equal hidden widths .*got 16,8"):
+        vector_coupling(6, (16, 8), 0, net="gated")
+    with pytest.raises(ValueError, match="unknown coupling net 'resnet'; choose one of plain, gated"):
+        vector_coupling(6, 8, 0, net="resnet")

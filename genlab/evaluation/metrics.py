@@ -39,6 +39,26 @@ def data_kind(preprocess_how: str) -> str:
     return "8-bit" if preprocess_how == "dequantize" else "binarised"
 
 
+DEQUANTIZATION_BOUNDS = {
+    "uniform": "log p(x + u) at the data pipeline's u ~ U[0, 1)^D (pixels (x + u)/256): its "
+               "mean over u is a lower bound on log P(x) of the 8-bit data (Theis et al. 2016)",
+    "variational": "log p(x + u) - log q(u|x) at u ~ q(u|x), the model's learned dequantiser: "
+                   "its mean is a lower bound on log P(x) of the 8-bit data, tight where "
+                   "q(u|x) = p(u|x) (Ho et al. 2019)",
+}
+"""What the log p(x) of a model of 8-bit data bounds, by how it fills each pixel's bin
+(eval.json's ``dequantization`` and ``dequantization_bound``)."""
+
+
+def dequantization_entries(model: GenerativeModel) -> dict:
+    """eval.json's statement of the bound a model of 8-bit data reports: the flows declare
+    ``dequantization`` (genlab.models.flow.FlowModel); every other model takes the data
+    pipeline's uniform noise. (The declaration belongs on GenerativeModel beside
+    ``log_prob_method``; until it is there, a model without it is uniform.)"""
+    kind = getattr(model, "dequantization", "uniform")
+    return {"dequantization": kind, "dequantization_bound": DEQUANTIZATION_BOUNDS[kind]}
+
+
 @torch.inference_mode()
 def log_prob_split(model: GenerativeModel, data: ImageData, *, k: int, batch_size: int = 100,
                    seed: int = 0, progress: Callable[[int], object] | None = None,
@@ -422,6 +442,7 @@ def _nll_entries(model, lp: torch.Tensor, seconds: float, n_mine: int, dist) -> 
            "nll_method": model.log_prob_method, "proposal": model.proposal}
     if model.preprocess == "dequantize":
         out["bpd"] = bits_per_dim(out["nll_nats"], math.prod(model.cfg.image_shape))
+        out.update(dequantization_entries(model))
     return out
 
 

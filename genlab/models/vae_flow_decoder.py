@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import opt
-from ..flows import Bijection, Compose, Logit
+from ..flows import COUPLING_NETS, Bijection, Compose, Logit
 from ..nn import log_normal
 from .base import Capabilities
 from .flow import dequantize_field
@@ -35,6 +35,9 @@ class VAEFlowDecoderConfig(VAEConfig):
     flow_hidden: tuple[int, ...] = opt((256, 256), "MLP hidden widths of the NICE coupling nets",
                                        lo=1, hi=8192)
     width: int = opt(16, "channels of the RealNVP coupling nets", lo=1, hi=1024)
+    coupling_net: str = opt("plain", "coupling nets of the flow: plain (NICE: ReLU MLPs; RealNVP: "
+                            "ReLU ResNets) or gated (Flow++'s gated residual blocks; NICE: equal "
+                            "flow-hidden widths)", choices=COUPLING_NETS)
     preprocess: str = dequantize_field()
 
 
@@ -42,9 +45,10 @@ def decoder_flow(cfg: VAEFlowDecoderConfig) -> tuple[Bijection, tuple[int, ...]]
     """The data-space flow and the shape of its output (before flattening)."""
     c, h, w = cfg.image_shape
     if cfg.decoder_flow == "nice":
-        return nice_flow(cfg.image_shape, cfg.couplings, cfg.flow_hidden), (c * h * w,)
+        return (nice_flow(cfg.image_shape, cfg.couplings, cfg.flow_hidden, net=cfg.coupling_net),
+                (c * h * w,))
     flow_cfg = RealNVPConfig(image_shape=cfg.image_shape, scales=2, couplings=cfg.couplings,
-                             width=cfg.width)
+                             width=cfg.width, coupling_net=cfg.coupling_net)
     if h % 2 or w % 2:
         raise ValueError(f"decoder_flow=realnvp needs even image sides (got {h}x{w})")
     flow = Compose([Logit(flow_cfg.logit_alpha), realnvp_flow((c, h, w), flow_cfg)])
