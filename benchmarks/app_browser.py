@@ -71,12 +71,16 @@ LAUNCHERS = {"python app.py": ["app.py"],  # the heavy imports start before the 
              "streamlit run app.py": ["-m", "streamlit", "run", "app.py"]}
 
 
-def serve(port: int, launcher: str = "python app.py"):
-    env = {**os.environ, "GENLAB_RUNS": str(REPO / "checkpoints")}  # threads as make run has them
+def serve(port: int, launcher: str = "python app.py", *, runs: str | None = None,
+          args: tuple[str, ...] = (), log=None):
+    """The app on ``port``, listing the shipped runs (``runs``: GENLAB_RUNS instead), with
+    Streamlit options ``args`` added, its output to ``log`` (an open file; else dropped)."""
+    env = {**os.environ, "GENLAB_RUNS": runs or str(REPO / "checkpoints")}  # threads as make run has them
+    out = log if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, *LAUNCHERS[launcher], "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--server.headless", "true", "--server.fileWatcherType", "none", *args],
+        cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL)
     for _ in range(200):
         try:
             with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2):
@@ -263,10 +267,16 @@ def open_run(page, base: str, run: str) -> None:
     """The Latent explorer on ``run`` (typed into the picker first: the list is long)."""
     page.goto(f"{base}/latent", timeout=TIMEOUT_MS)
     settle(page)
-    page.get_by_role("combobox", name="Run", exact=True).click()
+    pick_run(page, run)
+
+
+def pick_run(page, run: str, label: str = "Run") -> None:
+    """Pick ``run`` in the open page's run picker (the selectbox ``label``) and wait for the
+    page to draw it."""
+    page.get_by_role("combobox", name=label, exact=True).click()
     page.keyboard.type(run)
     page.get_by_role("option", name=re.compile("^" + re.escape(run))).first.click()
-    page.wait_for_function(f"() => document.querySelector(`input[aria-label='Run']`)"
+    page.wait_for_function(f"() => document.querySelector(`input[aria-label='{label}']`)"
                            f".value.startsWith('{run}')", timeout=TIMEOUT_MS)
     page.wait_for_timeout(150)
     settle(page)
@@ -274,6 +284,16 @@ def open_run(page, base: str, run: str) -> None:
 
 def slider_moves(page, base: str, run: str, n: int = 8) -> dict:
     open_run(page, base, run)
+    server, trip = slider_trips(page, n)
+    median = round(statistics.median(server), 1)
+    return {"server_ms": {"median": median, "max": round(max(server), 1),
+                          "goal": GOALS["slider_server_ms"], "met": median <= GOALS["slider_server_ms"]},
+            "browser_round_trip_ms": {"median": round(statistics.median(trip)), "max": round(max(trip))}}
+
+
+def slider_trips(page, n: int = 8) -> tuple[list[float], list[float]]:
+    """``n`` slider moves on the open Latent explorer (the server decoding): each move's
+    "server time" and its round trip in the browser, key press to new image on screen (ms)."""
     live = page.get_by_text("Decode in the browser while dragging")  # issue 15: the server path
     if live.count() and page.locator('[data-testid="stImage"]:has-text("decode(z)")').count() == 0:
         live.click()
@@ -290,10 +310,7 @@ def slider_moves(page, base: str, run: str, n: int = 8) -> dict:
         page.wait_for_function(SETTLED, timeout=TIMEOUT_MS)
         trip.append(1e3 * (time.perf_counter() - t))
         server.append(float(re.search(r"([\d.]+) ms", page.evaluate(f"() => {SERVER_TIME}.innerText"))[1]))
-    median = round(statistics.median(server), 1)
-    return {"server_ms": {"median": median, "max": round(max(server), 1),
-                          "goal": GOALS["slider_server_ms"], "met": median <= GOALS["slider_server_ms"]},
-            "browser_round_trip_ms": {"median": round(statistics.median(trip)), "max": round(max(trip))}}
+    return server, trip
 
 
 # in the decoder component's frame: random codes through the sliders' input events, each
