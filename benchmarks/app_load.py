@@ -818,7 +818,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fast-memory-stats", action="store_true",
                     help="the soak's server without server.enableExpensiveMemoryStats")
     ap.add_argument("--lab-seconds", type=float, default=20.0, help="seconds the 2-D lab plays (default 20)")
-    ap.add_argument("--slider-moves", type=int, default=8, help="slider moves per session (default 8)")
+    ap.add_argument("--slider-moves", type=int, default=16,
+                    help="slider moves per session (default 16: a p95 of N = 1 from 16 moves)")
     ap.add_argument("--k-changes", type=int, default=2, choices=range(0, 7), metavar="0-6",
                     help="moves of Compare's k, from 10 up (default 2)")
     ap.add_argument("--posterior-picks", type=int, default=2, choices=range(0, 20), metavar="0-19",
