@@ -44,10 +44,13 @@ def reap() -> None:
             del _CHILDREN[pid]
 
 
-def pid_alive(pid: int, marker: str | None = None) -> bool:
+def pid_alive(pid: int, marker: str | None = None, argv: tuple[str, ...] | list[str] = ()) -> bool:
     """Is ``pid`` a live process (not a zombie) whose command line holds ``marker`` when one
-    is given (so a reused pid is not taken for the run's process)? Where /proc is missing
-    (macOS) only existence is checked."""
+    is given, and is exactly ``argv`` when that is given (the command job.json recorded)?
+    So a reused pid is not taken for the run's process: a server restarted after its jobs
+    outlived it finds them by job.json alone, and never signals another process that took
+    a pid (a genlab process of another run, or any command naming this run's folder).
+    Where /proc is missing (macOS) only existence is checked."""
     reap()
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
@@ -55,8 +58,11 @@ def pid_alive(pid: int, marker: str | None = None) -> bool:
     if Path("/proc/self").is_dir():  # Linux: the state letter and the command line
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            words = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except (OSError, IndexError):
+            return False
+        cmd = b" ".join(words).decode(errors="replace")
+        if argv and [w.decode(errors="replace") for w in words] != list(argv):
             return False
         return state != "Z" and (marker is None or ("genlab" in cmd and marker in cmd))
     try:
@@ -96,19 +102,19 @@ class Job:
 
 
 def read_job(run_dir: str | os.PathLike) -> Job | None:
-    """job.json with ``alive`` found (its process is a live genlab process for this run),
-    or None when the app never started a process here (or job.json has no pid)."""
+    """job.json with ``alive`` found (its process is a live genlab process for this run,
+    running the very command job.json recorded), or None when the app never started a
+    process here (or job.json has no pid)."""
     run_dir = Path(run_dir)
     job = store.read_json(run_dir / JOB)
     pid = _of((job or {}).get("pid"), int)
     if pid is None:
         return None
-    argv = job.get("argv")
-    return Job(kind=_of(job.get("kind"), str) or "train", pid=pid, run_dir=run_dir,
-               argv=tuple(map(str, argv)) if isinstance(argv, list) else (),
+    argv = tuple(map(str, job["argv"])) if isinstance(job.get("argv"), list) else ()
+    return Job(kind=_of(job.get("kind"), str) or "train", pid=pid, run_dir=run_dir, argv=argv,
                log=_of(job.get("log"), str) or TRAIN_LOG,
                started=float(_of(job.get("started"), int, float) or 0.0),
-               alive=pid_alive(pid, run_dir.name))
+               alive=pid_alive(pid, run_dir.name, argv))
 
 
 @dataclass(frozen=True)
@@ -414,7 +420,8 @@ def run_dirs(*roots: str | os.PathLike) -> list[Path]:
     found = []
     for root in map(Path, roots):
         if root.is_dir():
-            found += [p for p in root.iterdir() if p.is_dir() and _newest_mtime(p) is not None]
+            found += [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and _newest_mtime(p) is not None]  # hidden: a copy being made
     return sorted(found, key=_newest_mtime, reverse=True)
 
 
