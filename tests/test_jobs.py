@@ -4,8 +4,16 @@ checkpoint, resume to the end, and report a failure in their run directory."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -203,3 +211,205 @@ def test_job_dirs_lists_runs_and_jobs_that_died_early(tmp_path):
     (tmp_path / "b" / status.JOB).write_text(json.dumps({"kind": "train", "pid": 1}))
     (tmp_path / "c").mkdir()  # neither: not listed
     assert sorted(p.name for p in jobs.job_dirs(tmp_path, tmp_path / "missing")) == ["a", "b"]
+
+
+# -- a restarted server, a reused pid, a full disk (issue 30, items 3 and 5) ----------------
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads command lines in /proc")
+def test_a_reused_pid_is_not_the_job_even_naming_genlab_and_the_run(tmp_path):
+    """job.json alone finds the job (a restarted server has no Popen of it): its pid must
+    run the very command job.json recorded. A process that took the pid and whose command
+    line names genlab and the run folder is neither shown alive nor signalled."""
+    run = tmp_path / "run"
+    run.mkdir()
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "genlab", str(run)]
+    other = subprocess.Popen(argv, start_new_session=True)  # a group leader, as a job is
+    try:
+        _wait_for(lambda: (Path(f"/proc/{other.pid}/cmdline").read_bytes()
+                           .startswith(sys.executable.encode())), 30, "the process to start")
+        recorded = jobs.train_argv(run)  # what the app started with this pid
+        store.atomic_write_json(run / status.JOB, {"kind": "train", "pid": other.pid,
+                                                   "argv": recorded})
+        assert status.read_job(run).alive is False and not jobs.stop(run)
+        assert other.poll() is None, "a process that is not the job was signalled"
+        store.atomic_write_json(run / status.JOB, {"kind": "train", "pid": other.pid, "argv": argv})
+        assert status.read_job(run).alive is True  # the recorded command: the job itself
+        assert jobs.stop(run) and other.wait(30) == -signal.SIGTERM
+    finally:
+        other.kill()
+        other.wait()
+
+
+FAULTS = '''
+import errno, hashlib, os, signal
+LOG, FULL = os.environ["GENLAB_FAULT_LOG"], [os.environ.get("GENLAB_FAULT_FULL") == "1"]
+_signal, _fsync, _replace = signal.signal, os.fsync, os.replace
+def note(line):
+    with open(LOG, "a") as f:
+        f.write(line + "\\n")
+def signal_(sig, handler):  # the disk fills the moment Stop is pressed
+    if sig == signal.SIGTERM and callable(handler):
+        inner = handler
+        def handler(*args):
+            FULL[0] = True
+            return inner(*args)
+    return _signal(sig, handler)
+def fsync(fd):  # a full disk, as delayed allocation reports it
+    if FULL[0] and os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".checkpoint.pt."):
+        note("refused")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+def replace(src, dst, **kwargs):  # each checkpoint that was written whole
+    _replace(src, dst, **kwargs)
+    if str(dst).endswith("checkpoint.pt"):
+        with open(dst, "rb") as f:
+            note("saved " + hashlib.sha256(f.read()).hexdigest())
+signal.signal, os.fsync, os.replace = signal_, fsync, replace
+'''
+
+
+def _faulty_env(tmp_path, *, full_now: bool) -> tuple[dict, Path]:
+    """A child environment whose Python runs FAULTS first (a sitecustomize on its path):
+    checkpoint writes fail with ENOSPC from the start (``full_now``) or from SIGTERM on;
+    it notes every checkpoint written and every write refused in the returned log."""
+    hook, log = tmp_path / "hook", tmp_path / "faults.log"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(FAULTS)
+    return {**CHILD_ENV, "PYTHONPATH": str(hook), "GENLAB_FAULT_LOG": str(log),
+            "GENLAB_FAULT_FULL": "1" if full_now else "0"}, log
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _one_failure_line(run, *words) -> str:
+    """status.json says failed in one line holding ``words``; the Train page says the
+    same; train.log ends with it as the CLI's error."""
+    st = store.read_json(run / store.STATUS)
+    msg = st["message"]
+    assert st["state"] == "failed" and "\n" not in msg and "Traceback" not in msg, st
+    for w in words:
+        assert str(w) in msg, (w, msg)
+    assert (jobs.run_info(run).state, jobs.run_info(run).message) == ("failed", msg)
+    assert status.log_tail(run, lines=1) == f"genlab: error: {msg}"
+    assert "Traceback" not in (run / status.TRAIN_LOG).read_text()
+    return msg
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_a_stop_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, data_root):
+    """Stop (SIGTERM) makes the trainer save a checkpoint; that write fails (ENOSPC): the
+    checkpoint written before it is there, whole and byte for byte, the run says why in
+    one line, and Resume continues from it."""
+    env, log = _faulty_env(tmp_path, full_now=False)
+    model_cfg, train_cfg = jobs.check_train("vae", "mnist", TINY[0], {
+        **TINY[1], "limit": 5000, "batch_size": 50, "epochs": 200}, root=data_root)
+    run = jobs.start_train(tmp_path / "runs", "full", "vae", model_cfg, train_cfg, root=data_root,
+                           env=env)
+    _wait_for(lambda: (store.read_json(run / store.STATUS) or {}).get("epoch", 0) >= 2, 120,
+              "the first checkpoint")
+    assert jobs.stop(run) and jobs.wait(run, 120)
+    notes = log.read_text().splitlines()
+    assert "refused" in notes and "saved" not in " ".join(notes[notes.index("refused"):]), notes
+    last_good = [n.split()[1] for n in notes if n.startswith("saved")][-1]
+    assert _sha(run / store.CHECKPOINT) == last_good  # the one written before the stop
+    done = store.load_checkpoint(run / store.CHECKPOINT)["epoch"]
+    assert done >= 1
+    msg = _one_failure_line(run, f"cannot write {run / store.CHECKPOINT}: No space left on device",
+                            "the last checkpoint, which is kept", "then resume")
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary file
+    jobs.start_resume(run, epochs=done + 1, root=data_root, env=CHILD_ENV)  # space again
+    assert jobs.wait(run, 120)
+    st = store.read_json(run / store.STATUS)
+    assert (st["state"], st["epoch"]) == ("done", done + 1), status.log_tail(run)
+    assert _epoch_records(run) == [(e, s) for e in range(1, done + 2) for s in ("train", "val")]
+    print(msg)
+
+
+@pytest.fixture
+def trained(data_root, tmp_path) -> Path:
+    """A finished one-epoch run of a tiny VAE (200 images)."""
+    from genlab.data import load_split
+    from genlab.models import build_model
+    from genlab.training.loop import fit
+
+    run = (tmp_path / "trained").resolve()
+    run.mkdir()
+    model = build_model("vae", {"latent_dim": 2, "hidden": [16]})
+    tc = TrainConfig(epochs=1, batch_size=50, limit=200, log_every=1, n_samples=4,
+                     data_root=str(data_root), device="cpu")
+    store.write_config(run, "vae", model.cfg, tc)
+    fit(model, load_split("mnist", "train", data_root, download=False, limit=200), None, tc,
+        run_dir=run)
+    return run
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_a_resume_on_a_full_disk_keeps_the_checkpoint(trained, tmp_path, data_root):
+    before = _sha(trained / store.CHECKPOINT)
+    env, log = _faulty_env(tmp_path, full_now=True)
+    jobs.start_resume(trained, epochs=2, root=data_root, env=env)
+    assert jobs.wait(trained, 120)
+    assert "refused" in log.read_text().split()
+    assert _sha(trained / store.CHECKPOINT) == before  # never replaced
+    assert store.load_checkpoint(trained / store.CHECKPOINT)["epoch"] == 1
+    print(_one_failure_line(trained, f"cannot write {trained / store.CHECKPOINT}: "
+                                     "No space left on device"))
+
+
+def _tree(path) -> dict:
+    return {str(p.relative_to(path)): _sha(p) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_continuing_a_shipped_run_on_a_full_disk_copies_nothing(trained, tmp_path, monkeypatch):
+    """Continue in a copy of a read-only run: the disk fills while checkpoint.pt is being
+    copied (after its first 4 KiB). One line (JobError) naming the file; the original is
+    untouched and no half copy (a truncated checkpoint the lists would show) is left."""
+    store.write_status(trained, shipped_from="trained")  # read-only: continued in a copy
+    before, dest = _tree(trained), tmp_path / "continued"
+    real = os.sendfile  # what shutil.copyfile copies with on Linux
+
+    def sendfile(out_fd, in_fd, offset, count):
+        if os.readlink(f"/proc/self/fd/{out_fd}").endswith(store.CHECKPOINT):
+            if offset:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            count = min(count, 4096)
+        return real(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(shutil, "_USE_CP_SENDFILE", True)
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    with pytest.raises(jobs.JobError) as e:
+        jobs.start_resume(trained, epochs=2, copy_to=dest)
+    copy = dest.resolve() / "trained-continued"
+    assert str(e.value) == (f"cannot continue trained in a copy: cannot write {copy / store.CHECKPOINT}: "
+                            "No space left on device; nothing was kept of the copy and trained is "
+                            "unchanged")
+    assert _tree(trained) == before and list(dest.iterdir()) == []
+    monkeypatch.setattr(os, "sendfile", real)  # space again: the copy is whole
+    made = store.copy_for_resume(trained, dest)
+    assert made == copy and copy.stat().st_mode == dest.stat().st_mode
+    assert {k: v for k, v in _tree(copy).items() if k != store.STATUS} == {
+        k: v for k, v in before.items() if k != store.STATUS}
+    assert store.read_json(copy / store.STATUS)["continued_from"] == str(trained)
+
+
+def test_a_job_json_that_cannot_be_written_starts_nothing(trained, monkeypatch):
+    """The process is started, then its job.json cannot be written (a full disk): without
+    it no page could see or stop the job, so it is killed and the press gets one line."""
+    real, started = store.atomic_write_json, []
+
+    def atomic_write_json(path, obj):
+        if Path(path).name == status.JOB:
+            started.append(obj["pid"])
+            raise store._write_error(Path(path), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return real(path, obj)
+
+    monkeypatch.setattr(store, "atomic_write_json", atomic_write_json)
+    run = trained.resolve()
+    with pytest.raises(jobs.JobError) as e:
+        jobs.start_eval(run, k=1, limit=10, device="cpu", env=CHILD_ENV)
+    assert str(e.value) == (f"{run.name}: eval not started: cannot write {run / status.JOB}: "
+                            "No space left on device")
+    assert len(started) == 1 and not status.pid_alive(started[0])  # killed, and collected
+    assert not (run / status.JOB).exists() and not (run / jobs.LOCK).exists()

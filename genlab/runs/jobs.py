@@ -7,6 +7,12 @@ browser refresh loses nothing: everything about a job lives in its run directory
 one rule for a run's state) next to the files the trainer writes.
 Each process leads its own session (``start_new_session``), so Stop sends SIGTERM to
 its whole process group and the trainer saves a checkpoint and writes "stopped".
+Nothing ties a job to the process that started it (its output goes to a log file, not a
+pipe): a server killed mid-run leaves its jobs training, and a restarted one finds them
+by job.json alone (genlab.runs.status.read_job checks the pid still runs that command).
+Starting a job in an existing run (resume, eval) holds the run's lock file (.job.lock,
+an flock, gone with its holder) from the "is it idle?" check to job.json's write, so two
+sessions pressing at once start one job and the other is told it runs.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ import subprocess
 import sys
 import time
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +38,15 @@ from ..errors import first_line
 from ..models import model_entry
 from . import store, status
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and no claim
+    fcntl = None
+
 REPO = Path(__file__).resolve().parents[2]  # where ``python -m genlab`` is importable
 JOB, TRAIN_LOG, EVAL_LOG = status.JOB, status.TRAIN_LOG, status.EVAL_LOG  # the files _launch writes
+LOCK = ".job.lock"  # held while a job is being started in a run (:func:`_claim`)
+CLAIM_WAIT_S = 30.0  # how long a start waits for another one in the same run to finish starting
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -153,15 +168,82 @@ def child_env(root: str | os.PathLike | None = None, extra: dict | None = None) 
 
 def _launch(run_dir: Path, kind: str, argv: list[str], log_name: str, *, append: bool,
             root: str | os.PathLike | None = None, env: dict | None = None) -> status.Job:
-    with open(run_dir / log_name, "ab" if append else "wb") as log:
-        log.write(f"\n$ {' '.join(argv[1:])}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO, env=child_env(root, env), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    """Start ``argv`` in its own session, its output appended to (or replacing) the run's
+    log, and record it in job.json. A file that cannot be written (a full disk) is a
+    JobError naming it; a process whose job.json cannot be written is killed at once, so
+    no job runs that the app cannot see or stop."""
+    log_path, said = run_dir / log_name, f"{run_dir.name}: {kind} not started"
+    try:
+        with open(log_path, "ab" if append else "wb") as log:
+            log.write(f"\n$ {' '.join(argv[1:])}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(argv, cwd=REPO, env=child_env(root, env),
+                                        stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as e:
+                raise JobError(f"{said}: cannot run {argv[0]}: {e.strerror or e}") from None
+    except OSError as e:
+        raise JobError(f"{said}: cannot write {log_path}: {e.strerror or e}") from None
     status.track(proc)
     job = status.Job(kind, proc.pid, run_dir, tuple(argv), log_name, time.time(), alive=True)
-    store.atomic_write_json(run_dir / JOB, job.to_json())
+    try:
+        store.atomic_write_json(run_dir / JOB, job.to_json())
+    except OSError as e:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # just started, still importing: nothing to save
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise JobError(f"{said}: {e}") from None
     return job
+
+
+@contextmanager
+def _claim(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s job lock (an flock on .job.lock, released when this returns or its
+    holder dies) and refuse when a job runs there: wrapped around the check and the
+    launch, so of two sessions starting a job at once one starts it and the other waits
+    for its job.json, finds it alive and gets the JobError. The file is removed on
+    release; a waiter that locked a file already removed tries again. A folder where the
+    lock cannot be made (not writable) is only checked: the launch says why it fails."""
+    fd = _lock(run_dir / LOCK) if fcntl else None
+    try:
+        _refuse_if_busy(run_dir)
+        yield
+    finally:
+        if fd is not None:
+            (run_dir / LOCK).unlink(missing_ok=True)
+            os.close(fd)  # the flock goes with it
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor of ``path`` holding its flock (waiting up to CLAIM_WAIT_S for
+    another holder), or None where no lock can be had (a folder not writable, a file
+    system without locks)."""
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:  # still the file at that name
+                    return fd
+            except FileNotFoundError:
+                pass
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise JobError(f"{path.parent.name}: another session has been starting a job "
+                               f"in this run for {CLAIM_WAIT_S:g} s; try again") from None
+            time.sleep(0.02)
+        except OSError:  # no locks here (ENOLCK): only checked, as before
+            os.close(fd)
+            return None
+        os.close(fd)
 
 
 def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg: Any,
@@ -187,8 +269,10 @@ def start_train(runs_root: str | os.PathLike, name: str, model: str, model_cfg: 
 def _refuse_if_busy(run_dir: Path) -> None:
     job = status.read_job(run_dir)
     if job and job.alive:
-        raise JobError(f"{run_dir.name}: a {job.kind} process (pid {job.pid}) is still "
-                       "running; stop it first or wait for it to finish")
+        what = "an eval" if job.kind == "eval" else f"a {job.kind}"
+        raise JobError(f"{run_dir.name}: {what} process (pid {job.pid}) is still running; "
+                       + ("wait for it to finish" if job.kind == "eval" else
+                          "stop it first or wait for it to finish"))
 
 
 def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
@@ -201,22 +285,30 @@ def start_resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
     ``copy_to`` (default: :func:`genlab.runs.status.continue_root`) and the copy trains; the job's
     ``run_dir`` says where."""
     run_dir = Path(run_dir).resolve()
-    _refuse_if_busy(run_dir)
-    if not (run_dir / store.CHECKPOINT).exists():
-        raise JobError(f"{run_dir.name} has no checkpoint yet (no epoch finished): start a new run")
-    damage = status.checkpoint_damage(run_dir)
-    if damage:
-        raise JobError(f"cannot resume: {damage}; train it again")
     if epochs is not None and epochs < 1:
         raise JobError("epochs must be >= 1")
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes >= 0):
         raise JobError(f"max_minutes must be a number >= 0 (0: no limit; got {max_minutes:g})")
-    if status.read_only(run_dir):
-        run_dir = store.copy_for_resume(run_dir, Path(copy_to or status.continue_root(run_dir)).resolve())
-    argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
-    argv += ["--epochs", str(int(epochs))] if epochs else []
-    argv += ["--max-minutes", f"{float(max_minutes):g}"] if max_minutes is not None else []
-    return _launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env)
+    shipped = status.read_only(run_dir)  # only read: the copy, a new folder, is its own
+    if shipped:
+        _refuse_if_busy(run_dir)
+    with nullcontext() if shipped else _claim(run_dir):
+        if not (run_dir / store.CHECKPOINT).exists():
+            raise JobError(f"{run_dir.name} has no checkpoint yet (no epoch finished): start a new run")
+        damage = status.checkpoint_damage(run_dir)
+        if damage:
+            raise JobError(f"cannot resume: {damage}; train it again")
+        if shipped:
+            try:
+                run_dir = store.copy_for_resume(
+                    run_dir, Path(copy_to or status.continue_root(run_dir)).resolve())
+            except (OSError, store.RunError) as e:
+                raise JobError(f"cannot continue {run_dir.name} in a copy: {e}; nothing was "
+                               f"kept of the copy and {run_dir.name} is unchanged") from None
+        argv = [sys.executable, "-m", "genlab", "resume", str(run_dir), "--quiet"]
+        argv += ["--epochs", str(int(epochs))] if epochs else []
+        argv += ["--max-minutes", f"{float(max_minutes):g}"] if max_minutes is not None else []
+        return _launch(run_dir, "resume", argv, TRAIN_LOG, append=True, root=root, env=env)
 
 
 APP_EXACT_N = 200
@@ -228,22 +320,26 @@ minute; ``genlab eval`` alone integrates the whole split unless told --exact-n."
 def start_eval(run_dir: str | os.PathLike, *, k: int = 1, limit: int | None = None,
                device: str = "auto", root: str | os.PathLike | None = None,
                env: dict | None = None, exact_n: int = APP_EXACT_N) -> status.Job:
-    """Start ``python -m genlab eval`` (writes eval.json); progress: :func:`eval_progress`."""
+    """Start ``python -m genlab eval`` (writes eval.json atomically); progress:
+    :func:`eval_progress`. Of two sessions pressing Evaluate on one run at once, one starts
+    it and the other gets a JobError saying an eval is running (:func:`_claim`)."""
     run_dir = Path(run_dir).resolve()
-    _refuse_if_busy(run_dir)
     if not 1 <= int(k) <= 5000:
         raise JobError(f"k must be between 1 and 5000 (got {k})")
-    if not (run_dir / store.CHECKPOINT).exists():
-        raise JobError(f"{run_dir.name} has no checkpoint to evaluate yet")
     argv = [sys.executable, "-m", "genlab", "eval", str(run_dir), "--k", str(int(k)),
             "--device", device, "--exact-n", str(int(exact_n))] + (
                 ["--limit", str(int(limit))] if limit else [])
-    return _launch(run_dir, "eval", argv, EVAL_LOG, append=False, root=root, env=env)
+    with _claim(run_dir):
+        if not (run_dir / store.CHECKPOINT).exists():
+            raise JobError(f"{run_dir.name} has no checkpoint to evaluate yet")
+        return _launch(run_dir, "eval", argv, EVAL_LOG, append=False, root=root, env=env)
 
 
 def stop(run_dir: str | os.PathLike) -> bool:
     """SIGTERM the run's training process: the trainer finishes its step, saves a
-    checkpoint and writes status "stopped". False when nothing is running."""
+    checkpoint and writes status "stopped". False when nothing is running. The process
+    is found from job.json alone (by a server restarted since it started the job, too),
+    and only while its pid still runs the command job.json recorded."""
     run_dir = Path(run_dir)
     job = status.read_job(run_dir)
     if job and job.alive:
@@ -279,7 +375,8 @@ def job_dirs(*roots: str | os.PathLike) -> list[Path]:
     found = []
     for root in map(Path, roots):
         if root.is_dir():
-            found += [p for p in root.iterdir() if (p / store.CONFIG).exists() or (p / JOB).exists()]
+            found += [p for p in root.iterdir() if not p.name.startswith(".") and (
+                (p / store.CONFIG).exists() or (p / JOB).exists())]  # .name: a copy being made
     return sorted(found, key=_newest_mtime, reverse=True)
 
 

@@ -370,12 +370,13 @@ def load_model(run_dir: str | os.PathLike, map_location: str | torch.device = "c
 
 
 def find_runs(*roots: str | os.PathLike) -> list[Path]:
-    """Run directories (holding config.json) directly under each root, newest first."""
+    """Run directories (holding config.json) directly under each root, newest first; a
+    hidden folder (a copy being made: :func:`copy_for_resume`) is none."""
     found = []
     for root in roots:
         root = Path(root)
         if root.is_dir():
-            found += [p for p in root.iterdir() if (p / CONFIG).exists()]
+            found += [p for p in root.iterdir() if not p.name.startswith(".") and (p / CONFIG).exists()]
     return sorted(found, key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
 
 
@@ -412,19 +413,42 @@ def copy_for_resume(src: str | os.PathLike, runs_root: str | os.PathLike) -> Pat
     """Copy a read-only run (a shipped one) into ``runs_root`` to continue training there:
     a new folder ``<name>-continued`` (``-1``, ``-2``, ... when taken) holding its config,
     metrics, checkpoint, samples and eval, without the app's job and log files; its
-    status.json says where it came from. ``src`` is only read."""
+    status.json says where it came from. ``src`` is only read.
+
+    The copy is made in a hidden folder beside it and renamed into place when whole, so a
+    write that fails (a full disk) leaves nothing: an OSError naming the file (errno kept),
+    and no half copy with a truncated checkpoint to be listed as a run."""
     src = Path(src)
     dst = new_run_dir(runs_root, f"{src.name}-continued")
-    for f in src.iterdir():
-        if f.name in ("job.json", "train.log", "eval.log") or f.name.startswith("."):
-            continue
-        if f.is_dir():
-            shutil.copytree(f, dst / f.name)
-        else:
-            shutil.copy2(f, dst / f.name)
-    status = read_json(dst / STATUS) or {}
-    status.pop("shipped_from", None)
-    atomic_write_json(dst / STATUS, {**status, "continued_from": str(src)})
+    tmp, where = None, dst  # where: the file being written, named in an error
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
+        tmp.chmod(dst.stat().st_mode & 0o7777)  # mkdtemp's is 0o700: the run's own mode
+        for f in sorted(src.rglob("*")):  # a folder before what it holds
+            rel = f.relative_to(src)
+            if rel.parts[0] in ("job.json", "train.log", "eval.log") or rel.parts[0].startswith("."):
+                continue
+            where = dst / rel
+            if f.is_dir():
+                (tmp / rel).mkdir()
+            else:
+                shutil.copy2(f, tmp / rel)
+        where = dst / STATUS
+        status = read_json(tmp / STATUS) or {}
+        status.pop("shipped_from", None)
+        (tmp / STATUS).write_text(json.dumps({**status, "continued_from": str(src)}, indent=2) + "\n",
+                                  encoding="utf-8")  # in the hidden folder: renamed whole
+        os.replace(tmp, dst)  # onto the empty folder new_run_dir claimed
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            dst.rmdir()
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise _write_error(where, e) from None
+        raise
     return dst
 
 

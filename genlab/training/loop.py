@@ -423,8 +423,19 @@ class _Loop:
 
     def stopped(self, epoch: int) -> dict:
         """Stop on request: the checkpoint of ``epoch`` epochs done, from the weights as they
-        are now, with the next one's position when it stopped in it."""
-        self.save(epoch)
+        are now, with the next one's position when it stopped in it. A full disk at
+        that save leaves the checkpoint written before it whole (the write is atomic),
+        and the run's one-line failure says so."""
+        try:
+            self.save(epoch)
+        except OSError as e:
+            kept = (self.run_dir / store.CHECKPOINT).exists()
+            err = type(e)(f"{e}; " + (
+                "stopped on the last checkpoint, which is kept (the steps since it are not): "
+                "free some space, then resume" if kept else
+                "stopped before any checkpoint was written: free some space, then train it again"))
+            err.errno = e.errno
+            raise err from None
         self.dist.wait_for_main()
         return {"state": "stopped", "epoch": epoch, "step": self.state.step}
 
