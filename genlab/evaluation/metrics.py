@@ -51,11 +51,10 @@ DEQUANTIZATION_BOUNDS = {
 
 
 def dequantization_entries(model: GenerativeModel) -> dict:
-    """eval.json's statement of the bound a model of 8-bit data reports: the flows declare
-    ``dequantization`` (genlab.models.flow.FlowModel); every other model takes the data
-    pipeline's uniform noise. (The declaration belongs on GenerativeModel beside
-    ``log_prob_method``; until it is there, a model without it is uniform.)"""
-    kind = getattr(model, "dequantization", "uniform")
+    """eval.json's statement of the bound a model of 8-bit data reports, from its declared
+    ``dequantization`` (GenerativeModel: the data pipeline's uniform noise; the flows say
+    which of theirs, genlab.models.flow.FlowModel)."""
+    kind = model.dequantization
     return {"dequantization": kind, "dequantization_bound": DEQUANTIZATION_BOUNDS[kind]}
 
 

@@ -188,6 +188,9 @@ class GenerativeModel(nn.Module):
     # whose proposal depends on its config or state makes ``proposal`` a property
     log_prob_method: ClassVar[str | None] = None
     proposal: ClassVar[str | None] = None
+    # how a model of 8-bit data fills each pixel's bin (eval.json: genlab.evaluation.metrics.
+    # DEQUANTIZATION_BOUNDS); the flows make it a property of their config
+    dequantization: ClassVar[str] = "uniform"
 
     def __init__(self, cfg: Any):
         super().__init__()
