@@ -626,6 +626,39 @@ def block_run_switches() -> list[str]:
             f"{f(max(loads), '.1f')}."]
 
 
+def block_app_load() -> list[str]:
+    """A classroom on one server (benchmarks/app_load.py): per number of sessions, and the soak."""
+    a = result("app_load.json")
+    rows = []
+    for n, v in a["by_sessions"].items():
+        rows.append([n, f(v["slider_round_trip_ms"]["median"], ".0f"), f(v["slider_round_trip_ms"]["p95"], ".0f"),
+                     f(v["page_switch_s"]["median"], ".1f"), f(v["page_switch_s"]["p95"], ".1f"),
+                     str(v["errors"]["count"]),
+                     f(v["server_rss_mb"]["peak"], ".0f"), f(v["cpu_s_per_session_minute"], ".1f"),
+                     f"{f(v['load_avg'][0], '.0f')}–{f(v['load_avg'][1], '.0f')}"])
+    ratio = a["slider_p95_ratio"]
+    out = [*table(["sessions", "slider round trip, median (ms)", "p95 (ms)", "page switch, median (s)",
+                   "p95 (s)", "errors", "server RSS peak (MB)", "server CPU s / session-minute",
+                   "load average"], rows, "rrrrrrrrr"), "",
+           f"Goals: no error at any N; p95 slider round trip at the most sessions within "
+           f"{f(a['goals']['slider_p95_ratio'], '.0f')}x of one session (here "
+           f"{f(ratio['ratio'], '.1f')}x). Every browser ran on the server's own "
+           f"{a['cpus']} cores, beside two trainings (`benchmarks/app_load.py --sessions "
+           f"{','.join(a['by_sessions'])}`)."]
+    soak = RESULTS / "app_load-soak.json"
+    if soak.exists():
+        s = read_json(soak)
+        g = s["rss_growth"]
+        out += ["", *table(["soak", "loops", "RSS after the first loop (MB)", "after the last (MB)", "growth",
+                            "goal", "errors", "RSS once every session closed (MB)"],
+                           [[f"{f(s['settings']['soak_minutes'], '.0f')} min, {s['settings']['soak_sessions']} sessions",
+                             str(g["loops"]), f(g["first_mb"], ".0f"), f(g["last_mb"], ".0f"),
+                             f"{100 * g['growth']:.1f} %", f"{100 * g['goal']:.0f} %", str(s["errors"]["count"]),
+                             f(s["release"]["samples"][-1]["rss_mb"], ".0f")]], "lrrrrrrr"),
+                "", "![the soak's server memory](../benchmarks/results/app_load-soak.png)"]
+    return out
+
+
 # -- docs/distributed.md --------------------------------------------------------------------
 def block_ddp_speed() -> list[str]:
     d = result("ddp_speed-cpu.json")
@@ -689,6 +722,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "app-timings": block_app_timings,
     "chart-library": block_chart_library,
     "run-switches": block_run_switches,
+    "app-load": block_app_load,
     "ddp-speed": block_ddp_speed,
     "family-defaults": block_family_defaults,
 }
