@@ -11,6 +11,7 @@ Cells where p = 0 contribute nothing (0 log 0 = 0)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import math
 
@@ -47,8 +48,10 @@ def exact_figures(target: Target, log_q: np.ndarray, grid: Grid) -> Figures:
     return Figures(entropy(p, grid), cross_entropy(p, log_q, grid))
 
 
-def log_normaliser(target: Target, grid: Grid) -> float:
-    """log Z, Z the integral of exp(log_density) over the box by the midpoint rule."""
+def log_normaliser(target: Target | Callable[[torch.Tensor], torch.Tensor], grid: Grid) -> float:
+    """log Z, Z the integral of exp(log_density) over the grid's box by the midpoint rule;
+    ``target`` is a Target or a log-density itself, (B, 2) -> (B,)."""
+    log_density = target.log_density if isinstance(target, Target) else target
     with torch.no_grad():
-        logp = torch.cat([target.log_density(c.double()) for c in grid.points().split(8192)])
+        logp = torch.cat([log_density(c.double()) for c in grid.points().split(8192)])
     return float(torch.logsumexp(logp, 0)) + math.log(grid.cell_area)
