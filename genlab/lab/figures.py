@@ -117,13 +117,15 @@ def dots_image(points, colours, *, px: int = 400, radius: float = 2.5) -> str:
     a = np.clip(radius + 0.5 - dist, 0, 1) * col[:, 3, None, None]  # coverage times alpha
     iu, iv = np.broadcast_to(iu, a.shape), np.broadcast_to(iv, a.shape)
     keep = (a > 0) & (iu >= 0) & (iu < px) & (iv >= 0) & (iv < px)
-    pixels, at = np.unique((iv[keep] * px + iu[keep]).astype(np.int64), return_inverse=True)  # touched pixels
+    at = (iv[keep] * px + iu[keep]).astype(np.int64)  # each touch's pixel: sums by bincount
     a, rgb = a[keep], np.broadcast_to(col[:, None, None, :3], (*keep.shape, 3))[keep]
-    w = np.bincount(at, a)
+    w = np.bincount(at, a, minlength=px * px)  # (np.unique, a sort of the touches, was a quarter of the time)
+    pixels = np.flatnonzero(w)  # the touched pixels
+    w = w[pixels]
     rgba = np.empty((len(pixels), 4))
     for c in range(3):
-        rgba[:, c] = np.bincount(at, a * rgb[:, c]) / w
-    rgba[:, 3] = -np.expm1(np.bincount(at, np.log1p(-np.minimum(a, 0.999))))  # 1 - prod(1 - a)
+        rgba[:, c] = np.bincount(at, a * rgb[:, c], minlength=px * px)[pixels] / w
+    rgba[:, 3] = -np.expm1(np.bincount(at, np.log1p(-np.minimum(a, 0.999)), minlength=px * px)[pixels])  # 1 - prod(1 - a)
     img = np.zeros((px * px, 4), dtype=np.uint8)
     img[pixels] = np.round(rgba * 255)
     buf = io.BytesIO()
