@@ -1,7 +1,8 @@
 """The 2-D lab's speed goals (issue 29), measured, never asserted:
 
 - optimiser steps a second of a 2-D RealNVP of 8 couplings (MLP width 64, batch 256) on one
-  CPU thread (goal 300);
+  CPU thread (goal 300), and of 32 planar layers, with the milliseconds of their log q on the
+  page's grid (each redraw inverts every layer at every grid point);
 - seconds of training for that RealNVP to fit two moons within 0.05 nats of the target's
   entropy, i.e. exact KL(p || q) < 0.05 on the grid (goal 30 s);
 - in headless Chromium against `python app.py`: seconds from opening /lab to its first
@@ -10,7 +11,7 @@
 
 The load average is written beside the figures. ``--shots DIR`` instead trains every family
 on three targets, and 32 planar flows on U1-U4, and saves their figures as PNGs (Chromium
-screenshots of plotly's HTML).
+screenshots of plotly's HTML), with their exact KL(p || q) in DIR/shots.json.
 
     python benchmarks/lab_speed.py [--out benchmarks/results/lab_speed.json] [--no-browser]
 """
@@ -110,24 +111,42 @@ def browser(seconds: float = 10.0) -> dict:
         proc.wait(10)
 
 
+def planar_steps_per_second(n: int = 200, k: int = 32) -> dict:
+    """Optimiser steps a second of K planar layers on U1 (batch 256), and the milliseconds of
+    one redraw's log q on the page's 128 x 128 grid (an inverse of every layer per point)."""
+    ex = Experiment.start(get_target("u1"), "planar", Options(k=k), lr=1e-2)
+    ex.advance(20, batch=256)
+    t0 = time.perf_counter()
+    ex.advance(n, batch=256)
+    sps = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    ex.log_q()
+    return {"steps_per_s": round(sps, 1), "grid_log_q_ms": round(1000 * (time.perf_counter() - t0))}
+
+
 def shots(out: Path, steps: int = 600, planar_steps: int = 2000) -> None:
-    """Every family on three targets, and K = 32 planar flows on U1-U4, as PNGs."""
+    """Every family on three targets (the lab's default sizes, but 6 couplings), and K = 32
+    planar flows on U1-U4 at the family's defaults (its suggested lr and annealing), as PNGs;
+    their exact KL(p || q) and the seconds of training in DIR/shots.json."""
     from playwright.sync_api import sync_playwright
 
     from genlab.lab import figures
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    pages = {}
+    pages, record = {}, {}
     for target in ("moons", "8gaussians", "u1"):
         figs = []
         for name in FAMILIES:
-            ex = Experiment.start(get_target(target), name, Options(couplings=6, k=16, hidden=64), lr=3e-3, grid=Grid(96))
-            ex.advance(steps, batch=256, lr=FAMILIES[name].suggested_lr)
+            lr = FAMILIES[name].suggested_lr
+            ex = Experiment.start(get_target(target), name, Options(couplings=6, hidden=64), lr=lr, grid=Grid(96))
+            ex.advance(steps, batch=256, lr=lr)
             fig = figures.model_density_figure(ex, ex.log_q())
             f = ex.figures()
             fig.update_layout(title=f"{ex.family.label} on {target}, {ex.steps} steps"
                               + (f", KL {f.kl:.3f}" if f else ""), width=360, height=360)
+            record[f"{name} on {target}"] = {"steps": ex.steps, "seconds": round(ex.seconds, 1),
+                                             "kl": None if f is None else round(f.kl, 4)}
             figs.append(fig)
             view = figures.view_figure(ex, ex.target.sample(1000))
             if view is not None:
@@ -135,14 +154,23 @@ def shots(out: Path, steps: int = 600, planar_steps: int = 2000) -> None:
                 figs.append(view)
         pages[f"lab-{target}"] = figs
     figs = []
+    planar = FAMILIES["planar"]
     for target in ("u1", "u2", "u3", "u4"):
-        ex = Experiment.start(get_target(target), "planar", Options(k=32, anneal=planar_steps // 2), lr=1e-2, grid=Grid(96))
+        ex = Experiment.start(get_target(target), "planar", Options(k=32), lr=planar.suggested_lr, grid=Grid(96))
         ex.advance(planar_steps, batch=256)
+        kl, rev = ex.figures().kl, ex.history[-1]["reverse_kl"]
+        record[f"planar32 on {target}"] = {"steps": ex.steps, "seconds": round(ex.seconds, 1), "kl": round(kl, 4),
+                                          "reverse_kl_last_step": round(rev, 4), "anneal": ex.family.opts.anneal,
+                                          "lr": planar.suggested_lr}
         fig = figures.model_density_figure(ex, ex.log_q())
-        fig.update_layout(title=f"{target.upper()}: 32 planar, KL(p‖q) {ex.figures().kl:.3f}, "
-                          f"rev KL {ex.history[-1]['reverse_kl']:.3f}", width=360, height=360)
-        figs += [figures.density_figure(ex.target_density(), ex.grid, f"{target.upper()} target"), fig]
+        fig.update_layout(title=f"{target.upper()}: 32 planar, KL(p‖q) {kl:.3f}, rev KL {rev:.3f}",
+                          width=360, height=360)
+        target_fig = figures.density_figure(ex.target_density(), ex.grid, f"{target.upper()} target")
+        target_fig.update_layout(width=360, height=360)
+        figs += [target_fig, fig]
     pages["lab-planar32"] = figs
+    (out / "shots.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = b.new_page(viewport={"width": 1500, "height": 1000})
@@ -168,7 +196,8 @@ def main(argv=None) -> int:
         return 0
     res = {"load_average_1min_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
            "realnvp8_steps_per_s_1_thread": round(steps_per_second(), 1),
-           "fit_two_moons_within_0.05_nats": time_to_fit()}
+           "fit_two_moons_within_0.05_nats": time_to_fit(),
+           "planar32_1_thread": planar_steps_per_second()}
     if not a.no_browser:
         res["browser"] = browser()
     res["load_average_1min_after"] = round(os.getloadavg()[0], 2)
