@@ -362,13 +362,16 @@ def main(argv=None) -> int:
         procs = {ours: child(ours, budget, a), theirs: child(theirs, budget, a, genlab_params(ENTRY[contest]))}
         results[contest] = {name: result_of(name, p) for name, p in procs.items()}
         print(contest, results[contest], flush=True)
-    out = Path(a.out)
+        write(Path(a.out), results, a, t0)  # after each contest: a stop keeps the finished ones
+    print("\n".join(table(results, a)))
+    return 0
+
+
+def write(out: Path, results: dict, a, t0: float) -> None:
     meta = {"budgets_min": a.budgets, "test_n": a.test_n, "k": a.k, "machine": platform.machine(),
             "load_avg_end": round(os.getloadavg()[0], 2), "wall_s": round(time.time() - t0)}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     out.with_suffix(".md").write_text("\n".join(table(results, a)) + "\n")
-    print("\n".join(table(results, a)))
-    return 0
 
 
 if __name__ == "__main__":
