@@ -659,6 +659,21 @@ def block_app_load() -> list[str]:
     return out
 
 
+def block_contest() -> list[str]:
+    """genlab against normflows and pythae (benchmarks/contest.py)."""
+    c = result("contest.json")
+    rows = [[contest, name, f"{r['params']:,}", f(r["cpu_s"], ".0f"), f(r["images_per_cpu_s"], ".0f"),
+             "bits/dim" if contest == "flows" else "IWAE NLL (nats)", f(r["score"], ".3f")]
+            for contest, group in c["results"].items() for name, r in group.items()]
+    m = c["meta"]
+    budgets = ", ".join(f"{k} {v:g}" for k, v in m["budgets_min"].items())
+    return [*table(["contest", "contender", "parameters", "CPU s", "images / CPU s", "metric", "score"],
+                   rows, "llrrrlr"), "",
+            f"CPU minutes per contender: {budgets}; one thread each, the two of a contest at once; "
+            f"the full MNIST test split; IWAE k = {m['k']}; lower is better in both metrics "
+            "(`benchmarks/contest.py`)."]
+
+
 # -- docs/distributed.md --------------------------------------------------------------------
 def block_ddp_speed() -> list[str]:
     d = result("ddp_speed-cpu.json")
@@ -723,6 +738,7 @@ BLOCKS: dict[str, Callable[[], list[str]]] = {
     "chart-library": block_chart_library,
     "run-switches": block_run_switches,
     "app-load": block_app_load,
+    "contest": block_contest,
     "ddp-speed": block_ddp_speed,
     "family-defaults": block_family_defaults,
 }
