@@ -185,7 +185,9 @@ def test_a_killed_server_comes_back_under_an_open_page(data_root, tmp_path):
                 _settle(page)
                 _no_traceback(page)
                 page.screenshot(path=str(SHOTS / "train-reconnected.png"), full_page=True)
-                assert console_errors == []  # once reconnected: nothing failed
+                # once reconnected nothing failed, but an image of the dead server's media store
+                # (Streamlit keeps media in memory, per server) may still be asked for once
+                assert [e for e in console_errors if "/media/" not in e] == []
                 print(f"metrics lines at the kill {dict(zip(NAMES, at_kill))}; the console "
                       "while the server was gone:", *lost, sep="\n")
             finally:
